@@ -1,0 +1,60 @@
+import { x509 } from "./x509.js";
+import { SIGNING_ALGORITHM } from "./keys.js";
+import { identityOfSpki, type KeyIdentity } from "./keys.js";
+import { GatehouseError } from "../protocol/errors.js";
+
+/** The largest CSR we parse; a P-256 CSR is about 400 bytes of PEM. */
+export const MAX_CSR_PEM_BYTES = 8 * 1024;
+
+export async function createCsr(keys: CryptoKeyPair, commonName: string): Promise<string> {
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: [{ CN: [commonName] }],
+    keys,
+    signingAlgorithm: SIGNING_ALGORITHM,
+  });
+  return csr.toString("pem");
+}
+
+export interface VerifiedCsr extends KeyIdentity {
+  publicKey: CryptoKey;
+}
+
+function invalid(description: string): GatehouseError {
+  return new GatehouseError("invalid_request", description, "Send a PEM PKCS#10 CSR signed by an ECDSA P-256 key.");
+}
+
+/**
+ * Parses a CSR and checks what the gateway relies on: PEM of one CERTIFICATE REQUEST, a valid
+ * self-signature, and a key on the allow-list (ECDSA P-256). Requested extensions and the subject
+ * are ignored: the gateway decides every field of the certificate it issues.
+ */
+export async function verifyCsr(pem: unknown): Promise<VerifiedCsr> {
+  if (typeof pem !== "string" || pem.length === 0) throw invalid("csr is missing or not a string");
+  if (pem.length > MAX_CSR_PEM_BYTES) throw invalid(`csr is larger than ${MAX_CSR_PEM_BYTES} bytes`);
+  const trimmed = pem.trim();
+  if (!/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----$/.test(trimmed)) {
+    throw invalid("csr is not a PEM CERTIFICATE REQUEST");
+  }
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(trimmed);
+  } catch {
+    throw invalid("csr is not a well-formed PKCS#10 request");
+  }
+  const algorithm = csr.publicKey.algorithm as EcKeyAlgorithm;
+  if (algorithm.name !== "ECDSA" || algorithm.namedCurve !== "P-256") {
+    throw invalid(
+      `csr key type ${algorithm.name}${algorithm.namedCurve ? " " + algorithm.namedCurve : ""} is not allowed (only ECDSA P-256)`,
+    );
+  }
+  let valid = false;
+  try {
+    valid = await csr.verify();
+  } catch {
+    valid = false;
+  }
+  if (!valid) throw invalid("csr signature does not verify");
+  const publicKey = await csr.publicKey.export(SIGNING_ALGORITHM, ["verify"]);
+  const spki = new Uint8Array(csr.publicKey.rawData);
+  return { ...identityOfSpki(spki), publicKey };
+}

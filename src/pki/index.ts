@@ -1,0 +1,5 @@
+export * from "./authority.js";
+export * from "./csr.js";
+export * from "./fingerprint.js";
+export * from "./keys.js";
+export { x509 } from "./x509.js";

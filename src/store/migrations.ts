@@ -1,0 +1,149 @@
+/**
+ * The schema, as Kysely migrations kept in code so the built CLI carries them (no files on disk to
+ * ship or lose). Written for SQLite today and PostgreSQL later: text and integer columns only,
+ * timestamps as ISO-8601 text (which sorts correctly as text), booleans as integers.
+ */
+import { Migrator, type Generated, type Kysely, type Migration, type MigrationProvider } from "kysely";
+import type {
+  AuditEventInput,
+  CertificateRecord,
+  DeviceRecord,
+  RegistrationRecord,
+  SessionRecord,
+} from "./types.js";
+
+/**
+ * Table shapes as the store sees them through CamelCasePlugin: camelCase here, snake_case in SQL.
+ * Table names are already snake_case, which the plugin leaves untouched.
+ */
+export interface Database {
+  devices: DeviceRecord;
+  registration_requests: RegistrationRecord;
+  certificates: CertificateRecord;
+  sessions: SessionRecord;
+  audit_events: Omit<AuditEventInput, "details"> & { id: Generated<number>; details: string };
+}
+
+// Migrations take Kysely<any>: they must keep working after Database changes shape.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const initial: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable("devices")
+      .addColumn("device_id", "text", (c) => c.primaryKey())
+      .addColumn("kind", "text", (c) => c.notNull())
+      .addColumn("name", "text", (c) => c.notNull())
+      .addColumn("platform", "text")
+      .addColumn("status", "text", (c) => c.notNull())
+      .addColumn("role", "text", (c) => c.notNull())
+      .addColumn("public_key", "text", (c) => c.notNull())
+      .addColumn("key_fingerprint", "text", (c) => c.notNull())
+      .addColumn("user_code", "text")
+      .addColumn("address", "text")
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("updated_at", "text", (c) => c.notNull())
+      .addColumn("approved_at", "text")
+      .addColumn("revoked_at", "text")
+      .addColumn("status_reason", "text")
+      .addColumn("last_seen", "text")
+      .addColumn("cert_fingerprint", "text")
+      .addColumn("cert_expires_at", "text")
+      .execute();
+
+    await db.schema
+      .createTable("registration_requests")
+      .addColumn("request_id", "text", (c) => c.primaryKey())
+      .addColumn("device_id", "text", (c) => c.notNull().references("devices.device_id"))
+      .addColumn("user_code", "text", (c) => c.notNull())
+      .addColumn("status", "text", (c) => c.notNull())
+      .addColumn("csr", "text", (c) => c.notNull())
+      .addColumn("name", "text", (c) => c.notNull())
+      .addColumn("platform", "text")
+      .addColumn("address", "text")
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("expires_at", "text", (c) => c.notNull())
+      .addColumn("certificate", "text")
+      .addColumn("reason", "text")
+      .execute();
+    await db.schema
+      .createIndex("registration_requests_user_code_idx")
+      .on("registration_requests")
+      .column("user_code")
+      .execute();
+    await db.schema
+      .createIndex("registration_requests_device_status_idx")
+      .on("registration_requests")
+      .columns(["device_id", "status"])
+      .execute();
+
+    await db.schema
+      .createTable("certificates")
+      .addColumn("serial", "text", (c) => c.primaryKey())
+      .addColumn("device_id", "text", (c) => c.notNull().references("devices.device_id"))
+      .addColumn("fingerprint", "text", (c) => c.notNull())
+      .addColumn("not_before", "text", (c) => c.notNull())
+      .addColumn("not_after", "text", (c) => c.notNull())
+      .addColumn("issued_at", "text", (c) => c.notNull())
+      .addColumn("pem", "text", (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex("certificates_device_id_idx").on("certificates").column("device_id").execute();
+
+    await db.schema
+      .createTable("sessions")
+      .addColumn("session_id", "text", (c) => c.primaryKey())
+      .addColumn("device_id", "text", (c) => c.notNull().references("devices.device_id"))
+      .addColumn("address", "text")
+      .addColumn("connected_at", "text", (c) => c.notNull())
+      .addColumn("disconnected_at", "text")
+      .addColumn("close_code", "integer")
+      .addColumn("close_reason", "text")
+      .execute();
+    await db.schema.createIndex("sessions_device_id_idx").on("sessions").column("device_id").execute();
+
+    // AUTOINCREMENT so ids are never reused after deletes: readers page with afterId. PostgreSQL
+    // would declare this column `integer generated always as identity` (or `serial`) instead.
+    await db.schema
+      .createTable("audit_events")
+      .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+      .addColumn("ts", "text", (c) => c.notNull())
+      .addColumn("type", "text", (c) => c.notNull())
+      .addColumn("outcome", "text", (c) => c.notNull())
+      .addColumn("actor", "text")
+      .addColumn("subject", "text")
+      .addColumn("address", "text")
+      .addColumn("code", "text")
+      .addColumn("details", "text", (c) => c.notNull().defaultTo("{}"))
+      .execute();
+    await db.schema.createIndex("audit_events_subject_idx").on("audit_events").column("subject").execute();
+  },
+
+  async down(db: Kysely<any>) {
+    for (const table of ["audit_events", "sessions", "certificates", "registration_requests", "devices"]) {
+      await db.schema.dropTable(table).execute();
+    }
+  },
+};
+
+const migrations: Record<string, Migration> = {
+  "0001_initial": initial,
+};
+
+const provider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(migrations),
+};
+
+/** Brings the schema to the latest version; a no-op when it already is. */
+export async function migrateToLatest(db: Kysely<any>): Promise<void> {
+  // Without plugins, so the migrations' snake_case names reach SQL exactly as written.
+  const migrator = new Migrator({ db: db.withoutPlugins(), provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName;
+    throw new Error(`store migration ${failed ?? "(setup)"} failed: ${describe(error)}`, { cause: error });
+  }
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,144 @@
+/**
+ * The one Store interface. The gateway talks only to this; the Kysely implementation serves it
+ * over SQLite (default) and is written so that a PostgreSQL dialect can serve it unchanged later:
+ * timestamps are ISO-8601 strings, booleans are integers, ids are text, no SQLite-only SQL.
+ */
+export type DeviceStatus = "pending" | "approved" | "denied" | "revoked";
+/** "node" devices connect and run commands; "operator" devices are admin/operator credentials. */
+export type DeviceKind = "node" | "operator";
+export type RegistrationStatus = "pending" | "approved" | "denied" | "expired";
+
+export interface DeviceRecord {
+  deviceId: string;
+  kind: DeviceKind;
+  name: string;
+  platform: string | null;
+  status: DeviceStatus;
+  role: string;
+  /** base64 DER SubjectPublicKeyInfo of the device key */
+  publicKey: string;
+  /** sha256:hex of the SPKI */
+  keyFingerprint: string;
+  userCode: string | null;
+  address: string | null;
+  createdAt: string;
+  updatedAt: string;
+  approvedAt: string | null;
+  revokedAt: string | null;
+  statusReason: string | null;
+  lastSeen: string | null;
+  certFingerprint: string | null;
+  certExpiresAt: string | null;
+}
+
+export interface RegistrationRecord {
+  requestId: string;
+  deviceId: string;
+  userCode: string;
+  status: RegistrationStatus;
+  csr: string;
+  name: string;
+  platform: string | null;
+  address: string | null;
+  createdAt: string;
+  expiresAt: string;
+  /** PEM of the issued certificate once approved */
+  certificate: string | null;
+  reason: string | null;
+}
+
+export interface CertificateRecord {
+  serial: string;
+  deviceId: string;
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+  issuedAt: string;
+  pem: string;
+}
+
+export interface SessionRecord {
+  sessionId: string;
+  deviceId: string;
+  address: string | null;
+  connectedAt: string;
+  disconnectedAt: string | null;
+  closeCode: number | null;
+  closeReason: string | null;
+}
+
+export interface AuditEventInput {
+  ts: string;
+  type: string;
+  outcome: "success" | "failure";
+  actor: string | null;
+  subject: string | null;
+  address: string | null;
+  code: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface AuditEventRecord extends AuditEventInput {
+  id: number;
+}
+
+export interface ApprovalResult {
+  device: DeviceRecord;
+  registration: RegistrationRecord;
+  certificate: CertificateRecord;
+}
+
+export interface Store {
+  /** Runs pending migrations; called once at start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  // devices
+  getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
+  listDevices(filter?: { status?: DeviceStatus }): Promise<DeviceRecord[]>;
+  /** Inserts, or updates name/platform/address/userCode/status of a device that is not approved. */
+  upsertDevice(device: DeviceRecord): Promise<void>;
+  updateDevice(
+    deviceId: string,
+    patch: Partial<Omit<DeviceRecord, "deviceId" | "createdAt">>,
+  ): Promise<DeviceRecord | undefined>;
+  /** Marks many devices' lastSeen at once (batched from the session registry). */
+  touchDevices(seen: { deviceId: string; lastSeen: string; address: string | null }[]): Promise<void>;
+
+  // registration requests
+  createRegistration(reg: RegistrationRecord): Promise<void>;
+  getRegistration(requestId: string): Promise<RegistrationRecord | undefined>;
+  findRegistrationByUserCode(userCode: string): Promise<RegistrationRecord | undefined>;
+  /** The newest pending registration for a device. */
+  findPendingRegistrationByDevice(deviceId: string): Promise<RegistrationRecord | undefined>;
+  countPendingRegistrations(now: string): Promise<number>;
+  updateRegistration(requestId: string, patch: Partial<Omit<RegistrationRecord, "requestId">>): Promise<void>;
+  /** Marks pending registrations whose expiresAt <= now as expired; returns how many. */
+  expireRegistrations(now: string): Promise<number>;
+
+  /**
+   * Approval in one transaction: device approved (with role, cert fields), registration approved
+   * with its certificate, certificate row inserted. Durable when it resolves.
+   */
+  recordApproval(input: {
+    deviceId: string;
+    requestId: string | null;
+    role: string;
+    at: string;
+    certificate: CertificateRecord;
+  }): Promise<ApprovalResult>;
+
+  // certificates
+  insertCertificate(cert: CertificateRecord): Promise<void>;
+  listCertificates(deviceId: string): Promise<CertificateRecord[]>;
+
+  // sessions
+  openSession(session: SessionRecord): Promise<void>;
+  closeSession(sessionId: string, at: string, closeCode: number | null, closeReason: string | null): Promise<void>;
+  /** Sessions left open by a crash are closed at start. */
+  closeAllOpenSessions(at: string, reason: string): Promise<number>;
+
+  // audit (a plain append for now)
+  appendAudit(event: AuditEventInput): Promise<number>;
+  listAudit(options?: { afterId?: number; limit?: number; subject?: string }): Promise<AuditEventRecord[]>;
+}

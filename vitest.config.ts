@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // End-to-end tests start real gateways and nodes as child processes: keep files in parallel
+    // but bounded, the machines have two cores.
+    maxWorkers: 2,
+  },
+});
