@@ -86,7 +86,11 @@ const initial: Migration = {
       .addColumn("issued_at", "text", (c) => c.notNull())
       .addColumn("pem", "text", (c) => c.notNull())
       .execute();
-    await db.schema.createIndex("certificates_device_id_idx").on("certificates").column("device_id").execute();
+    await db.schema
+      .createIndex("certificates_device_id_idx")
+      .on("certificates")
+      .column("device_id")
+      .execute();
 
     await db.schema
       .createTable("sessions")

@@ -1,0 +1,103 @@
+import type { TLSSocket } from "node:tls";
+import { GatehouseError } from "../protocol/errors.js";
+import { sha256Fingerprint } from "../pki/fingerprint.js";
+import { scopesForRole, type Principal } from "./roles.js";
+
+const DEVICE_URI_PREFIX = "URI:urn:gatehouse:device:";
+
+/** What the TLS layer established about a connection's client certificate, computed once per socket. */
+export interface PeerIdentity {
+  deviceId?: string;
+  fingerprint?: string;
+  error?: GatehouseError;
+}
+
+/** The parts of a device record this check needs; the gateway serves them from memory. */
+export interface DeviceLookup {
+  (deviceId: string): { status: string; role: string; kind: "node" | "operator" } | undefined;
+}
+
+const identities = new WeakMap<TLSSocket, PeerIdentity>();
+
+/**
+ * Reads the peer certificate of a TLS socket accepted with `requestCert: true,
+ * rejectUnauthorized: false`, so that a refused certificate gets a named error instead of a reset.
+ */
+export function peerIdentity(socket: TLSSocket): PeerIdentity {
+  const cached = identities.get(socket);
+  if (cached) return cached;
+  const identity = readPeerIdentity(socket);
+  identities.set(socket, identity);
+  return identity;
+}
+
+function readPeerIdentity(socket: TLSSocket): PeerIdentity {
+  const peer = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate() : undefined;
+  if (!peer || !peer.raw) return {};
+  const fingerprint = sha256Fingerprint(peer.raw);
+  if (!socket.authorized) {
+    const reason = String(socket.authorizationError ?? "unknown");
+    if (reason === "CERT_HAS_EXPIRED") {
+      return {
+        fingerprint,
+        error: new GatehouseError("cert_expired", `the client certificate expired at ${peer.valid_to}`),
+      };
+    }
+    if (reason === "CERT_NOT_YET_VALID") {
+      return {
+        fingerprint,
+        error: new GatehouseError(
+          "cert_untrusted",
+          `the client certificate is not valid before ${peer.valid_from}`,
+          "Check this machine's clock.",
+        ),
+      };
+    }
+    return {
+      fingerprint,
+      error: new GatehouseError(
+        "cert_untrusted",
+        `the client certificate was not issued by this gateway's CA (${reason})`,
+      ),
+    };
+  }
+  const uri = (peer.subjectaltname ?? "").split(", ").find((name) => name.startsWith(DEVICE_URI_PREFIX));
+  if (!uri) {
+    return {
+      fingerprint,
+      error: new GatehouseError("cert_untrusted", "the client certificate names no Gatehouse device"),
+    };
+  }
+  return { deviceId: uri.slice(DEVICE_URI_PREFIX.length), fingerprint };
+}
+
+/** One function turns a client certificate into a principal: TLS verdict, then the device's state. */
+export function authenticateClientCertificate(socket: TLSSocket, lookup: DeviceLookup): Principal {
+  const identity = peerIdentity(socket);
+  if (identity.error) throw identity.error;
+  if (!identity.deviceId || !identity.fingerprint) {
+    throw new GatehouseError("missing_credentials", "no client certificate was presented");
+  }
+  const device = lookup(identity.deviceId);
+  if (!device) {
+    throw new GatehouseError("cert_untrusted", `device ${identity.deviceId} is not known to this gateway`);
+  }
+  switch (device.status) {
+    case "approved":
+      break;
+    case "revoked":
+      throw new GatehouseError("device_revoked", `device ${identity.deviceId} has been revoked`);
+    case "denied":
+      throw new GatehouseError("device_denied", `device ${identity.deviceId} was denied`);
+    default:
+      throw new GatehouseError("device_pending", `device ${identity.deviceId} is waiting for approval`);
+  }
+  return {
+    kind: "device",
+    deviceId: identity.deviceId,
+    deviceKind: device.kind,
+    role: device.role,
+    scopes: scopesForRole(device.role),
+    credentialFingerprint: identity.fingerprint,
+  };
+}

@@ -1,0 +1,5 @@
+export * from "./paths.js";
+export * from "./schema.js";
+export * from "./duration.js";
+export * from "./load.js";
+export * from "./files.js";

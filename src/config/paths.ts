@@ -1,0 +1,33 @@
+import { homedir } from "node:os";
+import path from "node:path";
+
+/** File names inside a home: part of the contract, scripts and diagnostics rely on them. */
+export const GATEWAY_FILES = {
+  config: "gateway.json",
+  database: "gatehouse.db",
+  pkiDir: "pki",
+  caCert: "pki/ca.pem",
+  caKey: "pki/ca.key",
+  serverCert: "pki/server.pem",
+  serverKey: "pki/server.key",
+  adminDir: "admin",
+  adminCert: "admin/admin.pem",
+  adminKey: "admin/admin.key",
+  adminCa: "admin/ca.pem",
+  adminGateway: "admin/gateway.json",
+} as const;
+
+export const NODE_FILES = {
+  config: "node.json",
+  deviceKey: "device.key",
+  deviceCert: "device.pem",
+  caCert: "ca.pem",
+  registration: "registration.json",
+  state: "state.json",
+} as const;
+
+/** `--home` wins over GATEHOUSE_HOME, which wins over ~/.gatehouse. They only locate the home. */
+export function resolveHome(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const chosen = flag ?? env.GATEHOUSE_HOME ?? path.join(homedir(), ".gatehouse");
+  return path.resolve(chosen);
+}

@@ -1,0 +1,61 @@
+import { z } from "zod";
+import { durationSchema } from "./duration.js";
+
+const listenSchema = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be HOST:PORT, e.g. 127.0.0.1:18789");
+
+/** gateway.json. Every setting has a default but the gateway id, which `gateway init` writes. */
+export const gatewayConfigSchema = z.strictObject({
+  gatewayId: z.string().min(1),
+  name: z.string().default("gatehouse"),
+  listen: listenSchema.default("127.0.0.1:18789"),
+  /** Extra names and addresses for the server certificate, besides localhost and loopback. */
+  sans: z.array(z.string()).default([]),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  certificates: z
+    .strictObject({
+      clientTtl: durationSchema.prefault("24h"),
+      serverTtl: durationSchema.prefault("365d"),
+      adminTtl: durationSchema.prefault("365d"),
+    })
+    .prefault({}),
+  enroll: z
+    .strictObject({
+      pendingTtl: durationSchema.prefault("15m"),
+      maxPending: z.number().int().positive().default(100),
+      /** Registrations one address may start per minute (a token bucket of this size). */
+      perAddressPerMinute: z.number().int().positive().default(20),
+      maxBodyBytes: z.number().int().positive().default(64 * 1024),
+    })
+    .prefault({}),
+  sessions: z
+    .strictObject({
+      heartbeatInterval: durationSchema.prefault("15s"),
+      heartbeatTimeout: durationSchema.prefault("45s"),
+    })
+    .prefault({}),
+});
+
+export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
+export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
+
+/** node.json, written by `node register`. */
+export const nodeConfigSchema = z.strictObject({
+  gatewayUrl: z.url({ protocol: /^https$/ }),
+  caFingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be sha256: followed by 64 hex digits"),
+  deviceId: z.string().min(1).optional(),
+  name: z.string().optional(),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  exec: z.strictObject({ allow: z.array(z.string()).default([]) }).prefault({}),
+  heartbeatInterval: durationSchema.prefault("15s"),
+  reconnect: z
+    .strictObject({
+      initialDelay: durationSchema.prefault("1s"),
+      maxDelay: durationSchema.prefault("60s"),
+    })
+    .prefault({}),
+});
+
+export type NodeConfig = z.output<typeof nodeConfigSchema>;
+export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

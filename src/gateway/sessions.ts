@@ -1,0 +1,77 @@
+import type { WebSocket } from "ws";
+import type { NodeView } from "../protocol/messages.js";
+
+export interface LiveSession {
+  sessionId: string;
+  deviceId: string;
+  name: string;
+  socket: WebSocket;
+  address: string | null;
+  connectedAt: Date;
+  lastHeartbeat: Date;
+  platform: string | null;
+  version: string | null;
+  hostname: string | null;
+  uptimeSeconds: number | null;
+  uptimeReportedAt: Date | null;
+}
+
+/** The node sessions that are open right now, by device. Revocation and `nodes list` read this. */
+export class SessionRegistry {
+  private readonly byDevice = new Map<string, Map<string, LiveSession>>();
+
+  add(session: LiveSession): void {
+    let sessions = this.byDevice.get(session.deviceId);
+    if (!sessions) {
+      sessions = new Map();
+      this.byDevice.set(session.deviceId, sessions);
+    }
+    sessions.set(session.sessionId, session);
+  }
+
+  remove(session: LiveSession): void {
+    const sessions = this.byDevice.get(session.deviceId);
+    if (!sessions) return;
+    sessions.delete(session.sessionId);
+    if (sessions.size === 0) this.byDevice.delete(session.deviceId);
+  }
+
+  isOnline(deviceId: string): boolean {
+    return this.byDevice.has(deviceId);
+  }
+
+  all(): LiveSession[] {
+    return [...this.byDevice.values()].flatMap((sessions) => [...sessions.values()]);
+  }
+
+  /** Closes every session of a device at once, e.g. 4403 `device_revoked`. Returns how many. */
+  closeDevice(deviceId: string, code: number, reason: string): number {
+    const sessions = [...(this.byDevice.get(deviceId)?.values() ?? [])];
+    for (const session of sessions) session.socket.close(code, reason);
+    return sessions.length;
+  }
+
+  closeAll(code: number, reason: string): void {
+    for (const session of this.all()) session.socket.close(code, reason);
+  }
+
+  view(session: LiveSession, now: Date): NodeView {
+    const uptimeSeconds =
+      session.uptimeSeconds !== null && session.uptimeReportedAt
+        ? Math.round(session.uptimeSeconds + (now.getTime() - session.uptimeReportedAt.getTime()) / 1000)
+        : null;
+    return {
+      deviceId: session.deviceId,
+      name: session.name,
+      platform: session.platform,
+      version: session.version,
+      hostname: session.hostname,
+      address: session.address,
+      sessionId: session.sessionId,
+      connectedAt: session.connectedAt.toISOString(),
+      lastHeartbeat: session.lastHeartbeat.toISOString(),
+      uptimeSeconds,
+      online: true,
+    };
+  }
+}

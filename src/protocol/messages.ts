@@ -1,0 +1,116 @@
+import { z } from "zod";
+
+/** A name a person gives a device: printable, one line, at most 64 characters. */
+export const deviceNameSchema = z
+  .string()
+  .min(1, "name is empty")
+  .max(64, "name is longer than 64 characters")
+  // eslint-disable-next-line no-control-regex
+  .refine((name) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(name), "name contains control characters");
+
+export const enrollRequestSchema = z.strictObject({
+  csr: z.string().min(1, "csr is missing"),
+  name: deviceNameSchema,
+  platform: z.string().max(64).optional(),
+  enrollToken: z.string().max(256).optional(),
+});
+export type EnrollRequest = z.infer<typeof enrollRequestSchema>;
+
+export interface EnrollResponse {
+  requestId: string;
+  deviceId: string;
+  userCode: string;
+  keyFingerprint: string;
+  status: "pending" | "approved" | "denied" | "expired";
+  expiresAt: string;
+  pollAfterMs: number;
+}
+
+export interface EnrollStatusResponse {
+  requestId: string;
+  deviceId: string;
+  status: "pending" | "approved" | "denied" | "expired";
+  reason?: string;
+  certificate?: string;
+  caBundle?: string;
+  expiresAt: string;
+}
+
+export interface HealthResponse {
+  status: "ok";
+  service: "gatehouse";
+  version: string;
+  gatewayId: string;
+  time: string;
+}
+
+/** The device as the API and `--json` show it. */
+export interface DeviceView {
+  deviceId: string;
+  kind: "node" | "operator";
+  name: string;
+  status: "pending" | "approved" | "denied" | "revoked";
+  role: string;
+  userCode: string | null;
+  fingerprint: string;
+  platform: string | null;
+  address: string | null;
+  online: boolean;
+  lastSeen: string | null;
+  certExpiresAt: string | null;
+  certFingerprint: string | null;
+  createdAt: string;
+  approvedAt: string | null;
+  revokedAt: string | null;
+  statusReason: string | null;
+}
+
+export interface NodeView {
+  deviceId: string;
+  name: string;
+  platform: string | null;
+  version: string | null;
+  hostname: string | null;
+  address: string | null;
+  sessionId: string;
+  connectedAt: string;
+  lastHeartbeat: string;
+  uptimeSeconds: number | null;
+  online: true;
+}
+
+// Messages on the node session (WebSocket, JSON text frames).
+export const nodeHelloSchema = z.object({
+  type: z.literal("hello"),
+  version: z.string().max(64),
+  platform: z.string().max(64),
+  hostname: z.string().max(255).optional(),
+  uptimeSeconds: z.number().optional(),
+});
+export const heartbeatSchema = z.object({ type: z.literal("heartbeat"), ts: z.number() });
+export const nodeMessageSchema = z.discriminatedUnion("type", [nodeHelloSchema, heartbeatSchema]);
+export type NodeMessage = z.infer<typeof nodeMessageSchema>;
+
+export const welcomeSchema = z.object({
+  type: z.literal("welcome"),
+  sessionId: z.string(),
+  deviceId: z.string(),
+  heartbeatIntervalMs: z.number(),
+  serverTime: z.string(),
+});
+export const heartbeatAckSchema = z.object({ type: z.literal("heartbeat_ack"), ts: z.number(), serverTime: z.string() });
+export const gatewayMessageSchema = z.discriminatedUnion("type", [welcomeSchema, heartbeatAckSchema]);
+export type GatewayMessage = z.infer<typeof gatewayMessageSchema>;
+
+/** RFC 8628-style user code alphabet: no vowels, no look-alikes. */
+export const USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ";
+
+export function formatUserCode(code: string): string {
+  return `${code.slice(0, 4)}-${code.slice(4)}`;
+}
+
+/** "bcdf-ghjk", "BCDFGHJK" and "BCDF GHJK" all name the same code; returns undefined if not a code. */
+export function parseUserCode(input: string): string | undefined {
+  const compact = input.toUpperCase().replace(/[\s-]/g, "");
+  return compact.length === 8 && [...compact].every((c) => USER_CODE_ALPHABET.includes(c)) ? compact : undefined;
+}

@@ -1,0 +1,3 @@
+export type * from "./types.js";
+export type { Database } from "./migrations.js";
+export { KyselyStore, openSqliteStore } from "./sqlite-store.js";

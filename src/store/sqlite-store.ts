@@ -1,0 +1,423 @@
+/**
+ * The Store over Kysely. KyselyStore speaks only portable SQL (ON CONFLICT, RETURNING, plain
+ * UPDATE/SELECT), so a PostgreSQL opener can hand it a Kysely with another dialect; only
+ * openSqliteStore below knows about SQLite.
+ */
+import fs from "node:fs";
+import Database from "better-sqlite3";
+import { CamelCasePlugin, Kysely, SqliteDialect } from "kysely";
+import { GatehouseError } from "../protocol/errors.js";
+import { migrateToLatest, type Database as Tables } from "./migrations.js";
+import type {
+  ApprovalResult,
+  AuditEventInput,
+  AuditEventRecord,
+  CertificateRecord,
+  DeviceRecord,
+  DeviceStatus,
+  RegistrationRecord,
+  SessionRecord,
+  Store,
+} from "./types.js";
+
+/**
+ * The columns of each record. Rows are built from these lists rather than from whatever object a
+ * caller passes, so a record carrying extra properties (a view model, say) never becomes an
+ * unknown column in SQL. Record<keyof T, true> makes the compiler keep the lists complete.
+ */
+type Columns<T> = Record<keyof T, true>;
+
+const DEVICE: Columns<DeviceRecord> = {
+  deviceId: true,
+  kind: true,
+  name: true,
+  platform: true,
+  status: true,
+  role: true,
+  publicKey: true,
+  keyFingerprint: true,
+  userCode: true,
+  address: true,
+  createdAt: true,
+  updatedAt: true,
+  approvedAt: true,
+  revokedAt: true,
+  statusReason: true,
+  lastSeen: true,
+  certFingerprint: true,
+  certExpiresAt: true,
+};
+
+const REGISTRATION: Columns<RegistrationRecord> = {
+  requestId: true,
+  deviceId: true,
+  userCode: true,
+  status: true,
+  csr: true,
+  name: true,
+  platform: true,
+  address: true,
+  createdAt: true,
+  expiresAt: true,
+  certificate: true,
+  reason: true,
+};
+
+const CERTIFICATE: Columns<CertificateRecord> = {
+  serial: true,
+  deviceId: true,
+  fingerprint: true,
+  notBefore: true,
+  notAfter: true,
+  issuedAt: true,
+  pem: true,
+};
+
+const SESSION: Columns<SessionRecord> = {
+  sessionId: true,
+  deviceId: true,
+  address: true,
+  connectedAt: true,
+  disconnectedAt: true,
+  closeCode: true,
+  closeReason: true,
+};
+
+function row<T extends object>(source: T, columns: Columns<T>): T {
+  return patch(source, columns, []) as T;
+}
+
+/** The known, defined fields of a partial record, minus the ones that must never change. */
+function patch<T extends object>(
+  source: Partial<T>,
+  columns: Columns<T>,
+  immutable: (keyof T)[],
+): Partial<T> {
+  const out: Partial<T> = {};
+  for (const key of Object.keys(columns) as (keyof T)[]) {
+    if (!immutable.includes(key) && source[key] !== undefined) out[key] = source[key];
+  }
+  return out;
+}
+
+export class KyselyStore implements Store {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  async migrate(): Promise<void> {
+    await migrateToLatest(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  // devices
+
+  async getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
+    return this.db.selectFrom("devices").selectAll().where("deviceId", "=", deviceId).executeTakeFirst();
+  }
+
+  async listDevices(filter?: { status?: DeviceStatus }): Promise<DeviceRecord[]> {
+    let query = this.db.selectFrom("devices").selectAll().orderBy("createdAt").orderBy("deviceId");
+    if (filter?.status !== undefined) query = query.where("status", "=", filter.status);
+    return query.execute();
+  }
+
+  async upsertDevice(device: DeviceRecord): Promise<void> {
+    await this.db
+      .insertInto("devices")
+      .values(row(device, DEVICE))
+      .onConflict((oc) =>
+        oc
+          .column("deviceId")
+          .doUpdateSet((eb) => ({
+            name: eb.ref("excluded.name"),
+            platform: eb.ref("excluded.platform"),
+            address: eb.ref("excluded.address"),
+            userCode: eb.ref("excluded.userCode"),
+            status: eb.ref("excluded.status"),
+            updatedAt: eb.ref("excluded.updatedAt"),
+            publicKey: eb.ref("excluded.publicKey"),
+            keyFingerprint: eb.ref("excluded.keyFingerprint"),
+          }))
+          // A registration racing an approval must not swap the key of the device just approved.
+          .where("devices.status", "<>", "approved"),
+      )
+      .execute();
+  }
+
+  async updateDevice(
+    deviceId: string,
+    changes: Partial<Omit<DeviceRecord, "deviceId" | "createdAt">>,
+  ): Promise<DeviceRecord | undefined> {
+    const set = patch<DeviceRecord>(changes, DEVICE, ["deviceId", "createdAt"]);
+    if (Object.keys(set).length === 0) return this.getDevice(deviceId);
+    return this.db
+      .updateTable("devices")
+      .set(set)
+      .where("deviceId", "=", deviceId)
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  async touchDevices(seen: { deviceId: string; lastSeen: string; address: string | null }[]): Promise<void> {
+    if (seen.length === 0) return;
+    await this.db.transaction().execute(async (trx) => {
+      for (const { deviceId, lastSeen, address } of seen) {
+        // A session without a known address should not erase the last one we saw.
+        const set = address === null ? { lastSeen } : { lastSeen, address };
+        await trx.updateTable("devices").set(set).where("deviceId", "=", deviceId).execute();
+      }
+    });
+  }
+
+  // registration requests
+
+  async createRegistration(reg: RegistrationRecord): Promise<void> {
+    await this.db.insertInto("registration_requests").values(row(reg, REGISTRATION)).execute();
+  }
+
+  async getRegistration(requestId: string): Promise<RegistrationRecord | undefined> {
+    return this.db
+      .selectFrom("registration_requests")
+      .selectAll()
+      .where("requestId", "=", requestId)
+      .executeTakeFirst();
+  }
+
+  async findRegistrationByUserCode(userCode: string): Promise<RegistrationRecord | undefined> {
+    // Codes are short and may come round again; the newest request is the one a user means.
+    return this.db
+      .selectFrom("registration_requests")
+      .selectAll()
+      .where("userCode", "=", userCode)
+      .orderBy("createdAt", "desc")
+      .orderBy("requestId", "desc")
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  async findPendingRegistrationByDevice(deviceId: string): Promise<RegistrationRecord | undefined> {
+    return this.db
+      .selectFrom("registration_requests")
+      .selectAll()
+      .where("deviceId", "=", deviceId)
+      .where("status", "=", "pending")
+      .orderBy("createdAt", "desc")
+      .orderBy("requestId", "desc")
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  async countPendingRegistrations(now: string): Promise<number> {
+    const { count } = await this.db
+      .selectFrom("registration_requests")
+      .select((eb) => eb.fn.countAll().as("count"))
+      .where("status", "=", "pending")
+      .where("expiresAt", ">", now)
+      .executeTakeFirstOrThrow();
+    // PostgreSQL returns count(*) as a bigint string.
+    return Number(count);
+  }
+
+  async updateRegistration(
+    requestId: string,
+    changes: Partial<Omit<RegistrationRecord, "requestId">>,
+  ): Promise<void> {
+    const set = patch<RegistrationRecord>(changes, REGISTRATION, ["requestId"]);
+    if (Object.keys(set).length === 0) return;
+    await this.db.updateTable("registration_requests").set(set).where("requestId", "=", requestId).execute();
+  }
+
+  async expireRegistrations(now: string): Promise<number> {
+    const result = await this.db
+      .updateTable("registration_requests")
+      .set({ status: "expired" })
+      .where("status", "=", "pending")
+      .where("expiresAt", "<=", now)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  async recordApproval(input: {
+    deviceId: string;
+    requestId: string | null;
+    role: string;
+    at: string;
+    certificate: CertificateRecord;
+  }): Promise<ApprovalResult> {
+    const { deviceId, role, at } = input;
+    if (input.certificate.deviceId !== deviceId) {
+      throw new Error(
+        `certificate ${input.certificate.serial} was issued for another device than ${deviceId}`,
+      );
+    }
+    const certificate = row(input.certificate, CERTIFICATE);
+
+    return this.db.transaction().execute(async (trx) => {
+      const device = await trx
+        .updateTable("devices")
+        .set({
+          status: "approved",
+          role,
+          approvedAt: at,
+          updatedAt: at,
+          // An approval supersedes an earlier denial or revocation.
+          revokedAt: null,
+          statusReason: null,
+          certFingerprint: certificate.fingerprint,
+          certExpiresAt: certificate.notAfter,
+        })
+        .where("deviceId", "=", deviceId)
+        .returningAll()
+        .executeTakeFirst();
+      if (device === undefined) throw new GatehouseError("not_found", `No device ${deviceId}.`);
+
+      // Approving by device id approves the request the device is waiting on.
+      let requestId = input.requestId;
+      if (requestId === null) {
+        const pending = await trx
+          .selectFrom("registration_requests")
+          .select("requestId")
+          .where("deviceId", "=", deviceId)
+          .where("status", "=", "pending")
+          .orderBy("createdAt", "desc")
+          .orderBy("requestId", "desc")
+          .limit(1)
+          .executeTakeFirst();
+        if (pending === undefined) {
+          throw new GatehouseError("not_found", `Device ${deviceId} has no pending registration.`);
+        }
+        requestId = pending.requestId;
+      }
+      const registration = await trx
+        .updateTable("registration_requests")
+        .set({ status: "approved", certificate: certificate.pem })
+        .where("requestId", "=", requestId)
+        .where("deviceId", "=", deviceId)
+        .returningAll()
+        .executeTakeFirst();
+      if (registration === undefined) {
+        throw new GatehouseError("not_found", `No registration ${requestId} for device ${deviceId}.`);
+      }
+
+      await trx.insertInto("certificates").values(certificate).execute();
+      return { device, registration, certificate };
+    });
+  }
+
+  // certificates
+
+  async insertCertificate(cert: CertificateRecord): Promise<void> {
+    await this.db.insertInto("certificates").values(row(cert, CERTIFICATE)).execute();
+  }
+
+  async listCertificates(deviceId: string): Promise<CertificateRecord[]> {
+    return this.db
+      .selectFrom("certificates")
+      .selectAll()
+      .where("deviceId", "=", deviceId)
+      .orderBy("issuedAt")
+      .orderBy("serial")
+      .execute();
+  }
+
+  // sessions
+
+  async openSession(session: SessionRecord): Promise<void> {
+    await this.db.insertInto("sessions").values(row(session, SESSION)).execute();
+  }
+
+  async closeSession(
+    sessionId: string,
+    at: string,
+    closeCode: number | null,
+    closeReason: string | null,
+  ): Promise<void> {
+    // The first close wins: a late duplicate must not rewrite when and why the session ended.
+    await this.db
+      .updateTable("sessions")
+      .set({ disconnectedAt: at, closeCode, closeReason })
+      .where("sessionId", "=", sessionId)
+      .where("disconnectedAt", "is", null)
+      .execute();
+  }
+
+  async closeAllOpenSessions(at: string, reason: string): Promise<number> {
+    const result = await this.db
+      .updateTable("sessions")
+      .set({ disconnectedAt: at, closeReason: reason })
+      .where("disconnectedAt", "is", null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  // audit
+
+  async appendAudit(event: AuditEventInput): Promise<number> {
+    const { id } = await this.db
+      .insertInto("audit_events")
+      .values({
+        ts: event.ts,
+        type: event.type,
+        outcome: event.outcome,
+        actor: event.actor,
+        subject: event.subject,
+        address: event.address,
+        code: event.code,
+        details: JSON.stringify(event.details),
+      })
+      // RETURNING rather than insertId: PostgreSQL has no last-insert-id.
+      .returning("id")
+      .executeTakeFirstOrThrow();
+    return id;
+  }
+
+  async listAudit(
+    options: { afterId?: number; limit?: number; subject?: string } = {},
+  ): Promise<AuditEventRecord[]> {
+    let query = this.db
+      .selectFrom("audit_events")
+      .selectAll()
+      .where("id", ">", options.afterId ?? 0)
+      .orderBy("id")
+      .limit(options.limit ?? 100);
+    if (options.subject !== undefined) query = query.where("subject", "=", options.subject);
+    const rows = await query.execute();
+    return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }));
+  }
+}
+
+/** Opens (creating, owner-only) a SQLite database file; call migrate() before use. */
+export async function openSqliteStore(file: string): Promise<Store> {
+  if (file !== ":memory:") createPrivateFile(file);
+  const sqlite = new Database(file);
+  try {
+    sqlite.pragma("busy_timeout = 5000");
+    sqlite.pragma("journal_mode = WAL");
+    // FULL: fsync the WAL on every commit, so an approval acknowledged to an admin survives kill -9
+    // and power loss (NORMAL, the usual WAL pairing, may lose the last commits on power loss).
+    sqlite.pragma("synchronous = FULL");
+    sqlite.pragma("foreign_keys = ON");
+  } catch (error) {
+    sqlite.close();
+    throw error;
+  }
+  const db = new Kysely<Tables>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    plugins: [new CamelCasePlugin()],
+  });
+  return new KyselyStore(db);
+}
+
+/**
+ * The database holds CSRs, certificates and the audit trail: owner-only. SQLite gives its -wal and
+ * -shm files the mode of the database file, so creating this one 0600 covers them too.
+ */
+function createPrivateFile(file: string): void {
+  try {
+    fs.writeFileSync(file, "", { flag: "wx", mode: 0o600 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+}

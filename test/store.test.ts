@@ -1,0 +1,329 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  openSqliteStore,
+  type CertificateRecord,
+  type DeviceRecord,
+  type RegistrationRecord,
+  type Store,
+} from "../src/store/index.js";
+
+let dir: string;
+let file: string;
+let store: Store;
+
+beforeEach(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "gh-store-"));
+  file = path.join(dir, "gatehouse.db");
+  store = await openSqliteStore(file);
+  await store.migrate();
+});
+
+afterEach(async () => {
+  await store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function device(id: string, over: Partial<DeviceRecord> = {}): DeviceRecord {
+  return {
+    deviceId: id,
+    kind: "node",
+    name: `node-${id}`,
+    platform: "linux",
+    status: "pending",
+    role: "node",
+    publicKey: `key-${id}`,
+    keyFingerprint: `sha256:${id}`,
+    userCode: "ABCD-EFGH",
+    address: "10.0.0.1",
+    createdAt: "2025-01-01T00:00:00.000Z",
+    updatedAt: "2025-01-01T00:00:00.000Z",
+    approvedAt: null,
+    revokedAt: null,
+    statusReason: null,
+    lastSeen: null,
+    certFingerprint: null,
+    certExpiresAt: null,
+    ...over,
+  };
+}
+
+function registration(
+  id: string,
+  deviceId: string,
+  over: Partial<RegistrationRecord> = {},
+): RegistrationRecord {
+  return {
+    requestId: id,
+    deviceId,
+    userCode: "ABCD-EFGH",
+    status: "pending",
+    csr: "-----BEGIN CERTIFICATE REQUEST-----",
+    name: `node-${deviceId}`,
+    platform: "linux",
+    address: "10.0.0.1",
+    createdAt: "2025-01-01T00:00:00.000Z",
+    expiresAt: "2025-01-01T00:10:00.000Z",
+    certificate: null,
+    reason: null,
+    ...over,
+  };
+}
+
+function certificate(serial: string, deviceId: string): CertificateRecord {
+  return {
+    serial,
+    deviceId,
+    fingerprint: `sha256:cert-${serial}`,
+    notBefore: "2025-01-01T00:00:00.000Z",
+    notAfter: "2025-01-31T00:00:00.000Z",
+    issuedAt: "2025-01-01T00:05:00.000Z",
+    pem: `-----BEGIN CERTIFICATE----- ${serial}`,
+  };
+}
+
+describe("SQLite store", () => {
+  it("creates the database file owner-only, WAL included", async () => {
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    await store.upsertDevice(device("d1"));
+    expect(fs.statSync(`${file}-wal`).mode & 0o777).toBe(0o600);
+  });
+
+  it("runs migrations again without error", async () => {
+    await store.migrate();
+    await store.close();
+    store = await openSqliteStore(file);
+    await store.migrate();
+    expect(await store.listDevices()).toEqual([]);
+  });
+
+  it("upserts, gets, lists and updates devices", async () => {
+    await store.upsertDevice(device("d2", { createdAt: "2025-01-02T00:00:00.000Z" }));
+    await store.upsertDevice(device("d1"));
+    expect(await store.getDevice("d1")).toEqual(device("d1"));
+    expect(await store.getDevice("nope")).toBeUndefined();
+    expect((await store.listDevices()).map((d) => d.deviceId)).toEqual(["d1", "d2"]);
+
+    // Re-registration updates the mutable fields but keeps creation time and role.
+    await store.upsertDevice(
+      device("d1", {
+        name: "renamed",
+        publicKey: "key-new",
+        keyFingerprint: "sha256:new",
+        userCode: "WXYZ-0000",
+        role: "admin",
+        createdAt: "2030-01-01T00:00:00.000Z",
+        updatedAt: "2025-01-03T00:00:00.000Z",
+      }),
+    );
+    const d1 = await store.getDevice("d1");
+    expect(d1).toMatchObject({
+      name: "renamed",
+      publicKey: "key-new",
+      keyFingerprint: "sha256:new",
+      userCode: "WXYZ-0000",
+      role: "node",
+      createdAt: "2025-01-01T00:00:00.000Z",
+      updatedAt: "2025-01-03T00:00:00.000Z",
+    });
+
+    const updated = await store.updateDevice("d2", { status: "denied", statusReason: "unknown host" });
+    expect(updated).toMatchObject({ deviceId: "d2", status: "denied", statusReason: "unknown host" });
+    expect(await store.updateDevice("nope", { status: "denied" })).toBeUndefined();
+    expect((await store.listDevices({ status: "denied" })).map((d) => d.deviceId)).toEqual(["d2"]);
+    expect((await store.listDevices({ status: "pending" })).map((d) => d.deviceId)).toEqual(["d1"]);
+
+    await store.touchDevices([
+      { deviceId: "d1", lastSeen: "2025-01-04T00:00:00.000Z", address: "10.0.0.9" },
+      { deviceId: "d2", lastSeen: "2025-01-04T00:00:00.000Z", address: null },
+    ]);
+    expect(await store.getDevice("d1")).toMatchObject({
+      lastSeen: "2025-01-04T00:00:00.000Z",
+      address: "10.0.0.9",
+    });
+    expect(await store.getDevice("d2")).toMatchObject({
+      lastSeen: "2025-01-04T00:00:00.000Z",
+      address: "10.0.0.1",
+    });
+  });
+
+  it("does not let an upsert rewrite an approved device", async () => {
+    await store.upsertDevice(device("d1", { status: "approved" }));
+    await store.upsertDevice(device("d1", { publicKey: "key-attacker", status: "pending" }));
+    expect(await store.getDevice("d1")).toMatchObject({ publicKey: "key-d1", status: "approved" });
+  });
+
+  it("creates, finds and expires registrations", async () => {
+    await store.upsertDevice(device("d1"));
+    await store.upsertDevice(device("d2"));
+    await store.createRegistration(registration("r1", "d1", { userCode: "AAAA-1111" }));
+    await store.createRegistration(
+      registration("r2", "d2", { userCode: "BBBB-2222", expiresAt: "2025-01-01T01:00:00.000Z" }),
+    );
+
+    expect(await store.getRegistration("r1")).toEqual(registration("r1", "d1", { userCode: "AAAA-1111" }));
+    expect((await store.findRegistrationByUserCode("BBBB-2222"))?.requestId).toBe("r2");
+    expect(await store.findRegistrationByUserCode("ZZZZ-9999")).toBeUndefined();
+    expect((await store.findPendingRegistrationByDevice("d1"))?.requestId).toBe("r1");
+
+    const now = "2025-01-01T00:30:00.000Z";
+    expect(await store.countPendingRegistrations(now)).toBe(1);
+    expect(await store.expireRegistrations(now)).toBe(1);
+    expect(await store.expireRegistrations(now)).toBe(0);
+    expect((await store.getRegistration("r1"))?.status).toBe("expired");
+    expect((await store.getRegistration("r2"))?.status).toBe("pending");
+    expect(await store.findPendingRegistrationByDevice("d1")).toBeUndefined();
+
+    await store.updateRegistration("r2", { status: "denied", reason: "not ours" });
+    expect(await store.getRegistration("r2")).toMatchObject({ status: "denied", reason: "not ours" });
+  });
+
+  it("rejects a registration for an unknown device", async () => {
+    await expect(store.createRegistration(registration("r1", "ghost"))).rejects.toThrow(/FOREIGN KEY/);
+  });
+
+  it("records an approval atomically and durably", async () => {
+    await store.upsertDevice(device("d1"));
+    await store.createRegistration(registration("r1", "d1"));
+    const at = "2025-01-01T00:05:00.000Z";
+    const result = await store.recordApproval({
+      deviceId: "d1",
+      requestId: null,
+      role: "node",
+      at,
+      certificate: certificate("01", "d1"),
+    });
+    expect(result.device).toMatchObject({
+      status: "approved",
+      approvedAt: at,
+      certFingerprint: "sha256:cert-01",
+      certExpiresAt: "2025-01-31T00:00:00.000Z",
+    });
+    expect(result.registration).toMatchObject({
+      requestId: "r1",
+      status: "approved",
+      certificate: certificate("01", "d1").pem,
+    });
+    expect(result.certificate).toEqual(certificate("01", "d1"));
+
+    await store.close();
+    store = await openSqliteStore(file);
+    expect(await store.getDevice("d1")).toEqual(result.device);
+    expect(await store.getRegistration("r1")).toEqual(result.registration);
+    expect(await store.listCertificates("d1")).toEqual([certificate("01", "d1")]);
+  });
+
+  it("rolls an approval back when any step fails", async () => {
+    await store.upsertDevice(device("d1"));
+    await store.createRegistration(registration("r1", "d1"));
+    await store.insertCertificate(certificate("01", "d1"));
+
+    // The certificate insert comes last and collides on its serial: nothing may stay behind.
+    await expect(
+      store.recordApproval({
+        deviceId: "d1",
+        requestId: "r1",
+        role: "node",
+        at: "2025-01-02T00:00:00.000Z",
+        certificate: certificate("01", "d1"),
+      }),
+    ).rejects.toThrow();
+    expect(await store.getDevice("d1")).toEqual(device("d1"));
+    expect((await store.getRegistration("r1"))?.status).toBe("pending");
+
+    await expect(
+      store.recordApproval({
+        deviceId: "d1",
+        requestId: "nope",
+        role: "node",
+        at: "2025-01-02T00:00:00.000Z",
+        certificate: certificate("02", "d1"),
+      }),
+    ).rejects.toMatchObject({ code: "not_found" });
+    expect(await store.getDevice("d1")).toEqual(device("d1"));
+    expect(await store.listCertificates("d1")).toEqual([certificate("01", "d1")]);
+  });
+
+  it("opens and closes sessions", async () => {
+    await store.upsertDevice(device("d1"));
+    const session = (id: string) => ({
+      sessionId: id,
+      deviceId: "d1",
+      address: "10.0.0.1",
+      connectedAt: "2025-01-01T00:00:00.000Z",
+      disconnectedAt: null,
+      closeCode: null,
+      closeReason: null,
+    });
+    await store.openSession(session("s1"));
+    await store.openSession(session("s2"));
+    await store.openSession(session("s3"));
+    await store.closeSession("s1", "2025-01-01T01:00:00.000Z", 1000, "bye");
+    // A second close must not rewrite the first.
+    await store.closeSession("s1", "2025-01-01T02:00:00.000Z", 4401, "late");
+    expect(await store.closeAllOpenSessions("2025-01-01T03:00:00.000Z", "gateway restarted")).toBe(2);
+    expect(await store.closeAllOpenSessions("2025-01-01T04:00:00.000Z", "gateway restarted")).toBe(0);
+
+    // Sessions have no read method on Store: look at the file directly.
+    await store.close();
+    const { default: Database } = await import("better-sqlite3");
+    const raw = new Database(file, { readonly: true });
+    const rows = raw.prepare("SELECT * FROM sessions ORDER BY session_id").all();
+    raw.close();
+    store = await openSqliteStore(file);
+    expect(rows).toEqual([
+      {
+        session_id: "s1",
+        device_id: "d1",
+        address: "10.0.0.1",
+        connected_at: "2025-01-01T00:00:00.000Z",
+        disconnected_at: "2025-01-01T01:00:00.000Z",
+        close_code: 1000,
+        close_reason: "bye",
+      },
+      {
+        session_id: "s2",
+        device_id: "d1",
+        address: "10.0.0.1",
+        connected_at: "2025-01-01T00:00:00.000Z",
+        disconnected_at: "2025-01-01T03:00:00.000Z",
+        close_code: null,
+        close_reason: "gateway restarted",
+      },
+      {
+        session_id: "s3",
+        device_id: "d1",
+        address: "10.0.0.1",
+        connected_at: "2025-01-01T00:00:00.000Z",
+        disconnected_at: "2025-01-01T03:00:00.000Z",
+        close_code: null,
+        close_reason: "gateway restarted",
+      },
+    ]);
+  });
+
+  it("appends and lists audit events", async () => {
+    const event = (subject: string | null, n: number) => ({
+      ts: `2025-01-01T00:00:0${n}.000Z`,
+      type: "device.approved",
+      outcome: "success" as const,
+      actor: "admin",
+      subject,
+      address: null,
+      code: null,
+      details: { n, nested: { role: "node" }, list: [1, 2] },
+    });
+    const ids = [];
+    for (let n = 1; n <= 5; n++) ids.push(await store.appendAudit(event(n % 2 ? "d1" : "d2", n)));
+    expect(ids).toEqual([1, 2, 3, 4, 5]);
+
+    const all = await store.listAudit();
+    expect(all).toHaveLength(5);
+    expect(all[0]).toEqual({ id: 1, ...event("d1", 1) });
+    expect((await store.listAudit({ afterId: 2, limit: 2 })).map((e) => e.id)).toEqual([3, 4]);
+    expect((await store.listAudit({ subject: "d2" })).map((e) => e.id)).toEqual([2, 4]);
+    expect((await store.listAudit({ subject: "d1", afterId: 1 })).map((e) => e.id)).toEqual([3, 5]);
+  });
+});
