@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { GATEHOUSE_VERSION } from "../protocol/version.js";
+import { gatewayCommands } from "./gateway-commands.js";
+import { nodeCommands } from "./node-commands.js";
+import { devicesCommands, nodesCommands } from "./devices-commands.js";
+import { EXIT_USAGE } from "./output.js";
+
+const program = new Command("gatehouse")
+  .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
+  .version(GATEHOUSE_VERSION)
+  .option("--home <dir>", "the home folder (default: $GATEHOUSE_HOME or ~/.gatehouse)")
+  .option("--json", "print one JSON document on stdout")
+  .showHelpAfterError()
+  .exitOverride();
+
+for (const group of [gatewayCommands(), nodeCommands(), devicesCommands(), nodesCommands()]) {
+  // Sub-commands report usage errors through the same override, so they exit 2 as well.
+  group.exitOverride();
+  for (const command of group.commands) command.exitOverride();
+  program.addCommand(group);
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(error.code);
+    process.exitCode = ok ? 0 : EXIT_USAGE;
+  } else {
+    throw error;
+  }
+}

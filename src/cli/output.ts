@@ -1,0 +1,84 @@
+import { GatehouseError } from "../protocol/errors.js";
+
+export interface GlobalOptions {
+  home?: string;
+  json?: boolean;
+}
+
+/** Exit codes of the contract: 0 success, 1 a failure we explain, 2 wrong usage. */
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export class UsageError extends Error {}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + "\n");
+}
+
+/** Renders an error for a person (stderr) or a script (one JSON document on stdout). */
+export function printError(error: unknown, json: boolean): number {
+  if (error instanceof UsageError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    return EXIT_USAGE;
+  }
+  const named =
+    error instanceof GatehouseError
+      ? error
+      : new GatehouseError("internal_error", error instanceof Error ? error.message : String(error));
+  if (json) {
+    printJson(named.toBody());
+  } else {
+    process.stderr.write(`✗ ${named.code}: ${named.message}\n  hint: ${named.hint}\n`);
+  }
+  return EXIT_FAILURE;
+}
+
+/** A plain text table: columns padded to their widest cell. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n") + "\n";
+}
+
+export function ago(iso: string | null, now = Date.now()): string {
+  if (!iso) return "-";
+  const seconds = Math.round((now - new Date(iso).getTime()) / 1000);
+  if (seconds < 0) return `in ${-seconds}s`;
+  if (seconds < 90) return `${seconds}s ago`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)}m ago`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h ago`;
+  return `${Math.round(seconds / 86_400)}d ago`;
+}
+
+/** A spinner on a terminal; nothing at all when the output is not one (or with --json). */
+export class Progress {
+  private timer: NodeJS.Timeout | undefined;
+  private frame = 0;
+  private text = "";
+  private readonly enabled: boolean;
+
+  constructor(json: boolean) {
+    this.enabled = !json && Boolean(process.stderr.isTTY);
+  }
+
+  spin(text: string): void {
+    if (!this.enabled) return;
+    this.text = text;
+    if (this.timer) return;
+    const frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏";
+    this.timer = setInterval(() => {
+      process.stderr.write(`\r${frames[this.frame++ % frames.length]} ${this.text}\x1b[K`);
+    }, 100);
+  }
+
+  stop(): void {
+    if (!this.timer) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    process.stderr.write("\r\x1b[K");
+  }
+}

@@ -1,0 +1,26 @@
+import type { Command } from "commander";
+import { resolveHome } from "../config/paths.js";
+import { printError, type GlobalOptions } from "./output.js";
+
+export interface CommandContext {
+  home: string;
+  json: boolean;
+}
+
+/**
+ * Wraps a command's action: resolves --home and --json (given before or after the subcommand),
+ * renders any error with its code, and sets the exit code. Actions that keep running (gateway
+ * start, node start) resolve only when they are done.
+ */
+export function action<A extends unknown[]>(fn: (ctx: CommandContext, ...args: A) => Promise<void>) {
+  return async (...args: unknown[]): Promise<void> => {
+    const command = args[args.length - 1] as Command;
+    const globals = command.optsWithGlobals<GlobalOptions>();
+    const ctx: CommandContext = { home: resolveHome(globals.home), json: Boolean(globals.json) };
+    try {
+      await fn(ctx, ...(args.slice(0, -1) as A));
+    } catch (error) {
+      process.exitCode = printError(error, ctx.json);
+    }
+  };
+}

@@ -1,0 +1,104 @@
+import https from "node:https";
+import { GatehouseError, type ErrorCode } from "../protocol/errors.js";
+
+export interface TlsClientOptions {
+  ca: string;
+  key?: string;
+  cert?: string;
+}
+
+export interface JsonResponse<T = unknown> {
+  status: number;
+  body: T;
+}
+
+/** Network failures below HTTP, named with the catalogue's codes. */
+export function networkErrorCode(error: NodeJS.ErrnoException): ErrorCode {
+  switch (error.code) {
+    case "ECONNREFUSED":
+      return "connection_refused";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+    case "EAI_NONAME":
+      return "dns_failed";
+    case "ETIMEDOUT":
+    case "ESOCKETTIMEDOUT":
+    case "ECONNABORTED":
+      return "connection_timeout";
+    case "DEPTH_ZERO_SELF_SIGNED_CERT":
+    case "SELF_SIGNED_CERT_IN_CHAIN":
+    case "UNABLE_TO_VERIFY_LEAF_SIGNATURE":
+    case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
+    case "CERT_SIGNATURE_FAILURE":
+    case "ERR_TLS_CERT_ALTNAME_INVALID":
+      return "ca_mismatch";
+    default:
+      return "connection_failed";
+  }
+}
+
+export function describeNetworkError(url: string, error: NodeJS.ErrnoException): GatehouseError {
+  const code = networkErrorCode(error);
+  return new GatehouseError(code, `${url}: ${error.code ?? "error"}: ${error.message}`);
+}
+
+/**
+ * One HTTPS JSON request. The server is verified against the given CA only (never the system
+ * store): this client talks to one gateway whose CA it has pinned. Error bodies from the gateway
+ * become GatehouseErrors with the gateway's code, description and hint.
+ */
+export function requestJson<T = unknown>(
+  url: string,
+  options: { method?: string; body?: unknown; tls: TlsClientOptions; timeoutMs?: number },
+): Promise<JsonResponse<T>> {
+  const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      url,
+      {
+        method: options.method ?? (payload ? "POST" : "GET"),
+        ca: options.tls.ca,
+        key: options.tls.key,
+        cert: options.tls.cert,
+        headers: {
+          accept: "application/json",
+          ...(payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {}),
+        },
+        timeout: options.timeoutMs ?? 10_000,
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let body: unknown;
+          try {
+            body = text ? JSON.parse(text) : undefined;
+          } catch {
+            reject(
+              new GatehouseError(
+                "not_a_gateway",
+                `${url} answered HTTP ${response.statusCode} with a body that is not JSON`,
+              ),
+            );
+            return;
+          }
+          const status = response.statusCode ?? 0;
+          if (status >= 400) {
+            reject(GatehouseError.fromBody(body, status >= 500 ? "unavailable" : "invalid_request"));
+            return;
+          }
+          resolve({ status, body: body as T });
+        });
+        response.on("error", reject);
+      },
+    );
+    request.on("timeout", () => {
+      request.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }));
+    });
+    request.on("error", (error: NodeJS.ErrnoException) => {
+      reject(error instanceof GatehouseError ? error : describeNetworkError(url, error));
+    });
+    request.end(payload);
+  });
+}

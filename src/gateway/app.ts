@@ -1,0 +1,89 @@
+import fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import websocket from "@fastify/websocket";
+import { GatehouseError } from "../protocol/errors.js";
+import type { GatewayContext } from "./context.js";
+import { credentialSummary } from "./authenticate.js";
+import { registerHealthRoutes } from "./routes/health.js";
+import { registerEnrollRoutes } from "./routes/enroll.js";
+import { registerDeviceRoutes } from "./routes/devices.js";
+import { registerNodeRoutes } from "./routes/nodes.js";
+import { registerConnectRoute } from "./routes/connect.js";
+
+export interface TlsMaterial {
+  key: string;
+  /** The server certificate followed by the CA, so a node can pin the CA from the chain it sees. */
+  certChain: string;
+  /** The CAs whose client certificates are accepted. */
+  clientCa: string[];
+}
+
+/** Translates any error to the catalogue's code; unknown failures are internal and logged whole. */
+export function toGatehouseError(error: FastifyError | Error): GatehouseError {
+  if (error instanceof GatehouseError) return error;
+  const code = (error as FastifyError).code;
+  if (code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+    return new GatehouseError("payload_too_large", `the request body is larger than this route accepts`);
+  }
+  if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+    return new GatehouseError("invalid_request", "the body must be JSON (Content-Type: application/json)");
+  }
+  const status = (error as FastifyError).statusCode;
+  if (status === 400 || code?.startsWith("FST_ERR_CTP")) {
+    return new GatehouseError("invalid_request", `the body is not valid JSON: ${error.message}`);
+  }
+  return new GatehouseError("internal_error");
+}
+
+export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Promise<FastifyInstance> {
+  const app = fastify({
+    loggerInstance: ctx.logger as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 256 * 1024,
+    https: {
+      key: tls.key,
+      cert: tls.certChain,
+      ca: tls.clientCa,
+      // Ask for a client certificate but never fail the handshake: a refusal must reach the client
+      // as an HTTP error with a code, not as a reset connection.
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: "TLSv1.2",
+    },
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const gatehouseError = toGatehouseError(error);
+    if (gatehouseError.code === "internal_error") {
+      request.log.error({ err: error, route: request.url }, "request failed");
+    } else if (gatehouseError.status === 401 || gatehouseError.status === 403) {
+      // One structured line per refusal: who, where, which credential (prefix only), and why.
+      const credential = credentialSummary(request);
+      request.log.warn(
+        { address: request.ip, route: request.routeOptions.url ?? request.url, ...credential, code: gatehouseError.code },
+        "refused",
+      );
+      ctx.audit.recordInBackground({
+        type: "auth.refused",
+        outcome: "failure",
+        address: request.ip,
+        code: gatehouseError.code,
+        details: { route: request.routeOptions.url ?? request.url, ...credential },
+      });
+    }
+    if (gatehouseError.retryAfterSeconds) reply.header("retry-after", String(gatehouseError.retryAfterSeconds));
+    return reply.code(gatehouseError.status).send(gatehouseError.toBody());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = new GatehouseError("not_found", `no route ${request.method} ${request.url}`);
+    return reply.code(404).send(error.toBody());
+  });
+
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  registerHealthRoutes(app, ctx);
+  registerEnrollRoutes(app, ctx);
+  registerDeviceRoutes(app, ctx);
+  registerNodeRoutes(app, ctx);
+  registerConnectRoute(app, ctx);
+  return app;
+}

@@ -1,0 +1,23 @@
+import type { Logger } from "pino";
+import type { GatewayConfig } from "../config/schema.js";
+import type { CertificateAuthority } from "../pki/index.js";
+import type { Store } from "../store/types.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { DeviceDirectory } from "./device-directory.js";
+import type { SessionRegistry } from "./sessions.js";
+import type { RegistrationService } from "./registrations.js";
+import type { RateLimiter } from "./rate-limit.js";
+
+/** Everything a route needs, built once at start. */
+export interface GatewayContext {
+  config: GatewayConfig;
+  store: Store;
+  ca: CertificateAuthority;
+  devices: DeviceDirectory;
+  sessions: SessionRegistry;
+  registrations: RegistrationService;
+  enrollLimiter: RateLimiter;
+  audit: AuditLog;
+  logger: Logger;
+  now: () => Date;
+}

@@ -1,0 +1,164 @@
+import { existsSync, mkdirSync, readFileSync, chmodSync } from "node:fs";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { GATEWAY_FILES, ensurePrivateDir, writeFileAtomic, writeJsonAtomic, type GatewayConfigInput } from "../config/index.js";
+import {
+  base32,
+  createCertificateAuthority,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  issueClientCertificate,
+  issueServerCertificate,
+  loadCertificateAuthority,
+  spkiOf,
+  identityOfSpki,
+  type CertificateAuthority,
+} from "../pki/index.js";
+import { GatehouseError } from "../protocol/errors.js";
+import { openSqliteStore } from "../store/index.js";
+
+export interface GatewayInitOptions {
+  listen?: string;
+  name?: string;
+  sans?: string[];
+  now?: Date;
+}
+
+export interface GatewayInitResult {
+  home: string;
+  gatewayId: string;
+  caFingerprint: string;
+  listen: string;
+  url: string;
+  adminDeviceId: string;
+  registerCommand: string;
+}
+
+/** The URL a local client uses for a listen address: a wildcard listen is reached on loopback. */
+export function urlForListen(listen: string): string {
+  const match = /^(.*):(\d+)$/.exec(listen);
+  const host = match?.[1] ?? "127.0.0.1";
+  const port = match?.[2] ?? "18789";
+  const reachable = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host;
+  return `https://${reachable}:${port}`;
+}
+
+export function gatewayHomeExists(home: string): boolean {
+  return existsSync(path.join(home, GATEWAY_FILES.config));
+}
+
+/**
+ * `gateway init`: the CA, the server certificate, the admin credential (a client certificate of
+ * role admin), the config and the database. Refuses to touch an existing home.
+ */
+export async function initGatewayHome(home: string, options: GatewayInitOptions = {}): Promise<GatewayInitResult> {
+  if (gatewayHomeExists(home)) {
+    throw new GatehouseError(
+      "invalid_request",
+      `${path.join(home, GATEWAY_FILES.config)} already exists; gateway init never overwrites a home`,
+      "Use another --home, or remove the old home if you really mean to start over.",
+    );
+  }
+  const now = options.now ?? new Date();
+  const gatewayId = "gw_" + base32(randomBytes(10));
+  const listen = options.listen ?? "127.0.0.1:18789";
+  const sans = options.sans ?? [];
+  const name = options.name ?? "gatehouse";
+
+  ensurePrivateDir(home);
+  ensurePrivateDir(path.join(home, GATEWAY_FILES.pkiDir));
+  ensurePrivateDir(path.join(home, GATEWAY_FILES.adminDir));
+
+  const ca = await createCertificateAuthority({ commonName: `Gatehouse CA ${gatewayId}`, now, validityDays: 3650 });
+  writeFileAtomic(path.join(home, GATEWAY_FILES.caKey), ca.keyPem, 0o600);
+  writeFileAtomic(path.join(home, GATEWAY_FILES.caCert), ca.certPem, 0o644);
+
+  const listenHost = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
+  const serverSans = [...sans];
+  if (listenHost && !["0.0.0.0", "[::]", "localhost", "127.0.0.1"].includes(listenHost)) serverSans.push(listenHost.replace(/^\[|\]$/g, ""));
+  await writeServerCertificate(home, ca, serverSans, now, 365 * 86_400_000);
+
+  const config: GatewayConfigInput = { gatewayId, name, listen, sans };
+  writeJsonAtomic(path.join(home, GATEWAY_FILES.config), config, 0o600);
+
+  const admin = await writeAdminCredential(home, ca, urlForListen(listen), gatewayId, now);
+
+  const nodeUrl = sans[0] && !listenHost.match(/^(127\.|localhost)/) ? `https://${sans[0]}:${listen.split(":").pop()}` : urlForListen(listen);
+  return {
+    home,
+    gatewayId,
+    caFingerprint: ca.fingerprint,
+    listen,
+    url: urlForListen(listen),
+    adminDeviceId: admin.deviceId,
+    registerCommand: `gatehouse node register --gateway ${nodeUrl} --ca-fingerprint ${ca.fingerprint} --name NAME`,
+  };
+}
+
+export async function writeServerCertificate(home: string, ca: CertificateAuthority, sans: string[], now: Date, ttlMs: number) {
+  const keys = await generateKeyPair();
+  const issued = await issueServerCertificate(ca, { publicKey: keys.publicKey, sans, now, ttlMs });
+  writeFileAtomic(path.join(home, GATEWAY_FILES.serverKey), await exportPrivateKeyPem(keys.privateKey), 0o600);
+  writeFileAtomic(path.join(home, GATEWAY_FILES.serverCert), issued.pem, 0o644);
+  return issued;
+}
+
+/** The admin credential: a key, a client certificate of role admin, the CA and where to reach the gateway. */
+async function writeAdminCredential(home: string, ca: CertificateAuthority, url: string, gatewayId: string, now: Date) {
+  const keys = await generateKeyPair();
+  const identity = identityOfSpki(await spkiOf(keys.publicKey));
+  const issued = await issueClientCertificate(ca, { publicKey: keys.publicKey, deviceId: identity.deviceId, now, ttlMs: 365 * 86_400_000 });
+  const adminDir = path.join(home, GATEWAY_FILES.adminDir);
+  mkdirSync(adminDir, { recursive: true, mode: 0o700 });
+  writeFileAtomic(path.join(home, GATEWAY_FILES.adminKey), await exportPrivateKeyPem(keys.privateKey), 0o600);
+  writeFileAtomic(path.join(home, GATEWAY_FILES.adminCert), issued.pem, 0o600);
+  writeFileAtomic(path.join(home, GATEWAY_FILES.adminCa), ca.certPem, 0o644);
+  writeJsonAtomic(path.join(home, GATEWAY_FILES.adminGateway), { gatewayUrl: url, gatewayId, caFingerprint: ca.fingerprint });
+
+  const store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
+  try {
+    await store.migrate();
+    const at = now.toISOString();
+    const certificate = {
+      serial: issued.serial,
+      deviceId: identity.deviceId,
+      fingerprint: issued.fingerprint,
+      notBefore: issued.notBefore.toISOString(),
+      notAfter: issued.notAfter.toISOString(),
+      issuedAt: at,
+      pem: issued.pem,
+    };
+    // The admin is approved from birth: it has no registration request to approve.
+    await store.upsertDevice({
+      deviceId: identity.deviceId,
+      kind: "operator",
+      name: "admin",
+      platform: null,
+      status: "approved",
+      role: "admin",
+      publicKey: Buffer.from(identity.spki).toString("base64"),
+      keyFingerprint: identity.keyFingerprint,
+      userCode: null,
+      address: null,
+      createdAt: at,
+      updatedAt: at,
+      approvedAt: at,
+      revokedAt: null,
+      statusReason: null,
+      lastSeen: null,
+      certFingerprint: issued.fingerprint,
+      certExpiresAt: certificate.notAfter,
+    });
+    await store.insertCertificate(certificate);
+  } finally {
+    await store.close();
+  }
+  chmodSync(path.join(home, GATEWAY_FILES.database), 0o600);
+  return identity;
+}
+
+export async function loadGatewayPki(home: string) {
+  const read = (file: string) => readFileSync(path.join(home, file), "utf8");
+  const ca = await loadCertificateAuthority(read(GATEWAY_FILES.caCert), read(GATEWAY_FILES.caKey));
+  return { ca, serverKey: read(GATEWAY_FILES.serverKey), serverCert: read(GATEWAY_FILES.serverCert) };
+}

@@ -1,0 +1,56 @@
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import type { GatewayContext } from "../context.js";
+import { requireScopeHook } from "../authenticate.js";
+import { deviceView } from "../device-view.js";
+import { parseBody } from "../parse-body.js";
+import { GatehouseError } from "../../protocol/errors.js";
+
+const statusFilter = z.enum(["pending", "approved", "denied", "revoked"]).optional();
+const approveBody = z.strictObject({ role: z.string().max(64).default("node") });
+const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
+
+export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const read = { onRequest: requireScopeHook(ctx, "devices:read") };
+  const write = { onRequest: requireScopeHook(ctx, "devices:write") };
+  const actor = (request: { principal?: { deviceId: string } }) => request.principal?.deviceId ?? "unknown";
+
+  app.get<{ Querystring: { status?: string } }>("/api/v1/devices", read, async (request) => {
+    const parsed = statusFilter.safeParse(request.query.status);
+    if (!parsed.success) {
+      throw new GatehouseError("invalid_request", "status must be pending, approved, denied or revoked");
+    }
+    const devices = ctx.devices
+      .list()
+      .filter((d) => !parsed.data || d.status === parsed.data)
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return { devices: devices.map((d) => deviceView(d, ctx.sessions.isOnline(d.deviceId))) };
+  });
+
+  app.get<{ Params: { id: string } }>("/api/v1/devices/:id", read, async (request) => {
+    const { device } = await ctx.registrations.resolveDevice(request.params.id);
+    const certificates = await ctx.store.listCertificates(device.deviceId);
+    return {
+      device: deviceView(device, ctx.sessions.isOnline(device.deviceId)),
+      certificates: certificates.map(({ pem: _pem, ...rest }) => rest),
+    };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/v1/devices/:id/approve", write, async (request) => {
+    const { role } = parseBody(approveBody, request.body);
+    const device = await ctx.registrations.approve(request.params.id, role, actor(request));
+    return { device: deviceView(device, ctx.sessions.isOnline(device.deviceId)) };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/v1/devices/:id/deny", write, async (request) => {
+    const { reason } = parseBody(reasonBody, request.body);
+    const device = await ctx.registrations.deny(request.params.id, reason, actor(request));
+    return { device: deviceView(device, false) };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/v1/devices/:id/revoke", write, async (request) => {
+    const { reason } = parseBody(reasonBody, request.body);
+    const { device, sessionsClosed } = await ctx.registrations.revoke(request.params.id, reason, actor(request));
+    return { device: deviceView(device, false), sessionsClosed };
+  });
+}

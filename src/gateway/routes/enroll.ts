@@ -1,0 +1,34 @@
+import type { FastifyInstance } from "fastify";
+import { GatehouseError } from "../../protocol/errors.js";
+import { enrollRequestSchema } from "../../protocol/messages.js";
+import type { GatewayContext } from "../context.js";
+import { parseBody } from "../parse-body.js";
+
+export function registerEnrollRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  app.post(
+    "/api/v1/enroll",
+    {
+      bodyLimit: ctx.config.enroll.maxBodyBytes,
+      onRequest: async (request) => {
+        const waitSeconds = ctx.enrollLimiter.take(request.ip);
+        if (waitSeconds > 0) {
+          const error = new GatehouseError(
+            "rate_limited",
+            `too many registrations from ${request.ip}; retry in ${waitSeconds}s`,
+          );
+          error.retryAfterSeconds = waitSeconds;
+          throw error;
+        }
+      },
+    },
+    async (request, reply) => {
+      const body = parseBody(enrollRequestSchema, request.body);
+      const response = await ctx.registrations.enroll(body, request.ip);
+      return reply.code(202).send(response);
+    },
+  );
+
+  app.get<{ Params: { requestId: string } }>("/api/v1/enroll/:requestId", async (request) => {
+    return ctx.registrations.status(request.params.requestId);
+  });
+}

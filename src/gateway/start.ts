@@ -1,0 +1,92 @@
+import path from "node:path";
+import { pino, type Logger } from "pino";
+import type { FastifyInstance } from "fastify";
+import { GATEWAY_FILES, loadGatewayConfig, type LoadedConfig, type GatewayConfig } from "../config/index.js";
+import { openSqliteStore } from "../store/index.js";
+import type { Store } from "../store/types.js";
+import { AuditLog } from "../audit/audit-log.js";
+import { DeviceDirectory } from "./device-directory.js";
+import { SessionRegistry } from "./sessions.js";
+import { RegistrationService } from "./registrations.js";
+import { RateLimiter } from "./rate-limit.js";
+import { buildGatewayApp } from "./app.js";
+import { loadGatewayPki, urlForListen } from "./home.js";
+import type { GatewayContext } from "./context.js";
+
+export interface RunningGateway {
+  app: FastifyInstance;
+  ctx: GatewayContext;
+  url: string;
+  loaded: LoadedConfig<GatewayConfig>;
+  close(): Promise<void>;
+}
+
+export interface StartGatewayOptions {
+  /** Per-run overrides from flags, e.g. { listen: "0.0.0.0:18789" }. */
+  flags?: Record<string, unknown>;
+  logger?: Logger;
+  now?: () => Date;
+}
+
+function splitListen(listen: string): { host: string; port: number } {
+  const match = /^(.*):(\d+)$/.exec(listen);
+  return { host: (match?.[1] ?? "127.0.0.1").replace(/^\[|\]$/g, ""), port: Number(match?.[2] ?? 18789) };
+}
+
+export async function startGateway(home: string, options: StartGatewayOptions = {}): Promise<RunningGateway> {
+  const loaded = loadGatewayConfig(home, options.flags ?? {});
+  const config = loaded.config;
+  const now = options.now ?? (() => new Date());
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { gatewayId: config.gatewayId } });
+  const { ca, serverKey, serverCert } = await loadGatewayPki(home);
+
+  const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
+  await store.migrate();
+  await store.closeAllOpenSessions(now().toISOString(), "gateway restarted");
+
+  const devices = new DeviceDirectory(store);
+  await devices.load();
+  const sessions = new SessionRegistry();
+  const audit = new AuditLog(store, logger, now);
+  const ctx: GatewayContext = {
+    config,
+    store,
+    ca,
+    devices,
+    sessions,
+    audit,
+    logger,
+    now,
+    enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
+    registrations: new RegistrationService({ store, devices, sessions, ca, config, audit, logger, now }),
+  };
+
+  const app = await buildGatewayApp(ctx, {
+    key: serverKey,
+    certChain: serverCert.trimEnd() + "\n" + ca.certPem,
+    clientCa: [ca.certPem],
+  });
+  const { host, port } = splitListen(config.listen);
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const boundPort = typeof address === "object" && address ? address.port : port;
+  const url = urlForListen(`${host.includes(":") ? `[${host}]` : host}:${boundPort}`);
+  logger.info({ url, listen: config.listen, home }, "gateway listening");
+  await audit.record({ type: "gateway.start", outcome: "success", details: { listen: config.listen } });
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    ctx,
+    url,
+    loaded,
+    close() {
+      closing ??= (async () => {
+        sessions.closeAll(1001, "gateway shutting down");
+        await app.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

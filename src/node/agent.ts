@@ -1,0 +1,236 @@
+import os from "node:os";
+import path from "node:path";
+import { EventEmitter } from "node:events";
+import WebSocket from "ws";
+import type { Logger } from "pino";
+import { X509Certificate } from "node:crypto";
+import { NODE_FILES, writeJsonAtomic, type NodeConfig } from "../config/index.js";
+import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
+import { GATEHOUSE_VERSION, gatewayMessageSchema, type NodeMessage } from "../protocol/index.js";
+import { describeNetworkError } from "../client/https-json.js";
+import type { NodeCredentials } from "./home.js";
+import { backoffDelay } from "./backoff.js";
+
+export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
+
+/** Refusals that no retry can fix: the agent stops and says why instead of hammering the gateway. */
+const PERMANENT: ReadonlySet<ErrorCode> = new Set(["device_revoked", "device_denied", "cert_untrusted"]);
+
+export interface AgentStatus {
+  state: AgentState;
+  since: string;
+  lastAttemptAt: string | null;
+  lastConnectedAt: string | null;
+  lastError: { code: ErrorCode; message: string; at: string } | null;
+  backoffMs: number | null;
+  sessionId: string | null;
+}
+
+/**
+ * The node agent: one WSS session with its client certificate, heartbeats, and reconnects with
+ * backoff. Emits "state" on each change, with the reason; the status file mirrors it for
+ * `gatehouse node status`.
+ */
+export class NodeAgent extends EventEmitter {
+  private socket: WebSocket | undefined;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private readonly startedAt = Date.now();
+  readonly status: AgentStatus = {
+    state: "stopped",
+    since: new Date().toISOString(),
+    lastAttemptAt: null,
+    lastConnectedAt: null,
+    lastError: null,
+    backoffMs: null,
+    sessionId: null,
+  };
+
+  constructor(
+    private readonly home: string,
+    private readonly config: NodeConfig,
+    private readonly credentials: NodeCredentials,
+    private readonly logger: Logger,
+  ) {
+    super();
+  }
+
+  start(): void {
+    this.warnIfCertificateExpired();
+    this.connect();
+  }
+
+  /** Closes the session cleanly; resolves when the socket is gone. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    clearInterval(this.heartbeat);
+    const socket = this.socket;
+    if (socket && socket.readyState !== WebSocket.CLOSED) {
+      await new Promise<void>((resolve) => {
+        socket.once("close", () => resolve());
+        socket.close(1000, "node stopping");
+        setTimeout(() => {
+          socket.terminate();
+          resolve();
+        }, 2000).unref();
+      });
+    }
+    this.setState("stopped", "stopped by the operator");
+  }
+
+  private setState(state: AgentState, reason: string, extra: Record<string, unknown> = {}): void {
+    this.status.state = state;
+    this.status.since = new Date().toISOString();
+    const trouble = state === "backoff" || (state === "stopped" && reason !== "stopped by the operator");
+    const level = trouble ? "warn" : "info";
+    this.logger[level]({ state, reason, ...extra }, `node ${state}: ${reason}`);
+    this.persistStatus();
+    this.emit("state", state, reason, extra);
+  }
+
+  private persistStatus(): void {
+    try {
+      writeJsonAtomic(path.join(this.home, NODE_FILES.state), { ...this.status, pid: process.pid }, 0o600);
+    } catch (error) {
+      this.logger.debug({ err: error }, "could not write the status file");
+    }
+  }
+
+  private fail(code: ErrorCode, message: string, hint?: string): void {
+    this.status.lastError = { code, message, at: new Date().toISOString() };
+    if (PERMANENT.has(code)) {
+      this.stopping = true;
+      this.setState("stopped", `${code}: ${message}`, { code, hint });
+      this.emit("fatal", new GatehouseError(code, message, hint));
+      return;
+    }
+    this.scheduleReconnect(code, message, hint);
+  }
+
+  private scheduleReconnect(code: ErrorCode, message: string, hint?: string): void {
+    if (this.stopping) return;
+    const delay = backoffDelay(this.attempt++, this.config.reconnect.initialDelay, this.config.reconnect.maxDelay);
+    this.status.backoffMs = delay;
+    this.setState("backoff", `${code}: ${message}; reconnecting in ${delay} ms`, { code, hint, delayMs: delay });
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  private connect(): void {
+    if (this.stopping) return;
+    this.status.lastAttemptAt = new Date().toISOString();
+    this.status.backoffMs = null;
+    const url = this.config.gatewayUrl.replace(/^https:/, "wss:") + "/api/v1/connect";
+    this.setState("connecting", `connecting to ${url}`);
+    const socket = new WebSocket(url, {
+      ca: this.credentials.caPem,
+      key: this.credentials.keyPem,
+      cert: this.credentials.certPem,
+      handshakeTimeout: 10_000,
+      maxPayload: 1024 * 1024,
+    });
+    this.socket = socket;
+    // Each attempt ends in exactly one of: an HTTP refusal, a network error, or an open session
+    // (whose close is then the end). `settled` makes sure only the first of them is reported.
+    let settled = false;
+    let opened = false;
+
+    socket.on("unexpected-response", (_request, response) => {
+      settled = true;
+      const chunks: Buffer[] = [];
+      response.on("data", (chunk: Buffer) => chunks.push(chunk));
+      response.on("end", () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+        } catch {
+          body = undefined;
+        }
+        const error = GatehouseError.fromBody(body, "not_a_gateway");
+        const message = body ? error.message : `HTTP ${response.statusCode} without a Gatehouse error body`;
+        socket.terminate();
+        this.fail(error.code, message, error.hint);
+      });
+    });
+
+    socket.on("open", () => {
+      settled = true;
+      opened = true;
+      const hello: NodeMessage = {
+        type: "hello",
+        version: GATEHOUSE_VERSION,
+        platform: `${process.platform}-${process.arch}`,
+        hostname: os.hostname(),
+        uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      };
+      socket.send(JSON.stringify(hello));
+      this.startHeartbeat(socket);
+    });
+
+    socket.on("message", (data) => {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(data.toString());
+      } catch {
+        return;
+      }
+      const result = gatewayMessageSchema.safeParse(parsed);
+      if (!result.success) return;
+      const message = result.data;
+      this.lastMessageAt = Date.now();
+      if (message.type === "welcome") {
+        this.attempt = 0;
+        this.status.sessionId = message.sessionId;
+        this.status.lastConnectedAt = new Date().toISOString();
+        this.status.lastError = null;
+        this.setState("connected", `session ${message.sessionId} open`, { sessionId: message.sessionId });
+      }
+    });
+
+    socket.on("close", (code, reasonBuffer) => {
+      clearInterval(this.heartbeat);
+      if (!opened || this.socket !== socket) return;
+      const reason = reasonBuffer.toString();
+      this.status.sessionId = null;
+      if (this.stopping) return;
+      const errorCode: ErrorCode = isErrorCode(reason) ? reason : code === 1001 ? "unavailable" : "connection_failed";
+      this.fail(errorCode, `session closed by the gateway (${code}${reason ? ` ${reason}` : ""})`);
+    });
+
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      const named = describeNetworkError(this.config.gatewayUrl, error);
+      this.fail(named.code, named.message, named.hint);
+    });
+  }
+
+  private lastMessageAt = 0;
+
+  private startHeartbeat(socket: WebSocket): void {
+    this.lastMessageAt = Date.now();
+    const interval = this.config.heartbeatInterval;
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.lastMessageAt > interval * 3) {
+        this.logger.warn("no answer from the gateway for three heartbeats; reconnecting");
+        socket.terminate();
+        return;
+      }
+      socket.send(JSON.stringify({ type: "heartbeat", ts: Date.now() } satisfies NodeMessage));
+    }, interval);
+  }
+
+  private warnIfCertificateExpired(): void {
+    try {
+      const cert = new X509Certificate(this.credentials.certPem);
+      const expires = new Date(cert.validTo);
+      if (expires.getTime() < Date.now()) {
+        this.logger.warn({ certExpiresAt: expires.toISOString() }, "the device certificate has expired; the gateway will refuse it (cert_expired)");
+      }
+    } catch {
+      this.logger.warn("the device certificate cannot be read");
+    }
+  }
+}

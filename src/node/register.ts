@@ -1,0 +1,160 @@
+import { existsSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { NODE_FILES, ensurePrivateDir, writeFileAtomic, writeJsonAtomic, type NodeConfigInput } from "../config/index.js";
+import {
+  createCsr,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  importKeyPairPem,
+  identityOfSpki,
+  normaliseFingerprint,
+  sha256Fingerprint,
+  spkiOf,
+  x509,
+} from "../pki/index.js";
+import { GatehouseError } from "../protocol/errors.js";
+import type { EnrollResponse, EnrollStatusResponse } from "../protocol/messages.js";
+import { fetchPinnedCa } from "../client/ca-pin.js";
+import { requestJson } from "../client/https-json.js";
+
+export interface RegisterOptions {
+  gatewayUrl: string;
+  caFingerprint: string;
+  name?: string;
+  /** Called on each state change: the CLI prints these, or spins. */
+  onProgress?: (event: RegisterProgress) => void;
+  signal?: AbortSignal;
+}
+
+export type RegisterProgress =
+  | { state: "pinned"; caFingerprint: string }
+  | { state: "submitted"; response: EnrollResponse }
+  | { state: "waiting"; expiresAt: string }
+  | { state: "retrying"; error: GatehouseError };
+
+export interface RegisterResult {
+  deviceId: string;
+  userCode: string;
+  keyFingerprint: string;
+  status: "approved";
+  certExpiresAt: string;
+  gatewayUrl: string;
+  home: string;
+}
+
+function validateUrl(input: string): string {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new GatehouseError("invalid_request", `--gateway ${JSON.stringify(input)} is not a URL`, "Use https://HOST:PORT.");
+  }
+  if (url.protocol !== "https:") {
+    throw new GatehouseError("invalid_request", `--gateway must be an https:// URL, not ${url.protocol}//`, "Use https://HOST:PORT.");
+  }
+  return url.origin;
+}
+
+/** The device key is made here, once, and never leaves this home. Reused on a second register. */
+async function loadOrCreateDeviceKey(home: string): Promise<CryptoKeyPair> {
+  const file = path.join(home, NODE_FILES.deviceKey);
+  if (existsSync(file)) return importKeyPairPem(readFileSync(file, "utf8"));
+  const keys = await generateKeyPair();
+  writeFileAtomic(file, await exportPrivateKeyPem(keys.privateKey), 0o600);
+  return keys;
+}
+
+export async function registerNode(home: string, options: RegisterOptions): Promise<RegisterResult> {
+  const gatewayUrl = validateUrl(options.gatewayUrl);
+  const pin = normaliseFingerprint(options.caFingerprint);
+  if (!pin) {
+    throw new GatehouseError(
+      "invalid_request",
+      `--ca-fingerprint ${JSON.stringify(options.caFingerprint)} is not sha256: followed by 64 hex digits`,
+      "Copy the CA fingerprint that `gatehouse gateway init` printed.",
+    );
+  }
+  const name = options.name ?? os.hostname();
+
+  // Nothing is sent until the gateway proves it holds a certificate from the pinned CA.
+  const pinned = await fetchPinnedCa(gatewayUrl, pin);
+  options.onProgress?.({ state: "pinned", caFingerprint: pin });
+
+  ensurePrivateDir(home);
+  const keys = await loadOrCreateDeviceKey(home);
+  const identity = identityOfSpki(await spkiOf(keys.publicKey));
+  writeFileAtomic(path.join(home, NODE_FILES.caCert), pinned.caPem, 0o644);
+  const config: NodeConfigInput = { gatewayUrl, caFingerprint: pin, deviceId: identity.deviceId, name };
+  writeJsonAtomic(path.join(home, NODE_FILES.config), mergeExistingConfig(home, config));
+
+  const tls = { ca: pinned.caPem };
+  const csr = await createCsr(keys, identity.deviceId);
+  const { body: submitted } = await requestJson<EnrollResponse>(`${gatewayUrl}/api/v1/enroll`, {
+    body: { csr, name, platform: `${process.platform}-${process.arch}` },
+    tls,
+  });
+  options.onProgress?.({ state: "submitted", response: submitted });
+  writeJsonAtomic(path.join(home, NODE_FILES.registration), {
+    requestId: submitted.requestId,
+    userCode: submitted.userCode,
+    expiresAt: submitted.expiresAt,
+  });
+
+  let status: EnrollStatusResponse | undefined;
+  let delay = submitted.pollAfterMs;
+  if (submitted.status === "pending") options.onProgress?.({ state: "waiting", expiresAt: submitted.expiresAt });
+  for (;;) {
+    try {
+      const { body } = await requestJson<EnrollStatusResponse>(`${gatewayUrl}/api/v1/enroll/${submitted.requestId}`, { tls });
+      status = body;
+      delay = submitted.pollAfterMs;
+    } catch (error) {
+      if (!(error instanceof GatehouseError)) throw error;
+      // The gateway may restart while we wait; keep waiting, slower, and say so.
+      options.onProgress?.({ state: "retrying", error });
+      delay = Math.min(delay * 2, 30_000);
+    }
+    if (status && status.status !== "pending") break;
+    status = undefined;
+    await sleep(delay, undefined, options.signal ? { signal: options.signal } : undefined);
+  }
+
+  if (status.status === "denied") {
+    throw new GatehouseError("device_denied", `the registration was denied${status.reason ? `: ${status.reason}` : ""}`);
+  }
+  if (status.status === "expired") {
+    throw new GatehouseError("registration_expired", `the registration expired at ${status.expiresAt} before an admin approved it`);
+  }
+  if (!status.certificate) throw new GatehouseError("unavailable", "the gateway approved the device but sent no certificate");
+  if (status.caBundle && sha256Fingerprint(new x509.X509Certificate(status.caBundle).rawData) !== pin) {
+    throw new GatehouseError("ca_mismatch", "the CA bundle the gateway sent does not match the pinned fingerprint");
+  }
+  const cert = new x509.X509Certificate(status.certificate);
+  if (identityOfSpki(new Uint8Array(cert.publicKey.rawData)).deviceId !== identity.deviceId) {
+    throw new GatehouseError("invalid_request", "the gateway issued a certificate for another key");
+  }
+  writeFileAtomic(path.join(home, NODE_FILES.deviceCert), status.certificate, 0o644);
+  return {
+    deviceId: identity.deviceId,
+    userCode: submitted.userCode,
+    keyFingerprint: identity.keyFingerprint,
+    status: "approved",
+    certExpiresAt: cert.notAfter.toISOString(),
+    gatewayUrl,
+    home,
+  };
+}
+
+/** A second `node register` keeps the owner's own settings (exec.allow and the like). */
+function mergeExistingConfig(home: string, fresh: NodeConfigInput): NodeConfigInput {
+  const file = path.join(home, NODE_FILES.config);
+  if (!existsSync(file)) return fresh;
+  try {
+    const existing = JSON.parse(readFileSync(file, "utf8")) as NodeConfigInput;
+    return { ...existing, ...fresh };
+  } catch {
+    return fresh;
+  }
+}
