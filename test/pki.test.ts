@@ -32,7 +32,11 @@ async function expectCode(promise: Promise<unknown>, code: string, text?: RegExp
 
 describe("pki", () => {
   it("creates a CA that is a CA, with a fixed clock", async () => {
-    const ca = await createCertificateAuthority({ commonName: "Gatehouse CA test", now: NOW, validityDays: 3650 });
+    const ca = await createCertificateAuthority({
+      commonName: "Gatehouse CA test",
+      now: NOW,
+      validityDays: 3650,
+    });
     const cert = new X509Certificate(ca.certPem);
     expect(cert.ca).toBe(true);
     expect(new Date(cert.validTo).getTime()).toBe(NOW.getTime() + 3650 * 86_400_000);
@@ -88,7 +92,9 @@ describe("pki", () => {
     const keys = await generateKeyPair();
     const pem = await exportPrivateKeyPem(keys.privateKey);
     const again = await importKeyPairPem(pem);
-    expect(deviceIdFromSpki(await spkiOf(again.publicKey))).toBe(deviceIdFromSpki(await spkiOf(keys.publicKey)));
+    expect(deviceIdFromSpki(await spkiOf(again.publicKey))).toBe(
+      deviceIdFromSpki(await spkiOf(keys.publicKey)),
+    );
   });
 
   it("refuses CSRs that are not PEM, are tampered, too large or use another key type", async () => {
@@ -136,7 +142,11 @@ describe("pki", () => {
       keys: rsaKeys,
       signingAlgorithm: rsaAlg,
     });
-    await expectCode(verifyCsr(rsaCsr.toString("pem")), "invalid_request", /RSASSA-PKCS1-v1_5 is not allowed/);
+    await expectCode(
+      verifyCsr(rsaCsr.toString("pem")),
+      "invalid_request",
+      /RSASSA-PKCS1-v1_5 is not allowed/,
+    );
   });
 
   it("normalises fingerprints in the forms people paste", () => {

@@ -16,7 +16,12 @@ export class AdminClient {
 
   static fromHome(home: string, gatewayOverride?: string): AdminClient {
     const file = (name: string) => path.join(home, name);
-    const missing = [GATEWAY_FILES.adminGateway, GATEWAY_FILES.adminKey, GATEWAY_FILES.adminCert, GATEWAY_FILES.adminCa]
+    const missing = [
+      GATEWAY_FILES.adminGateway,
+      GATEWAY_FILES.adminKey,
+      GATEWAY_FILES.adminCert,
+      GATEWAY_FILES.adminCa,
+    ]
       .map(file)
       .find((f) => !existsSync(f));
     if (missing) {

@@ -43,21 +43,31 @@ function describeDevice(d: DeviceView): string {
     ["approved", d.approvedAt],
     ["revoked", d.revokedAt],
   ];
-  return lines
-    .filter(([, value]) => value !== null)
-    .map(([key, value]) => `${key.padEnd(16)} ${value}`)
-    .join("\n") + "\n";
+  return (
+    lines
+      .filter(([, value]) => value !== null)
+      .map(([key, value]) => `${key.padEnd(16)} ${value}`)
+      .join("\n") + "\n"
+  );
 }
 
-const withGateway = (command: Command) => command.option("--gateway <url>", "the gateway's URL (default: from the admin credential)");
+const withGateway = (command: Command) =>
+  command.option("--gateway <url>", "the gateway's URL (default: from the admin credential)");
 
 export function devicesCommands(): Command {
   const devices = new Command("devices").description("admin: registered devices");
 
-  withGateway(devices.command("list").description("list devices").option("--pending", "only devices waiting for approval")).action(
+  withGateway(
+    devices
+      .command("list")
+      .description("list devices")
+      .option("--pending", "only devices waiting for approval"),
+  ).action(
     action(async (ctx, options: GatewayOption & { pending?: boolean }) => {
       const client = AdminClient.fromHome(ctx.home, options.gateway);
-      const { devices: list } = await client.get<{ devices: DeviceView[] }>(`/api/v1/devices${options.pending ? "?status=pending" : ""}`);
+      const { devices: list } = await client.get<{ devices: DeviceView[] }>(
+        `/api/v1/devices${options.pending ? "?status=pending" : ""}`,
+      );
       if (ctx.json) printJson({ devices: list });
       else process.stdout.write(list.length ? deviceRows(list) : "no devices\n");
     }),
@@ -66,33 +76,60 @@ export function devicesCommands(): Command {
   withGateway(devices.command("show").description("show one device").argument("<id-or-code>")).action(
     action(async (ctx, id: string, options: GatewayOption) => {
       const client = AdminClient.fromHome(ctx.home, options.gateway);
-      const result = await client.get<{ device: DeviceView; certificates: unknown[] }>(`/api/v1/devices/${encodeURIComponent(id)}`);
+      const result = await client.get<{ device: DeviceView; certificates: unknown[] }>(
+        `/api/v1/devices/${encodeURIComponent(id)}`,
+      );
       if (ctx.json) printJson(result);
       else process.stdout.write(describeDevice(result.device));
     }),
   );
 
   withGateway(
-    devices.command("approve").description("approve a pending device by id or user code").argument("<id-or-code>").option("--role <role>", "role to grant", "node"),
+    devices
+      .command("approve")
+      .description("approve a pending device by id or user code")
+      .argument("<id-or-code>")
+      .option("--role <role>", "role to grant", "node"),
   ).action(
     action(async (ctx, id: string, options: GatewayOption & { role: string }) => {
       const client = AdminClient.fromHome(ctx.home, options.gateway);
-      const { device } = await client.post<{ device: DeviceView }>(`/api/v1/devices/${encodeURIComponent(id)}/approve`, { role: options.role });
+      const { device } = await client.post<{ device: DeviceView }>(
+        `/api/v1/devices/${encodeURIComponent(id)}/approve`,
+        { role: options.role },
+      );
       if (ctx.json) printJson({ device });
-      else process.stdout.write(`✓ approved ${device.deviceId} (${device.name}) with role ${device.role}; certificate valid until ${device.certExpiresAt}\n`);
+      else
+        process.stdout.write(
+          `✓ approved ${device.deviceId} (${device.name}) with role ${device.role}; certificate valid until ${device.certExpiresAt}\n`,
+        );
     }),
   );
 
-  withGateway(devices.command("deny").description("deny a pending device").argument("<id-or-code>").option("--reason <text>", "why")).action(
+  withGateway(
+    devices
+      .command("deny")
+      .description("deny a pending device")
+      .argument("<id-or-code>")
+      .option("--reason <text>", "why"),
+  ).action(
     action(async (ctx, id: string, options: GatewayOption & { reason?: string }) => {
       const client = AdminClient.fromHome(ctx.home, options.gateway);
-      const { device } = await client.post<{ device: DeviceView }>(`/api/v1/devices/${encodeURIComponent(id)}/deny`, options.reason ? { reason: options.reason } : {});
+      const { device } = await client.post<{ device: DeviceView }>(
+        `/api/v1/devices/${encodeURIComponent(id)}/deny`,
+        options.reason ? { reason: options.reason } : {},
+      );
       if (ctx.json) printJson({ device });
       else process.stdout.write(`✓ denied ${device.deviceId} (${device.name})\n`);
     }),
   );
 
-  withGateway(devices.command("revoke").description("revoke a device and close its sessions").argument("<id-or-code>").option("--reason <text>", "why")).action(
+  withGateway(
+    devices
+      .command("revoke")
+      .description("revoke a device and close its sessions")
+      .argument("<id-or-code>")
+      .option("--reason <text>", "why"),
+  ).action(
     action(async (ctx, id: string, options: GatewayOption & { reason?: string }) => {
       const client = AdminClient.fromHome(ctx.home, options.gateway);
       const result = await client.post<{ device: DeviceView; sessionsClosed: number }>(
@@ -100,7 +137,10 @@ export function devicesCommands(): Command {
         options.reason ? { reason: options.reason } : {},
       );
       if (ctx.json) printJson(result);
-      else process.stdout.write(`✓ revoked ${result.device.deviceId} (${result.device.name}); closed ${result.sessionsClosed} live session(s)\n`);
+      else
+        process.stdout.write(
+          `✓ revoked ${result.device.deviceId} (${result.device.name}); closed ${result.sessionsClosed} live session(s)\n`,
+        );
     }),
   );
 
@@ -119,7 +159,15 @@ export function nodesCommands(): Command {
           list.length
             ? table(
                 ["DEVICE ID", "NAME", "PLATFORM", "VERSION", "ADDRESS", "CONNECTED", "LAST HEARTBEAT"],
-                list.map((n) => [n.deviceId, n.name, n.platform ?? "-", n.version ?? "-", n.address ?? "-", ago(n.connectedAt), ago(n.lastHeartbeat)]),
+                list.map((n) => [
+                  n.deviceId,
+                  n.name,
+                  n.platform ?? "-",
+                  n.version ?? "-",
+                  n.address ?? "-",
+                  ago(n.connectedAt),
+                  ago(n.lastHeartbeat),
+                ]),
               )
             : "no nodes online\n",
         );

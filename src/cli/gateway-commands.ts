@@ -30,7 +30,11 @@ export function gatewayCommands(): Command {
     .option("--san <names...>", "extra names or addresses for the server certificate")
     .action(
       action(async (ctx, options: { listen: string; name?: string; san?: string[] }) => {
-        const result = await initGatewayHome(ctx.home, { listen: options.listen, name: options.name, sans: options.san });
+        const result = await initGatewayHome(ctx.home, {
+          listen: options.listen,
+          name: options.name,
+          sans: options.san,
+        });
         if (ctx.json) printJson(result);
         else printInit(result);
       }),
@@ -46,8 +50,11 @@ export function gatewayCommands(): Command {
           const result = await initGatewayHome(ctx.home, options.listen ? { listen: options.listen } : {});
           if (!ctx.json) printInit(result);
         }
-        const running = await startGateway(ctx.home, { flags: options.listen ? { listen: options.listen } : {} });
-        if (!ctx.json && process.stderr.isTTY) process.stderr.write(`✓ Gateway listening on ${running.url}\n`);
+        const running = await startGateway(ctx.home, {
+          flags: options.listen ? { listen: options.listen } : {},
+        });
+        if (!ctx.json && process.stderr.isTTY)
+          process.stderr.write(`✓ Gateway listening on ${running.url}\n`);
         await new Promise<void>((resolve) => {
           const shutdown = (signal: string) => {
             running.ctx.logger.info({ signal }, "shutting down");

@@ -15,7 +15,11 @@ export interface PinnedCa {
  * presents, and accept it only if it contains the CA whose fingerprint the admin gave us and the
  * server certificate is signed by that CA. Returns that CA for all later, fully verified TLS.
  */
-export function fetchPinnedCa(gatewayUrl: string, pinnedFingerprint: string, timeoutMs = 10_000): Promise<PinnedCa> {
+export function fetchPinnedCa(
+  gatewayUrl: string,
+  pinnedFingerprint: string,
+  timeoutMs = 10_000,
+): Promise<PinnedCa> {
   const url = new URL(gatewayUrl);
   const host = url.hostname.replace(/^\[|\]$/g, "");
   const port = Number(url.port || 443);

@@ -62,7 +62,9 @@ export function requestJson<T = unknown>(
         cert: options.tls.cert,
         headers: {
           accept: "application/json",
-          ...(payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {}),
+          ...(payload
+            ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }
+            : {}),
         },
         timeout: options.timeoutMs ?? 10_000,
       },

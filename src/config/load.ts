@@ -52,7 +52,10 @@ function leafPaths(obj: Json, prefix = ""): string[] {
   );
 }
 
-export function readJsonFile(file: string, what: "config_missing" | "config_invalid" = "config_missing"): Json {
+export function readJsonFile(
+  file: string,
+  what: "config_missing" | "config_invalid" = "config_missing",
+): Json {
   if (!existsSync(file)) {
     throw new GatehouseError(what, `config file ${file} does not exist`);
   }

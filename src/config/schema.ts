@@ -26,7 +26,11 @@ export const gatewayConfigSchema = z.strictObject({
       maxPending: z.number().int().positive().default(100),
       /** Registrations one address may start per minute (a token bucket of this size). */
       perAddressPerMinute: z.number().int().positive().default(20),
-      maxBodyBytes: z.number().int().positive().default(64 * 1024),
+      maxBodyBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024),
     })
     .prefault({}),
   sessions: z

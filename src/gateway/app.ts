@@ -59,7 +59,12 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
       // One structured line per refusal: who, where, which credential (prefix only), and why.
       const credential = credentialSummary(request);
       request.log.warn(
-        { address: request.ip, route: request.routeOptions.url ?? request.url, ...credential, code: gatehouseError.code },
+        {
+          address: request.ip,
+          route: request.routeOptions.url ?? request.url,
+          ...credential,
+          code: gatehouseError.code,
+        },
         "refused",
       );
       ctx.audit.recordInBackground({
@@ -70,7 +75,8 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
         details: { route: request.routeOptions.url ?? request.url, ...credential },
       });
     }
-    if (gatehouseError.retryAfterSeconds) reply.header("retry-after", String(gatehouseError.retryAfterSeconds));
+    if (gatehouseError.retryAfterSeconds)
+      reply.header("retry-after", String(gatehouseError.retryAfterSeconds));
     return reply.code(gatehouseError.status).send(gatehouseError.toBody());
   });
 

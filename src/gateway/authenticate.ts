@@ -13,7 +13,9 @@ declare module "fastify" {
 /** An `onRequest` hook for a route that needs a scope: resolves the principal from memory. */
 export function requireScopeHook(ctx: GatewayContext, scope: Scope) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    const principal = authenticateClientCertificate(request.raw.socket as TLSSocket, (id) => ctx.devices.get(id));
+    const principal = authenticateClientCertificate(request.raw.socket as TLSSocket, (id) =>
+      ctx.devices.get(id),
+    );
     requireScope(principal, scope);
     request.principal = principal;
   };

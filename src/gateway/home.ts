@@ -1,7 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, chmodSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { GATEWAY_FILES, ensurePrivateDir, writeFileAtomic, writeJsonAtomic, type GatewayConfigInput } from "../config/index.js";
+import {
+  GATEWAY_FILES,
+  ensurePrivateDir,
+  writeFileAtomic,
+  writeJsonAtomic,
+  type GatewayConfigInput,
+} from "../config/index.js";
 import {
   base32,
   createCertificateAuthority,
@@ -51,7 +57,10 @@ export function gatewayHomeExists(home: string): boolean {
  * `gateway init`: the CA, the server certificate, the admin credential (a client certificate of
  * role admin), the config and the database. Refuses to touch an existing home.
  */
-export async function initGatewayHome(home: string, options: GatewayInitOptions = {}): Promise<GatewayInitResult> {
+export async function initGatewayHome(
+  home: string,
+  options: GatewayInitOptions = {},
+): Promise<GatewayInitResult> {
   if (gatewayHomeExists(home)) {
     throw new GatehouseError(
       "invalid_request",
@@ -69,13 +78,18 @@ export async function initGatewayHome(home: string, options: GatewayInitOptions 
   ensurePrivateDir(path.join(home, GATEWAY_FILES.pkiDir));
   ensurePrivateDir(path.join(home, GATEWAY_FILES.adminDir));
 
-  const ca = await createCertificateAuthority({ commonName: `Gatehouse CA ${gatewayId}`, now, validityDays: 3650 });
+  const ca = await createCertificateAuthority({
+    commonName: `Gatehouse CA ${gatewayId}`,
+    now,
+    validityDays: 3650,
+  });
   writeFileAtomic(path.join(home, GATEWAY_FILES.caKey), ca.keyPem, 0o600);
   writeFileAtomic(path.join(home, GATEWAY_FILES.caCert), ca.certPem, 0o644);
 
   const listenHost = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
   const serverSans = [...sans];
-  if (listenHost && !["0.0.0.0", "[::]", "localhost", "127.0.0.1"].includes(listenHost)) serverSans.push(listenHost.replace(/^\[|\]$/g, ""));
+  if (listenHost && !["0.0.0.0", "[::]", "localhost", "127.0.0.1"].includes(listenHost))
+    serverSans.push(listenHost.replace(/^\[|\]$/g, ""));
   await writeServerCertificate(home, ca, serverSans, now, 365 * 86_400_000);
 
   const config: GatewayConfigInput = { gatewayId, name, listen, sans };
@@ -83,7 +97,10 @@ export async function initGatewayHome(home: string, options: GatewayInitOptions 
 
   const admin = await writeAdminCredential(home, ca, urlForListen(listen), gatewayId, now);
 
-  const nodeUrl = sans[0] && !listenHost.match(/^(127\.|localhost)/) ? `https://${sans[0]}:${listen.split(":").pop()}` : urlForListen(listen);
+  const nodeUrl =
+    sans[0] && !listenHost.match(/^(127\.|localhost)/)
+      ? `https://${sans[0]}:${listen.split(":").pop()}`
+      : urlForListen(listen);
   return {
     home,
     gatewayId,
@@ -95,25 +112,50 @@ export async function initGatewayHome(home: string, options: GatewayInitOptions 
   };
 }
 
-export async function writeServerCertificate(home: string, ca: CertificateAuthority, sans: string[], now: Date, ttlMs: number) {
+export async function writeServerCertificate(
+  home: string,
+  ca: CertificateAuthority,
+  sans: string[],
+  now: Date,
+  ttlMs: number,
+) {
   const keys = await generateKeyPair();
   const issued = await issueServerCertificate(ca, { publicKey: keys.publicKey, sans, now, ttlMs });
-  writeFileAtomic(path.join(home, GATEWAY_FILES.serverKey), await exportPrivateKeyPem(keys.privateKey), 0o600);
+  writeFileAtomic(
+    path.join(home, GATEWAY_FILES.serverKey),
+    await exportPrivateKeyPem(keys.privateKey),
+    0o600,
+  );
   writeFileAtomic(path.join(home, GATEWAY_FILES.serverCert), issued.pem, 0o644);
   return issued;
 }
 
 /** The admin credential: a key, a client certificate of role admin, the CA and where to reach the gateway. */
-async function writeAdminCredential(home: string, ca: CertificateAuthority, url: string, gatewayId: string, now: Date) {
+async function writeAdminCredential(
+  home: string,
+  ca: CertificateAuthority,
+  url: string,
+  gatewayId: string,
+  now: Date,
+) {
   const keys = await generateKeyPair();
   const identity = identityOfSpki(await spkiOf(keys.publicKey));
-  const issued = await issueClientCertificate(ca, { publicKey: keys.publicKey, deviceId: identity.deviceId, now, ttlMs: 365 * 86_400_000 });
+  const issued = await issueClientCertificate(ca, {
+    publicKey: keys.publicKey,
+    deviceId: identity.deviceId,
+    now,
+    ttlMs: 365 * 86_400_000,
+  });
   const adminDir = path.join(home, GATEWAY_FILES.adminDir);
   mkdirSync(adminDir, { recursive: true, mode: 0o700 });
   writeFileAtomic(path.join(home, GATEWAY_FILES.adminKey), await exportPrivateKeyPem(keys.privateKey), 0o600);
   writeFileAtomic(path.join(home, GATEWAY_FILES.adminCert), issued.pem, 0o600);
   writeFileAtomic(path.join(home, GATEWAY_FILES.adminCa), ca.certPem, 0o644);
-  writeJsonAtomic(path.join(home, GATEWAY_FILES.adminGateway), { gatewayUrl: url, gatewayId, caFingerprint: ca.fingerprint });
+  writeJsonAtomic(path.join(home, GATEWAY_FILES.adminGateway), {
+    gatewayUrl: url,
+    gatewayId,
+    caFingerprint: ca.fingerprint,
+  });
 
   const store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
   try {

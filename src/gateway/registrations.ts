@@ -49,11 +49,26 @@ export class RegistrationService {
     const at = now();
     const existing = devices.get(csr.deviceId);
     if (existing?.status === "revoked") {
-      audit.recordInBackground({ type: "enroll", outcome: "failure", subject: csr.deviceId, address, code: "device_revoked" });
-      throw new GatehouseError("device_revoked", `device ${csr.deviceId} has been revoked; register with a new key`);
+      audit.recordInBackground({
+        type: "enroll",
+        outcome: "failure",
+        subject: csr.deviceId,
+        address,
+        code: "device_revoked",
+      });
+      throw new GatehouseError(
+        "device_revoked",
+        `device ${csr.deviceId} has been revoked; register with a new key`,
+      );
     }
     if (existing?.status === "denied") {
-      audit.recordInBackground({ type: "enroll", outcome: "failure", subject: csr.deviceId, address, code: "device_denied" });
+      audit.recordInBackground({
+        type: "enroll",
+        outcome: "failure",
+        subject: csr.deviceId,
+        address,
+        code: "device_denied",
+      });
       throw new GatehouseError("device_denied", `device ${csr.deviceId} was denied`);
     }
     if (existing?.kind === "operator") {
@@ -68,7 +83,13 @@ export class RegistrationService {
       }
       await store.expireRegistrations(at.toISOString());
       if ((await store.countPendingRegistrations(at.toISOString())) >= config.enroll.maxPending) {
-        audit.recordInBackground({ type: "enroll", outcome: "failure", subject: csr.deviceId, address, code: "rate_limited" });
+        audit.recordInBackground({
+          type: "enroll",
+          outcome: "failure",
+          subject: csr.deviceId,
+          address,
+          code: "rate_limited",
+        });
         const error = new GatehouseError(
           "rate_limited",
           `too many registrations are waiting for approval (at most ${config.enroll.maxPending})`,
@@ -129,7 +150,11 @@ export class RegistrationService {
       outcome: "success",
       subject: csr.deviceId,
       address,
-      details: { name: request.name, userCode: formatUserCode(registration.userCode), keyFingerprint: csr.keyFingerprint.slice(0, 19) },
+      details: {
+        name: request.name,
+        userCode: formatUserCode(registration.userCode),
+        keyFingerprint: csr.keyFingerprint.slice(0, 19),
+      },
     });
     this.deps.logger.info(
       { deviceId: csr.deviceId, userCode: formatUserCode(registration.userCode), address },
@@ -173,7 +198,9 @@ export class RegistrationService {
   }
 
   /** Finds a device by id or by the user code of its pending registration. */
-  async resolveDevice(idOrCode: string): Promise<{ device: DeviceRecord; registration?: RegistrationRecord }> {
+  async resolveDevice(
+    idOrCode: string,
+  ): Promise<{ device: DeviceRecord; registration?: RegistrationRecord }> {
     const { store, devices } = this.deps;
     const direct = devices.get(idOrCode) ?? devices.get(idOrCode.toLowerCase());
     if (direct) {
@@ -190,23 +217,38 @@ export class RegistrationService {
   }
 
   async approve(idOrCode: string, role: string, actor: string): Promise<DeviceRecord> {
-    if (!isKnownRole(role)) throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(role)}`);
+    if (!isKnownRole(role))
+      throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(role)}`);
     const { device, registration } = await this.resolveDevice(idOrCode);
     if (device.status === "approved") return device;
     if (device.status !== "pending") {
-      throw new GatehouseError("invalid_request", `device ${device.deviceId} is ${device.status} and cannot be approved`, "A revoked or denied device must register again with a new key.");
+      throw new GatehouseError(
+        "invalid_request",
+        `device ${device.deviceId} is ${device.status} and cannot be approved`,
+        "A revoked or denied device must register again with a new key.",
+      );
     }
     if (!registration || registration.status !== "pending") {
-      throw new GatehouseError("registration_expired", `device ${device.deviceId} has no pending registration`);
+      throw new GatehouseError(
+        "registration_expired",
+        `device ${device.deviceId} has no pending registration`,
+      );
     }
     if (registration.expiresAt <= this.deps.now().toISOString()) {
       await this.deps.store.updateRegistration(registration.requestId, { status: "expired" });
-      throw new GatehouseError("registration_expired", `the registration of ${device.deviceId} expired at ${registration.expiresAt}`);
+      throw new GatehouseError(
+        "registration_expired",
+        `the registration of ${device.deviceId} expired at ${registration.expiresAt}`,
+      );
     }
     return this.approveRegistration(registration, role, actor);
   }
 
-  private async approveRegistration(registration: RegistrationRecord, role: string, actor: string): Promise<DeviceRecord> {
+  private async approveRegistration(
+    registration: RegistrationRecord,
+    role: string,
+    actor: string,
+  ): Promise<DeviceRecord> {
     const { store, devices, ca, config, audit, now } = this.deps;
     const at = now();
     const csr = await verifyCsr(registration.csr);
@@ -237,7 +279,11 @@ export class RegistrationService {
       outcome: "success",
       actor,
       subject: registration.deviceId,
-      details: { role, certFingerprint: issued.fingerprint.slice(0, 19), certExpiresAt: issued.notAfter.toISOString() },
+      details: {
+        role,
+        certFingerprint: issued.fingerprint.slice(0, 19),
+        certExpiresAt: issued.notAfter.toISOString(),
+      },
     });
     this.deps.logger.info({ deviceId: registration.deviceId, role, actor }, "device approved");
     return result.device;
@@ -246,22 +292,48 @@ export class RegistrationService {
   async deny(idOrCode: string, reason: string | undefined, actor: string): Promise<DeviceRecord> {
     const { device, registration } = await this.resolveDevice(idOrCode);
     if (device.status !== "pending") {
-      throw new GatehouseError("invalid_request", `device ${device.deviceId} is ${device.status}; only a pending device can be denied`, "Use `gatehouse devices revoke` for an approved device.");
+      throw new GatehouseError(
+        "invalid_request",
+        `device ${device.deviceId} is ${device.status}; only a pending device can be denied`,
+        "Use `gatehouse devices revoke` for an approved device.",
+      );
     }
     const at = this.deps.now().toISOString();
-    if (registration) await this.deps.store.updateRegistration(registration.requestId, { status: "denied", reason: reason ?? "denied by an admin" });
-    const updated = await this.deps.devices.update(device.deviceId, { status: "denied", statusReason: reason ?? null, updatedAt: at });
-    await this.deps.audit.record({ type: "device.deny", outcome: "success", actor, subject: device.deviceId, details: { reason: reason ?? null } });
+    if (registration)
+      await this.deps.store.updateRegistration(registration.requestId, {
+        status: "denied",
+        reason: reason ?? "denied by an admin",
+      });
+    const updated = await this.deps.devices.update(device.deviceId, {
+      status: "denied",
+      statusReason: reason ?? null,
+      updatedAt: at,
+    });
+    await this.deps.audit.record({
+      type: "device.deny",
+      outcome: "success",
+      actor,
+      subject: device.deviceId,
+      details: { reason: reason ?? null },
+    });
     return updated!;
   }
 
-  async revoke(idOrCode: string, reason: string | undefined, actor: string): Promise<{ device: DeviceRecord; sessionsClosed: number }> {
+  async revoke(
+    idOrCode: string,
+    reason: string | undefined,
+    actor: string,
+  ): Promise<{ device: DeviceRecord; sessionsClosed: number }> {
     const { device, registration } = await this.resolveDevice(idOrCode);
     if (device.kind === "operator" && device.role === "admin" && actor === device.deviceId) {
       throw new GatehouseError("invalid_request", "an admin credential cannot revoke itself");
     }
     const at = this.deps.now().toISOString();
-    if (registration) await this.deps.store.updateRegistration(registration.requestId, { status: "denied", reason: "revoked" });
+    if (registration)
+      await this.deps.store.updateRegistration(registration.requestId, {
+        status: "denied",
+        reason: "revoked",
+      });
     // Durable first, then the cache (which every later handshake reads), then the live sessions.
     const updated = await this.deps.devices.update(device.deviceId, {
       status: "revoked",
@@ -270,7 +342,13 @@ export class RegistrationService {
       updatedAt: at,
     });
     const sessionsClosed = this.deps.sessions.closeDevice(device.deviceId, 4403, "device_revoked");
-    await this.deps.audit.record({ type: "device.revoke", outcome: "success", actor, subject: device.deviceId, details: { reason: reason ?? null, sessionsClosed } });
+    await this.deps.audit.record({
+      type: "device.revoke",
+      outcome: "success",
+      actor,
+      subject: device.deviceId,
+      details: { reason: reason ?? null, sessionsClosed },
+    });
     this.deps.logger.info({ deviceId: device.deviceId, sessionsClosed, actor }, "device revoked");
     return { device: updated!, sessionsClosed };
   }

@@ -112,9 +112,17 @@ export class NodeAgent extends EventEmitter {
 
   private scheduleReconnect(code: ErrorCode, message: string, hint?: string): void {
     if (this.stopping) return;
-    const delay = backoffDelay(this.attempt++, this.config.reconnect.initialDelay, this.config.reconnect.maxDelay);
+    const delay = backoffDelay(
+      this.attempt++,
+      this.config.reconnect.initialDelay,
+      this.config.reconnect.maxDelay,
+    );
     this.status.backoffMs = delay;
-    this.setState("backoff", `${code}: ${message}; reconnecting in ${delay} ms`, { code, hint, delayMs: delay });
+    this.setState("backoff", `${code}: ${message}; reconnecting in ${delay} ms`, {
+      code,
+      hint,
+      delayMs: delay,
+    });
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
@@ -195,7 +203,11 @@ export class NodeAgent extends EventEmitter {
       const reason = reasonBuffer.toString();
       this.status.sessionId = null;
       if (this.stopping) return;
-      const errorCode: ErrorCode = isErrorCode(reason) ? reason : code === 1001 ? "unavailable" : "connection_failed";
+      const errorCode: ErrorCode = isErrorCode(reason)
+        ? reason
+        : code === 1001
+          ? "unavailable"
+          : "connection_failed";
       this.fail(errorCode, `session closed by the gateway (${code}${reason ? ` ${reason}` : ""})`);
     });
 
@@ -227,7 +239,10 @@ export class NodeAgent extends EventEmitter {
       const cert = new X509Certificate(this.credentials.certPem);
       const expires = new Date(cert.validTo);
       if (expires.getTime() < Date.now()) {
-        this.logger.warn({ certExpiresAt: expires.toISOString() }, "the device certificate has expired; the gateway will refuse it (cert_expired)");
+        this.logger.warn(
+          { certExpiresAt: expires.toISOString() },
+          "the device certificate has expired; the gateway will refuse it (cert_expired)",
+        );
       }
     } catch {
       this.logger.warn("the device certificate cannot be read");

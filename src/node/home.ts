@@ -22,7 +22,11 @@ export function readNodeCredentials(home: string): NodeCredentials {
     }
     return readFileSync(file, "utf8");
   };
-  return { keyPem: read(NODE_FILES.deviceKey), certPem: read(NODE_FILES.deviceCert), caPem: read(NODE_FILES.caCert) };
+  return {
+    keyPem: read(NODE_FILES.deviceKey),
+    certPem: read(NODE_FILES.deviceCert),
+    caPem: read(NODE_FILES.caCert),
+  };
 }
 
 export function loadNode(home: string) {

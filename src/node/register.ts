@@ -2,7 +2,13 @@ import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NODE_FILES, ensurePrivateDir, writeFileAtomic, writeJsonAtomic, type NodeConfigInput } from "../config/index.js";
+import {
+  NODE_FILES,
+  ensurePrivateDir,
+  writeFileAtomic,
+  writeJsonAtomic,
+  type NodeConfigInput,
+} from "../config/index.js";
 import {
   createCsr,
   exportPrivateKeyPem,
@@ -49,10 +55,18 @@ function validateUrl(input: string): string {
   try {
     url = new URL(input);
   } catch {
-    throw new GatehouseError("invalid_request", `--gateway ${JSON.stringify(input)} is not a URL`, "Use https://HOST:PORT.");
+    throw new GatehouseError(
+      "invalid_request",
+      `--gateway ${JSON.stringify(input)} is not a URL`,
+      "Use https://HOST:PORT.",
+    );
   }
   if (url.protocol !== "https:") {
-    throw new GatehouseError("invalid_request", `--gateway must be an https:// URL, not ${url.protocol}//`, "Use https://HOST:PORT.");
+    throw new GatehouseError(
+      "invalid_request",
+      `--gateway must be an https:// URL, not ${url.protocol}//`,
+      "Use https://HOST:PORT.",
+    );
   }
   return url.origin;
 }
@@ -104,10 +118,14 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
 
   let status: EnrollStatusResponse | undefined;
   let delay = submitted.pollAfterMs;
-  if (submitted.status === "pending") options.onProgress?.({ state: "waiting", expiresAt: submitted.expiresAt });
+  if (submitted.status === "pending")
+    options.onProgress?.({ state: "waiting", expiresAt: submitted.expiresAt });
   for (;;) {
     try {
-      const { body } = await requestJson<EnrollStatusResponse>(`${gatewayUrl}/api/v1/enroll/${submitted.requestId}`, { tls });
+      const { body } = await requestJson<EnrollStatusResponse>(
+        `${gatewayUrl}/api/v1/enroll/${submitted.requestId}`,
+        { tls },
+      );
       status = body;
       delay = submitted.pollAfterMs;
     } catch (error) {
@@ -122,14 +140,24 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   }
 
   if (status.status === "denied") {
-    throw new GatehouseError("device_denied", `the registration was denied${status.reason ? `: ${status.reason}` : ""}`);
+    throw new GatehouseError(
+      "device_denied",
+      `the registration was denied${status.reason ? `: ${status.reason}` : ""}`,
+    );
   }
   if (status.status === "expired") {
-    throw new GatehouseError("registration_expired", `the registration expired at ${status.expiresAt} before an admin approved it`);
+    throw new GatehouseError(
+      "registration_expired",
+      `the registration expired at ${status.expiresAt} before an admin approved it`,
+    );
   }
-  if (!status.certificate) throw new GatehouseError("unavailable", "the gateway approved the device but sent no certificate");
+  if (!status.certificate)
+    throw new GatehouseError("unavailable", "the gateway approved the device but sent no certificate");
   if (status.caBundle && sha256Fingerprint(new x509.X509Certificate(status.caBundle).rawData) !== pin) {
-    throw new GatehouseError("ca_mismatch", "the CA bundle the gateway sent does not match the pinned fingerprint");
+    throw new GatehouseError(
+      "ca_mismatch",
+      "the CA bundle the gateway sent does not match the pinned fingerprint",
+    );
   }
   const cert = new x509.X509Certificate(status.certificate);
   if (identityOfSpki(new Uint8Array(cert.publicKey.rawData)).deviceId !== identity.deviceId) {

@@ -62,7 +62,10 @@ export async function createCertificateAuthority(options: {
   };
 }
 
-export async function loadCertificateAuthority(certPem: string, keyPem: string): Promise<CertificateAuthority> {
+export async function loadCertificateAuthority(
+  certPem: string,
+  keyPem: string,
+): Promise<CertificateAuthority> {
   const cert = new x509.X509Certificate(certPem);
   const keys = await importKeyPairPem(keyPem);
   return { cert, certPem: cert.toString("pem"), keys, fingerprint: sha256Fingerprint(cert.rawData) };

@@ -20,7 +20,11 @@ export interface VerifiedCsr extends KeyIdentity {
 }
 
 function invalid(description: string): GatehouseError {
-  return new GatehouseError("invalid_request", description, "Send a PEM PKCS#10 CSR signed by an ECDSA P-256 key.");
+  return new GatehouseError(
+    "invalid_request",
+    description,
+    "Send a PEM PKCS#10 CSR signed by an ECDSA P-256 key.",
+  );
 }
 
 /**

@@ -5,8 +5,11 @@ export const deviceNameSchema = z
   .string()
   .min(1, "name is empty")
   .max(64, "name is longer than 64 characters")
-  // eslint-disable-next-line no-control-regex
-  .refine((name) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(name), "name contains control characters");
+  .refine(
+    // eslint-disable-next-line no-control-regex
+    (name) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(name),
+    "name contains control characters",
+  );
 
 export const enrollRequestSchema = z.strictObject({
   csr: z.string().min(1, "csr is missing"),
@@ -98,7 +101,11 @@ export const welcomeSchema = z.object({
   heartbeatIntervalMs: z.number(),
   serverTime: z.string(),
 });
-export const heartbeatAckSchema = z.object({ type: z.literal("heartbeat_ack"), ts: z.number(), serverTime: z.string() });
+export const heartbeatAckSchema = z.object({
+  type: z.literal("heartbeat_ack"),
+  ts: z.number(),
+  serverTime: z.string(),
+});
 export const gatewayMessageSchema = z.discriminatedUnion("type", [welcomeSchema, heartbeatAckSchema]);
 export type GatewayMessage = z.infer<typeof gatewayMessageSchema>;
 
@@ -112,5 +119,7 @@ export function formatUserCode(code: string): string {
 /** "bcdf-ghjk", "BCDFGHJK" and "BCDF GHJK" all name the same code; returns undefined if not a code. */
 export function parseUserCode(input: string): string | undefined {
   const compact = input.toUpperCase().replace(/[\s-]/g, "");
-  return compact.length === 8 && [...compact].every((c) => USER_CODE_ALPHABET.includes(c)) ? compact : undefined;
+  return compact.length === 8 && [...compact].every((c) => USER_CODE_ALPHABET.includes(c))
+    ? compact
+    : undefined;
 }

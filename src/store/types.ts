@@ -134,7 +134,12 @@ export interface Store {
 
   // sessions
   openSession(session: SessionRecord): Promise<void>;
-  closeSession(sessionId: string, at: string, closeCode: number | null, closeReason: string | null): Promise<void>;
+  closeSession(
+    sessionId: string,
+    at: string,
+    closeCode: number | null,
+    closeReason: string | null,
+  ): Promise<void>;
   /** Sessions left open by a crash are closed at start. */
   closeAllOpenSessions(at: string, reason: string): Promise<number>;
 

@@ -50,7 +50,11 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
 
   app.post<{ Params: { id: string } }>("/api/v1/devices/:id/revoke", write, async (request) => {
     const { reason } = parseBody(reasonBody, request.body);
-    const { device, sessionsClosed } = await ctx.registrations.revoke(request.params.id, reason, actor(request));
+    const { device, sessionsClosed } = await ctx.registrations.revoke(
+      request.params.id,
+      reason,
+      actor(request),
+    );
     return { device: deviceView(device, false), sessionsClosed };
   });
 }
