@@ -1,4 +1,5 @@
 import type { TLSSocket } from "node:tls";
+import { createHash } from "node:crypto";
 import { GatehouseError } from "../protocol/errors.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
 import { scopesForRole, type Principal } from "./roles.js";
@@ -9,6 +10,8 @@ const DEVICE_URI_PREFIX = "URI:urn:gatehouse:device:";
 export interface PeerIdentity {
   deviceId?: string;
   fingerprint?: string;
+  /** RFC 8705 x5t#S256 of a certificate from our CA, for tokens bound to it. */
+  thumbprint?: string;
   error?: GatehouseError;
 }
 
@@ -68,7 +71,11 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
       error: new GatehouseError("cert_untrusted", "the client certificate names no Gatehouse device"),
     };
   }
-  return { deviceId: uri.slice(DEVICE_URI_PREFIX.length), fingerprint };
+  return {
+    deviceId: uri.slice(DEVICE_URI_PREFIX.length),
+    fingerprint,
+    thumbprint: createHash("sha256").update(peer.raw).digest("base64url"),
+  };
 }
 
 /** One function turns a client certificate into a principal: TLS verdict, then the device's state. */
@@ -93,7 +100,8 @@ export function authenticateClientCertificate(socket: TLSSocket, lookup: DeviceL
       throw new GatehouseError("device_pending", `device ${identity.deviceId} is waiting for approval`);
   }
   return {
-    kind: "device",
+    kind: "certificate",
+    subject: `device:${identity.deviceId}`,
     deviceId: identity.deviceId,
     deviceKind: device.kind,
     role: device.role,

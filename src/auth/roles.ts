@@ -20,6 +20,10 @@ export const BUILTIN_ROLES: Record<string, readonly Scope[]> = {
   admin: SCOPES,
 };
 
+export function scopesFromString(scope: string): Scope[] {
+  return scope.split(" ").filter((s): s is Scope => (SCOPES as readonly string[]).includes(s));
+}
+
 export function scopesForRole(role: string): readonly Scope[] {
   return BUILTIN_ROLES[role] ?? [];
 }
@@ -30,13 +34,20 @@ export function isKnownRole(role: string): boolean {
 
 /** Who is asking, once a credential has been checked. */
 export interface Principal {
-  kind: "device";
-  deviceId: string;
-  deviceKind: "node" | "operator";
+  /** Which credential proved it: a client certificate or a bearer access token. */
+  kind: "certificate" | "access_token";
+  /** `device:<id>` or `key:<id>`: the stable name of who is asking (audit actor, token subject). */
+  subject: string;
+  /** The device behind a certificate, or behind a token minted over mutual TLS. */
+  deviceId?: string;
+  deviceKind?: "node" | "operator";
+  apiKeyId?: string;
   role: string;
   scopes: readonly Scope[];
-  /** sha256 fingerprint of the credential presented (the client certificate). */
+  /** sha256 fingerprint of the credential presented (never the credential itself). */
   credentialFingerprint: string;
+  /** When the credential stops being valid (access tokens). */
+  expiresAt?: Date;
 }
 
 export function requireScope(principal: Principal, scope: Scope): void {

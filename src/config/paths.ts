@@ -10,6 +10,8 @@ export const GATEWAY_FILES = {
   caKey: "pki/ca.key",
   serverCert: "pki/server.pem",
   serverKey: "pki/server.key",
+  /** The key of the keyed hash that API keys and refresh tokens are stored under. */
+  tokenPepper: "pki/token-hmac.key",
   adminDir: "admin",
   adminCert: "admin/admin.pem",
   adminKey: "admin/admin.key",

@@ -8,6 +8,8 @@ import { registerEnrollRoutes } from "./routes/enroll.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerNodeRoutes } from "./routes/nodes.js";
 import { registerConnectRoute } from "./routes/connect.js";
+import { registerAuthRoutes } from "./routes/auth.js";
+import { registerKeyRoutes } from "./routes/keys.js";
 
 export interface TlsMaterial {
   key: string;
@@ -85,11 +87,22 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     return reply.code(404).send(error.toBody());
   });
 
+  // OAuth2 token requests are form-encoded (RFC 6749 §4.4.2); JSON works too.
+  app.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "string" },
+    (_request, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    },
+  );
+
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);
   registerDeviceRoutes(app, ctx);
   registerNodeRoutes(app, ctx);
   registerConnectRoute(app, ctx);
+  registerAuthRoutes(app, ctx);
+  registerKeyRoutes(app, ctx);
   return app;
 }

@@ -2,20 +2,51 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { TLSSocket } from "node:tls";
 import { authenticateClientCertificate, peerIdentity } from "../auth/client-cert.js";
 import { requireScope, type Principal, type Scope } from "../auth/roles.js";
+import { tokenFingerprint } from "../auth/token-service.js";
+import { GatehouseError } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
 
 declare module "fastify" {
   interface FastifyRequest {
     principal?: Principal;
+    /** Set by routes that read a credential themselves (the token endpoint), for refusal logs. */
+    credentialTried?: { credential: string; fingerprint?: string };
   }
 }
 
-/** An `onRequest` hook for a route that needs a scope: resolves the principal from memory. */
+function socketOf(request: FastifyRequest): TLSSocket {
+  return request.raw.socket as TLSSocket;
+}
+
+/** The certificate thumbprint of this connection, when it presents one from our CA. */
+export function peerThumbprint(request: FastifyRequest): string | undefined {
+  return peerIdentity(socketOf(request)).thumbprint;
+}
+
+export function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header === undefined) return undefined;
+  const match = /^Bearer +(\S+)$/i.exec(header);
+  if (!match) {
+    throw new GatehouseError("invalid_request", "the Authorization header must be `Bearer <access token>`");
+  }
+  return match[1];
+}
+
+/**
+ * The one function that turns a request's credential into a principal: a bearer token when one is
+ * sent, otherwise the client certificate. Both paths read memory only.
+ */
+export async function authenticateRequest(ctx: GatewayContext, request: FastifyRequest): Promise<Principal> {
+  const token = bearerToken(request);
+  if (token !== undefined) return ctx.tokens.authenticateBearer(token, peerThumbprint(request));
+  return authenticateClientCertificate(socketOf(request), (id) => ctx.devices.get(id));
+}
+
+/** An `onRequest` hook for a route that needs a scope. */
 export function requireScopeHook(ctx: GatewayContext, scope: Scope) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    const principal = authenticateClientCertificate(request.raw.socket as TLSSocket, (id) =>
-      ctx.devices.get(id),
-    );
+    const principal = await authenticateRequest(ctx, request);
     requireScope(principal, scope);
     request.principal = principal;
   };
@@ -23,13 +54,12 @@ export function requireScopeHook(ctx: GatewayContext, scope: Scope) {
 
 /** What a log line or an audit entry may say about the credential tried: its kind and prefix. */
 export function credentialSummary(request: FastifyRequest): { credential: string; fingerprint?: string } {
-  const identity = peerIdentity(request.raw.socket as TLSSocket);
-  if (identity.fingerprint) {
-    const summary: { credential: string; fingerprint?: string } = {
-      credential: "client-certificate",
-      fingerprint: identity.fingerprint.slice(0, 19),
-    };
-    return summary;
-  }
+  if (request.credentialTried) return request.credentialTried;
+  const header = request.headers.authorization;
+  const bearer = header && /^Bearer +(\S+)$/i.exec(header)?.[1];
+  if (bearer) return { credential: "access_token", fingerprint: tokenFingerprint(bearer).slice(0, 19) };
+  const identity = peerIdentity(socketOf(request));
+  if (identity.fingerprint)
+    return { credential: "client-certificate", fingerprint: identity.fingerprint.slice(0, 19) };
   return { credential: "none" };
 }

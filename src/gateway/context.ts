@@ -7,6 +7,8 @@ import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { RegistrationService } from "./registrations.js";
 import type { RateLimiter } from "./rate-limit.js";
+import type { TokenService } from "../auth/token-service.js";
+import type { SigningKeys } from "../auth/signing-keys.js";
 
 /** Everything a route needs, built once at start. */
 export interface GatewayContext {
@@ -17,6 +19,8 @@ export interface GatewayContext {
   sessions: SessionRegistry;
   registrations: RegistrationService;
   enrollLimiter: RateLimiter;
+  tokens: TokenService;
+  signingKeys: SigningKeys;
   audit: AuditLog;
   logger: Logger;
   now: () => Date;

@@ -199,6 +199,13 @@ async function writeAdminCredential(
   return identity;
 }
 
+/** The pepper for stored API-key and refresh-token hashes; made on first use (0600). */
+export function loadOrCreatePepper(home: string): Buffer {
+  const file = path.join(home, GATEWAY_FILES.tokenPepper);
+  if (!existsSync(file)) writeFileAtomic(file, randomBytes(32).toString("hex") + "\n", 0o600);
+  return Buffer.from(readFileSync(file, "utf8").trim(), "hex");
+}
+
 export async function loadGatewayPki(home: string) {
   const read = (file: string) => readFileSync(path.join(home, file), "utf8");
   const ca = await loadCertificateAuthority(read(GATEWAY_FILES.caCert), read(GATEWAY_FILES.caKey));

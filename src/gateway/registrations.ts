@@ -325,7 +325,7 @@ export class RegistrationService {
     actor: string,
   ): Promise<{ device: DeviceRecord; sessionsClosed: number }> {
     const { device, registration } = await this.resolveDevice(idOrCode);
-    if (device.kind === "operator" && device.role === "admin" && actor === device.deviceId) {
+    if (device.kind === "operator" && device.role === "admin" && actor === `device:${device.deviceId}`) {
       throw new GatehouseError("invalid_request", "an admin credential cannot revoke itself");
     }
     const at = this.deps.now().toISOString();

@@ -12,6 +12,9 @@ import { RateLimiter } from "./rate-limit.js";
 import { buildGatewayApp } from "./app.js";
 import { loadGatewayPki, urlForListen } from "./home.js";
 import type { GatewayContext } from "./context.js";
+import { SigningKeys } from "../auth/signing-keys.js";
+import { TokenService } from "../auth/token-service.js";
+import { loadOrCreatePepper } from "./home.js";
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -48,6 +51,19 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   await devices.load();
   const sessions = new SessionRegistry();
   const audit = new AuditLog(store, logger, now);
+  const signingKeys = new SigningKeys(store.tokens, config.tokens.algorithm, now);
+  await signingKeys.load();
+  const tokens = new TokenService({
+    store: store.tokens,
+    signingKeys,
+    pepper: loadOrCreatePepper(home),
+    gatewayId: config.gatewayId,
+    accessTtlMs: config.tokens.accessTtl,
+    refreshTtlMs: config.tokens.refreshTtl,
+    devices: (id) => devices.get(id),
+    now,
+  });
+  await tokens.load();
   const ctx: GatewayContext = {
     config,
     store,
@@ -58,6 +74,8 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     logger,
     now,
     enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
+    tokens,
+    signingKeys,
     registrations: new RegistrationService({ store, devices, sessions, ca, config, audit, logger, now }),
   };
 

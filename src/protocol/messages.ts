@@ -91,7 +91,19 @@ export const nodeHelloSchema = z.object({
   uptimeSeconds: z.number().optional(),
 });
 export const heartbeatSchema = z.object({ type: z.literal("heartbeat"), ts: z.number() });
-export const nodeMessageSchema = z.discriminatedUnion("type", [nodeHelloSchema, heartbeatSchema]);
+/**
+ * A session opened with a bearer token ends when the token expires (4401 token_expired) unless
+ * the client sends a fresh access token for the same subject on the session before then.
+ */
+export const tokenRefreshSchema = z.object({
+  type: z.literal("token_refresh"),
+  accessToken: z.string().max(8192),
+});
+export const nodeMessageSchema = z.discriminatedUnion("type", [
+  nodeHelloSchema,
+  heartbeatSchema,
+  tokenRefreshSchema,
+]);
 export type NodeMessage = z.infer<typeof nodeMessageSchema>;
 
 export const welcomeSchema = z.object({
@@ -100,13 +112,20 @@ export const welcomeSchema = z.object({
   deviceId: z.string(),
   heartbeatIntervalMs: z.number(),
   serverTime: z.string(),
+  /** When the session's credential expires, if it is a bearer token. */
+  credentialExpiresAt: z.string().optional(),
 });
 export const heartbeatAckSchema = z.object({
   type: z.literal("heartbeat_ack"),
   ts: z.number(),
   serverTime: z.string(),
 });
-export const gatewayMessageSchema = z.discriminatedUnion("type", [welcomeSchema, heartbeatAckSchema]);
+export const tokenRefreshedSchema = z.object({ type: z.literal("token_refreshed"), expiresAt: z.string() });
+export const gatewayMessageSchema = z.discriminatedUnion("type", [
+  welcomeSchema,
+  heartbeatAckSchema,
+  tokenRefreshedSchema,
+]);
 export type GatewayMessage = z.infer<typeof gatewayMessageSchema>;
 
 /** RFC 8628-style user code alphabet: no vowels, no look-alikes. */

@@ -11,6 +11,7 @@ import type {
   RegistrationRecord,
   SessionRecord,
 } from "./types.js";
+import type { ApiKeyRecord, RefreshTokenRecord, SigningKeyRecord, TokenFamilyRecord } from "./token-types.js";
 
 /**
  * Table shapes as the store sees them through CamelCasePlugin: camelCase here, snake_case in SQL.
@@ -22,6 +23,10 @@ export interface Database {
   certificates: CertificateRecord;
   sessions: SessionRecord;
   audit_events: Omit<AuditEventInput, "details"> & { id: Generated<number>; details: string };
+  api_keys: ApiKeyRecord;
+  signing_keys: SigningKeyRecord;
+  token_families: TokenFamilyRecord;
+  refresh_tokens: RefreshTokenRecord;
 }
 
 // Migrations take Kysely<any>: they must keep working after Database changes shape.
@@ -128,8 +133,77 @@ const initial: Migration = {
   },
 };
 
+const tokens: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable("api_keys")
+      .addColumn("key_id", "text", (c) => c.primaryKey())
+      .addColumn("name", "text", (c) => c.notNull())
+      .addColumn("role", "text", (c) => c.notNull())
+      .addColumn("prefix", "text", (c) => c.notNull().unique())
+      .addColumn("hash", "text", (c) => c.notNull())
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("expires_at", "text")
+      .addColumn("revoked_at", "text")
+      .addColumn("revoke_reason", "text")
+      .addColumn("replaced_by", "text")
+      .addColumn("grace_until", "text")
+      .addColumn("last_used_at", "text")
+      .execute();
+
+    await db.schema
+      .createTable("signing_keys")
+      .addColumn("kid", "text", (c) => c.primaryKey())
+      .addColumn("alg", "text", (c) => c.notNull())
+      .addColumn("private_key_pem", "text", (c) => c.notNull())
+      .addColumn("public_jwk", "text", (c) => c.notNull())
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("verify_until", "text")
+      .execute();
+
+    await db.schema
+      .createTable("token_families")
+      .addColumn("family_id", "text", (c) => c.primaryKey())
+      .addColumn("subject", "text", (c) => c.notNull())
+      .addColumn("api_key_id", "text", (c) => c.references("api_keys.key_id"))
+      .addColumn("device_id", "text")
+      .addColumn("scope", "text", (c) => c.notNull())
+      .addColumn("cert_thumbprint", "text")
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("revoked_at", "text")
+      .addColumn("revoke_reason", "text")
+      .execute();
+    await db.schema
+      .createIndex("token_families_api_key_idx")
+      .on("token_families")
+      .column("api_key_id")
+      .execute();
+
+    await db.schema
+      .createTable("refresh_tokens")
+      .addColumn("token_hash", "text", (c) => c.primaryKey())
+      .addColumn("family_id", "text", (c) => c.notNull().references("token_families.family_id"))
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("expires_at", "text", (c) => c.notNull())
+      .addColumn("used_at", "text")
+      .execute();
+    await db.schema
+      .createIndex("refresh_tokens_family_idx")
+      .on("refresh_tokens")
+      .column("family_id")
+      .execute();
+  },
+
+  async down(db: Kysely<any>) {
+    for (const table of ["refresh_tokens", "token_families", "signing_keys", "api_keys"]) {
+      await db.schema.dropTable(table).execute();
+    }
+  },
+};
+
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
+  "0002_tokens": tokens,
 };
 
 const provider: MigrationProvider = {

@@ -8,6 +8,8 @@ import Database from "better-sqlite3";
 import { CamelCasePlugin, Kysely, SqliteDialect } from "kysely";
 import { GatehouseError } from "../protocol/errors.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
+import { KyselyTokenStore } from "./token-store.js";
+import type { TokenStore } from "./token-types.js";
 import type {
   ApprovalResult,
   AuditEventInput,
@@ -101,7 +103,11 @@ function patch<T extends object>(
 }
 
 export class KyselyStore implements Store {
-  constructor(private readonly db: Kysely<Tables>) {}
+  readonly tokens: TokenStore;
+
+  constructor(private readonly db: Kysely<Tables>) {
+    this.tokens = new KyselyTokenStore(db);
+  }
 
   async migrate(): Promise<void> {
     await migrateToLatest(this.db);

@@ -3,6 +3,8 @@
  * over SQLite (default) and is written so that a PostgreSQL dialect can serve it unchanged later:
  * timestamps are ISO-8601 strings, booleans are integers, ids are text, no SQLite-only SQL.
  */
+import type { TokenStore } from "./token-types.js";
+
 export type DeviceStatus = "pending" | "approved" | "denied" | "revoked";
 /** "node" devices connect and run commands; "operator" devices are admin/operator credentials. */
 export type DeviceKind = "node" | "operator";
@@ -89,6 +91,9 @@ export interface ApprovalResult {
 }
 
 export interface Store {
+  /** API keys, signing keys and refresh tokens. */
+  readonly tokens: TokenStore;
+
   /** Runs pending migrations; called once at start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

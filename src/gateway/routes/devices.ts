@@ -13,7 +13,7 @@ const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
 export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const read = { onRequest: requireScopeHook(ctx, "devices:read") };
   const write = { onRequest: requireScopeHook(ctx, "devices:write") };
-  const actor = (request: { principal?: { deviceId: string } }) => request.principal?.deviceId ?? "unknown";
+  const actor = (request: { principal?: { subject: string } }) => request.principal?.subject ?? "unknown";
 
   app.get<{ Querystring: { status?: string } }>("/api/v1/devices", read, async (request) => {
     const parsed = statusFilter.safeParse(request.query.status);

@@ -1,0 +1,164 @@
+import { randomBytes } from "node:crypto";
+import type { WebSocket } from "ws";
+import type { Principal } from "../auth/roles.js";
+import { GatehouseError, closeCodeFor } from "../protocol/errors.js";
+import { nodeMessageSchema, type GatewayMessage } from "../protocol/messages.js";
+import type { GatewayContext } from "./context.js";
+import type { LiveSession } from "./sessions.js";
+
+function send(socket: WebSocket, message: GatewayMessage): void {
+  socket.send(JSON.stringify(message));
+}
+
+/**
+ * One open node session: registers it, answers heartbeats, closes it when it goes quiet (4408) or
+ * when its bearer token expires without a refresh on the session (4401 token_expired), and records
+ * its start and end.
+ */
+export function runNodeSession(
+  ctx: GatewayContext,
+  socket: WebSocket,
+  opened: { principal: Principal; address: string; thumbprint: string | undefined },
+): void {
+  let principal = opened.principal;
+  // A session belongs to a device when a certificate (or a token minted over mTLS) names one; a
+  // session opened with an API key's token is listed under that key's subject.
+  const device = principal.deviceId ? ctx.devices.get(principal.deviceId) : undefined;
+  const now = ctx.now();
+  const session: LiveSession = {
+    sessionId: "ses_" + randomBytes(12).toString("hex"),
+    deviceId: principal.deviceId ?? principal.subject,
+    name: device?.name ?? principal.subject,
+    socket,
+    address: opened.address,
+    connectedAt: now,
+    lastHeartbeat: now,
+    platform: device?.platform ?? null,
+    version: null,
+    hostname: null,
+    uptimeSeconds: null,
+    uptimeReportedAt: null,
+  };
+  ctx.sessions.add(session);
+  const log = ctx.logger.child({ deviceId: session.deviceId, sessionId: session.sessionId });
+  log.info({ address: session.address, credential: principal.kind }, "node connected");
+  if (device) {
+    ctx.store
+      .openSession({
+        sessionId: session.sessionId,
+        deviceId: session.deviceId,
+        address: session.address,
+        connectedAt: now.toISOString(),
+        disconnectedAt: null,
+        closeCode: null,
+        closeReason: null,
+      })
+      .catch((err: unknown) => log.error({ err }, "could not record the session"));
+  }
+  ctx.audit.recordInBackground({
+    type: "session.open",
+    outcome: "success",
+    subject: principal.subject,
+    address: session.address,
+    details: {
+      sessionId: session.sessionId,
+      credential: principal.kind,
+      fingerprint: principal.credentialFingerprint.slice(0, 19),
+    },
+  });
+
+  send(socket, {
+    type: "welcome",
+    sessionId: session.sessionId,
+    deviceId: session.deviceId,
+    heartbeatIntervalMs: ctx.config.sessions.heartbeatInterval,
+    serverTime: now.toISOString(),
+    ...(principal.expiresAt ? { credentialExpiresAt: principal.expiresAt.toISOString() } : {}),
+  });
+
+  let expiryTimer: NodeJS.Timeout | undefined;
+  const armExpiry = (expiresAt: Date | undefined) => {
+    clearTimeout(expiryTimer);
+    if (!expiresAt) return;
+    const delay = Math.max(0, expiresAt.getTime() - ctx.now().getTime());
+    expiryTimer = setTimeout(() => socket.close(4401, "token_expired"), delay);
+    expiryTimer.unref();
+  };
+  armExpiry(principal.expiresAt);
+
+  const idleCheck = setInterval(
+    () => {
+      if (ctx.now().getTime() - session.lastHeartbeat.getTime() > ctx.config.sessions.heartbeatTimeout) {
+        socket.close(4408, "heartbeat_timeout");
+      }
+    },
+    Math.min(ctx.config.sessions.heartbeatInterval, 5000),
+  );
+  idleCheck.unref();
+
+  const refreshToken = (accessToken: string) => {
+    const previous = principal;
+    ctx.tokens
+      .authenticateBearer(accessToken, opened.thumbprint)
+      .then((fresh) => {
+        if (fresh.subject !== previous.subject) {
+          socket.close(4403, "insufficient_scope");
+          return;
+        }
+        principal = fresh;
+        armExpiry(fresh.expiresAt);
+        send(socket, { type: "token_refreshed", expiresAt: (fresh.expiresAt ?? new Date()).toISOString() });
+      })
+      .catch((error: unknown) => {
+        const code = error instanceof GatehouseError ? error.code : "invalid_token";
+        socket.close(closeCodeFor(code), code);
+      });
+  };
+
+  socket.on("message", (data, isBinary) => {
+    let parsed: unknown;
+    try {
+      parsed = isBinary ? undefined : JSON.parse(data.toString());
+    } catch {
+      parsed = undefined;
+    }
+    const result = nodeMessageSchema.safeParse(parsed);
+    if (!result.success) {
+      log.warn("malformed message on the node session");
+      socket.close(4400, "invalid_request");
+      return;
+    }
+    const message = result.data;
+    const at = ctx.now();
+    session.lastHeartbeat = at;
+    switch (message.type) {
+      case "hello":
+        session.platform = message.platform;
+        session.version = message.version;
+        session.hostname = message.hostname ?? null;
+        session.uptimeSeconds = message.uptimeSeconds ?? null;
+        session.uptimeReportedAt = at;
+        break;
+      case "heartbeat":
+        send(socket, { type: "heartbeat_ack", ts: message.ts, serverTime: at.toISOString() });
+        break;
+      case "token_refresh":
+        refreshToken(message.accessToken);
+        break;
+    }
+  });
+
+  socket.on("close", (code, reasonBuffer) => {
+    clearInterval(idleCheck);
+    clearTimeout(expiryTimer);
+    ctx.sessions.remove(session);
+    const at = ctx.now().toISOString();
+    const reason = reasonBuffer.toString();
+    log.info({ code, reason }, "node disconnected");
+    if (!device) return;
+    ctx.store
+      .closeSession(session.sessionId, at, code, reason || null)
+      .then(() => ctx.devices.update(session.deviceId, { lastSeen: at, address: session.address }))
+      .catch((err: unknown) => log.error({ err }, "could not record the session's end"));
+  });
+}

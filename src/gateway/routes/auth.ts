@@ -1,0 +1,88 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { z } from "zod";
+import type { TLSSocket } from "node:tls";
+import type { GatewayContext } from "../context.js";
+import { authenticateRequest, peerThumbprint } from "../authenticate.js";
+import { parseBody } from "../parse-body.js";
+import { GatehouseError } from "../../protocol/errors.js";
+import { apiKeyLabel, apiKeyPrefix } from "../../auth/api-keys.js";
+import { authenticateClientCertificate } from "../../auth/client-cert.js";
+import { tokenFingerprint } from "../../auth/token-service.js";
+
+// OAuth2 clients send extra parameters (client_id, scope, …): accept and ignore them.
+const tokenRequest = z.object({
+  grant_type: z.enum(["client_credentials", "refresh_token"], {
+    error: "grant_type must be client_credentials or refresh_token",
+  }),
+  client_id: z.string().max(256).optional(),
+  client_secret: z.string().max(512).optional(),
+  refresh_token: z.string().max(512).optional(),
+});
+
+/** RFC 6749 §2.3.1: the client secret may come as HTTP Basic (client_id:client_secret). */
+function basicSecret(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  const match = header && /^Basic +([A-Za-z0-9+/=]+)$/i.exec(header);
+  if (!match?.[1]) return undefined;
+  const decoded = Buffer.from(match[1], "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  return colon >= 0 ? decodeURIComponent(decoded.slice(colon + 1)) : undefined;
+}
+
+export function registerAuthRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  app.get("/.well-known/jwks.json", async (_request, reply) => {
+    reply.header("cache-control", "public, max-age=300");
+    return ctx.signingKeys.jwks();
+  });
+
+  app.post("/api/v1/auth/token", { bodyLimit: 16 * 1024 }, async (request, reply) => {
+    reply.header("cache-control", "no-store");
+    const body = parseBody(tokenRequest, request.body);
+    const thumbprint = peerThumbprint(request);
+    let response;
+    if (body.grant_type === "refresh_token") {
+      if (!body.refresh_token) throw new GatehouseError("invalid_request", "refresh_token is missing");
+      request.credentialTried = {
+        credential: "refresh_token",
+        fingerprint: tokenFingerprint(body.refresh_token).slice(0, 19),
+      };
+      response = await ctx.tokens.refresh(body.refresh_token, thumbprint);
+    } else {
+      const secret = body.client_secret ?? basicSecret(request);
+      if (secret) {
+        const prefix = apiKeyPrefix(secret);
+        request.credentialTried = {
+          credential: "api_key",
+          ...(prefix ? { fingerprint: apiKeyLabel(prefix) } : {}),
+        };
+        response = await ctx.tokens.exchangeApiKey(secret, thumbprint);
+      } else {
+        // No API key: the client certificate itself is the client credential (RFC 8705).
+        const principal = authenticateClientCertificate(request.raw.socket as TLSSocket, (id) =>
+          ctx.devices.get(id),
+        );
+        response = await ctx.tokens.exchangeClientCertificate(principal, thumbprint!);
+      }
+    }
+    ctx.audit.recordInBackground({
+      type: body.grant_type === "refresh_token" ? "token.refresh" : "token.issue",
+      outcome: "success",
+      address: request.ip,
+      details: { ...request.credentialTried, scope: response.scope },
+    });
+    return response;
+  });
+
+  app.get("/api/v1/auth/validate", async (request) => {
+    const principal = await authenticateRequest(ctx, request);
+    return {
+      valid: true,
+      credential: principal.kind,
+      subject: principal.subject,
+      ...(principal.deviceId ? { deviceId: principal.deviceId } : {}),
+      role: principal.role,
+      scopes: principal.scopes,
+      expiresAt: principal.expiresAt?.toISOString() ?? null,
+    };
+  });
+}

@@ -1,0 +1,83 @@
+/** API keys, signing keys and refresh tokens: the durable half of token authentication. */
+export interface ApiKeyRecord {
+  keyId: string;
+  name: string;
+  role: string;
+  /** The public 8-character part after `ghk_`: identifies the key in logs and lookups. */
+  prefix: string;
+  /** Keyed hash (HMAC-SHA-256) of the whole key; the key itself is never stored. */
+  hash: string;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  revokeReason: string | null;
+  /** Set when the key was rotated: the key that replaces it, and when this one stops. */
+  replacedBy: string | null;
+  graceUntil: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface SigningKeyRecord {
+  kid: string;
+  alg: string;
+  privateKeyPem: string;
+  /** Public JWK as JSON text. */
+  publicJwk: string;
+  createdAt: string;
+  /** After a rotation: the key verifies (but no longer signs) until this time, then retires. */
+  verifyUntil: string | null;
+}
+
+export interface TokenFamilyRecord {
+  familyId: string;
+  subject: string;
+  apiKeyId: string | null;
+  deviceId: string | null;
+  scope: string;
+  /** x5t#S256 of the client certificate the family is bound to (RFC 8705), if any. */
+  certThumbprint: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+  revokeReason: string | null;
+}
+
+export interface RefreshTokenRecord {
+  tokenHash: string;
+  familyId: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt: string | null;
+}
+
+export type RefreshUse =
+  | { outcome: "unknown" }
+  | { outcome: "used"; token: RefreshTokenRecord; family: TokenFamilyRecord }
+  | { outcome: "reused"; token: RefreshTokenRecord; family: TokenFamilyRecord };
+
+export interface TokenStore {
+  createApiKey(key: ApiKeyRecord): Promise<void>;
+  getApiKey(keyId: string): Promise<ApiKeyRecord | undefined>;
+  findApiKeyByPrefix(prefix: string): Promise<ApiKeyRecord | undefined>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  updateApiKey(keyId: string, patch: Partial<Omit<ApiKeyRecord, "keyId">>): Promise<ApiKeyRecord | undefined>;
+  /** Revokes a key and, in the same transaction, every token family minted with it. */
+  revokeApiKey(keyId: string, at: string, reason: string | null): Promise<ApiKeyRecord | undefined>;
+  /** Inserts the new key and marks the old one replaced, ending at graceUntil, in one transaction. */
+  rotateApiKey(oldKeyId: string, graceUntil: string, replacement: ApiKeyRecord): Promise<void>;
+
+  insertSigningKey(key: SigningKeyRecord): Promise<void>;
+  listSigningKeys(): Promise<SigningKeyRecord[]>;
+  setSigningKeyVerifyUntil(kid: string, verifyUntil: string): Promise<void>;
+  deleteSigningKey(kid: string): Promise<void>;
+
+  createTokenFamily(family: TokenFamilyRecord, first: RefreshTokenRecord): Promise<void>;
+  /**
+   * Spends a refresh token at most once, atomically: the first use marks it used; any later use
+   * reports "reused" (and the caller revokes the family).
+   */
+  useRefreshToken(tokenHash: string, at: string): Promise<RefreshUse>;
+  insertRefreshToken(token: RefreshTokenRecord): Promise<void>;
+  revokeTokenFamily(familyId: string, at: string, reason: string): Promise<void>;
+  /** Families revoked after `since` (the verifier keeps these in memory). */
+  listRevokedFamilies(since: string): Promise<TokenFamilyRecord[]>;
+}
