@@ -1,49 +1,104 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { GATEWAY_FILES } from "../config/index.js";
+import { GATEWAY_FILES, NODE_FILES } from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
-import { requestJson } from "../client/https-json.js";
+import { requestJson, type TlsClientOptions } from "../client/https-json.js";
+
+export interface TargetOptions {
+  gateway?: string;
+  caFile?: string;
+  /** A bearer access token to use instead of the home's client certificate. */
+  token?: string;
+}
+
+interface HomeCredential {
+  gatewayUrl: string;
+  ca: string;
+  key?: string;
+  cert?: string;
+}
 
 /**
- * The admin's way to the gateway: HTTPS with the admin client certificate that `gateway init`
- * wrote into `admin/`. Copy that folder into another home to administer from another machine.
+ * Where the CLI finds a gateway and a credential in a home: the admin credential that
+ * `gateway init` wrote into `admin/` (a gateway home, or a copy of its admin folder), else a
+ * node's own certificate (a node home).
+ */
+function credentialFromHome(home: string): HomeCredential | undefined {
+  const at = (name: string) => path.join(home, name);
+  const read = (name: string) => readFileSync(at(name), "utf8");
+  if (existsSync(at(GATEWAY_FILES.adminGateway))) {
+    const meta = JSON.parse(read(GATEWAY_FILES.adminGateway)) as { gatewayUrl: string };
+    return {
+      gatewayUrl: meta.gatewayUrl,
+      ca: read(GATEWAY_FILES.adminCa),
+      key: read(GATEWAY_FILES.adminKey),
+      cert: read(GATEWAY_FILES.adminCert),
+    };
+  }
+  if (existsSync(at(NODE_FILES.config)) && existsSync(at(NODE_FILES.caCert))) {
+    const meta = JSON.parse(read(NODE_FILES.config)) as { gatewayUrl: string };
+    const hasCert = existsSync(at(NODE_FILES.deviceCert)) && existsSync(at(NODE_FILES.deviceKey));
+    return {
+      gatewayUrl: meta.gatewayUrl,
+      ca: read(NODE_FILES.caCert),
+      ...(hasCert ? { key: read(NODE_FILES.deviceKey), cert: read(NODE_FILES.deviceCert) } : {}),
+    };
+  }
+  return undefined;
+}
+
+/**
+ * The CLI's way to the gateway's API: HTTPS verified against the gateway's CA, authenticated with
+ * a bearer token when one is given (--token or GATEHOUSE_TOKEN), else with the home's client
+ * certificate (the admin credential, or a node's certificate).
  */
 export class AdminClient {
   private constructor(
     readonly gatewayUrl: string,
-    private readonly tls: { ca: string; key: string; cert: string },
+    private readonly tls: TlsClientOptions,
+    private readonly headers: Record<string, string>,
   ) {}
 
-  static fromHome(home: string, gatewayOverride?: string): AdminClient {
-    const file = (name: string) => path.join(home, name);
-    const missing = [
-      GATEWAY_FILES.adminGateway,
-      GATEWAY_FILES.adminKey,
-      GATEWAY_FILES.adminCert,
-      GATEWAY_FILES.adminCa,
-    ]
-      .map(file)
-      .find((f) => !existsSync(f));
-    if (missing) {
+  static fromHome(home: string, options: TargetOptions | string = {}): AdminClient {
+    const target = typeof options === "string" ? { gateway: options } : options;
+    const token = target.token ?? process.env.GATEHOUSE_TOKEN;
+    const fromHome = credentialFromHome(home);
+    const ca = target.caFile ? readFileSync(target.caFile, "utf8") : fromHome?.ca;
+    const gatewayUrl = target.gateway ?? fromHome?.gatewayUrl;
+    if (!ca || !gatewayUrl) {
       throw new GatehouseError(
         "config_missing",
-        `no admin credential: ${missing} does not exist`,
-        "Run admin commands with the gateway's home (--home DIR or GATEHOUSE_HOME), or a copy of its admin/ folder.",
+        `no gateway credential in ${home}: neither ${GATEWAY_FILES.adminGateway} nor ${NODE_FILES.config} is there`,
+        "Run this with the gateway's home (--home DIR or GATEHOUSE_HOME), a copy of its admin/ folder, a node home, or --gateway URL --ca-file FILE.",
       );
     }
-    const meta = JSON.parse(readFileSync(file(GATEWAY_FILES.adminGateway), "utf8")) as { gatewayUrl: string };
-    return new AdminClient((gatewayOverride ?? meta.gatewayUrl).replace(/\/+$/, ""), {
-      ca: readFileSync(file(GATEWAY_FILES.adminCa), "utf8"),
-      key: readFileSync(file(GATEWAY_FILES.adminKey), "utf8"),
-      cert: readFileSync(file(GATEWAY_FILES.adminCert), "utf8"),
-    });
+    if (token)
+      return new AdminClient(gatewayUrl.replace(/\/+$/, ""), { ca }, { authorization: `Bearer ${token}` });
+    const tls: TlsClientOptions = { ca };
+    if (fromHome?.key && fromHome.cert) {
+      tls.key = fromHome.key;
+      tls.cert = fromHome.cert;
+    }
+    return new AdminClient(gatewayUrl.replace(/\/+$/, ""), tls, {});
+  }
+
+  /** The same gateway and CA, with no client credential (for exchanging an API key). */
+  anonymous(): AdminClient {
+    return new AdminClient(this.gatewayUrl, { ca: this.tls.ca }, {});
   }
 
   async get<T>(route: string): Promise<T> {
-    return (await requestJson<T>(this.gatewayUrl + route, { tls: this.tls })).body;
+    return (await requestJson<T>(this.gatewayUrl + route, { tls: this.tls, headers: this.headers })).body;
   }
 
   async post<T>(route: string, body: unknown = {}): Promise<T> {
-    return (await requestJson<T>(this.gatewayUrl + route, { method: "POST", body, tls: this.tls })).body;
+    return (
+      await requestJson<T>(this.gatewayUrl + route, {
+        method: "POST",
+        body,
+        tls: this.tls,
+        headers: this.headers,
+      })
+    ).body;
   }
 }

@@ -1,12 +1,11 @@
 import { Command } from "commander";
 import type { DeviceView, NodeView } from "../protocol/messages.js";
 import { AdminClient } from "./admin-client.js";
+import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
 import { ago, printJson, table } from "./output.js";
 
-interface GatewayOption {
-  gateway?: string;
-}
+type GatewayOption = TargetOptions;
 
 function deviceRows(devices: DeviceView[]): string {
   return table(
@@ -51,8 +50,7 @@ function describeDevice(d: DeviceView): string {
   );
 }
 
-const withGateway = (command: Command) =>
-  command.option("--gateway <url>", "the gateway's URL (default: from the admin credential)");
+const withGateway = withTarget;
 
 export function devicesCommands(): Command {
   const devices = new Command("devices").description("admin: registered devices");
@@ -64,7 +62,7 @@ export function devicesCommands(): Command {
       .option("--pending", "only devices waiting for approval"),
   ).action(
     action(async (ctx, options: GatewayOption & { pending?: boolean }) => {
-      const client = AdminClient.fromHome(ctx.home, options.gateway);
+      const client = AdminClient.fromHome(ctx.home, options);
       const { devices: list } = await client.get<{ devices: DeviceView[] }>(
         `/api/v1/devices${options.pending ? "?status=pending" : ""}`,
       );
@@ -75,7 +73,7 @@ export function devicesCommands(): Command {
 
   withGateway(devices.command("show").description("show one device").argument("<id-or-code>")).action(
     action(async (ctx, id: string, options: GatewayOption) => {
-      const client = AdminClient.fromHome(ctx.home, options.gateway);
+      const client = AdminClient.fromHome(ctx.home, options);
       const result = await client.get<{ device: DeviceView; certificates: unknown[] }>(
         `/api/v1/devices/${encodeURIComponent(id)}`,
       );
@@ -92,7 +90,7 @@ export function devicesCommands(): Command {
       .option("--role <role>", "role to grant", "node"),
   ).action(
     action(async (ctx, id: string, options: GatewayOption & { role: string }) => {
-      const client = AdminClient.fromHome(ctx.home, options.gateway);
+      const client = AdminClient.fromHome(ctx.home, options);
       const { device } = await client.post<{ device: DeviceView }>(
         `/api/v1/devices/${encodeURIComponent(id)}/approve`,
         { role: options.role },
@@ -113,7 +111,7 @@ export function devicesCommands(): Command {
       .option("--reason <text>", "why"),
   ).action(
     action(async (ctx, id: string, options: GatewayOption & { reason?: string }) => {
-      const client = AdminClient.fromHome(ctx.home, options.gateway);
+      const client = AdminClient.fromHome(ctx.home, options);
       const { device } = await client.post<{ device: DeviceView }>(
         `/api/v1/devices/${encodeURIComponent(id)}/deny`,
         options.reason ? { reason: options.reason } : {},
@@ -131,7 +129,7 @@ export function devicesCommands(): Command {
       .option("--reason <text>", "why"),
   ).action(
     action(async (ctx, id: string, options: GatewayOption & { reason?: string }) => {
-      const client = AdminClient.fromHome(ctx.home, options.gateway);
+      const client = AdminClient.fromHome(ctx.home, options);
       const result = await client.post<{ device: DeviceView; sessionsClosed: number }>(
         `/api/v1/devices/${encodeURIComponent(id)}/revoke`,
         options.reason ? { reason: options.reason } : {},
@@ -151,7 +149,7 @@ export function nodesCommands(): Command {
   const nodes = new Command("nodes").description("operators: connected nodes");
   withGateway(nodes.command("list").description("list online nodes")).action(
     action(async (ctx, options: GatewayOption) => {
-      const client = AdminClient.fromHome(ctx.home, options.gateway);
+      const client = AdminClient.fromHome(ctx.home, options);
       const { nodes: list } = await client.get<{ nodes: NodeView[] }>("/api/v1/nodes");
       if (ctx.json) printJson({ nodes: list });
       else

@@ -5,6 +5,8 @@ import { gatewayCommands } from "./gateway-commands.js";
 import { nodeCommands } from "./node-commands.js";
 import { devicesCommands, nodesCommands } from "./devices-commands.js";
 import { EXIT_USAGE } from "./output.js";
+import { keysCommands, rotateCommands } from "./keys-commands.js";
+import { authCommands, tokenCommand } from "./token-commands.js";
 
 const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
@@ -14,7 +16,17 @@ const program = new Command("gatehouse")
   .showHelpAfterError()
   .exitOverride();
 
-for (const group of [gatewayCommands(), nodeCommands(), devicesCommands(), nodesCommands()]) {
+const groups = [
+  gatewayCommands(),
+  nodeCommands(),
+  devicesCommands(),
+  nodesCommands(),
+  keysCommands(),
+  tokenCommand(),
+  authCommands(),
+  rotateCommands(),
+];
+for (const group of groups) {
   // Sub-commands report usage errors through the same override, so they exit 2 as well.
   group.exitOverride();
   for (const command of group.commands) command.exitOverride();

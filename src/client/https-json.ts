@@ -1,5 +1,5 @@
 import https from "node:https";
-import { GatehouseError, type ErrorCode } from "../protocol/errors.js";
+import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
 
 export interface TlsClientOptions {
   ca: string;
@@ -49,7 +49,13 @@ export function describeNetworkError(url: string, error: NodeJS.ErrnoException):
  */
 export function requestJson<T = unknown>(
   url: string,
-  options: { method?: string; body?: unknown; tls: TlsClientOptions; timeoutMs?: number },
+  options: {
+    method?: string;
+    body?: unknown;
+    tls: TlsClientOptions;
+    timeoutMs?: number;
+    headers?: Record<string, string>;
+  },
 ): Promise<JsonResponse<T>> {
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
@@ -62,6 +68,7 @@ export function requestJson<T = unknown>(
         cert: options.tls.cert,
         headers: {
           accept: "application/json",
+          ...options.headers,
           ...(payload
             ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }
             : {}),
@@ -86,6 +93,16 @@ export function requestJson<T = unknown>(
             return;
           }
           const status = response.statusCode ?? 0;
+          if ((status === 413 || status === 431) && !isErrorCode((body as { error?: unknown })?.error)) {
+            // Node's own limits answer before the gateway's code runs: name them all the same.
+            reject(
+              new GatehouseError(
+                "payload_too_large",
+                `${url}: HTTP ${status}: the request or its headers are too large`,
+              ),
+            );
+            return;
+          }
           if (status >= 400) {
             reject(GatehouseError.fromBody(body, status >= 500 ? "unavailable" : "invalid_request"));
             return;

@@ -41,6 +41,27 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     loggerInstance: ctx.logger as unknown as FastifyBaseLogger,
     disableRequestLogging: true,
     bodyLimit: 256 * 1024,
+    // Errors Node's HTTP parser finds before any route runs (oversized headers, garbage) get the
+    // catalogue's body too.
+    clientErrorHandler: (error, socket) => {
+      const tooLarge = (error as NodeJS.ErrnoException).code === "HPE_HEADER_OVERFLOW";
+      const body = JSON.stringify(
+        new GatehouseError(
+          tooLarge ? "payload_too_large" : "invalid_request",
+          tooLarge
+            ? "the request headers are too large (a token of at most 8 KiB is expected)"
+            : "the request is not valid HTTP",
+        ).toBody(),
+      );
+      if (socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\n` +
+            `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      } else {
+        socket.destroy();
+      }
+    },
     https: {
       key: tls.key,
       cert: tls.certChain,

@@ -1,0 +1,160 @@
+import { Command } from "commander";
+import { AdminClient } from "./admin-client.js";
+import { action } from "./run.js";
+import { ago, printJson, table } from "./output.js";
+import { withTarget, type TargetOptions } from "./target-options.js";
+
+interface KeyView {
+  keyId: string;
+  prefix: string;
+  name: string;
+  role: string;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  replacedBy: string | null;
+  graceUntil: string | null;
+  lastUsedAt: string | null;
+}
+
+function keyState(key: KeyView): string {
+  if (key.revokedAt) return "revoked";
+  if (key.graceUntil)
+    return key.graceUntil <= new Date().toISOString() ? "rotated" : `rotating (until ${key.graceUntil})`;
+  if (key.expiresAt && key.expiresAt <= new Date().toISOString()) return "expired";
+  return "active";
+}
+
+function printSecret(key: KeyView, secret: string): void {
+  process.stdout.write(
+    [
+      `✓ API key ${key.prefix} (${key.name}, role ${key.role})`,
+      ``,
+      `  ${secret}`,
+      ``,
+      `This is the only time the key is shown: store it in your secret manager now.`,
+      `Exchange it for an access token with: gatehouse token --api-key-file FILE`,
+      ``,
+    ].join("\n"),
+  );
+}
+
+export function keysCommands(): Command {
+  const keys = new Command("keys").description("admin: API keys for scripts and operators");
+
+  withTarget(
+    keys
+      .command("create")
+      .description("create an API key; the secret is printed once")
+      .requiredOption("--name <name>", "what the key is for")
+      .requiredOption("--role <role>", "node, viewer, operator or admin")
+      .option("--expires <duration>", "e.g. 90d; default: no expiry"),
+  ).action(
+    action(async (ctx, options: TargetOptions & { name: string; role: string; expires?: string }) => {
+      const client = AdminClient.fromHome(ctx.home, options);
+      const body = {
+        name: options.name,
+        role: options.role,
+        ...(options.expires ? { expires: options.expires } : {}),
+      };
+      const result = await client.post<{ key: KeyView; apiKey: string }>("/api/v1/keys", body);
+      if (ctx.json) printJson(result);
+      else printSecret(result.key, result.apiKey);
+    }),
+  );
+
+  withTarget(keys.command("list").description("list API keys (never their secrets)")).action(
+    action(async (ctx, options: TargetOptions) => {
+      const { keys: list } = await AdminClient.fromHome(ctx.home, options).get<{ keys: KeyView[] }>(
+        "/api/v1/keys",
+      );
+      if (ctx.json) printJson({ keys: list });
+      else
+        process.stdout.write(
+          list.length
+            ? table(
+                ["KEY", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"],
+                list.map((k) => [
+                  k.prefix,
+                  k.name,
+                  k.role,
+                  keyState(k),
+                  ago(k.createdAt),
+                  k.expiresAt ?? "never",
+                  ago(k.lastUsedAt),
+                ]),
+              )
+            : "no API keys\n",
+        );
+    }),
+  );
+
+  withTarget(
+    keys
+      .command("revoke")
+      .description("revoke an API key and every token minted with it")
+      .argument("<key>")
+      .option("--reason <text>", "why"),
+  ).action(
+    action(async (ctx, id: string, options: TargetOptions & { reason?: string }) => {
+      const client = AdminClient.fromHome(ctx.home, options);
+      const result = await client.post<{ key: KeyView }>(
+        `/api/v1/keys/${encodeURIComponent(id)}/revoke`,
+        options.reason ? { reason: options.reason } : {},
+      );
+      if (ctx.json) printJson(result);
+      else
+        process.stdout.write(
+          `✓ revoked ${result.key.prefix} (${result.key.name}); its refresh tokens are revoked too\n`,
+        );
+    }),
+  );
+
+  withTarget(
+    keys
+      .command("rotate")
+      .description("replace an API key; the old one keeps working until the grace period ends")
+      .argument("<key>")
+      .option("--grace <duration>", "how long the old key stays valid", "24h"),
+  ).action(
+    action(async (ctx, id: string, options: TargetOptions & { grace: string }) => {
+      const client = AdminClient.fromHome(ctx.home, options);
+      const result = await client.post<{ key: KeyView; apiKey: string; previous: KeyView }>(
+        `/api/v1/keys/${encodeURIComponent(id)}/rotate`,
+        { grace: options.grace },
+      );
+      if (ctx.json) printJson(result);
+      else {
+        printSecret(result.key, result.apiKey);
+        process.stdout.write(
+          `The old key ${result.previous.prefix} stops at ${result.previous.graceUntil}.\n`,
+        );
+      }
+    }),
+  );
+
+  return keys;
+}
+
+export function rotateCommands(): Command {
+  const rotate = new Command("rotate").description("admin: rotations without downtime");
+  withTarget(
+    rotate
+      .command("signing-key")
+      .description("sign new tokens with a new key; the old key verifies until its last token expires"),
+  ).action(
+    action(async (ctx, options: TargetOptions) => {
+      const result = await AdminClient.fromHome(ctx.home, options).post<{
+        kid: string;
+        previous: string[];
+        previousVerifyUntil: string;
+      }>("/api/v1/signing-keys/rotate");
+      if (ctx.json) printJson(result);
+      else
+        process.stdout.write(
+          `✓ new signing key ${result.kid}; ${result.previous.join(", ") || "the old key"} keeps verifying until ${result.previousVerifyUntil}\n`,
+        );
+    }),
+  );
+  return rotate;
+}
