@@ -246,6 +246,25 @@ describe("SQLite store", () => {
     expect(await store.listCertificates("d1")).toEqual([certificate("01", "d1")]);
   });
 
+  it("lets an approval that raced a revocation lose instead of undoing it", async () => {
+    await store.upsertDevice(device("d1"));
+    await store.createRegistration(registration("r1", "d1"));
+    // The admin revoked the device while its approval was being prepared.
+    await store.updateDevice("d1", { status: "revoked", revokedAt: "2025-01-02T00:00:00.000Z" });
+    await expect(
+      store.recordApproval({
+        deviceId: "d1",
+        requestId: "r1",
+        role: "node",
+        at: "2025-01-02T00:00:01.000Z",
+        certificate: certificate("01", "d1"),
+      }),
+    ).rejects.toMatchObject({ code: "invalid_request", message: expect.stringContaining("revoked") });
+    expect((await store.getDevice("d1"))?.status).toBe("revoked");
+    expect(await store.listCertificates("d1")).toEqual([]);
+    expect((await store.getRegistration("r1"))?.status).toBe("pending");
+  });
+
   it("opens and closes sessions", async () => {
     await store.upsertDevice(device("d1"));
     const session = (id: string) => ({

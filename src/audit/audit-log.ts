@@ -15,6 +15,8 @@ export class AuditLog {
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly now: () => Date,
+    /** Keeps background writes visible to shutdown, which waits for them. */
+    private readonly track: (work: Promise<unknown>) => void = () => undefined,
   ) {}
 
   async record(event: AuditEvent): Promise<void> {
@@ -31,8 +33,10 @@ export class AuditLog {
   }
 
   recordInBackground(event: AuditEvent): void {
-    this.record(event).catch((error: unknown) => {
-      this.logger.error({ err: error, auditType: event.type }, "audit write failed");
-    });
+    this.track(
+      this.record(event).catch((error: unknown) => {
+        this.logger.error({ err: error, auditType: event.type }, "audit write failed");
+      }),
+    );
   }
 }

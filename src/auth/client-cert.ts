@@ -12,6 +12,8 @@ export interface PeerIdentity {
   fingerprint?: string;
   /** RFC 8705 x5t#S256 of a certificate from our CA, for tokens bound to it. */
   thumbprint?: string;
+  /** The certificate's notAfter: a keep-alive connection outliving it must stop authenticating. */
+  validTo?: Date;
   error?: GatehouseError;
 }
 
@@ -75,15 +77,26 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
     deviceId: uri.slice(DEVICE_URI_PREFIX.length),
     fingerprint,
     thumbprint: createHash("sha256").update(peer.raw).digest("base64url"),
+    validTo: new Date(peer.valid_to),
   };
 }
 
 /** One function turns a client certificate into a principal: TLS verdict, then the device's state. */
-export function authenticateClientCertificate(socket: TLSSocket, lookup: DeviceLookup): Principal {
+export function authenticateClientCertificate(
+  socket: TLSSocket,
+  lookup: DeviceLookup,
+  now = new Date(),
+): Principal {
   const identity = peerIdentity(socket);
   if (identity.error) throw identity.error;
   if (!identity.deviceId || !identity.fingerprint) {
     throw new GatehouseError("missing_credentials", "no client certificate was presented");
+  }
+  if (identity.validTo && identity.validTo.getTime() <= now.getTime()) {
+    throw new GatehouseError(
+      "cert_expired",
+      `the client certificate expired at ${identity.validTo.toISOString()}`,
+    );
   }
   const device = lookup(identity.deviceId);
   if (!device) {
@@ -107,5 +120,6 @@ export function authenticateClientCertificate(socket: TLSSocket, lookup: DeviceL
     role: device.role,
     scopes: scopesForRole(device.role),
     credentialFingerprint: identity.fingerprint,
+    ...(identity.validTo ? { expiresAt: identity.validTo } : {}),
   };
 }

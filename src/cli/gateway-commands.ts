@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { initGatewayHome, gatewayHomeExists, type GatewayInitResult } from "../gateway/home.js";
 import { startGateway } from "../gateway/start.js";
 import { action } from "./run.js";
+import { checkListen, checkSans } from "./validate.js";
 import { printJson } from "./output.js";
 
 function printInit(result: GatewayInitResult): void {
@@ -30,6 +31,8 @@ export function gatewayCommands(): Command {
     .option("--san <names...>", "extra names or addresses for the server certificate")
     .action(
       action(async (ctx, options: { listen: string; name?: string; san?: string[] }) => {
+        checkListen("--listen", options.listen);
+        checkSans(options.san);
         const result = await initGatewayHome(ctx.home, {
           listen: options.listen,
           name: options.name,
@@ -46,6 +49,7 @@ export function gatewayCommands(): Command {
     .option("--listen <host:port>", "address to listen on for this run (overrides gateway.json)")
     .action(
       action(async (ctx, options: { listen?: string }) => {
+        checkListen("--listen", options.listen);
         if (!gatewayHomeExists(ctx.home)) {
           const result = await initGatewayHome(ctx.home, options.listen ? { listen: options.listen } : {});
           if (!ctx.json) printInit(result);

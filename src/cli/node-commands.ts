@@ -4,6 +4,7 @@ import { registerNode, type RegisterProgress } from "../node/register.js";
 import { loadNode } from "../node/home.js";
 import { NodeAgent } from "../node/agent.js";
 import { action } from "./run.js";
+import { checkFingerprint, checkGatewayUrl } from "./validate.js";
 import { Progress, printJson } from "./output.js";
 
 export function nodeCommands(): Command {
@@ -17,6 +18,8 @@ export function nodeCommands(): Command {
     .option("--name <name>", "a name for this device (default: the host name)")
     .action(
       action(async (ctx, options: { gateway: string; caFingerprint: string; name?: string }) => {
+        checkGatewayUrl(options.gateway);
+        checkFingerprint(options.caFingerprint);
         const progress = new Progress(ctx.json);
         const say = (line: string) => {
           if (!ctx.json) {

@@ -1,8 +1,21 @@
-import { mkdirSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync, chmodSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  writeFileSync,
+  renameSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+  chmodSync,
+} from "node:fs";
 import path from "node:path";
 
-/** A home holds keys: it is 0700, whoever's umask created it. */
+/**
+ * A home holds keys: a folder this creates is 0700, whatever the umask. An existing folder keeps
+ * its mode (`--home ~` must not chmod the user's home); `doctor` reports one that is too open.
+ */
 export function ensurePrivateDir(dir: string): void {
+  if (existsSync(dir)) return;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
 }

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { durationSchema } from "./duration.js";
 
-const listenSchema = z
+export const listenSchema = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be HOST:PORT, e.g. 127.0.0.1:18789");
 

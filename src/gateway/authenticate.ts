@@ -40,7 +40,7 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 export async function authenticateRequest(ctx: GatewayContext, request: FastifyRequest): Promise<Principal> {
   const token = bearerToken(request);
   if (token !== undefined) return ctx.tokens.authenticateBearer(token, peerThumbprint(request));
-  return authenticateClientCertificate(socketOf(request), (id) => ctx.devices.get(id));
+  return authenticateClientCertificate(socketOf(request), (id) => ctx.devices.get(id), ctx.now());
 }
 
 /** An `onRequest` hook for a route that needs a scope. */

@@ -7,6 +7,7 @@ import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { RegistrationService } from "./registrations.js";
 import type { RateLimiter } from "./rate-limit.js";
+import type { BackgroundWrites } from "./background.js";
 import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
 
@@ -19,6 +20,7 @@ export interface GatewayContext {
   sessions: SessionRegistry;
   registrations: RegistrationService;
   enrollLimiter: RateLimiter;
+  background: BackgroundWrites;
   tokens: TokenService;
   signingKeys: SigningKeys;
   audit: AuditLog;

@@ -92,10 +92,11 @@ export async function initGatewayHome(
     serverSans.push(listenHost.replace(/^\[|\]$/g, ""));
   await writeServerCertificate(home, ca, serverSans, now, 365 * 86_400_000);
 
+  const admin = await writeAdminCredential(home, ca, urlForListen(listen), gatewayId, now);
+
+  // Written last: gateway.json is what marks a home as made, so a failed init can be run again.
   const config: GatewayConfigInput = { gatewayId, name, listen, sans };
   writeJsonAtomic(path.join(home, GATEWAY_FILES.config), config, 0o600);
-
-  const admin = await writeAdminCredential(home, ca, urlForListen(listen), gatewayId, now);
 
   const nodeUrl =
     sans[0] && !listenHost.match(/^(127\.|localhost)/)

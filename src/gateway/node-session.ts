@@ -4,7 +4,7 @@ import type { Principal } from "../auth/roles.js";
 import { GatehouseError, closeCodeFor } from "../protocol/errors.js";
 import { nodeMessageSchema, type GatewayMessage } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
-import type { LiveSession } from "./sessions.js";
+import { closeFirmly, type LiveSession } from "./sessions.js";
 
 function send(socket: WebSocket, message: GatewayMessage): void {
   socket.send(JSON.stringify(message));
@@ -21,6 +21,14 @@ export function runNodeSession(
   opened: { principal: Principal; address: string; thumbprint: string | undefined },
 ): void {
   let principal = opened.principal;
+  if (principal.deviceId) {
+    // The device was checked before the upgrade; a revocation may have landed since.
+    const current = ctx.devices.get(principal.deviceId);
+    if (current?.status !== "approved") {
+      closeFirmly(socket, 4403, current?.status === "revoked" ? "device_revoked" : "device_denied");
+      return;
+    }
+  }
   // A session belongs to a device when a certificate (or a token minted over mTLS) names one; a
   // session opened with an API key's token is listed under that key's subject.
   const device = principal.deviceId ? ctx.devices.get(principal.deviceId) : undefined;
@@ -43,17 +51,19 @@ export function runNodeSession(
   const log = ctx.logger.child({ deviceId: session.deviceId, sessionId: session.sessionId });
   log.info({ address: session.address, credential: principal.kind }, "node connected");
   if (device) {
-    ctx.store
-      .openSession({
-        sessionId: session.sessionId,
-        deviceId: session.deviceId,
-        address: session.address,
-        connectedAt: now.toISOString(),
-        disconnectedAt: null,
-        closeCode: null,
-        closeReason: null,
-      })
-      .catch((err: unknown) => log.error({ err }, "could not record the session"));
+    ctx.background.track(
+      ctx.store
+        .openSession({
+          sessionId: session.sessionId,
+          deviceId: session.deviceId,
+          address: session.address,
+          connectedAt: now.toISOString(),
+          disconnectedAt: null,
+          closeCode: null,
+          closeReason: null,
+        })
+        .catch((err: unknown) => log.error({ err }, "could not record the session")),
+    );
   }
   ctx.audit.recordInBackground({
     type: "session.open",
@@ -81,7 +91,9 @@ export function runNodeSession(
     clearTimeout(expiryTimer);
     if (!expiresAt) return;
     const delay = Math.max(0, expiresAt.getTime() - ctx.now().getTime());
-    expiryTimer = setTimeout(() => socket.close(4401, "token_expired"), delay);
+    // The session ends with its credential: a token (unless refreshed here) or a certificate.
+    const reason = principal.kind === "certificate" ? "cert_expired" : "token_expired";
+    expiryTimer = setTimeout(() => closeFirmly(socket, 4401, reason), delay);
     expiryTimer.unref();
   };
   armExpiry(principal.expiresAt);
@@ -156,9 +168,11 @@ export function runNodeSession(
     const reason = reasonBuffer.toString();
     log.info({ code, reason }, "node disconnected");
     if (!device) return;
-    ctx.store
-      .closeSession(session.sessionId, at, code, reason || null)
-      .then(() => ctx.devices.update(session.deviceId, { lastSeen: at, address: session.address }))
-      .catch((err: unknown) => log.error({ err }, "could not record the session's end"));
+    ctx.background.track(
+      ctx.store
+        .closeSession(session.sessionId, at, code, reason || null)
+        .then(() => ctx.devices.update(session.deviceId, { lastSeen: at, address: session.address }))
+        .catch((err: unknown) => log.error({ err }, "could not record the session's end")),
+    );
   });
 }

@@ -118,7 +118,7 @@ export class RegistrationService {
     if (existing?.status === "approved") {
       // The CSR's signature proves possession of an approved key: issue a fresh certificate at once.
       await store.createRegistration(registration);
-      await this.approveRegistration(registration, existing.role, "self (approved key)");
+      await this.approveRegistration(registration, existing.role, "self (approved key)", "approved");
       return this.enrollResponse((await store.getRegistration(registration.requestId))!, csr.keyFingerprint);
     }
 
@@ -248,6 +248,7 @@ export class RegistrationService {
     registration: RegistrationRecord,
     role: string,
     actor: string,
+    expectedStatus: "pending" | "approved" = "pending",
   ): Promise<DeviceRecord> {
     const { store, devices, ca, config, audit, now } = this.deps;
     const at = now();
@@ -263,6 +264,7 @@ export class RegistrationService {
       requestId: registration.requestId,
       role,
       at: at.toISOString(),
+      expectedStatus,
       certificate: {
         serial: issued.serial,
         deviceId: registration.deviceId,

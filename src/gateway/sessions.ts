@@ -16,6 +16,18 @@ export interface LiveSession {
   uptimeReportedAt: Date | null;
 }
 
+/** Time a peer gets to answer a close frame before its connection is cut. */
+const CLOSE_GRACE_MS = 2000;
+
+/**
+ * Sends a close frame, and cuts the connection if the peer does not answer it in time: a
+ * revoked node that ignores the close must not keep its session for ws's 30 s default.
+ */
+export function closeFirmly(socket: WebSocket, code: number, reason: string): void {
+  socket.close(code, reason);
+  setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
+}
+
 /** The node sessions that are open right now, by device. Revocation and `nodes list` read this. */
 export class SessionRegistry {
   private readonly byDevice = new Map<string, Map<string, LiveSession>>();
@@ -47,12 +59,21 @@ export class SessionRegistry {
   /** Closes every session of a device at once, e.g. 4403 `device_revoked`. Returns how many. */
   closeDevice(deviceId: string, code: number, reason: string): number {
     const sessions = [...(this.byDevice.get(deviceId)?.values() ?? [])];
-    for (const session of sessions) session.socket.close(code, reason);
+    for (const session of sessions) closeFirmly(session.socket, code, reason);
     return sessions.length;
   }
 
-  closeAll(code: number, reason: string): void {
-    for (const session of this.all()) session.socket.close(code, reason);
+  /** Closes every session; resolves once all are gone (or were cut after the grace period). */
+  async closeAll(code: number, reason: string): Promise<void> {
+    await Promise.all(
+      this.all().map(
+        (session) =>
+          new Promise<void>((resolve) => {
+            session.socket.once("close", () => resolve());
+            closeFirmly(session.socket, code, reason);
+          }),
+      ),
+    );
   }
 
   view(session: LiveSession, now: Date): NodeView {

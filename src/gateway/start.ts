@@ -12,6 +12,7 @@ import { RateLimiter } from "./rate-limit.js";
 import { buildGatewayApp } from "./app.js";
 import { loadGatewayPki, urlForListen } from "./home.js";
 import type { GatewayContext } from "./context.js";
+import { BackgroundWrites } from "./background.js";
 import { SigningKeys } from "../auth/signing-keys.js";
 import { TokenService } from "../auth/token-service.js";
 import { loadOrCreatePepper } from "./home.js";
@@ -50,7 +51,8 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const devices = new DeviceDirectory(store);
   await devices.load();
   const sessions = new SessionRegistry();
-  const audit = new AuditLog(store, logger, now);
+  const background = new BackgroundWrites();
+  const audit = new AuditLog(store, logger, now, (work) => background.track(work));
   const signingKeys = new SigningKeys(store.tokens, config.tokens.algorithm, now);
   await signingKeys.load();
   const tokens = new TokenService({
@@ -74,6 +76,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     logger,
     now,
     enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
+    background,
     tokens,
     signingKeys,
     registrations: new RegistrationService({ store, devices, sessions, ca, config, audit, logger, now }),
@@ -100,8 +103,11 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     loaded,
     close() {
       closing ??= (async () => {
-        sessions.closeAll(1001, "gateway shutting down");
+        // Sessions first (their ends are recorded), then the server, then pending writes, then
+        // the store: a clean stop leaves no session open in the database.
+        await sessions.closeAll(1001, "gateway shutting down");
         await app.close();
+        await background.drain();
         await store.close();
       })();
       return closing;

@@ -140,14 +140,22 @@ export class NodeAgent extends EventEmitter {
       maxPayload: 1024 * 1024,
     });
     this.socket = socket;
-    // Each attempt ends in exactly one of: an HTTP refusal, a network error, or an open session
-    // (whose close is then the end). `settled` makes sure only the first of them is reported.
-    let settled = false;
+    // Each attempt ends in exactly one report: an HTTP refusal, a network error, or the close of
+    // a session that opened. Whatever happens first is reported; the rest is ignored.
+    let reported = false;
     let opened = false;
+    const report = (code: ErrorCode, message: string, hint?: string) => {
+      clearInterval(this.heartbeat);
+      if (reported || this.socket !== socket) return;
+      reported = true;
+      this.status.sessionId = null;
+      if (this.stopping) return;
+      this.fail(code, message, hint);
+    };
 
     socket.on("unexpected-response", (_request, response) => {
-      settled = true;
       const chunks: Buffer[] = [];
+      const status = response.statusCode ?? 0;
       response.on("data", (chunk: Buffer) => chunks.push(chunk));
       response.on("end", () => {
         let body: unknown;
@@ -157,14 +165,22 @@ export class NodeAgent extends EventEmitter {
           body = undefined;
         }
         const error = GatehouseError.fromBody(body, "not_a_gateway");
-        const message = body ? error.message : `HTTP ${response.statusCode} without a Gatehouse error body`;
+        const message = body ? error.message : `HTTP ${status} without a Gatehouse error body`;
+        report(error.code, message, error.hint);
         socket.terminate();
-        this.fail(error.code, message, error.hint);
       });
+      const broken = () => {
+        report(
+          "connection_failed",
+          `the gateway refused the session (HTTP ${status}) and the answer broke off`,
+        );
+        socket.terminate();
+      };
+      response.on("error", broken);
+      response.on("aborted", broken);
     });
 
     socket.on("open", () => {
-      settled = true;
       opened = true;
       const hello: NodeMessage = {
         type: "hello",
@@ -174,7 +190,7 @@ export class NodeAgent extends EventEmitter {
         uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       };
       socket.send(JSON.stringify(hello));
-      this.startHeartbeat(socket);
+      this.startHeartbeat(socket, this.config.heartbeatInterval);
     });
 
     socket.on("message", (data) => {
@@ -193,37 +209,38 @@ export class NodeAgent extends EventEmitter {
         this.status.sessionId = message.sessionId;
         this.status.lastConnectedAt = new Date().toISOString();
         this.status.lastError = null;
+        // The gateway decides the heartbeat pace: its idle timeout is set to match its interval.
+        this.startHeartbeat(socket, message.heartbeatIntervalMs);
         this.setState("connected", `session ${message.sessionId} open`, { sessionId: message.sessionId });
       }
     });
 
     socket.on("close", (code, reasonBuffer) => {
-      clearInterval(this.heartbeat);
-      if (!opened || this.socket !== socket) return;
       const reason = reasonBuffer.toString();
-      this.status.sessionId = null;
-      if (this.stopping) return;
+      if (!opened) {
+        report("connection_failed", `the connection closed before the session opened (${code})`);
+        return;
+      }
       const errorCode: ErrorCode = isErrorCode(reason)
         ? reason
         : code === 1001
           ? "unavailable"
           : "connection_failed";
-      this.fail(errorCode, `session closed by the gateway (${code}${reason ? ` ${reason}` : ""})`);
+      report(errorCode, `session closed by the gateway (${code}${reason ? ` ${reason}` : ""})`);
     });
 
     socket.on("error", (error: NodeJS.ErrnoException) => {
-      if (settled) return;
-      settled = true;
+      if (opened) return; // the close that follows is the report
       const named = describeNetworkError(this.config.gatewayUrl, error);
-      this.fail(named.code, named.message, named.hint);
+      report(named.code, named.message, named.hint);
     });
   }
 
   private lastMessageAt = 0;
 
-  private startHeartbeat(socket: WebSocket): void {
+  private startHeartbeat(socket: WebSocket, interval: number): void {
+    clearInterval(this.heartbeat);
     this.lastMessageAt = Date.now();
-    const interval = this.config.heartbeatInterval;
     this.heartbeat = setInterval(() => {
       if (Date.now() - this.lastMessageAt > interval * 3) {
         this.logger.warn("no answer from the gateway for three heartbeats; reconnecting");

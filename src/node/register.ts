@@ -20,10 +20,21 @@ import {
   spkiOf,
   x509,
 } from "../pki/index.js";
-import { GatehouseError } from "../protocol/errors.js";
+import { GatehouseError, type ErrorCode } from "../protocol/errors.js";
 import type { EnrollResponse, EnrollStatusResponse } from "../protocol/messages.js";
 import { fetchPinnedCa } from "../client/ca-pin.js";
 import { requestJson } from "../client/https-json.js";
+
+/** Failures worth waiting out while polling for approval. */
+const TRANSIENT: ReadonlySet<ErrorCode> = new Set([
+  "unavailable",
+  "connection_refused",
+  "connection_timeout",
+  "connection_failed",
+  "dns_failed",
+  "rate_limited",
+  "internal_error",
+]);
 
 export interface RegisterOptions {
   gatewayUrl: string;
@@ -129,8 +140,15 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
       status = body;
       delay = submitted.pollAfterMs;
     } catch (error) {
-      if (!(error instanceof GatehouseError)) throw error;
-      // The gateway may restart while we wait; keep waiting, slower, and say so.
+      // The gateway may restart while we wait: keep waiting, slower, and say so. Anything else
+      // (the request is gone, the answer is malformed) will not get better by waiting.
+      if (!(error instanceof GatehouseError) || !TRANSIENT.has(error.code)) throw error;
+      if (Date.now() > new Date(submitted.expiresAt).getTime() + 60_000) {
+        throw new GatehouseError(
+          "registration_expired",
+          `the registration expired at ${submitted.expiresAt} while the gateway was unreachable`,
+        );
+      }
       options.onProgress?.({ state: "retrying", error });
       delay = Math.min(delay * 2, 30_000);
     }

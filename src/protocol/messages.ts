@@ -1,20 +1,26 @@
 import { z } from "zod";
 
-/** A name a person gives a device: printable, one line, at most 64 characters. */
-export const deviceNameSchema = z
-  .string()
-  .min(1, "name is empty")
-  .max(64, "name is longer than 64 characters")
-  .refine(
-    // eslint-disable-next-line no-control-regex
-    (name) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(name),
-    "name contains control characters",
-  );
+/**
+ * Text that ends up on an admin's terminal: no control characters (terminal escapes) and no
+ * format characters (bidi overrides that make one name look like another).
+ */
+export function printableSchema(field: string, max: number) {
+  return z
+    .string()
+    .max(max, `${field} is longer than ${max} characters`)
+    .refine((value) => !/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(value), `${field} contains control characters`);
+}
+
+/** A name a person gives a device: printable, one line, 1 to 64 characters. */
+export const deviceNameSchema = printableSchema("name", 64).refine(
+  (name) => name.length > 0,
+  "name is empty",
+);
 
 export const enrollRequestSchema = z.strictObject({
   csr: z.string().min(1, "csr is missing"),
   name: deviceNameSchema,
-  platform: z.string().max(64).optional(),
+  platform: printableSchema("platform", 64).optional(),
   enrollToken: z.string().max(256).optional(),
 });
 export type EnrollRequest = z.infer<typeof enrollRequestSchema>;
@@ -85,9 +91,9 @@ export interface NodeView {
 // Messages on the node session (WebSocket, JSON text frames).
 export const nodeHelloSchema = z.object({
   type: z.literal("hello"),
-  version: z.string().max(64),
-  platform: z.string().max(64),
-  hostname: z.string().max(255).optional(),
+  version: printableSchema("version", 64),
+  platform: printableSchema("platform", 64),
+  hostname: printableSchema("hostname", 255).optional(),
   uptimeSeconds: z.number().optional(),
 });
 export const heartbeatSchema = z.object({ type: z.literal("heartbeat"), ts: z.number() });

@@ -251,6 +251,7 @@ export class KyselyStore implements Store {
     role: string;
     at: string;
     certificate: CertificateRecord;
+    expectedStatus?: DeviceStatus;
   }): Promise<ApprovalResult> {
     const { deviceId, role, at } = input;
     if (input.certificate.deviceId !== deviceId) {
@@ -261,6 +262,9 @@ export class KyselyStore implements Store {
     const certificate = row(input.certificate, CERTIFICATE);
 
     return this.db.transaction().execute(async (trx) => {
+      // Conditional on the state the caller decided from: an approval that raced a revocation or
+      // denial must lose, never silently undo it.
+      const expected = input.expectedStatus ?? "pending";
       const device = await trx
         .updateTable("devices")
         .set({
@@ -268,16 +272,26 @@ export class KyselyStore implements Store {
           role,
           approvedAt: at,
           updatedAt: at,
-          // An approval supersedes an earlier denial or revocation.
-          revokedAt: null,
           statusReason: null,
           certFingerprint: certificate.fingerprint,
           certExpiresAt: certificate.notAfter,
         })
         .where("deviceId", "=", deviceId)
+        .where("status", "=", expected)
         .returningAll()
         .executeTakeFirst();
-      if (device === undefined) throw new GatehouseError("not_found", `No device ${deviceId}.`);
+      if (device === undefined) {
+        const current = await trx
+          .selectFrom("devices")
+          .select("status")
+          .where("deviceId", "=", deviceId)
+          .executeTakeFirst();
+        if (!current) throw new GatehouseError("not_found", `No device ${deviceId}.`);
+        throw new GatehouseError(
+          "invalid_request",
+          `device ${deviceId} is ${current.status}, no longer ${expected}`,
+        );
+      }
 
       // Approving by device id approves the request the device is waiting on.
       let requestId = input.requestId;
@@ -301,6 +315,7 @@ export class KyselyStore implements Store {
         .set({ status: "approved", certificate: certificate.pem })
         .where("requestId", "=", requestId)
         .where("deviceId", "=", deviceId)
+        .where("status", "=", "pending")
         .returningAll()
         .executeTakeFirst();
       if (registration === undefined) {

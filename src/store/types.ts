@@ -131,6 +131,8 @@ export interface Store {
     role: string;
     at: string;
     certificate: CertificateRecord;
+    /** The device state the caller decided from (default "pending"); anything else fails. */
+    expectedStatus?: DeviceStatus;
   }): Promise<ApprovalResult>;
 
   // certificates

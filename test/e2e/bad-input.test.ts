@@ -157,7 +157,7 @@ let gateway: TestGateway;
 beforeAll(async () => {
   gateway = await startTestGateway({
     configure: (config) => {
-      config.enroll = { perAddressPerMinute: 12, maxPending: 3 };
+      config.enroll = { perAddressPerMinute: 20, maxPending: 3 };
     },
   });
 });
@@ -243,6 +243,9 @@ describe("registration input that must be refused, while the gateway keeps servi
       ],
       [JSON.stringify({ csr, name: "bad\u0007name" }), 400, "invalid_request", /control characters/],
       [JSON.stringify({ csr, name: "x".repeat(65) }), 400, "invalid_request", /longer than 64/],
+      // A right-to-left override would make the admin read another name than the one stored.
+      [JSON.stringify({ csr, name: "laptop\u202egpj.exe" }), 400, "invalid_request", /control characters/],
+      [JSON.stringify({ csr, name: "n", platform: "linux\u001b[2J" }), 400, "invalid_request", /platform/],
       [JSON.stringify({ csr, name: "n", admin: true }), 400, "invalid_request", /unknown field admin/],
       [Buffer.alloc(1024 * 1024, 0x61), 413, "payload_too_large", /larger/],
       [Buffer.from([0xde, 0xad, 0xbe, 0xef]), 400, "invalid_request", /JSON/, "application/octet-stream"],
@@ -259,7 +262,7 @@ describe("registration input that must be refused, while the gateway keeps servi
   it("caps pending registrations and rate-limits one address", async () => {
     const statuses: number[] = [];
     let last: Reply | undefined;
-    for (let i = 0; i < 15; i++) {
+    for (let i = 0; i < 25; i++) {
       last = await call(gateway, "/api/v1/enroll", {
         body: JSON.stringify({ csr: await validCsr(), name: `flood-${i}` }),
       });

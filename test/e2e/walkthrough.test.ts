@@ -132,6 +132,31 @@ describe("the README walkthrough, with the real CLI", () => {
   it("wrong usage exits 2 and a missing node home exits 1 with config_missing", async () => {
     const usage = await runCli(["node", "register", "--name", "x"]);
     expect(usage.code).toBe(2);
+    const badPin = await runCli([
+      "node",
+      "register",
+      "--gateway",
+      "https://127.0.0.1:1",
+      "--ca-fingerprint",
+      "abc",
+    ]);
+    expect(badPin.code).toBe(2);
+    expect(badPin.stderr).toContain("--ca-fingerprint");
+    const badUrl = await runCli([
+      "node",
+      "register",
+      "--gateway",
+      "http://x:1",
+      "--ca-fingerprint",
+      "sha256:" + "a".repeat(64),
+    ]);
+    expect(badUrl.code).toBe(2);
+    // A wrong --listen leaves nothing behind, so the same command with a good one works.
+    const home = tempHome("init");
+    expect((await runCli(["gateway", "init", "--home", home, "--listen", "nonsense"])).code).toBe(2);
+    expect(
+      (await runCli(["gateway", "init", "--home", home, "--listen", "127.0.0.1:18999", "--json"])).code,
+    ).toBe(0);
     const missing = await runCli(["node", "start", "--home", tempHome("empty")]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("config_missing");

@@ -58,8 +58,10 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: GatewayContext): v
         response = await ctx.tokens.exchangeApiKey(secret, thumbprint);
       } else {
         // No API key: the client certificate itself is the client credential (RFC 8705).
-        const principal = authenticateClientCertificate(request.raw.socket as TLSSocket, (id) =>
-          ctx.devices.get(id),
+        const principal = authenticateClientCertificate(
+          request.raw.socket as TLSSocket,
+          (id) => ctx.devices.get(id),
+          ctx.now(),
         );
         response = await ctx.tokens.exchangeClientCertificate(principal, thumbprint!);
       }

@@ -3,6 +3,7 @@ import type {} from "@fastify/websocket";
 import type { GatewayContext } from "../context.js";
 import { peerThumbprint, requireScopeHook } from "../authenticate.js";
 import { runNodeSession } from "../node-session.js";
+import { GatehouseError } from "../../protocol/errors.js";
 
 /**
  * The node session. Authentication happens in `onRequest`, before the upgrade, so a refused node
@@ -11,7 +12,21 @@ import { runNodeSession } from "../node-session.js";
 export function registerConnectRoute(app: FastifyInstance, ctx: GatewayContext): void {
   app.get(
     "/api/v1/connect",
-    { websocket: true, onRequest: requireScopeHook(ctx, "node:connect") },
+    {
+      websocket: true,
+      onRequest: [
+        requireScopeHook(ctx, "node:connect"),
+        async (request) => {
+          // An operator's certificate (the admin credential) is not a node.
+          if (request.principal?.deviceKind === "operator") {
+            throw new GatehouseError(
+              "insufficient_scope",
+              "an operator credential cannot open a node session",
+            );
+          }
+        },
+      ],
+    },
     (socket, request) => {
       runNodeSession(ctx, socket, {
         principal: request.principal!,

@@ -1,0 +1,193 @@
+/**
+ * Shared helpers for the benchmarks: settings, bounded timing loops, medians and the result shape
+ * that run.ts prints and writes to .bench/results.json.
+ */
+import { performance } from "node:perf_hooks";
+
+export interface BenchSettings {
+  /** Untimed warm-up of each measurement target before its first repetition. */
+  warmupMs: number;
+  /** Untimed run-in before every timed window (connections opened, JIT settled). */
+  runInMs: number;
+  /** Length of every timed window. */
+  durationMs: number;
+  /** Timed windows per measurement; the median is reported. */
+  repetitions: number;
+  /** "process": load clients run in a forked Node process; "inline": in the benchmark's own process. */
+  client: "process" | "inline";
+}
+
+export interface Sample {
+  /** Operations completed per second of the timed window. */
+  rate: number;
+  ops: number;
+  failed: number;
+  elapsedMs: number;
+  /** CPU time of the measured side (the server, or the single in-process loop) per operation, in µs. */
+  cpuUsPerOp?: number;
+  /** CPU of the measured side in cores (1.0 = one core busy all the window). */
+  cpuCores?: number;
+  /** CPU of the load-generating client in cores, when it runs in its own process. */
+  clientCpuCores?: number;
+}
+
+export interface Measurement {
+  label: string;
+  description: string;
+  unit: string;
+  samples: Sample[];
+  median: number;
+  medianCpuUsPerOp?: number;
+  medianCpuCores?: number;
+  medianClientCpuCores?: number;
+}
+
+export interface Ratio {
+  label: string;
+  value: number;
+  description: string;
+}
+
+export interface BenchResult {
+  name: string;
+  title: string;
+  measurements: Measurement[];
+  ratios: Ratio[];
+  notes: string[];
+  setupMs: number;
+  totalMs: number;
+}
+
+export const now = (): number => performance.now();
+
+export function median(values: number[]): number {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function medianOf(samples: Sample[], pick: (s: Sample) => number | undefined): number | undefined {
+  const values = samples.map(pick).filter((v): v is number => v !== undefined);
+  return values.length ? median(values) : undefined;
+}
+
+export function summarize(label: string, description: string, unit: string, samples: Sample[]): Measurement {
+  const m: Measurement = {
+    label,
+    description,
+    unit,
+    samples,
+    median: median(samples.map((s) => s.rate)),
+  };
+  const cpu = medianOf(samples, (s) => s.cpuUsPerOp);
+  const cores = medianOf(samples, (s) => s.cpuCores);
+  const client = medianOf(samples, (s) => s.clientCpuCores);
+  if (cpu !== undefined) m.medianCpuUsPerOp = cpu;
+  if (cores !== undefined) m.medianCpuCores = cores;
+  if (client !== undefined) m.medianClientCpuCores = client;
+  return m;
+}
+
+export function ratio(label: string, description: string, a: Measurement, b: Measurement): Ratio {
+  return { label, description, value: a.median / b.median };
+}
+
+/** CPU time of this whole process (all threads), in µs. */
+export function processCpuUs(): number {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
+}
+
+/** Hard upper bound on the operations of one timed loop, whatever the machine's speed. */
+export const MAX_OPS_PER_WINDOW = 20_000_000;
+
+/**
+ * Runs `op` back to back, one at a time, for `ms` (or until `maxOps`, or until `op` returns false),
+ * and returns the rate and this process's CPU per operation.
+ */
+export async function timeSequential(
+  op: (i: number) => unknown,
+  ms: number,
+  maxOps = MAX_OPS_PER_WINDOW,
+): Promise<Sample> {
+  const cpu0 = processCpuUs();
+  const start = now();
+  const end = start + ms;
+  let ops = 0;
+  let t = start;
+  for (; ops < maxOps; ops++) {
+    let result = op(ops);
+    if (result instanceof Promise) result = await result;
+    if (result === false) break;
+    // A clock read is ~30 ns; reading it every 16 ops keeps the cheapest op (a cache hit) honest.
+    if ((ops & 15) === 15 && (t = now()) >= end) {
+      ops++;
+      break;
+    }
+  }
+  t = now();
+  const cpuUs = processCpuUs() - cpu0;
+  const elapsedMs = t - start;
+  return {
+    rate: ops / (elapsedMs / 1000),
+    ops,
+    failed: 0,
+    elapsedMs,
+    cpuUsPerOp: ops ? cpuUs / ops : Number.NaN,
+    cpuCores: cpuUs / 1000 / elapsedMs,
+  };
+}
+
+export function formatRate(value: number): string {
+  if (!Number.isFinite(value)) return "n/a";
+  if (value >= 1e6) return `${(value / 1e6).toFixed(2)}M`;
+  if (value >= 1e4) return `${(value / 1e3).toFixed(1)}k`;
+  if (value >= 1e3) return `${(value / 1e3).toFixed(2)}k`;
+  return value.toFixed(0);
+}
+
+export function formatNumber(value: number | undefined, digits = 1): string {
+  return value === undefined || !Number.isFinite(value) ? "" : value.toFixed(digits);
+}
+
+export function log(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+export interface Target {
+  label: string;
+  description: string;
+  unit: string;
+  /** Untimed warm-up, run once before the first repetition. */
+  warm(): Promise<void>;
+  /** One timed window. */
+  sample(): Promise<Sample & { firstError?: string }>;
+}
+
+/**
+ * Measures the targets in rounds (A B C, A B C, A B C) rather than one after the other, so a
+ * slow or fast stretch of the machine touches every target alike; reports each target's median.
+ */
+export async function measureInterleaved(
+  targets: Target[],
+  settings: BenchSettings,
+  notes: string[],
+): Promise<Measurement[]> {
+  for (const target of targets) await target.warm();
+  const samples = new Map<string, Sample[]>(targets.map((t) => [t.label, []]));
+  for (let round = 0; round < settings.repetitions; round++) {
+    for (const target of targets) {
+      const { firstError, ...sample } = await target.sample();
+      samples.get(target.label)!.push(sample);
+      log(
+        `  ${target.label} #${round + 1}: ${formatRate(sample.rate)} ${target.unit}` +
+          (sample.failed ? ` (${sample.failed} failed: ${firstError ?? "?"})` : ""),
+      );
+      if (sample.failed && firstError !== undefined)
+        notes.push(`${target.label} round ${round + 1}: ${sample.failed} operations failed (${firstError})`);
+      if (sample.ops === 0) throw new Error(`${target.label}: no operation completed (${firstError ?? "?"})`);
+    }
+  }
+  return targets.map((t) => summarize(t.label, t.description, t.unit, samples.get(t.label)!));
+}

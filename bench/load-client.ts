@@ -1,0 +1,300 @@
+/**
+ * The load generator for the network benchmarks. It runs either inline (in the benchmark's process)
+ * or, by default, in a forked Node process (this file with `--bench-load-child`), so that the
+ * client's own TLS and HTTP work does not share an event loop with the server it measures.
+ *
+ * Every loop is bounded by time and by count, and every operation by a timeout.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import https from "node:https";
+import tls from "node:tls";
+import { fileURLToPath } from "node:url";
+import { now, processCpuUs, MAX_OPS_PER_WINDOW, type Sample } from "./lib.js";
+
+export interface LoadSpec {
+  /** "http": keep-alive HTTPS requests; "handshake": a new TLS connection per request. */
+  kind: "http" | "handshake";
+  host: string;
+  port: number;
+  path: string;
+  headers?: Record<string, string>;
+  /** PEM of the CA that signed the server certificate. */
+  ca: string;
+  /** Client certificate and key (PEM), presented in every handshake. */
+  cert?: string;
+  key?: string;
+  concurrency: number;
+  /** Untimed run-in before the timed window. */
+  runInMs: number;
+  durationMs: number;
+  /** Per-operation timeout. */
+  timeoutMs?: number;
+}
+
+export interface LoadResult {
+  completed: number;
+  failed: number;
+  elapsedMs: number;
+  /** CPU of the client process during the timed window, in cores. */
+  clientCpuCores: number;
+  firstError?: string;
+}
+
+type Op = () => Promise<string | undefined>; // undefined: success; otherwise why it failed
+
+function httpOp(spec: LoadSpec, agent: https.Agent): Op {
+  const timeout = spec.timeoutMs ?? 5000;
+  return () =>
+    new Promise((resolve) => {
+      const request = https.request(
+        { host: spec.host, port: spec.port, path: spec.path, method: "GET", headers: spec.headers, agent },
+        (response) => {
+          const status = response.statusCode;
+          response.resume();
+          response.on("end", () => resolve(status === 200 ? undefined : `HTTP ${status}`));
+          response.on("error", (error) => resolve(error.message));
+        },
+      );
+      request.setTimeout(timeout, () => request.destroy(new Error("timeout")));
+      request.on("error", (error) => resolve(error.message));
+      request.end();
+    });
+}
+
+function handshakeOp(spec: LoadSpec, context: tls.SecureContext): Op {
+  const timeout = spec.timeoutMs ?? 5000;
+  const request = Buffer.from(
+    `GET ${spec.path} HTTP/1.1\r\nHost: ${spec.host}:${spec.port}\r\nConnection: close\r\n\r\n`,
+    "latin1",
+  );
+  return () =>
+    new Promise((resolve) => {
+      let head = "";
+      let error: string | undefined;
+      // A fresh connection every time and no session: every handshake is a full one.
+      const socket = tls.connect({
+        host: spec.host,
+        port: spec.port,
+        secureContext: context,
+        session: undefined,
+      });
+      socket.setTimeout(timeout, () => socket.destroy(new Error("timeout")));
+      socket.once("secureConnect", () => socket.write(request));
+      socket.on("data", (chunk: Buffer) => {
+        if (head.length < 16) head += chunk.toString("latin1");
+      });
+      socket.on("error", (e) => (error ??= e.message));
+      socket.on("close", () => {
+        if (head.startsWith("HTTP/1.1 200")) resolve(undefined);
+        else resolve(error ?? `unexpected response ${JSON.stringify(head.slice(0, 16))}`);
+      });
+    });
+}
+
+/**
+ * Runs `spec.concurrency` loops of back-to-back operations. Completions that land inside the timed
+ * window count; `onMark` is called when the window starts and ends (the caller samples the
+ * server's CPU there).
+ */
+export async function runLoad(spec: LoadSpec, onMark: (phase: "start" | "end") => void): Promise<LoadResult> {
+  let agent: https.Agent | undefined;
+  let op: Op;
+  if (spec.kind === "http") {
+    agent = new https.Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca });
+    op = httpOp(spec, agent);
+  } else {
+    const context = tls.createSecureContext({ ca: spec.ca, key: spec.key, cert: spec.cert });
+    op = handshakeOp(spec, context);
+  }
+
+  const start = now();
+  const t0 = start + spec.runInMs;
+  const t1 = t0 + spec.durationMs;
+  let completed = 0;
+  let failed = 0;
+  let issued = 0;
+  let firstError: string | undefined;
+  let cpu0 = 0;
+  let cpu1 = 0;
+  let marked0 = false;
+  let marked1 = false;
+  const markStart = () => {
+    if (marked0) return;
+    marked0 = true;
+    cpu0 = processCpuUs();
+    onMark("start");
+  };
+  const markEnd = () => {
+    if (marked1) return;
+    marked1 = true;
+    cpu1 = processCpuUs();
+    onMark("end");
+  };
+  const startTimer = setTimeout(markStart, spec.runInMs);
+  const endTimer = setTimeout(markEnd, spec.runInMs + spec.durationMs);
+
+  const loop = async () => {
+    while (issued < MAX_OPS_PER_WINDOW && now() < t1) {
+      issued++;
+      const outcome = await op();
+      const t = now();
+      if (t < t0 || t >= t1) continue;
+      if (outcome === undefined) completed++;
+      else {
+        failed++;
+        firstError ??= outcome;
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: spec.concurrency }, loop));
+  } finally {
+    clearTimeout(startTimer);
+    clearTimeout(endTimer);
+    agent?.destroy();
+  }
+  // Timers fire late on a busy loop: make sure both marks happened, in order.
+  markStart();
+  markEnd();
+  const result: LoadResult = {
+    completed,
+    failed,
+    elapsedMs: spec.durationMs,
+    clientCpuCores: (cpu1 - cpu0) / 1000 / spec.durationMs,
+  };
+  if (firstError !== undefined) result.firstError = firstError;
+  return result;
+}
+
+// The parent side ------------------------------------------------------------------------------
+
+type ChildMessage =
+  | { type: "mark"; phase: "start" | "end" }
+  | { type: "result"; result: LoadResult }
+  | { type: "error"; message: string };
+
+/**
+ * Drives load either from a forked process or inline, and samples the CPU of *this* process
+ * (the server's) over the client's timed window.
+ */
+export class LoadClient {
+  private constructor(private readonly child: ChildProcess | undefined) {}
+
+  static async start(mode: "process" | "inline"): Promise<LoadClient> {
+    if (mode === "inline") return new LoadClient(undefined);
+    const child = fork(fileURLToPath(import.meta.url), ["--bench-load-child"], {
+      execArgv: process.execArgv, // carries `--import tsx`
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("the load client did not start within 20 s")), 20_000);
+      child.once("message", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`the load client exited (${code}) before it was ready`));
+      });
+    });
+    return new LoadClient(child);
+  }
+
+  get inline(): boolean {
+    return this.child === undefined;
+  }
+
+  /** One timed window. The sample's CPU fields describe this process (the server side). */
+  async run(spec: LoadSpec): Promise<Sample & { firstError?: string }> {
+    let cpu0 = 0;
+    let cpu1 = 0;
+    let wall0 = 0;
+    let wall1 = 0;
+    const onMark = (phase: "start" | "end") => {
+      if (phase === "start") {
+        cpu0 = processCpuUs();
+        wall0 = now();
+      } else {
+        cpu1 = processCpuUs();
+        wall1 = now();
+      }
+    };
+    const result = this.child ? await this.runInChild(this.child, spec, onMark) : await runLoad(spec, onMark);
+    const cpuUs = cpu1 - cpu0;
+    const wallMs = wall1 - wall0;
+    const sample: Sample & { firstError?: string } = {
+      rate: result.completed / (result.elapsedMs / 1000),
+      ops: result.completed,
+      failed: result.failed,
+      elapsedMs: result.elapsedMs,
+      cpuUsPerOp: result.completed ? cpuUs / result.completed : Number.NaN,
+      cpuCores: wallMs > 0 ? cpuUs / 1000 / wallMs : Number.NaN,
+    };
+    if (this.child) sample.clientCpuCores = result.clientCpuCores;
+    if (result.firstError !== undefined) sample.firstError = result.firstError;
+    return sample;
+  }
+
+  private runInChild(
+    child: ChildProcess,
+    spec: LoadSpec,
+    onMark: (phase: "start" | "end") => void,
+  ): Promise<LoadResult> {
+    return new Promise((resolve, reject) => {
+      const limit = spec.runInMs + spec.durationMs + 30_000;
+      const timer = setTimeout(
+        () => finish(new Error(`the load client gave no result in ${limit} ms`)),
+        limit,
+      );
+      const onMessage = (message: ChildMessage) => {
+        if (message.type === "mark") onMark(message.phase);
+        else if (message.type === "result") finish(undefined, message.result);
+        else finish(new Error(`load client: ${message.message}`));
+      };
+      const onExit = (code: number | null) => finish(new Error(`the load client exited (${code})`));
+      const finish = (error: Error | undefined, result?: LoadResult) => {
+        clearTimeout(timer);
+        child.off("message", onMessage);
+        child.off("exit", onExit);
+        if (error) reject(error);
+        else resolve(result!);
+      };
+      child.on("message", onMessage);
+      child.once("exit", onExit);
+      child.send({ type: "run", spec });
+    });
+  }
+
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        resolve();
+      }, 5000);
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.disconnect(); // the child exits when its IPC channel closes
+    });
+  }
+}
+
+// The child side -------------------------------------------------------------------------------
+
+if (process.argv.includes("--bench-load-child") && process.send) {
+  const send = (message: ChildMessage | { type: "ready" }) => {
+    if (process.connected) process.send!(message);
+  };
+  process.on("disconnect", () => process.exit(0));
+  process.on("message", (message: { type: string; spec?: LoadSpec }) => {
+    if (message.type !== "run" || !message.spec) return;
+    runLoad(message.spec, (phase) => send({ type: "mark", phase })).then(
+      (result) => send({ type: "result", result }),
+      (error: unknown) => send({ type: "error", message: String(error) }),
+    );
+  });
+  send({ type: "ready" });
+}

@@ -1,0 +1,186 @@
+/**
+ * `npm run bench`: runs each benchmark in turn, prints a summary table and writes
+ * .bench/results.json. Every figure is a ratio against a baseline measured in the same run.
+ *
+ *   npm run bench                      all benchmarks
+ *   npm run bench -- token-verify      only the named ones
+ *   BENCH_DURATION_MS=1000 BENCH_REPS=3 BENCH_CLIENT=inline npm run bench
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  formatNumber,
+  formatRate,
+  log,
+  now,
+  type BenchResult,
+  type BenchSettings,
+  type Measurement,
+} from "./lib.js";
+import * as tokenVerify from "./token-verify.js";
+import * as validateRate from "./validate-rate.js";
+import * as mtlsHandshake from "./mtls-handshake.js";
+
+const BENCHMARKS: { name: string; run: (settings: BenchSettings) => Promise<BenchResult> }[] = [
+  { name: "token-verify", run: tokenVerify.run },
+  { name: "validate-rate", run: validateRate.run },
+  { name: "mtls-handshake", run: mtlsHandshake.run },
+];
+
+/** The whole run is cut off after this, whatever hangs. */
+const WATCHDOG_MS = 5 * 60_000;
+
+function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max)
+    throw new Error(`${name} must be a number from ${min} to ${max}`);
+  return value;
+}
+
+function settingsFromEnv(): BenchSettings {
+  const client = process.env.BENCH_CLIENT ?? "process";
+  if (client !== "process" && client !== "inline") throw new Error("BENCH_CLIENT must be process or inline");
+  return {
+    warmupMs: envNumber("BENCH_WARMUP_MS", 500, 0, 10_000),
+    runInMs: envNumber("BENCH_RUNIN_MS", 250, 0, 10_000),
+    durationMs: envNumber("BENCH_DURATION_MS", 2000, 100, 30_000),
+    repetitions: Math.round(envNumber("BENCH_REPS", 3, 1, 15)),
+    client,
+  };
+}
+
+function pad(text: string, width: number, right = false): string {
+  return right ? text.padStart(width) : text.padEnd(width);
+}
+
+function measurementRow(m: Measurement): string[] {
+  const rates = m.samples.map((s) => s.rate);
+  return [
+    m.label,
+    `${formatRate(m.median)} ${m.unit}`,
+    `${formatRate(Math.min(...rates))}–${formatRate(Math.max(...rates))}`,
+    formatNumber(m.medianCpuUsPerOp, 1),
+    formatNumber(m.medianCpuCores, 2),
+    formatNumber(m.medianClientCpuCores, 2),
+  ];
+}
+
+function renderTable(rows: string[][], header: string[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => "  " + cells.map((c, i) => pad(c, widths[i]!, i > 0)).join("  ");
+  return [line(header), "  " + widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+function renderSummary(
+  results: BenchResult[],
+  settings: BenchSettings,
+  machine: Record<string, unknown>,
+): string {
+  const out: string[] = [];
+  out.push("");
+  out.push(
+    `Gatehouse benchmarks — ${machine.cpus} vCPU ${machine.cpuModel}, Node ${machine.node}, OpenSSL ${machine.openssl}`,
+  );
+  out.push(
+    `each rate: median of ${settings.repetitions} × ${(settings.durationMs / 1000).toFixed(1)} s windows ` +
+      `(rounds interleaved, after ${settings.warmupMs} ms warm-up); load client: ${settings.client}`,
+  );
+  for (const result of results) {
+    out.push("");
+    out.push(`${result.name} — ${result.title}  (${(result.totalMs / 1000).toFixed(1)} s)`);
+    out.push(
+      renderTable(result.measurements.map(measurementRow), [
+        "measurement",
+        "median",
+        "min–max",
+        "cpu µs/op",
+        "server cores",
+        "client cores",
+      ]),
+    );
+    out.push(
+      "  ratios: " +
+        result.ratios
+          .map((r) => `${r.label} = ${r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(2)}`)
+          .join(", "),
+    );
+    for (const note of result.notes) out.push(`  note: ${note}`);
+  }
+  out.push("");
+  out.push("cpu µs/op and server cores: CPU of the measured process (the server, or the in-process loop).");
+  return out.join("\n");
+}
+
+async function main(): Promise<number> {
+  const watchdog = setTimeout(() => {
+    log(`watchdog: the run took longer than ${WATCHDOG_MS / 1000} s; exiting`);
+    process.exit(2);
+  }, WATCHDOG_MS);
+  watchdog.unref();
+
+  const settings = settingsFromEnv();
+  const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
+  const unknown = wanted.filter((w) => !BENCHMARKS.some((b) => b.name === w));
+  if (unknown.length) {
+    log(`unknown benchmark(s): ${unknown.join(", ")}; known: ${BENCHMARKS.map((b) => b.name).join(", ")}`);
+    return 64;
+  }
+  const selected = BENCHMARKS.filter((b) => wanted.length === 0 || wanted.includes(b.name));
+  const machine = {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model.trim() ?? "unknown",
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    platform: `${os.platform()} ${os.release()}`,
+    node: process.version,
+    openssl: process.versions.openssl,
+  };
+
+  const started = now();
+  const results: BenchResult[] = [];
+  const failures: { name: string; error: string }[] = [];
+  for (const bench of selected) {
+    log(`${bench.name}…`);
+    try {
+      results.push(await bench.run(settings));
+    } catch (error) {
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      log(`${bench.name} FAILED: ${message}`);
+      failures.push({ name: bench.name, error: message });
+    }
+  }
+  const totalMs = now() - started;
+
+  console.log(renderSummary(results, settings, machine));
+  for (const failure of failures) console.log(`\n${failure.name} FAILED: ${failure.error.split("\n")[0]}`);
+  console.log(`\ntotal ${(totalMs / 1000).toFixed(1)} s`);
+
+  const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", ".bench");
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "results.json");
+  writeFileSync(
+    file,
+    JSON.stringify(
+      { date: new Date().toISOString(), machine, settings, totalMs, results, failures },
+      (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
+      2,
+    ) + "\n",
+  );
+  console.log(`results written to ${path.relative(process.cwd(), file) || file}`);
+  clearTimeout(watchdog);
+  return failures.length ? 1 : 0;
+}
+
+const exitCode = await main().catch((error: unknown) => {
+  log(`fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return 1;
+});
+process.exitCode = exitCode;
+// Everything was closed; if some handle still keeps the loop alive, do not hang the terminal.
+setTimeout(() => {
+  log("a handle was still open 3 s after the run; exiting");
+  process.exit(exitCode);
+}, 3000).unref();
