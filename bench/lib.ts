@@ -2,6 +2,8 @@
  * Shared helpers for the benchmarks: settings, bounded timing loops, medians and the result shape
  * that run.ts prints and writes to .bench/results.json.
  */
+import { execFileSync } from "node:child_process";
+import os from "node:os";
 import { performance } from "node:perf_hooks";
 
 export interface BenchSettings {
@@ -15,6 +17,12 @@ export interface BenchSettings {
   repetitions: number;
   /** "process": load clients run in a forked Node process; "inline": in the benchmark's own process. */
   client: "process" | "inline";
+  /**
+   * Pin this process (server side, in-process loops) to CPU 0 and the load client to CPU 1.
+   * Without it Linux's wake-affine scheduling often stacks the two ping-ponging processes on one
+   * vCPU, and rates jump between two modes (about 2× apart) from one window to the next.
+   */
+  pin: boolean;
 }
 
 export interface Sample {
@@ -190,4 +198,24 @@ export async function measureInterleaved(
     }
   }
   return targets.map((t) => summarize(t.label, t.description, t.unit, samples.get(t.label)!));
+}
+
+/** CPU the server side is pinned to, and the one the load client is pinned to. */
+export const SERVER_CPU = 0;
+export const CLIENT_CPU = 1;
+
+/** Whether pinning is possible here: two CPUs or more and util-linux's taskset. */
+export function canPin(): boolean {
+  if (os.platform() !== "linux" || os.availableParallelism() < 2) return false;
+  try {
+    execFileSync("taskset", ["-V"], { stdio: "ignore", timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pins every thread of a process to one CPU (threads it starts later inherit the mask). */
+export function pinProcess(pid: number, cpu: number): void {
+  execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore", timeout: 5000 });
 }

@@ -9,7 +9,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import https from "node:https";
 import tls from "node:tls";
 import { fileURLToPath } from "node:url";
-import { now, processCpuUs, MAX_OPS_PER_WINDOW, type Sample } from "./lib.js";
+import { now, pinProcess, processCpuUs, CLIENT_CPU, MAX_OPS_PER_WINDOW, type Sample } from "./lib.js";
 
 export interface LoadSpec {
   /** "http": keep-alive HTTPS requests; "handshake": a new TLS connection per request. */
@@ -180,7 +180,7 @@ type ChildMessage =
 export class LoadClient {
   private constructor(private readonly child: ChildProcess | undefined) {}
 
-  static async start(mode: "process" | "inline"): Promise<LoadClient> {
+  static async start(mode: "process" | "inline", pin: boolean): Promise<LoadClient> {
     if (mode === "inline") return new LoadClient(undefined);
     const child = fork(fileURLToPath(import.meta.url), ["--bench-load-child"], {
       execArgv: process.execArgv, // carries `--import tsx`
@@ -197,6 +197,7 @@ export class LoadClient {
         reject(new Error(`the load client exited (${code}) before it was ready`));
       });
     });
+    if (pin && child.pid !== undefined) pinProcess(child.pid, CLIENT_CPU);
     return new LoadClient(child);
   }
 

@@ -101,7 +101,7 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       response,
     );
 
-    client = await LoadClient.start(settings.client);
+    client = await LoadClient.start(settings.client, settings.pin);
     const loader = client;
     const spec = (port: number): Omit<LoadSpec, "runInMs" | "durationMs"> => ({
       kind: "handshake",

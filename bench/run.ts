@@ -11,6 +11,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  canPin,
+  pinProcess,
+  SERVER_CPU,
   formatNumber,
   formatRate,
   log,
@@ -50,6 +53,7 @@ function settingsFromEnv(): BenchSettings {
     durationMs: envNumber("BENCH_DURATION_MS", 2000, 100, 30_000),
     repetitions: Math.round(envNumber("BENCH_REPS", 3, 1, 15)),
     client,
+    pin: process.env.BENCH_PIN !== "0" && canPin(),
   };
 }
 
@@ -87,7 +91,8 @@ function renderSummary(
   );
   out.push(
     `each rate: median of ${settings.repetitions} × ${(settings.durationMs / 1000).toFixed(1)} s windows ` +
-      `(rounds interleaved, after ${settings.warmupMs} ms warm-up); load client: ${settings.client}`,
+      `(rounds interleaved, after ${settings.warmupMs} ms warm-up); load client: ${settings.client}` +
+      (settings.pin ? "; server side pinned to one CPU, client to another" : "; not pinned"),
   );
   for (const result of results) {
     out.push("");
@@ -138,6 +143,13 @@ async function main(): Promise<number> {
     node: process.version,
     openssl: process.versions.openssl,
   };
+
+  if (settings.pin) pinProcess(process.pid, SERVER_CPU);
+  log(
+    settings.pin
+      ? `pinned: this process (servers, in-process loops) to CPU ${SERVER_CPU}, load clients to another CPU`
+      : "not pinned to CPUs (BENCH_PIN=0, one CPU, or no taskset)",
+  );
 
   const started = now();
   const results: BenchResult[] = [];

@@ -41,7 +41,7 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
     const health = await fetchOnce(`${gateway.running.url}/health`, { ca: gateway.pem.ca });
     if (health.status !== 200) throw new Error(`/health answered ${health.status}: ${health.body}`);
 
-    client = await LoadClient.start(settings.client);
+    client = await LoadClient.start(settings.client, settings.pin);
     const loader = client;
     const spec = (
       path: string,

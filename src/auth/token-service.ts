@@ -86,14 +86,13 @@ export class TokenService {
       if (this.verified.size >= MAX_CACHED_TOKENS) this.verified.clear();
       this.verified.set(token, claims);
     }
-    return this.principalFromClaims(claims, token, peerThumbprint, now);
+    return this.principalFromClaims(claims, token, peerThumbprint);
   }
 
   private principalFromClaims(
     claims: AccessTokenClaims,
     token: string,
     peerThumbprint: string | undefined,
-    now: Date,
   ): Principal {
     if (claims.fam && this.revokedFamilies.has(claims.fam)) {
       throw new GatehouseError("invalid_token", "the token's family was revoked");
@@ -134,7 +133,6 @@ export class TokenService {
       principal.deviceId = deviceId;
       principal.deviceKind = device.kind;
     }
-    void now;
     return principal;
   }
 

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { GATEWAY_FILES, NODE_FILES } from "../config/index.js";
+import { GATEWAY_FILES, NODE_FILES, readJsonFile } from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { requestJson, type TlsClientOptions } from "../client/https-json.js";
 
@@ -27,7 +27,7 @@ function credentialFromHome(home: string): HomeCredential | undefined {
   const at = (name: string) => path.join(home, name);
   const read = (name: string) => readFileSync(at(name), "utf8");
   if (existsSync(at(GATEWAY_FILES.adminGateway))) {
-    const meta = JSON.parse(read(GATEWAY_FILES.adminGateway)) as { gatewayUrl: string };
+    const meta = readJsonFile(at(GATEWAY_FILES.adminGateway), "config_invalid") as { gatewayUrl: string };
     return {
       gatewayUrl: meta.gatewayUrl,
       ca: read(GATEWAY_FILES.adminCa),
@@ -36,7 +36,7 @@ function credentialFromHome(home: string): HomeCredential | undefined {
     };
   }
   if (existsSync(at(NODE_FILES.config)) && existsSync(at(NODE_FILES.caCert))) {
-    const meta = JSON.parse(read(NODE_FILES.config)) as { gatewayUrl: string };
+    const meta = readJsonFile(at(NODE_FILES.config), "config_invalid") as { gatewayUrl: string };
     const hasCert = existsSync(at(NODE_FILES.deviceCert)) && existsSync(at(NODE_FILES.deviceKey));
     return {
       gatewayUrl: meta.gatewayUrl,

@@ -39,6 +39,16 @@ try {
   if (error instanceof CommanderError) {
     const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(error.code);
     process.exitCode = ok ? 0 : EXIT_USAGE;
+    // Scripts that asked for --json get one JSON document even for wrong usage.
+    if (!ok && process.argv.includes("--json")) {
+      process.stdout.write(
+        JSON.stringify({
+          error: "invalid_request",
+          error_description: error.message.replace(/^error: /, ""),
+          hint: "Run the command with --help.",
+        }) + "\n",
+      );
+    }
   } else {
     throw error;
   }

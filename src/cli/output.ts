@@ -18,7 +18,13 @@ export function printJson(value: unknown): void {
 /** Renders an error for a person (stderr) or a script (one JSON document on stdout). */
 export function printError(error: unknown, json: boolean): number {
   if (error instanceof UsageError) {
-    process.stderr.write(`error: ${error.message}\n`);
+    if (json)
+      printJson({
+        error: "invalid_request",
+        error_description: error.message,
+        hint: "Run the command with --help.",
+      });
+    else process.stderr.write(`error: ${error.message}\n`);
     return EXIT_USAGE;
   }
   const named =

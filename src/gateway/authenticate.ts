@@ -1,3 +1,4 @@
+import { fingerprintPrefix } from "../pki/fingerprint.js";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { TLSSocket } from "node:tls";
 import { authenticateClientCertificate, peerIdentity } from "../auth/client-cert.js";
@@ -57,9 +58,9 @@ export function credentialSummary(request: FastifyRequest): { credential: string
   if (request.credentialTried) return request.credentialTried;
   const header = request.headers.authorization;
   const bearer = header && /^Bearer +(\S+)$/i.exec(header)?.[1];
-  if (bearer) return { credential: "access_token", fingerprint: tokenFingerprint(bearer).slice(0, 19) };
+  if (bearer) return { credential: "access_token", fingerprint: fingerprintPrefix(tokenFingerprint(bearer)) };
   const identity = peerIdentity(socketOf(request));
   if (identity.fingerprint)
-    return { credential: "client-certificate", fingerprint: identity.fingerprint.slice(0, 19) };
+    return { credential: "client-certificate", fingerprint: fingerprintPrefix(identity.fingerprint) };
   return { credential: "none" };
 }

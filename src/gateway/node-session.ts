@@ -1,3 +1,4 @@
+import { fingerprintPrefix } from "../pki/fingerprint.js";
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Principal } from "../auth/roles.js";
@@ -73,7 +74,7 @@ export function runNodeSession(
     details: {
       sessionId: session.sessionId,
       credential: principal.kind,
-      fingerprint: principal.credentialFingerprint.slice(0, 19),
+      fingerprint: fingerprintPrefix(principal.credentialFingerprint),
     },
   });
 
@@ -123,6 +124,14 @@ export function runNodeSession(
       })
       .catch((error: unknown) => {
         const code = error instanceof GatehouseError ? error.code : "invalid_token";
+        ctx.audit.recordInBackground({
+          type: "auth.refused",
+          outcome: "failure",
+          subject: previous.subject,
+          address: session.address,
+          code,
+          details: { route: "/api/v1/connect (token_refresh)", credential: "access_token" },
+        });
         socket.close(closeCodeFor(code), code);
       });
   };

@@ -1,3 +1,4 @@
+import { fingerprintPrefix } from "../pki/fingerprint.js";
 import { randomBytes, randomInt } from "node:crypto";
 import type { Logger } from "pino";
 import type { GatewayConfig } from "../config/schema.js";
@@ -153,7 +154,7 @@ export class RegistrationService {
       details: {
         name: request.name,
         userCode: formatUserCode(registration.userCode),
-        keyFingerprint: csr.keyFingerprint.slice(0, 19),
+        keyFingerprint: fingerprintPrefix(csr.keyFingerprint),
       },
     });
     this.deps.logger.info(
@@ -283,7 +284,7 @@ export class RegistrationService {
       subject: registration.deviceId,
       details: {
         role,
-        certFingerprint: issued.fingerprint.slice(0, 19),
+        certFingerprint: fingerprintPrefix(issued.fingerprint),
         certExpiresAt: issued.notAfter.toISOString(),
       },
     });

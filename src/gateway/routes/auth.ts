@@ -1,3 +1,4 @@
+import { fingerprintPrefix } from "../../pki/fingerprint.js";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { TLSSocket } from "node:tls";
@@ -44,7 +45,7 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: GatewayContext): v
       if (!body.refresh_token) throw new GatehouseError("invalid_request", "refresh_token is missing");
       request.credentialTried = {
         credential: "refresh_token",
-        fingerprint: tokenFingerprint(body.refresh_token).slice(0, 19),
+        fingerprint: fingerprintPrefix(tokenFingerprint(body.refresh_token)),
       };
       response = await ctx.tokens.refresh(body.refresh_token, thumbprint);
     } else {
