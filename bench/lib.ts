@@ -3,6 +3,7 @@
  * that run.ts prints and writes to .bench/results.json.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import { performance } from "node:perf_hooks";
 
@@ -18,9 +19,9 @@ export interface BenchSettings {
   /** "process": load clients run in a forked Node process; "inline": in the benchmark's own process. */
   client: "process" | "inline";
   /**
-   * Pin this process (server side, in-process loops) to CPU 0 and the load client to CPU 1.
-   * Without it Linux's wake-affine scheduling often stacks the two ping-ponging processes on one
-   * vCPU, and rates jump between two modes (about 2× apart) from one window to the next.
+   * Pin this process (server side, in-process loops) to CPU 0 and the load client to CPU 1
+   * (BENCH_PIN=1). Off by default: on a quiet machine it changes nothing measurable, and when
+   * other processes run it stops ours from moving away from them.
    */
   pin: boolean;
 }
@@ -37,6 +38,8 @@ export interface Sample {
   cpuCores?: number;
   /** CPU of the load-generating client in cores, when it runs in its own process. */
   clientCpuCores?: number;
+  /** CPU used by everything else on the machine during the window (other processes), in cores. */
+  otherCpuCores?: number;
 }
 
 export interface Measurement {
@@ -48,12 +51,16 @@ export interface Measurement {
   medianCpuUsPerOp?: number;
   medianCpuCores?: number;
   medianClientCpuCores?: number;
+  medianOtherCpuCores?: number;
 }
 
 export interface Ratio {
   label: string;
+  /** Ratio of the two medians. */
   value: number;
   description: string;
+  /** The same ratio within each round (the two windows measured back to back). */
+  perRound?: number[];
 }
 
 export interface BenchResult {
@@ -91,20 +98,75 @@ export function summarize(label: string, description: string, unit: string, samp
   const cpu = medianOf(samples, (s) => s.cpuUsPerOp);
   const cores = medianOf(samples, (s) => s.cpuCores);
   const client = medianOf(samples, (s) => s.clientCpuCores);
+  const other = medianOf(samples, (s) => s.otherCpuCores);
   if (cpu !== undefined) m.medianCpuUsPerOp = cpu;
   if (cores !== undefined) m.medianCpuCores = cores;
   if (client !== undefined) m.medianClientCpuCores = client;
+  if (other !== undefined) m.medianOtherCpuCores = other;
   return m;
 }
 
 export function ratio(label: string, description: string, a: Measurement, b: Measurement): Ratio {
-  return { label, description, value: a.median / b.median };
+  const rounds = Math.min(a.samples.length, b.samples.length);
+  return {
+    label,
+    description,
+    value: a.median / b.median,
+    perRound: Array.from({ length: rounds }, (_, i) => a.samples[i]!.rate / b.samples[i]!.rate),
+  };
+}
+
+/** A ratio of the median CPU per operation of two measurements: b's cost ÷ a's cost. */
+export function cpuRatio(label: string, description: string, a: Measurement, b: Measurement): Ratio {
+  const rounds = Math.min(a.samples.length, b.samples.length);
+  return {
+    label,
+    description,
+    value: (b.medianCpuUsPerOp ?? Number.NaN) / (a.medianCpuUsPerOp ?? Number.NaN),
+    perRound: Array.from(
+      { length: rounds },
+      (_, i) => (b.samples[i]!.cpuUsPerOp ?? Number.NaN) / (a.samples[i]!.cpuUsPerOp ?? Number.NaN),
+    ),
+  };
 }
 
 /** CPU time of this whole process (all threads), in µs. */
 export function processCpuUs(): number {
   const usage = process.cpuUsage();
   return usage.user + usage.system;
+}
+
+/** Logical CPUs of the machine (not the affinity mask of this process, which pinning narrows). */
+export const MACHINE_CPUS = os.cpus().length;
+
+export interface MachineTicks {
+  busy: number;
+  total: number;
+}
+
+/** The machine-wide CPU counters of /proc/stat (Linux), or undefined elsewhere. */
+export function machineTicks(): MachineTicks | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "latin1").split("\n", 1)[0] ?? "";
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const busy = user! + nice! + system! + irq! + softirq! + steal!;
+    return Number.isFinite(busy) ? { busy, total: busy + idle! + iowait! } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Cores busy machine-wide between two snapshots. */
+export function machineBusyCores(
+  a: MachineTicks | undefined,
+  b: MachineTicks | undefined,
+): number | undefined {
+  if (!a || !b || b.total <= a.total) return undefined;
+  return ((b.busy - a.busy) / (b.total - a.total)) * MACHINE_CPUS;
 }
 
 /** Hard upper bound on the operations of one timed loop, whatever the machine's speed. */
@@ -119,6 +181,7 @@ export async function timeSequential(
   ms: number,
   maxOps = MAX_OPS_PER_WINDOW,
 ): Promise<Sample> {
+  const ticks0 = machineTicks();
   const cpu0 = processCpuUs();
   const start = now();
   const end = start + ms;
@@ -136,8 +199,9 @@ export async function timeSequential(
   }
   t = now();
   const cpuUs = processCpuUs() - cpu0;
+  const busy = machineBusyCores(ticks0, machineTicks());
   const elapsedMs = t - start;
-  return {
+  const sample: Sample = {
     rate: ops / (elapsedMs / 1000),
     ops,
     failed: 0,
@@ -145,6 +209,8 @@ export async function timeSequential(
     cpuUsPerOp: ops ? cpuUs / ops : Number.NaN,
     cpuCores: cpuUs / 1000 / elapsedMs,
   };
+  if (busy !== undefined) sample.otherCpuCores = Math.max(0, busy - sample.cpuCores!);
+  return sample;
 }
 
 export function formatRate(value: number): string {
@@ -197,7 +263,16 @@ export async function measureInterleaved(
       if (sample.ops === 0) throw new Error(`${target.label}: no operation completed (${firstError ?? "?"})`);
     }
   }
-  return targets.map((t) => summarize(t.label, t.description, t.unit, samples.get(t.label)!));
+  const measurements = targets.map((t) => summarize(t.label, t.description, t.unit, samples.get(t.label)!));
+  for (const m of measurements) {
+    const worst = Math.max(...m.samples.map((s) => s.otherCpuCores ?? 0));
+    if (worst > 0.2)
+      notes.push(
+        `${m.label}: other processes used up to ${worst.toFixed(2)} cores of ${MACHINE_CPUS} during its windows ` +
+          `(median ${(m.medianOtherCpuCores ?? 0).toFixed(2)}); its figures are disturbed`,
+      );
+  }
+  return measurements;
 }
 
 /** CPU the server side is pinned to, and the one the load client is pinned to. */
@@ -206,7 +281,7 @@ export const CLIENT_CPU = 1;
 
 /** Whether pinning is possible here: two CPUs or more and util-linux's taskset. */
 export function canPin(): boolean {
-  if (os.platform() !== "linux" || os.availableParallelism() < 2) return false;
+  if (os.platform() !== "linux" || MACHINE_CPUS < 2) return false;
   try {
     execFileSync("taskset", ["-V"], { stdio: "ignore", timeout: 5000 });
     return true;

@@ -9,7 +9,17 @@ import { fork, type ChildProcess } from "node:child_process";
 import https from "node:https";
 import tls from "node:tls";
 import { fileURLToPath } from "node:url";
-import { now, pinProcess, processCpuUs, CLIENT_CPU, MAX_OPS_PER_WINDOW, type Sample } from "./lib.js";
+import {
+  machineBusyCores,
+  machineTicks,
+  now,
+  pinProcess,
+  processCpuUs,
+  CLIENT_CPU,
+  MAX_OPS_PER_WINDOW,
+  type MachineTicks,
+  type Sample,
+} from "./lib.js";
 
 export interface LoadSpec {
   /** "http": keep-alive HTTPS requests; "handshake": a new TLS connection per request. */
@@ -211,13 +221,17 @@ export class LoadClient {
     let cpu1 = 0;
     let wall0 = 0;
     let wall1 = 0;
+    let ticks0: MachineTicks | undefined;
+    let ticks1: MachineTicks | undefined;
     const onMark = (phase: "start" | "end") => {
       if (phase === "start") {
         cpu0 = processCpuUs();
         wall0 = now();
+        ticks0 = machineTicks();
       } else {
         cpu1 = processCpuUs();
         wall1 = now();
+        ticks1 = machineTicks();
       }
     };
     const result = this.child ? await this.runInChild(this.child, spec, onMark) : await runLoad(spec, onMark);
@@ -232,6 +246,9 @@ export class LoadClient {
       cpuCores: wallMs > 0 ? cpuUs / 1000 / wallMs : Number.NaN,
     };
     if (this.child) sample.clientCpuCores = result.clientCpuCores;
+    const busy = machineBusyCores(ticks0, ticks1);
+    if (busy !== undefined)
+      sample.otherCpuCores = Math.max(0, busy - sample.cpuCores! - (sample.clientCpuCores ?? 0));
     if (result.firstError !== undefined) sample.firstError = result.firstError;
     return sample;
   }

@@ -11,6 +11,7 @@ import { fetchOnce, startBenchGateway } from "./gateway-fixture.js";
 import { LoadClient, type LoadSpec } from "./load-client.js";
 import { clientNotes } from "./validate-rate.js";
 import {
+  cpuRatio,
   log,
   measureInterleaved,
   now,
@@ -153,12 +154,12 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
           gatewayM!,
           baselineM!,
         ),
-        {
-          label: "cpu baseline/gateway",
-          description:
-            "server CPU per connection of the bare TLS server ÷ of the gateway (1.0 = HTTP and auth cost nothing)",
-          value: (baselineM!.medianCpuUsPerOp ?? Number.NaN) / (gatewayM!.medianCpuUsPerOp ?? Number.NaN),
-        },
+        cpuRatio(
+          "cpu baseline/gateway",
+          "server CPU per connection of the bare TLS server ÷ of the gateway (1.0 = HTTP and auth cost nothing)",
+          gatewayM!,
+          baselineM!,
+        ),
       ],
       notes,
       setupMs,

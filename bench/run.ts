@@ -4,7 +4,9 @@
  *
  *   npm run bench                      all benchmarks
  *   npm run bench -- token-verify      only the named ones
- *   BENCH_DURATION_MS=1000 BENCH_REPS=3 BENCH_CLIENT=inline npm run bench
+ *   BENCH_DURATION_MS=1000 BENCH_REPS=3 BENCH_WARMUP_MS=500 BENCH_RUNIN_MS=250 npm run bench
+ *   BENCH_CLIENT=inline   load clients in this process instead of a forked one
+ *   BENCH_PIN=1           pin this process and the load client to different CPUs (taskset)
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -12,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   canPin,
+  MACHINE_CPUS,
   pinProcess,
   SERVER_CPU,
   formatNumber,
@@ -53,8 +56,13 @@ function settingsFromEnv(): BenchSettings {
     durationMs: envNumber("BENCH_DURATION_MS", 2000, 100, 30_000),
     repetitions: Math.round(envNumber("BENCH_REPS", 3, 1, 15)),
     client,
-    pin: process.env.BENCH_PIN !== "0" && canPin(),
+    pin: process.env.BENCH_PIN === "1" && canPin(),
   };
+}
+
+function formatRatio(value: number): string {
+  if (!Number.isFinite(value)) return "n/a";
+  return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
 }
 
 function pad(text: string, width: number, right = false): string {
@@ -70,6 +78,7 @@ function measurementRow(m: Measurement): string[] {
     formatNumber(m.medianCpuUsPerOp, 1),
     formatNumber(m.medianCpuCores, 2),
     formatNumber(m.medianClientCpuCores, 2),
+    formatNumber(m.medianOtherCpuCores, 2),
   ];
 }
 
@@ -103,20 +112,31 @@ function renderSummary(
         "median",
         "min–max",
         "cpu µs/op",
-        "server cores",
+        "cores",
         "client cores",
+        "other cores",
       ]),
     );
     out.push(
       "  ratios: " +
         result.ratios
-          .map((r) => `${r.label} = ${r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(2)}`)
-          .join(", "),
+          .map(
+            (r) =>
+              `${r.label} = ${formatRatio(r.value)}` +
+              (r.perRound && r.perRound.length > 1
+                ? ` (rounds ${r.perRound.map(formatRatio).join(" ")})`
+                : ""),
+          )
+          .join("; "),
     );
     for (const note of result.notes) out.push(`  note: ${note}`);
   }
   out.push("");
-  out.push("cpu µs/op and server cores: CPU of the measured process (the server, or the in-process loop).");
+  out.push(
+    "cpu µs/op, cores: CPU of the measured process (the server, or the in-process loop); " +
+      "client cores: the load-client process; other cores: the rest of the machine (other processes) " +
+      "in the same windows — above ~0.2 the figures are disturbed.",
+  );
   return out.join("\n");
 }
 
@@ -136,7 +156,7 @@ async function main(): Promise<number> {
   }
   const selected = BENCHMARKS.filter((b) => wanted.length === 0 || wanted.includes(b.name));
   const machine = {
-    cpus: os.availableParallelism(),
+    cpus: MACHINE_CPUS,
     cpuModel: os.cpus()[0]?.model.trim() ?? "unknown",
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     platform: `${os.platform()} ${os.release()}`,
@@ -148,7 +168,7 @@ async function main(): Promise<number> {
   log(
     settings.pin
       ? `pinned: this process (servers, in-process loops) to CPU ${SERVER_CPU}, load clients to another CPU`
-      : "not pinned to CPUs (BENCH_PIN=0, one CPU, or no taskset)",
+      : "not pinned to CPUs (BENCH_PIN=1 pins the server side and the load client apart)",
   );
 
   const started = now();

@@ -3,10 +3,11 @@
  * started in this process, over keep-alive HTTPS connections at concurrency 16.
  * Baseline: GET /health on the same gateway (no credential).
  */
-import os from "node:os";
 import { fetchOnce, startBenchGateway } from "./gateway-fixture.js";
 import { LoadClient, type LoadSpec } from "./load-client.js";
 import {
+  cpuRatio,
+  MACHINE_CPUS,
   log,
   measureInterleaved,
   now,
@@ -87,12 +88,12 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       measurements: [validateM!, healthM!],
       ratios: [
         ratio("validate/health", "request rate of validate vs /health", validateM!, healthM!),
-        {
-          label: "cpu health/validate",
-          description:
-            "server CPU per request of /health ÷ of validate (1.0 = validate costs the server nothing extra)",
-          value: (healthM!.medianCpuUsPerOp ?? Number.NaN) / (validateM!.medianCpuUsPerOp ?? Number.NaN),
-        },
+        cpuRatio(
+          "cpu health/validate",
+          "server CPU per request of /health ÷ of validate (1.0 = validate costs the server nothing extra)",
+          validateM!,
+          healthM!,
+        ),
       ],
       notes,
       setupMs,
@@ -107,7 +108,7 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
 
 /** Says which side limits the rate, from the CPU each side used during the windows. */
 export function clientNotes(measurements: Measurement[], inline: boolean): string[] {
-  const cores = os.availableParallelism();
+  const cores = MACHINE_CPUS;
   if (inline)
     return [
       `client ran inline (BENCH_CLIENT=inline): client and server share one event loop, ` +
@@ -115,23 +116,21 @@ export function clientNotes(measurements: Measurement[], inline: boolean): strin
     ];
   const notes = [
     `client ran in a separate Node process on the same ${cores}-vCPU machine; ` +
-      `"server cores"/"client cores" are the CPU each process used during the timed windows`,
+      `"cores" (the server) and "client cores" are the CPU each process used during the timed windows`,
   ];
   for (const m of measurements) {
     const server = m.medianCpuCores ?? Number.NaN;
     const client = m.medianClientCpuCores ?? Number.NaN;
-    if (client >= 0.85 && server < 0.85)
+    const which = `(client ${client.toFixed(2)} cores, server ${server.toFixed(2)})`;
+    if (client >= 0.85 && client >= server)
       notes.push(
-        `${m.label}: CLIENT-BOUND (client ${client.toFixed(2)} cores, server ${server.toFixed(2)}): ` +
-          `the rate is a lower bound; compare the server CPU per request instead`,
+        `${m.label}: CLIENT-BOUND ${which}: the rate is a lower bound of the server's; ` +
+          `compare the server CPU per operation (cpu µs/op) instead`,
       );
-    else if (server >= 0.85)
-      notes.push(`${m.label}: server-bound (server ${server.toFixed(2)} cores, client ${client.toFixed(2)})`);
+    else if (server >= 0.85) notes.push(`${m.label}: server-bound ${which}`);
     else if (client + server >= cores * 0.85)
-      notes.push(
-        `${m.label}: machine-bound (server ${server.toFixed(2)} + client ${client.toFixed(2)} cores of ${cores}): ` +
-          `client and server compete for the CPU`,
-      );
+      notes.push(`${m.label}: machine-bound ${which}: client and server compete for ${cores} CPUs`);
+    else notes.push(`${m.label}: neither side saturated ${which}: latency-bound or disturbed`);
   }
   return notes;
 }
