@@ -1,4 +1,4 @@
-import fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import websocket from "@fastify/websocket";
 import { GatehouseError } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
@@ -39,7 +39,8 @@ export function toGatehouseError(error: FastifyError | Error): GatehouseError {
 export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Promise<FastifyInstance> {
   const app = fastify({
     loggerInstance: ctx.logger as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Refusals are logged by the error handler, one structured line each; routine requests are not.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 256 * 1024,
     // Errors Node's HTTP parser finds before any route runs (oversized headers, garbage) get the
     // catalogue's body too.
