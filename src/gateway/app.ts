@@ -1,4 +1,9 @@
-import fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+} from "fastify";
 import websocket from "@fastify/websocket";
 import { GatehouseError } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
@@ -118,7 +123,8 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     },
   );
 
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  // Session messages are small JSON; exec output (later) is chunked well below this.
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);
   registerDeviceRoutes(app, ctx);

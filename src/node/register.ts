@@ -40,6 +40,8 @@ export interface RegisterOptions {
   gatewayUrl: string;
   caFingerprint: string;
   name?: string;
+  /** Make a new device key even if the home has one (a revoked or denied device starts over). */
+  newKey?: boolean;
   /** Called on each state change: the CLI prints these, or spins. */
   onProgress?: (event: RegisterProgress) => void;
   signal?: AbortSignal;
@@ -83,9 +85,9 @@ function validateUrl(input: string): string {
 }
 
 /** The device key is made here, once, and never leaves this home. Reused on a second register. */
-async function loadOrCreateDeviceKey(home: string): Promise<CryptoKeyPair> {
+async function loadOrCreateDeviceKey(home: string, fresh: boolean): Promise<CryptoKeyPair> {
   const file = path.join(home, NODE_FILES.deviceKey);
-  if (existsSync(file)) return importKeyPairPem(readFileSync(file, "utf8"));
+  if (existsSync(file) && !fresh) return importKeyPairPem(readFileSync(file, "utf8"));
   const keys = await generateKeyPair();
   writeFileAtomic(file, await exportPrivateKeyPem(keys.privateKey), 0o600);
   return keys;
@@ -108,7 +110,7 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   options.onProgress?.({ state: "pinned", caFingerprint: pin });
 
   ensurePrivateDir(home);
-  const keys = await loadOrCreateDeviceKey(home);
+  const keys = await loadOrCreateDeviceKey(home, options.newKey ?? false);
   const identity = identityOfSpki(await spkiOf(keys.publicKey));
   writeFileAtomic(path.join(home, NODE_FILES.caCert), pinned.caPem, 0o644);
   const config: NodeConfigInput = { gatewayUrl, caFingerprint: pin, deviceId: identity.deviceId, name };

@@ -62,13 +62,13 @@ export const ERROR_CATALOGUE = {
     status: 403,
     close: 4403,
     description: "An admin denied this device's registration.",
-    hint: "Ask the gateway's admin why; register again with a new key only if they agree.",
+    hint: "Ask the gateway's admin why; register again (`gatehouse node register --new-key`) only if they agree.",
   },
   device_revoked: {
     status: 403,
     close: 4403,
     description: "This device has been revoked.",
-    hint: "Ask the gateway's admin; a revoked device must register again with a new key.",
+    hint: "Ask the gateway's admin; a revoked device must register again with a new key (`gatehouse node register --new-key`).",
   },
   insufficient_scope: {
     status: 403,

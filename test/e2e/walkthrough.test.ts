@@ -84,6 +84,38 @@ describe("the README walkthrough, with the real CLI", () => {
     // A reconnect attempt with the revoked certificate gets an HTTP 403 with the code, not a bare close.
     const refusal = await upgradeWith(gateway.url, nodeHome);
     expect(refusal).toEqual({ status: 403, error: "device_revoked" });
+
+    // The same key cannot register again; a new key can, as a new device that needs approval.
+    const sameKey = await runCli([
+      "node",
+      "register",
+      "--home",
+      nodeHome,
+      "--gateway",
+      gateway.url,
+      "--ca-fingerprint",
+      gateway.caFingerprint,
+    ]);
+    expect(sameKey.code).toBe(1);
+    expect(sameKey.stderr).toContain("device_revoked");
+    const fresh = spawnCli([
+      "node",
+      "register",
+      "--new-key",
+      "--home",
+      nodeHome,
+      "--gateway",
+      gateway.url,
+      "--ca-fingerprint",
+      gateway.caFingerprint,
+      "--name",
+      "laptop-2",
+    ]);
+    await fresh.waitFor(() => fresh.stdout.includes("User code:"), "the new registration");
+    const pending = await listDevices(gateway, true);
+    expect(pending.map((d) => d.name)).toEqual(["laptop-2"]);
+    expect(pending[0]!.deviceId).not.toBe(device.deviceId);
+    fresh.child.kill("SIGTERM");
     await gateway.stop();
   });
 
