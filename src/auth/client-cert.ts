@@ -14,6 +14,8 @@ export interface PeerIdentity {
   thumbprint?: string;
   /** The certificate's notAfter: a keep-alive connection outliving it must stop authenticating. */
   validTo?: Date;
+  /** The device a refused certificate names (unverified: for logs and failure history only). */
+  claimedDeviceId?: string;
   error?: GatehouseError;
 }
 
@@ -40,17 +42,21 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
   const peer = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate() : undefined;
   if (!peer || !peer.raw) return {};
   const fingerprint = sha256Fingerprint(peer.raw);
+  const uri = (peer.subjectaltname ?? "").split(", ").find((name) => name.startsWith(DEVICE_URI_PREFIX));
+  const claimedDeviceId = uri?.slice(DEVICE_URI_PREFIX.length);
   if (!socket.authorized) {
     const reason = String(socket.authorizationError ?? "unknown");
     if (reason === "CERT_HAS_EXPIRED") {
       return {
         fingerprint,
+        ...(claimedDeviceId ? { claimedDeviceId } : {}),
         error: new GatehouseError("cert_expired", `the client certificate expired at ${peer.valid_to}`),
       };
     }
     if (reason === "CERT_NOT_YET_VALID") {
       return {
         fingerprint,
+        ...(claimedDeviceId ? { claimedDeviceId } : {}),
         error: new GatehouseError(
           "cert_untrusted",
           `the client certificate is not valid before ${peer.valid_from}`,
@@ -66,15 +72,14 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
       ),
     };
   }
-  const uri = (peer.subjectaltname ?? "").split(", ").find((name) => name.startsWith(DEVICE_URI_PREFIX));
-  if (!uri) {
+  if (!claimedDeviceId) {
     return {
       fingerprint,
       error: new GatehouseError("cert_untrusted", "the client certificate names no Gatehouse device"),
     };
   }
   return {
-    deviceId: uri.slice(DEVICE_URI_PREFIX.length),
+    deviceId: claimedDeviceId,
     fingerprint,
     thumbprint: createHash("sha256").update(peer.raw).digest("base64url"),
     validTo: new Date(peer.valid_to),
@@ -88,6 +93,13 @@ export function authenticateClientCertificate(
   now = new Date(),
 ): Principal {
   const identity = peerIdentity(socket);
+  if (identity.error?.code === "cert_expired" && identity.claimedDeviceId) {
+    throw expiredWithReissueAdvice(
+      identity.error,
+      lookup(identity.claimedDeviceId),
+      identity.claimedDeviceId,
+    );
+  }
   if (identity.error) throw identity.error;
   if (!identity.deviceId || !identity.fingerprint) {
     throw new GatehouseError("missing_credentials", "no client certificate was presented");
@@ -122,4 +134,24 @@ export function authenticateClientCertificate(
     credentialFingerprint: identity.fingerprint,
     ...(identity.validTo ? { expiresAt: identity.validTo } : {}),
   };
+}
+
+/** An expired certificate's refusal says whether the device can simply get a new one. */
+function expiredWithReissueAdvice(
+  error: GatehouseError,
+  device: ReturnType<DeviceLookup>,
+  deviceId: string,
+): GatehouseError {
+  if (device?.status === "approved") {
+    return new GatehouseError(
+      "cert_expired",
+      `${error.message}; device ${deviceId} is still approved, so a new certificate can be issued`,
+      "Run `gatehouse node register --gateway URL --ca-fingerprint FP` again: the approved key gets a new certificate at once, no admin needed.",
+    );
+  }
+  return new GatehouseError(
+    "cert_expired",
+    `${error.message}; device ${deviceId} is ${device?.status ?? "unknown to this gateway"}, so it cannot be re-issued`,
+    "Register again with a new key (`gatehouse node register --new-key`) and ask the admin to approve it.",
+  );
 }

@@ -9,7 +9,17 @@ type GatewayOption = TargetOptions;
 
 function deviceRows(devices: DeviceView[]): string {
   return table(
-    ["DEVICE ID", "NAME", "STATUS", "ROLE", "USER CODE", "ONLINE", "LAST SEEN", "CERT EXPIRES"],
+    [
+      "DEVICE ID",
+      "NAME",
+      "STATUS",
+      "ROLE",
+      "USER CODE",
+      "ONLINE",
+      "LAST SEEN",
+      "CERT EXPIRES",
+      "LAST FAILURE",
+    ],
     devices.map((d) => [
       d.deviceId,
       d.name,
@@ -19,6 +29,7 @@ function deviceRows(devices: DeviceView[]): string {
       d.online ? "yes" : "no",
       d.online ? "now" : ago(d.lastSeen),
       d.certExpiresAt ?? "-",
+      d.recentFailures[0] ? `${d.recentFailures[0].code} ${ago(d.recentFailures[0].at)}` : "-",
     ]),
   );
 }
@@ -42,11 +53,16 @@ function describeDevice(d: DeviceView): string {
     ["approved", d.approvedAt],
     ["revoked", d.revokedAt],
   ];
+  const failures = d.recentFailures.map(
+    (f) => `  ${f.at}  ${f.code}  from ${f.address}  ${f.route}  (${f.credential})`,
+  );
   return (
     lines
       .filter(([, value]) => value !== null)
       .map(([key, value]) => `${key.padEnd(16)} ${value}`)
-      .join("\n") + "\n"
+      .join("\n") +
+    "\n" +
+    (failures.length ? `recent failures\n${failures.join("\n")}\n` : "")
   );
 }
 

@@ -5,7 +5,9 @@ import { loadNode } from "../node/home.js";
 import { NodeAgent } from "../node/agent.js";
 import { action } from "./run.js";
 import { checkFingerprint, checkGatewayUrl } from "./validate.js";
-import { Progress, printJson } from "./output.js";
+import { Progress, UsageError, printJson } from "./output.js";
+import { testConnection, type LayerResult } from "../node/test-connection.js";
+import { readNodeStatus } from "../node/status.js";
 
 export function nodeCommands(): Command {
   const node = new Command("node").description("register and run this machine as a node");
@@ -93,5 +95,97 @@ export function nodeCommands(): Command {
       }),
     );
 
+  node
+    .command("test-connection")
+    .description(
+      "check every layer between this node and its gateway; stop at the first failure and name the fix",
+    )
+    .option("--gateway <url>", "test this gateway URL instead of the one in node.json")
+    .option(
+      "--token <token>",
+      "test a bearer access token instead of the device certificate (or GATEHOUSE_TOKEN)",
+    )
+    .option("--timeout <ms>", "time each layer may take", "3000")
+    .action(
+      action(async (ctx, options: { gateway?: string; token?: string; timeout: string }) => {
+        if (options.gateway) checkGatewayUrl(options.gateway);
+        const timeoutMs = Number(options.timeout);
+        if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+          throw new UsageError("--timeout must be a number of milliseconds");
+        const result = await testConnection(ctx.home, {
+          ...(options.gateway ? { gatewayUrl: options.gateway } : {}),
+          ...(options.token ? { token: options.token } : {}),
+          timeoutMs,
+          onLayer: ctx.json ? undefined : (layer) => process.stdout.write(formatLayer(layer)),
+        });
+        if (ctx.json) printJson(result);
+        else if (result.ok) process.stdout.write(`\n✓ all layers fine in ${result.totalMs} ms\n`);
+        else if (result.error) {
+          process.stdout.write(
+            `\n✗ ${result.error.code} (${result.error.layer})\n  ${result.error.description}\n  fix: ${result.error.hint}\n`,
+          );
+        }
+        if (!result.ok) process.exitCode = 1;
+      }),
+    );
+
+  node
+    .command("status")
+    .description("the agent's state, certificate and last error")
+    .option("--verbose", "show every field")
+    .action(
+      action(async (ctx, options: { verbose?: boolean }) => {
+        const status = readNodeStatus(ctx.home);
+        if (ctx.json) {
+          printJson(status);
+          return;
+        }
+        const rows: [string, string | null | undefined][] = [
+          [
+            "state",
+            status.running ? `${status.state} (pid ${status.pid}, since ${status.since})` : "not running",
+          ],
+          ["config", status.configPath],
+          ["gateway", status.gatewayUrl],
+          ["device id", status.deviceId],
+          [
+            "certificate",
+            status.certificate
+              ? `${status.certificate.expired ? "EXPIRED at" : "valid until"} ${status.certificate.expiresAt}`
+              : "none (not registered yet)",
+          ],
+          ["last attempt", status.lastAttemptAt ?? "never"],
+          ["last connected", status.lastConnectedAt ?? "never"],
+          [
+            "last error",
+            status.lastError
+              ? `${status.lastError.code}: ${status.lastError.message} (${status.lastError.at})`
+              : "none",
+          ],
+          ["reconnect in", status.backoffMs !== null ? `${status.backoffMs} ms` : null],
+        ];
+        if (options.verbose) {
+          rows.push(
+            ["CA fingerprint", status.caFingerprint],
+            ["cert fingerprint", status.certificate?.fingerprint],
+            ["cert valid from", status.certificate?.validFrom],
+            ["session", status.sessionId],
+          );
+        }
+        process.stdout.write(
+          rows
+            .filter(([, value]) => value !== null && value !== undefined)
+            .map(([key, value]) => `${key.padEnd(16)} ${value}`)
+            .join("\n") + "\n",
+        );
+      }),
+    );
+
   return node;
+}
+
+function formatLayer(layer: LayerResult): string {
+  const mark = layer.ok ? "✓" : "✗";
+  const ms = `${layer.ms} ms`.padStart(8);
+  return `${mark} ${layer.layer.padEnd(10)} ${ms}  ${layer.ok ? layer.detail : `${layer.code}: ${layer.description}`}\n`;
 }

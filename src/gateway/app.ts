@@ -96,9 +96,17 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
         },
         "refused",
       );
+      ctx.failures.record({
+        at: ctx.now().toISOString(),
+        code: gatehouseError.code,
+        address: request.ip,
+        route: request.routeOptions.url ?? request.url,
+        ...credential,
+      });
       ctx.audit.recordInBackground({
         type: "auth.refused",
         outcome: "failure",
+        subject: credential.deviceId ?? null,
         address: request.ip,
         code: gatehouseError.code,
         details: { route: request.routeOptions.url ?? request.url, ...credential },

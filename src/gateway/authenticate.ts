@@ -54,13 +54,23 @@ export function requireScopeHook(ctx: GatewayContext, scope: Scope) {
 }
 
 /** What a log line or an audit entry may say about the credential tried: its kind and prefix. */
-export function credentialSummary(request: FastifyRequest): { credential: string; fingerprint?: string } {
+export function credentialSummary(request: FastifyRequest): {
+  credential: string;
+  fingerprint?: string;
+  deviceId?: string;
+} {
   if (request.credentialTried) return request.credentialTried;
   const header = request.headers.authorization;
   const bearer = header && /^Bearer +(\S+)$/i.exec(header)?.[1];
   if (bearer) return { credential: "access_token", fingerprint: fingerprintPrefix(tokenFingerprint(bearer)) };
   const identity = peerIdentity(socketOf(request));
-  if (identity.fingerprint)
-    return { credential: "client-certificate", fingerprint: fingerprintPrefix(identity.fingerprint) };
+  const deviceId = identity.deviceId ?? identity.claimedDeviceId;
+  if (identity.fingerprint) {
+    return {
+      credential: "client-certificate",
+      fingerprint: fingerprintPrefix(identity.fingerprint),
+      ...(deviceId ? { deviceId } : {}),
+    };
+  }
   return { credential: "none" };
 }

@@ -8,6 +8,7 @@ import type { SessionRegistry } from "./sessions.js";
 import type { RegistrationService } from "./registrations.js";
 import type { RateLimiter } from "./rate-limit.js";
 import type { BackgroundWrites } from "./background.js";
+import type { FailureLog } from "./failures.js";
 import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
 
@@ -21,6 +22,7 @@ export interface GatewayContext {
   registrations: RegistrationService;
   enrollLimiter: RateLimiter;
   background: BackgroundWrites;
+  failures: FailureLog;
   tokens: TokenService;
   signingKeys: SigningKeys;
   audit: AuditLog;

@@ -1,8 +1,13 @@
 import type { DeviceView } from "../protocol/messages.js";
 import { formatUserCode } from "../protocol/messages.js";
 import type { DeviceRecord } from "../store/types.js";
+import type { RecordedFailure } from "./failures.js";
 
-export function deviceView(device: DeviceRecord, online: boolean): DeviceView {
+export function deviceView(
+  device: DeviceRecord,
+  online: boolean,
+  failures: RecordedFailure[] = [],
+): DeviceView {
   return {
     deviceId: device.deviceId,
     kind: device.kind,
@@ -21,5 +26,12 @@ export function deviceView(device: DeviceRecord, online: boolean): DeviceView {
     approvedAt: device.approvedAt,
     revokedAt: device.revokedAt,
     statusReason: device.statusReason,
+    recentFailures: failures.map(({ at, code, address, route, credential }) => ({
+      at,
+      code,
+      address,
+      route,
+      credential,
+    })),
   };
 }

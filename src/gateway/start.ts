@@ -13,6 +13,7 @@ import { buildGatewayApp } from "./app.js";
 import { loadGatewayPki, urlForListen } from "./home.js";
 import type { GatewayContext } from "./context.js";
 import { BackgroundWrites } from "./background.js";
+import { FailureLog } from "./failures.js";
 import { SigningKeys } from "../auth/signing-keys.js";
 import { TokenService } from "../auth/token-service.js";
 import { loadOrCreatePepper } from "./home.js";
@@ -77,6 +78,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     now,
     enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
     background,
+    failures: new FailureLog(),
     tokens,
     signingKeys,
     registrations: new RegistrationService({ store, devices, sessions, ca, config, audit, logger, now }),

@@ -14,7 +14,7 @@ import { backoffDelay } from "./backoff.js";
 export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
 
 /** Refusals that no retry can fix: the agent stops and says why instead of hammering the gateway. */
-const PERMANENT: ReadonlySet<ErrorCode> = new Set(["device_revoked", "device_denied", "cert_untrusted"]);
+const PERMANENT: ReadonlySet<ErrorCode> = new Set(["device_revoked", "device_denied"]);
 
 export interface AgentStatus {
   state: AgentState;

@@ -72,6 +72,16 @@ export interface DeviceView {
   approvedAt: string | null;
   revokedAt: string | null;
   statusReason: string | null;
+  /** The last refused attempts with this device's certificate, newest first (gateway memory). */
+  recentFailures: FailureView[];
+}
+
+export interface FailureView {
+  at: string;
+  code: string;
+  address: string;
+  route: string;
+  credential: string;
 }
 
 export interface NodeView {

@@ -24,14 +24,22 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       .list()
       .filter((d) => !parsed.data || d.status === parsed.data)
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-    return { devices: devices.map((d) => deviceView(d, ctx.sessions.isOnline(d.deviceId))) };
+    return {
+      devices: devices.map((d) =>
+        deviceView(d, ctx.sessions.isOnline(d.deviceId), ctx.failures.forDevice(d.deviceId)),
+      ),
+    };
   });
 
   app.get<{ Params: { id: string } }>("/api/v1/devices/:id", read, async (request) => {
     const { device } = await ctx.registrations.resolveDevice(request.params.id);
     const certificates = await ctx.store.listCertificates(device.deviceId);
     return {
-      device: deviceView(device, ctx.sessions.isOnline(device.deviceId)),
+      device: deviceView(
+        device,
+        ctx.sessions.isOnline(device.deviceId),
+        ctx.failures.forDevice(device.deviceId),
+      ),
       certificates: certificates.map(({ pem: _pem, ...rest }) => rest),
     };
   });

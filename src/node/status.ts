@@ -1,0 +1,73 @@
+import { existsSync, readFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import path from "node:path";
+import { NODE_FILES, loadNodeConfig } from "../config/index.js";
+import { sha256Fingerprint } from "../pki/fingerprint.js";
+import type { AgentStatus } from "./agent.js";
+
+export interface NodeStatusReport {
+  state: AgentStatus["state"] | "not running";
+  running: boolean;
+  pid: number | null;
+  configPath: string;
+  gatewayUrl: string;
+  caFingerprint: string;
+  deviceId: string | null;
+  certificate: { expiresAt: string; validFrom: string; expired: boolean; fingerprint: string } | null;
+  lastAttemptAt: string | null;
+  lastConnectedAt: string | null;
+  lastError: AgentStatus["lastError"];
+  backoffMs: number | null;
+  sessionId: string | null;
+  since: string | null;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * What `node status` shows: the config, the certificate, and the state the running agent last
+ * wrote to state.json (whether that agent is still alive is checked by its pid).
+ */
+export function readNodeStatus(home: string): NodeStatusReport {
+  const loaded = loadNodeConfig(home);
+  const certFile = path.join(home, NODE_FILES.deviceCert);
+  let certificate: NodeStatusReport["certificate"] = null;
+  if (existsSync(certFile)) {
+    const cert = new X509Certificate(readFileSync(certFile));
+    const expiresAt = new Date(cert.validTo);
+    certificate = {
+      expiresAt: expiresAt.toISOString(),
+      validFrom: new Date(cert.validFrom).toISOString(),
+      expired: expiresAt.getTime() <= Date.now(),
+      fingerprint: sha256Fingerprint(cert.raw),
+    };
+  }
+  const stateFile = path.join(home, NODE_FILES.state);
+  const saved = existsSync(stateFile)
+    ? (JSON.parse(readFileSync(stateFile, "utf8")) as AgentStatus & { pid?: number })
+    : undefined;
+  const running = saved?.pid !== undefined && saved.state !== "stopped" && isAlive(saved.pid);
+  return {
+    state: running && saved ? saved.state : "not running",
+    running,
+    pid: running ? (saved?.pid ?? null) : null,
+    configPath: loaded.file,
+    gatewayUrl: loaded.config.gatewayUrl,
+    caFingerprint: loaded.config.caFingerprint,
+    deviceId: loaded.config.deviceId ?? null,
+    certificate,
+    lastAttemptAt: saved?.lastAttemptAt ?? null,
+    lastConnectedAt: saved?.lastConnectedAt ?? null,
+    lastError: saved?.lastError ?? null,
+    backoffMs: running ? (saved?.backoffMs ?? null) : null,
+    sessionId: running ? (saved?.sessionId ?? null) : null,
+    since: saved?.since ?? null,
+  };
+}

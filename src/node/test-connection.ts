@@ -1,0 +1,432 @@
+import { existsSync, readFileSync } from "node:fs";
+import dns from "node:dns/promises";
+import net from "node:net";
+import https from "node:https";
+import path from "node:path";
+import WebSocket from "ws";
+import { NODE_FILES, loadNodeConfig } from "../config/index.js";
+import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
+import type { HealthResponse, EnrollStatusResponse } from "../protocol/messages.js";
+import { checkPinnedChain, readPresentedChain } from "../client/ca-pin.js";
+import { describeNetworkError, requestJson, type TlsClientOptions } from "../client/https-json.js";
+
+export const LAYERS = [
+  "config",
+  "dns",
+  "tcp",
+  "tls",
+  "http",
+  "clock",
+  "auth",
+  "device",
+  "websocket",
+] as const;
+export type Layer = (typeof LAYERS)[number];
+
+export interface LayerResult {
+  layer: Layer;
+  ok: boolean;
+  ms: number;
+  detail: string;
+  code?: ErrorCode;
+  description?: string;
+  hint?: string;
+}
+
+export interface TestConnectionResult {
+  ok: boolean;
+  home: string;
+  gatewayUrl: string | null;
+  totalMs: number;
+  layers: LayerResult[];
+  error: { layer: Layer; code: ErrorCode; description: string; hint: string } | null;
+}
+
+export interface TestConnectionOptions {
+  gatewayUrl?: string;
+  /** A bearer access token to test instead of the device certificate. */
+  token?: string;
+  /** Per layer; short, so that a dead port is named in seconds. */
+  timeoutMs?: number;
+  /** Clock skew tolerated before it is a failure (the gateway's token leeway). */
+  maxSkewMs?: number;
+  onLayer?: (result: LayerResult) => void;
+}
+
+class Stop extends Error {}
+
+interface Credentials {
+  ca: string;
+  key?: string;
+  cert?: string;
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    work,
+    new Promise<T>((_, reject) =>
+      setTimeout(
+        () => reject(new GatehouseError("connection_timeout", `${what} did not answer within ${ms} ms`)),
+        ms,
+      ).unref(),
+    ),
+  ]);
+}
+
+/**
+ * Walks the layers between this node and its gateway in order and stops at the first failure,
+ * naming its code and the fix: the half hour of guessing behind a bare WebSocket 1006, in seconds.
+ */
+export async function testConnection(
+  home: string,
+  options: TestConnectionOptions = {},
+): Promise<TestConnectionResult> {
+  const timeoutMs = options.timeoutMs ?? 3000;
+  const started = performance.now();
+  const layers: LayerResult[] = [];
+  const result: TestConnectionResult = { ok: false, home, gatewayUrl: null, totalMs: 0, layers, error: null };
+
+  const step = async <T>(layer: Layer, run: () => Promise<{ value: T; detail: string }>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      const { value, detail } = await run();
+      const entry: LayerResult = { layer, ok: true, ms: Math.round(performance.now() - t0), detail };
+      layers.push(entry);
+      options.onLayer?.(entry);
+      return value;
+    } catch (error) {
+      const named =
+        error instanceof GatehouseError
+          ? error
+          : new GatehouseError("connection_failed", error instanceof Error ? error.message : String(error));
+      const entry: LayerResult = {
+        layer,
+        ok: false,
+        ms: Math.round(performance.now() - t0),
+        detail: named.message,
+        code: named.code,
+        description: named.message,
+        hint: named.hint,
+      };
+      layers.push(entry);
+      options.onLayer?.(entry);
+      result.error = { layer, code: named.code, description: named.message, hint: named.hint };
+      throw new Stop();
+    }
+  };
+
+  try {
+    const { config, credentials, registration } = await step("config", async () => {
+      const loaded = loadNodeConfig(home, options.gatewayUrl ? { gatewayUrl: options.gatewayUrl } : {});
+      const file = (name: string) => path.join(home, name);
+      if (!existsSync(file(NODE_FILES.caCert))) {
+        throw new GatehouseError(
+          "config_missing",
+          `${file(NODE_FILES.caCert)} does not exist`,
+          "Run `gatehouse node register` again.",
+        );
+      }
+      const credentials: Credentials = { ca: readFileSync(file(NODE_FILES.caCert), "utf8") };
+      if (existsSync(file(NODE_FILES.deviceCert)) && existsSync(file(NODE_FILES.deviceKey))) {
+        credentials.cert = readFileSync(file(NODE_FILES.deviceCert), "utf8");
+        credentials.key = readFileSync(file(NODE_FILES.deviceKey), "utf8");
+      }
+      const registration = existsSync(file(NODE_FILES.registration))
+        ? (JSON.parse(readFileSync(file(NODE_FILES.registration), "utf8")) as {
+            requestId: string;
+            userCode: string;
+          })
+        : undefined;
+      return {
+        value: { config: loaded.config, credentials, registration },
+        detail: `${loaded.file}: device ${loaded.config.deviceId ?? "(none yet)"}`,
+      };
+    });
+    const url = new URL(config.gatewayUrl);
+    result.gatewayUrl = url.origin;
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const port = Number(url.port || 443);
+
+    const address = await step("dns", async () => {
+      if (net.isIP(host)) return { value: host, detail: `${host} is an address` };
+      try {
+        const found = await withTimeout(dns.lookup(host), timeoutMs, `DNS for ${host}`);
+        return { value: found.address, detail: `${host} → ${found.address}` };
+      } catch (error) {
+        if (error instanceof GatehouseError) throw new GatehouseError("dns_failed", error.message);
+        throw new GatehouseError(
+          "dns_failed",
+          `${host} does not resolve (${(error as NodeJS.ErrnoException).code})`,
+        );
+      }
+    });
+
+    await step("tcp", async () => {
+      await new Promise<void>((resolve, reject) => {
+        const socket = net.connect({ host: address, port, timeout: timeoutMs });
+        socket.once("connect", () => {
+          socket.destroy();
+          resolve();
+        });
+        socket.once("timeout", () => {
+          socket.destroy();
+          reject(
+            new GatehouseError(
+              "connection_timeout",
+              `${address}:${port} did not answer within ${timeoutMs} ms`,
+              "A firewall drops the traffic, the host is down, or the gateway is overloaded.",
+            ),
+          );
+        });
+        socket.once("error", (error: NodeJS.ErrnoException) =>
+          reject(describeNetworkError(url.origin, error)),
+        );
+      });
+      return { value: undefined, detail: `connected to ${address}:${port}` };
+    });
+
+    await step("tls", async () => {
+      const presented = await readPresentedChain(url.origin, timeoutMs);
+      try {
+        checkPinnedChain(url.host, presented, config.caFingerprint);
+      } catch (error) {
+        if (error instanceof GatehouseError && error.code === "ca_mismatch")
+          throw await explainMismatch(error, url.origin, timeoutMs);
+        throw error;
+      }
+      return { value: undefined, detail: `chains to the pinned CA ${config.caFingerprint.slice(0, 19)}…` };
+    });
+
+    const tls: TlsClientOptions = { ca: credentials.ca };
+    const health = await step("http", async () => {
+      const sentAt = Date.now();
+      let response;
+      try {
+        response = await requestJson<HealthResponse>(`${url.origin}/health`, { tls, timeoutMs });
+      } catch (error) {
+        if (error instanceof GatehouseError && error.code !== "not_a_gateway" && error.status >= 400) {
+          throw new GatehouseError(
+            "not_a_gateway",
+            `GET /health answered ${error.code}: it is not a Gatehouse gateway`,
+          );
+        }
+        throw error;
+      }
+      const receivedAt = Date.now();
+      if (response.body?.service !== "gatehouse" || typeof response.body.time !== "string") {
+        throw new GatehouseError(
+          "not_a_gateway",
+          `${url.origin}/health answered, but not as a Gatehouse gateway`,
+        );
+      }
+      return {
+        value: { body: response.body, midpoint: (sentAt + receivedAt) / 2 },
+        detail: `Gatehouse ${response.body.version}, gateway ${response.body.gatewayId}`,
+      };
+    });
+
+    await step("clock", async () => {
+      const skewMs = new Date(health.body.time).getTime() - health.midpoint;
+      const seconds = (skewMs / 1000).toFixed(1);
+      if (Math.abs(skewMs) > (options.maxSkewMs ?? 60_000)) {
+        throw new GatehouseError(
+          "clock_skew",
+          `this machine's clock is ${Math.abs(Number(seconds))} s ${skewMs > 0 ? "behind" : "ahead of"} the gateway's; tokens and certificates allow 60 s`,
+        );
+      }
+      return { value: undefined, detail: `skew ${skewMs >= 0 ? "+" : ""}${seconds} s` };
+    });
+
+    const token = options.token ?? process.env.GATEHOUSE_TOKEN;
+    const authTls: TlsClientOptions = token ? { ca: credentials.ca } : { ...credentials };
+    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    let deviceFailure: GatehouseError | undefined;
+    const validated = await step("auth", async () => {
+      try {
+        if (!token && !credentials.cert) await explainMissingCertificate(url.origin, tls, registration, home);
+        const { body } = await requestJson<{
+          credential: string;
+          subject: string;
+          role: string;
+          deviceId?: string;
+        }>(`${url.origin}/api/v1/auth/validate`, { tls: authTls, headers, timeoutMs });
+        return {
+          value: body,
+          detail: `${body.credential === "certificate" ? "client certificate" : "access token"} for ${body.subject}`,
+        };
+      } catch (error) {
+        if (
+          error instanceof GatehouseError &&
+          (error.code.startsWith("device_") || error.code === "registration_expired")
+        ) {
+          // The credential is not the problem; the device's state is: name that layer.
+          deviceFailure = error;
+          return {
+            value: undefined,
+            detail: credentials.cert ? "credential accepted" : "no certificate yet",
+          };
+        }
+        throw error;
+      }
+    });
+
+    await step("device", async () => {
+      if (deviceFailure) throw deviceFailure;
+      return {
+        value: undefined,
+        detail: validated?.deviceId
+          ? `approved (role ${validated.role})`
+          : `no device: role ${validated?.role}`,
+      };
+    });
+
+    await step("websocket", async () => {
+      const sessionId = await openSession(url.origin, authTls, headers, timeoutMs);
+      return { value: undefined, detail: `session ${sessionId} opened and closed` };
+    });
+    result.ok = true;
+  } catch (error) {
+    if (!(error instanceof Stop)) throw error;
+  }
+  result.totalMs = Math.round(performance.now() - started);
+  return result;
+}
+
+/** A TLS server that is not ours: say whether it is another Gatehouse gateway or something else. */
+async function explainMismatch(
+  error: GatehouseError,
+  origin: string,
+  timeoutMs: number,
+): Promise<GatehouseError> {
+  const health = await new Promise<Partial<HealthResponse> | undefined>((resolve) => {
+    const request = https.get(
+      `${origin}/health`,
+      { rejectUnauthorized: false, timeout: timeoutMs },
+      (response) => {
+        let text = "";
+        response.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        response.on("end", () => {
+          try {
+            resolve(JSON.parse(text) as Partial<HealthResponse>);
+          } catch {
+            resolve(undefined);
+          }
+        });
+      },
+    );
+    request.on("timeout", () => request.destroy());
+    request.on("error", () => resolve(undefined));
+  });
+  if (health?.service === "gatehouse") {
+    return new GatehouseError(
+      "ca_mismatch",
+      `${error.message}. It is another Gatehouse gateway (${health.gatewayId}), not the one this node registered with`,
+      "Point gatewayUrl in node.json at the right gateway, or register this node with that one.",
+    );
+  }
+  return new GatehouseError(
+    "ca_mismatch",
+    `${error.message}. It is not a Gatehouse gateway at all: something else answers on that port`,
+    "Find what holds the port (a forgotten container or an old service: `ss -ltnp`), stop it, and start the gateway there.",
+  );
+}
+
+/** No certificate yet: the registration's state says why. */
+async function explainMissingCertificate(
+  origin: string,
+  tls: TlsClientOptions,
+  registration: { requestId: string; userCode: string } | undefined,
+  home: string,
+): Promise<never> {
+  if (!registration) {
+    throw new GatehouseError(
+      "config_missing",
+      `${path.join(home, NODE_FILES.deviceCert)} does not exist`,
+      "Register this node: `gatehouse node register`.",
+    );
+  }
+  const { body } = await requestJson<EnrollStatusResponse>(
+    `${origin}/api/v1/enroll/${registration.requestId}`,
+    { tls },
+  );
+  switch (body.status) {
+    case "pending":
+      throw new GatehouseError(
+        "device_pending",
+        `device ${body.deviceId} is waiting for approval (user code ${registration.userCode})`,
+        `Ask an admin to run \`gatehouse devices approve ${registration.userCode}\`.`,
+      );
+    case "denied":
+      throw new GatehouseError(
+        "device_denied",
+        `the registration of ${body.deviceId} was denied${body.reason ? `: ${body.reason}` : ""}`,
+      );
+    case "expired":
+      throw new GatehouseError(
+        "registration_expired",
+        `the registration of ${body.deviceId} expired at ${body.expiresAt}`,
+      );
+    default:
+      throw new GatehouseError(
+        "config_missing",
+        `the device was approved but ${path.join(home, NODE_FILES.deviceCert)} was never written`,
+        "Run `gatehouse node register` again to fetch the certificate.",
+      );
+  }
+}
+
+function openSession(
+  origin: string,
+  tls: TlsClientOptions,
+  headers: Record<string, string>,
+  timeoutMs: number,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(origin.replace(/^https:/, "wss:") + "/api/v1/connect", {
+      ...tls,
+      headers,
+      handshakeTimeout: timeoutMs,
+    });
+    const timer = setTimeout(() => {
+      socket.terminate();
+      reject(new GatehouseError("connection_timeout", `no welcome on the session within ${timeoutMs} ms`));
+    }, timeoutMs + 500);
+    socket.on("unexpected-response", (_request, response) => {
+      let text = "";
+      response.on("data", (chunk: Buffer) => (text += chunk.toString()));
+      response.on("end", () => {
+        clearTimeout(timer);
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
+        }
+        reject(GatehouseError.fromBody(body, "not_a_gateway"));
+        socket.terminate();
+      });
+    });
+    socket.on("message", (data) => {
+      const message = JSON.parse(String(data)) as { type?: string; sessionId?: string };
+      if (message.type === "welcome") {
+        clearTimeout(timer);
+        socket.close(1000, "test-connection");
+        resolve(message.sessionId ?? "?");
+      }
+    });
+    socket.on("close", (code, reason) => {
+      clearTimeout(timer);
+      const text = reason.toString();
+      reject(
+        new GatehouseError(
+          isErrorCode(text) ? text : "connection_failed",
+          `the session closed at once (${code} ${text})`,
+        ),
+      );
+    });
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(describeNetworkError(origin, error));
+    });
+  });
+}
