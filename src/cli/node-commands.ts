@@ -187,5 +187,6 @@ export function nodeCommands(): Command {
 function formatLayer(layer: LayerResult): string {
   const mark = layer.ok ? "✓" : "✗";
   const ms = `${layer.ms} ms`.padStart(8);
-  return `${mark} ${layer.layer.padEnd(10)} ${ms}  ${layer.ok ? layer.detail : `${layer.code}: ${layer.description}`}\n`;
+  // A failing layer shows its code here; the description and the fix follow once, below.
+  return `${mark} ${layer.layer.padEnd(10)} ${ms}  ${layer.ok ? layer.detail : layer.code}\n`;
 }
