@@ -53,6 +53,17 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
         error: new GatehouseError("cert_expired", `the client certificate expired at ${peer.valid_to}`),
       };
     }
+    if (reason === "CERT_REVOKED") {
+      // The TLS layer's CRL named this certificate during the handshake.
+      return {
+        fingerprint,
+        ...(claimedDeviceId ? { claimedDeviceId } : {}),
+        error: new GatehouseError(
+          "device_revoked",
+          `the client certificate was revoked (refused by the gateway's CRL at the TLS handshake)`,
+        ),
+      };
+    }
     if (reason === "CERT_NOT_YET_VALID") {
       return {
         fingerprint,

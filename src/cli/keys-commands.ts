@@ -156,5 +156,36 @@ export function rotateCommands(): Command {
         );
     }),
   );
+  withTarget(
+    rotate
+      .command("ca")
+      .description("replace the CA; nodes follow through a notice signed by the old CA, no re-registration")
+      .option(
+        "--overlap <duration>",
+        "how long both CAs are trusted (at least the client certificate lifetime)",
+        "7d",
+      ),
+  ).action(
+    action(async (ctx, options: TargetOptions & { overlap: string }) => {
+      const result = await AdminClient.fromHome(ctx.home, options).post<{
+        previousFingerprint: string;
+        nextFingerprint: string;
+        retireAt: string;
+        sessionsNotified: number;
+      }>("/api/v1/ca/rotate", { overlap: options.overlap });
+      if (ctx.json) printJson(result);
+      else
+        process.stdout.write(
+          [
+            `✓ new CA ${result.nextFingerprint}`,
+            `  the previous CA ${result.previousFingerprint} stays trusted until ${result.retireAt}`,
+            `  ${result.sessionsNotified} connected node(s) notified; others learn it when they connect or renew`,
+            `  until then the server certificate stays with the previous CA: new nodes pin ${result.previousFingerprint.slice(0, 19)}…,`,
+            `  from then on ${result.nextFingerprint.slice(0, 19)}…`,
+            "",
+          ].join("\n"),
+        );
+    }),
+  );
   return rotate;
 }

@@ -15,13 +15,16 @@ import { registerNodeRoutes } from "./routes/nodes.js";
 import { registerConnectRoute } from "./routes/connect.js";
 import { registerAuthRoutes } from "./routes/auth.js";
 import { registerKeyRoutes } from "./routes/keys.js";
+import { registerCertificateRoutes } from "./routes/certs.js";
 
 export interface TlsMaterial {
   key: string;
-  /** The server certificate followed by the CA, so a node can pin the CA from the chain it sees. */
-  certChain: string;
+  /** The server certificate followed by its CA, so a node can pin the CA from the chain it sees. */
+  cert: string;
   /** The CAs whose client certificates are accepted. */
-  clientCa: string[];
+  ca: string[];
+  /** One CRL per trusted CA: revoked certificates are marked CERT_REVOKED by the TLS layer. */
+  crl: string[];
 }
 
 /** Translates any error to the catalogue's code; unknown failures are internal and logged whole. */
@@ -70,8 +73,9 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     },
     https: {
       key: tls.key,
-      cert: tls.certChain,
-      ca: tls.clientCa,
+      cert: tls.cert,
+      ca: tls.ca,
+      ...(tls.crl.length ? { crl: tls.crl } : {}),
       // Ask for a client certificate but never fail the handshake: a refusal must reach the client
       // as an HTTP error with a code, not as a reset connection.
       requestCert: true,
@@ -140,5 +144,6 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   registerConnectRoute(app, ctx);
   registerAuthRoutes(app, ctx);
   registerKeyRoutes(app, ctx);
+  registerCertificateRoutes(app, ctx);
   return app;
 }

@@ -1,6 +1,5 @@
 import type { Logger } from "pino";
 import type { GatewayConfig } from "../config/schema.js";
-import type { CertificateAuthority } from "../pki/index.js";
 import type { Store } from "../store/types.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { DeviceDirectory } from "./device-directory.js";
@@ -8,15 +7,20 @@ import type { SessionRegistry } from "./sessions.js";
 import type { RegistrationService } from "./registrations.js";
 import type { RateLimiter } from "./rate-limit.js";
 import type { BackgroundWrites } from "./background.js";
+import type { TlsState } from "./tls-state.js";
+import type { CertificateService } from "./certificates.js";
 import type { FailureLog } from "./failures.js";
 import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
 
 /** Everything a route needs, built once at start. */
 export interface GatewayContext {
+  home: string;
   config: GatewayConfig;
   store: Store;
-  ca: CertificateAuthority;
+  tls: TlsState;
+  /** Renewal, re-issue and CA-rotation notices; built once the rest of the context exists. */
+  certificates: CertificateService;
   devices: DeviceDirectory;
   sessions: SessionRegistry;
   registrations: RegistrationService;

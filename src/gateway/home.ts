@@ -15,7 +15,6 @@ import {
   generateKeyPair,
   issueClientCertificate,
   issueServerCertificate,
-  loadCertificateAuthority,
   spkiOf,
   identityOfSpki,
   type CertificateAuthority,
@@ -47,6 +46,16 @@ export function urlForListen(listen: string): string {
   const port = match?.[2] ?? "18789";
   const reachable = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host;
   return `https://${reachable}:${port}`;
+}
+
+/** The names the server certificate carries besides localhost and loopback: --san, and a specific listen host. */
+export function serverSansFor(listen: string, sans: string[]): string[] {
+  const listenHost = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
+  const names = [...sans];
+  if (listenHost && !["0.0.0.0", "[::]", "localhost", "127.0.0.1"].includes(listenHost)) {
+    names.push(listenHost.replace(/^\[|\]$/g, ""));
+  }
+  return names;
 }
 
 export function gatewayHomeExists(home: string): boolean {
@@ -86,11 +95,7 @@ export async function initGatewayHome(
   writeFileAtomic(path.join(home, GATEWAY_FILES.caKey), ca.keyPem, 0o600);
   writeFileAtomic(path.join(home, GATEWAY_FILES.caCert), ca.certPem, 0o644);
 
-  const listenHost = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
-  const serverSans = [...sans];
-  if (listenHost && !["0.0.0.0", "[::]", "localhost", "127.0.0.1"].includes(listenHost))
-    serverSans.push(listenHost.replace(/^\[|\]$/g, ""));
-  await writeServerCertificate(home, ca, serverSans, now, 365 * 86_400_000);
+  await writeServerCertificate(home, ca, serverSansFor(listen, sans), now, 365 * 86_400_000);
 
   const admin = await writeAdminCredential(home, ca, urlForListen(listen), gatewayId, now);
 
@@ -98,9 +103,11 @@ export async function initGatewayHome(
   const config: GatewayConfigInput = { gatewayId, name, listen, sans };
   writeJsonAtomic(path.join(home, GATEWAY_FILES.config), config, 0o600);
 
+  // The URL a node on another machine uses: the first extra name if there is one.
+  const listenHost = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
   const nodeUrl =
-    sans[0] && !listenHost.match(/^(127\.|localhost)/)
-      ? `https://${sans[0]}:${listen.split(":").pop()}`
+    sans[0] && !/^(127\.|localhost)/.test(listenHost)
+      ? `https://${sans[0].includes(":") ? `[${sans[0]}]` : sans[0]}:${listen.split(":").pop()}`
       : urlForListen(listen);
   return {
     home,
@@ -205,10 +212,4 @@ export function loadOrCreatePepper(home: string): Buffer {
   const file = path.join(home, GATEWAY_FILES.tokenPepper);
   if (!existsSync(file)) writeFileAtomic(file, randomBytes(32).toString("hex") + "\n", 0o600);
   return Buffer.from(readFileSync(file, "utf8").trim(), "hex");
-}
-
-export async function loadGatewayPki(home: string) {
-  const read = (file: string) => readFileSync(path.join(home, file), "utf8");
-  const ca = await loadCertificateAuthority(read(GATEWAY_FILES.caCert), read(GATEWAY_FILES.caKey));
-  return { ca, serverKey: read(GATEWAY_FILES.serverKey), serverCert: read(GATEWAY_FILES.serverCert) };
 }

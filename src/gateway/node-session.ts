@@ -85,6 +85,9 @@ export function runNodeSession(
     heartbeatIntervalMs: ctx.config.sessions.heartbeatInterval,
     serverTime: now.toISOString(),
     ...(principal.expiresAt ? { credentialExpiresAt: principal.expiresAt.toISOString() } : {}),
+    ...(ctx.tls.rotation
+      ? { caRotation: { statement: ctx.tls.rotation.statement, signature: ctx.tls.rotation.signature } }
+      : {}),
   });
 
   let expiryTimer: NodeJS.Timeout | undefined;
@@ -98,6 +101,7 @@ export function runNodeSession(
     expiryTimer.unref();
   };
   armExpiry(principal.expiresAt);
+  if (principal.kind === "certificate") session.setCredentialExpiry = armExpiry;
 
   const idleCheck = setInterval(
     () => {

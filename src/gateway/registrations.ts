@@ -11,7 +11,8 @@ import {
   type EnrollResponse,
   type EnrollStatusResponse,
 } from "../protocol/messages.js";
-import { verifyCsr, issueClientCertificate, type CertificateAuthority } from "../pki/index.js";
+import { verifyCsr, issueClientCertificate } from "../pki/index.js";
+import type { TlsState } from "./tls-state.js";
 import { isKnownRole } from "../auth/roles.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { DeviceRecord, RegistrationRecord, Store } from "../store/types.js";
@@ -22,7 +23,8 @@ export interface RegistrationDeps {
   store: Store;
   devices: DeviceDirectory;
   sessions: SessionRegistry;
-  ca: CertificateAuthority;
+  /** The TLS state: its current CA signs (it changes in a CA rotation). */
+  tls: TlsState;
   config: GatewayConfig;
   audit: AuditLog;
   logger: Logger;
@@ -177,7 +179,7 @@ export class RegistrationService {
   }
 
   async status(requestId: string): Promise<EnrollStatusResponse> {
-    const { store, now, ca } = this.deps;
+    const { store, now, tls } = this.deps;
     let reg = await store.getRegistration(requestId);
     if (!reg) throw new GatehouseError("not_found", `no registration request ${requestId}`);
     if (reg.status === "pending" && reg.expiresAt <= now().toISOString()) {
@@ -193,7 +195,7 @@ export class RegistrationService {
     if (reg.reason) response.reason = reg.reason;
     if (reg.status === "approved" && reg.certificate) {
       response.certificate = reg.certificate;
-      response.caBundle = ca.certPem;
+      response.caBundle = tls.caBundle();
     }
     return response;
   }
@@ -251,10 +253,10 @@ export class RegistrationService {
     actor: string,
     expectedStatus: "pending" | "approved" = "pending",
   ): Promise<DeviceRecord> {
-    const { store, devices, ca, config, audit, now } = this.deps;
+    const { store, devices, tls, config, audit, now } = this.deps;
     const at = now();
     const csr = await verifyCsr(registration.csr);
-    const issued = await issueClientCertificate(ca, {
+    const issued = await issueClientCertificate(tls.ca, {
       publicKey: csr.publicKey,
       deviceId: registration.deviceId,
       now: at,
@@ -345,6 +347,8 @@ export class RegistrationService {
       updatedAt: at,
     });
     const sessionsClosed = this.deps.sessions.closeDevice(device.deviceId, 4403, "device_revoked");
+    // And at the TLS layer: the new CRL marks its certificates revoked in every later handshake.
+    await this.deps.tls.issueCrls();
     await this.deps.audit.record({
       type: "device.revoke",
       outcome: "success",

@@ -14,6 +14,8 @@ export interface LiveSession {
   hostname: string | null;
   uptimeSeconds: number | null;
   uptimeReportedAt: Date | null;
+  /** Moves the moment the session ends with its credential (a renewal extends it). */
+  setCredentialExpiry?: (expiresAt: Date) => void;
 }
 
 /** Time a peer gets to answer a close frame before its connection is cut. */
@@ -60,6 +62,20 @@ export class SessionRegistry {
   closeDevice(deviceId: string, code: number, reason: string): number {
     const sessions = [...(this.byDevice.get(deviceId)?.values() ?? [])];
     for (const session of sessions) closeFirmly(session.socket, code, reason);
+    return sessions.length;
+  }
+
+  /** A device renewed its certificate: its open sessions now end with the new one. */
+  extendCredential(deviceId: string, expiresAt: Date): void {
+    for (const session of this.byDevice.get(deviceId)?.values() ?? [])
+      session.setCredentialExpiry?.(expiresAt);
+  }
+
+  /** Sends one message to every open session (a CA rotation notice, say). */
+  broadcast(message: unknown): number {
+    const text = JSON.stringify(message);
+    const sessions = this.all();
+    for (const session of sessions) session.socket.send(text);
     return sessions.length;
   }
 

@@ -10,7 +10,10 @@ import { SessionRegistry } from "./sessions.js";
 import { RegistrationService } from "./registrations.js";
 import { RateLimiter } from "./rate-limit.js";
 import { buildGatewayApp } from "./app.js";
-import { loadGatewayPki, urlForListen } from "./home.js";
+import { serverSansFor, urlForListen } from "./home.js";
+import { TlsState } from "./tls-state.js";
+import { CertificateService } from "./certificates.js";
+import type { Server as TlsServer } from "node:tls";
 import type { GatewayContext } from "./context.js";
 import { BackgroundWrites } from "./background.js";
 import { FailureLog } from "./failures.js";
@@ -43,10 +46,17 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const config = loaded.config;
   const now = options.now ?? (() => new Date());
   const logger = options.logger ?? pino({ level: config.logLevel, base: { gatewayId: config.gatewayId } });
-  const { ca, serverKey, serverCert } = await loadGatewayPki(home);
-
   const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
   await store.migrate();
+  const tls = new TlsState({
+    home,
+    store,
+    logger,
+    now,
+    serverSans: serverSansFor(config.listen, config.sans),
+    serverTtlMs: config.certificates.serverTtl,
+  });
+  await tls.load();
   await store.closeAllOpenSessions(now().toISOString(), "gateway restarted");
 
   const devices = new DeviceDirectory(store);
@@ -68,9 +78,11 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   });
   await tokens.load();
   const ctx: GatewayContext = {
+    home,
+    certificates: undefined as unknown as CertificateService,
     config,
     store,
-    ca,
+    tls,
     devices,
     sessions,
     audit,
@@ -81,14 +93,17 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     failures: new FailureLog(),
     tokens,
     signingKeys,
-    registrations: new RegistrationService({ store, devices, sessions, ca, config, audit, logger, now }),
+    registrations: new RegistrationService({ store, devices, sessions, tls, config, audit, logger, now }),
   };
 
-  const app = await buildGatewayApp(ctx, {
-    key: serverKey,
-    certChain: serverCert.trimEnd() + "\n" + ca.certPem,
-    clientCa: [ca.certPem],
-  });
+  ctx.certificates = new CertificateService(ctx);
+  const app = await buildGatewayApp(ctx, tls.secureContextOptions());
+  tls.attach(app.server as unknown as TlsServer);
+  // Upkeep: CA rotation windows, server-certificate renewal, CRL re-issue. Cheap when idle.
+  const upkeep = setInterval(() => {
+    tls.maintain().catch((err: unknown) => logger.error({ err }, "TLS upkeep failed"));
+  }, 1000);
+  upkeep.unref();
   const { host, port } = splitListen(config.listen);
   await app.listen({ host, port });
   const address = app.server.address();
@@ -107,6 +122,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       closing ??= (async () => {
         // Sessions first (their ends are recorded), then the server, then pending writes, then
         // the store: a clean stop leaves no session open in the database.
+        clearInterval(upkeep);
         await sessions.closeAll(1001, "gateway shutting down");
         await app.close();
         await background.drain();

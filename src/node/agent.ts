@@ -10,6 +10,8 @@ import { GATEHOUSE_VERSION, gatewayMessageSchema, type NodeMessage } from "../pr
 import { describeNetworkError } from "../client/https-json.js";
 import type { NodeCredentials } from "./home.js";
 import { backoffDelay } from "./backoff.js";
+import { CredentialKeeper } from "./credential-keeper.js";
+import type { CaRotationNotice } from "../protocol/messages.js";
 
 export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
 
@@ -48,6 +50,9 @@ export class NodeAgent extends EventEmitter {
     sessionId: null,
   };
 
+  private readonly keeper: CredentialKeeper;
+  private reissuing = false;
+
   constructor(
     private readonly home: string,
     private readonly config: NodeConfig,
@@ -55,6 +60,7 @@ export class NodeAgent extends EventEmitter {
     private readonly logger: Logger,
   ) {
     super();
+    this.keeper = new CredentialKeeper(home, config, credentials, logger);
   }
 
   start(): void {
@@ -65,6 +71,7 @@ export class NodeAgent extends EventEmitter {
   /** Closes the session cleanly; resolves when the socket is gone. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.keeper.stop();
     clearTimeout(this.timer);
     clearInterval(this.heartbeat);
     const socket = this.socket;
@@ -101,6 +108,10 @@ export class NodeAgent extends EventEmitter {
 
   private fail(code: ErrorCode, message: string, hint?: string): void {
     this.status.lastError = { code, message, at: new Date().toISOString() };
+    if (code === "cert_expired" && !this.reissuing) {
+      this.reissueThenConnect(message);
+      return;
+    }
     if (PERMANENT.has(code)) {
       this.stopping = true;
       this.setState("stopped", `${code}: ${message}`, { code, hint });
@@ -108,6 +119,29 @@ export class NodeAgent extends EventEmitter {
       return;
     }
     this.scheduleReconnect(code, message, hint);
+  }
+
+  /** An expired certificate is not the end: the approved key gets a new one, no admin needed. */
+  private reissueThenConnect(reason: string): void {
+    this.reissuing = true;
+    this.setState("backoff", `cert_expired: ${reason}; asking the gateway to re-issue the certificate`);
+    this.keeper
+      .reissue()
+      .then(() => {
+        this.reissuing = false;
+        this.attempt = 0;
+        this.connect();
+      })
+      .catch((error: unknown) => {
+        this.reissuing = false;
+        const named =
+          error instanceof GatehouseError ? error : new GatehouseError("connection_failed", String(error));
+        this.fail(
+          named.code === "cert_expired" ? "connection_failed" : named.code,
+          `re-issue failed: ${named.message}`,
+          named.hint,
+        );
+      });
   }
 
   private scheduleReconnect(code: ErrorCode, message: string, hint?: string): void {
@@ -204,6 +238,7 @@ export class NodeAgent extends EventEmitter {
       if (!result.success) return;
       const message = result.data;
       this.lastMessageAt = Date.now();
+      if (message.type === "ca_rotation") this.followCaRotation(message.caRotation);
       if (message.type === "welcome") {
         this.attempt = 0;
         this.status.sessionId = message.sessionId;
@@ -211,6 +246,8 @@ export class NodeAgent extends EventEmitter {
         this.status.lastError = null;
         // The gateway decides the heartbeat pace: its idle timeout is set to match its interval.
         this.startHeartbeat(socket, message.heartbeatIntervalMs);
+        if (message.caRotation) this.followCaRotation(message.caRotation);
+        this.keeper.schedule();
         this.setState("connected", `session ${message.sessionId} open`, { sessionId: message.sessionId });
       }
     });
@@ -234,6 +271,17 @@ export class NodeAgent extends EventEmitter {
       const named = describeNetworkError(this.config.gatewayUrl, error);
       report(named.code, named.message, named.hint);
     });
+  }
+
+  private followCaRotation(notice: CaRotationNotice): void {
+    try {
+      this.keeper.followCaRotation(notice);
+    } catch (error) {
+      // A notice we cannot verify is ignored (and said): the pin only moves on the old CA's word.
+      const named =
+        error instanceof GatehouseError ? error : new GatehouseError("ca_mismatch", String(error));
+      this.logger.error({ code: named.code }, `ignored a CA rotation notice: ${named.message}`);
+    }
   }
 
   private lastMessageAt = 0;

@@ -98,6 +98,19 @@ export interface NodeView {
   online: true;
 }
 
+/** A CA rotation, announced to nodes: the statement and the previous CA's signature over it. */
+export const caRotationNoticeSchema = z.object({
+  statement: z.object({
+    version: z.literal(1),
+    previousFingerprint: z.string(),
+    nextFingerprint: z.string(),
+    nextCaPem: z.string().max(8192),
+    issuedAt: z.string(),
+  }),
+  signature: z.string().max(512),
+});
+export type CaRotationNotice = z.infer<typeof caRotationNoticeSchema>;
+
 // Messages on the node session (WebSocket, JSON text frames).
 export const nodeHelloSchema = z.object({
   type: z.literal("hello"),
@@ -128,8 +141,10 @@ export const welcomeSchema = z.object({
   deviceId: z.string(),
   heartbeatIntervalMs: z.number(),
   serverTime: z.string(),
-  /** When the session's credential expires, if it is a bearer token. */
+  /** When the session's credential expires (a token, or the client certificate). */
   credentialExpiresAt: z.string().optional(),
+  /** Present while a CA rotation is under way: the node checks it and follows. */
+  caRotation: caRotationNoticeSchema.optional(),
 });
 export const heartbeatAckSchema = z.object({
   type: z.literal("heartbeat_ack"),
@@ -137,12 +152,25 @@ export const heartbeatAckSchema = z.object({
   serverTime: z.string(),
 });
 export const tokenRefreshedSchema = z.object({ type: z.literal("token_refreshed"), expiresAt: z.string() });
+export const caRotationMessageSchema = z.object({
+  type: z.literal("ca_rotation"),
+  caRotation: caRotationNoticeSchema,
+});
 export const gatewayMessageSchema = z.discriminatedUnion("type", [
   welcomeSchema,
   heartbeatAckSchema,
   tokenRefreshedSchema,
+  caRotationMessageSchema,
 ]);
 export type GatewayMessage = z.infer<typeof gatewayMessageSchema>;
+
+/** The answer to a renewal or a re-issue. */
+export interface CertificateResponse {
+  certificate: string;
+  caBundle: string;
+  expiresAt: string;
+  caRotation?: CaRotationNotice;
+}
 
 /** RFC 8628-style user code alphabet: no vowels, no look-alikes. */
 export const USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ";

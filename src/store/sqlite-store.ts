@@ -329,6 +329,22 @@ export class KyselyStore implements Store {
 
   // certificates
 
+  async listRevokedCertificates(now: string): Promise<{ serial: string; revokedAt: string }[]> {
+    const rows = await this.db
+      .selectFrom("certificates")
+      .innerJoin("devices", "devices.deviceId", "certificates.deviceId")
+      .select([
+        "certificates.serial as serial",
+        "devices.revokedAt as revokedAt",
+        "devices.updatedAt as updatedAt",
+      ])
+      .where("devices.status", "=", "revoked")
+      .where("certificates.notAfter", ">", now)
+      .orderBy("certificates.serial")
+      .execute();
+    return rows.map((r) => ({ serial: r.serial, revokedAt: r.revokedAt ?? r.updatedAt }));
+  }
+
   async insertCertificate(cert: CertificateRecord): Promise<void> {
     await this.db.insertInto("certificates").values(row(cert, CERTIFICATE)).execute();
   }

@@ -137,6 +137,8 @@ export interface Store {
 
   // certificates
   insertCertificate(cert: CertificateRecord): Promise<void>;
+  /** Unexpired certificates of revoked devices, for the CRL. */
+  listRevokedCertificates(now: string): Promise<{ serial: string; revokedAt: string }[]>;
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
 
   // sessions

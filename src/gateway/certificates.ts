@@ -1,0 +1,182 @@
+import { X509Certificate, createPublicKey, randomBytes, verify as verifySignature } from "node:crypto";
+import { GatehouseError } from "../protocol/errors.js";
+import type { CaRotationNotice, CertificateResponse } from "../protocol/messages.js";
+import {
+  issueClientCertificate,
+  verifyCsr,
+  fingerprintPrefix,
+  type IssuedCertificate,
+} from "../pki/index.js";
+import type { Principal } from "../auth/roles.js";
+import type { DeviceRecord } from "../store/types.js";
+import type { GatewayContext } from "./context.js";
+
+/** What a device signs to prove it holds its key when its certificate has expired. */
+export function reissueProof(deviceId: string, challenge: string): Buffer {
+  return Buffer.from(`gatehouse-reissue:v1:${deviceId}:${challenge}`);
+}
+
+const CHALLENGE_TTL_MS = 60_000;
+const MAX_CHALLENGES = 10_000;
+
+/**
+ * The certificate lifecycle after approval: renewal with the current certificate, re-issue after
+ * expiry by proof of possession of the approved key, and what a node is told about a CA rotation.
+ */
+export class CertificateService {
+  private readonly challenges = new Map<string, { deviceId: string; expiresAt: number }>();
+
+  constructor(private readonly ctx: GatewayContext) {}
+
+  caRotationNotice(): CaRotationNotice | undefined {
+    const rotation = this.ctx.tls.rotation;
+    return rotation ? { statement: rotation.statement, signature: rotation.signature } : undefined;
+  }
+
+  /** Renewal: a CSR for the same device key, authenticated by the device's current certificate. */
+  async renew(principal: Principal, csrPem: unknown, address: string): Promise<CertificateResponse> {
+    if (principal.kind !== "certificate" || !principal.deviceId) {
+      throw new GatehouseError("insufficient_scope", "renewal needs the device's current client certificate");
+    }
+    const device = this.ctx.devices.get(principal.deviceId);
+    if (!device || device.status !== "approved")
+      throw new GatehouseError("device_revoked", `device ${principal.deviceId} is not approved`);
+    return this.issueFor(device, csrPem, "cert.renew", address);
+  }
+
+  challenge(deviceId: unknown): { challenge: string; expiresAt: string } {
+    if (typeof deviceId !== "string" || !/^[a-z2-7]{26}$/.test(deviceId)) {
+      throw new GatehouseError("invalid_request", "deviceId must be a 26-character device id");
+    }
+    const device = this.ctx.devices.get(deviceId);
+    this.refuseUnlessApproved(device, deviceId);
+    const now = this.ctx.now().getTime();
+    if (this.challenges.size >= MAX_CHALLENGES) {
+      for (const [key, value] of this.challenges) if (value.expiresAt <= now) this.challenges.delete(key);
+      if (this.challenges.size >= MAX_CHALLENGES)
+        throw new GatehouseError("rate_limited", "too many open challenges");
+    }
+    const challenge = randomBytes(32).toString("base64url");
+    const expiresAt = now + CHALLENGE_TTL_MS;
+    this.challenges.set(challenge, { deviceId, expiresAt });
+    return { challenge, expiresAt: new Date(expiresAt).toISOString() };
+  }
+
+  /**
+   * Re-issue after expiry: the device signs a fresh, single-use, gateway-issued challenge with its
+   * approved key. No admin step — unless the device was revoked or denied meanwhile.
+   */
+  async reissue(
+    input: { deviceId: string; challenge: string; signature: string; csr: string },
+    address: string,
+  ): Promise<CertificateResponse> {
+    const open = this.challenges.get(input.challenge);
+    this.challenges.delete(input.challenge);
+    if (!open || open.deviceId !== input.deviceId || open.expiresAt <= this.ctx.now().getTime()) {
+      throw new GatehouseError(
+        "invalid_request",
+        "the challenge is unknown, used, expired, or for another device",
+        "Ask for a new challenge.",
+      );
+    }
+    const device = this.ctx.devices.get(input.deviceId);
+    this.refuseUnlessApproved(device, input.deviceId);
+    const publicKey = createPublicKey({
+      key: Buffer.from(device!.publicKey, "base64"),
+      format: "der",
+      type: "spki",
+    });
+    const valid = verifySignature(
+      "sha256",
+      reissueProof(input.deviceId, input.challenge),
+      { key: publicKey, dsaEncoding: "ieee-p1363" },
+      Buffer.from(input.signature, "base64url"),
+    );
+    if (!valid) {
+      throw new GatehouseError(
+        "invalid_request",
+        "the challenge signature does not verify with the device's approved key",
+      );
+    }
+    return this.issueFor(device!, input.csr, "cert.reissue", address);
+  }
+
+  private refuseUnlessApproved(device: DeviceRecord | undefined, deviceId: string): void {
+    if (!device || device.kind !== "node") throw new GatehouseError("not_found", `no device ${deviceId}`);
+    if (device.status === "revoked")
+      throw new GatehouseError(
+        "device_revoked",
+        `device ${deviceId} has been revoked; it cannot get a certificate`,
+      );
+    if (device.status === "denied")
+      throw new GatehouseError("device_denied", `device ${deviceId} was denied`);
+    if (device.status !== "approved")
+      throw new GatehouseError("device_pending", `device ${deviceId} is not approved yet`);
+  }
+
+  private async issueFor(
+    device: DeviceRecord,
+    csrPem: unknown,
+    event: string,
+    address: string,
+  ): Promise<CertificateResponse> {
+    const csr = await verifyCsr(csrPem);
+    if (csr.deviceId !== device.deviceId) {
+      throw new GatehouseError(
+        "invalid_request",
+        "the CSR's key is not this device's key; a new key must register as a new device",
+      );
+    }
+    const now = this.ctx.now();
+    const issued: IssuedCertificate = await issueClientCertificate(this.ctx.tls.ca, {
+      publicKey: csr.publicKey,
+      deviceId: device.deviceId,
+      now,
+      ttlMs: this.ctx.config.certificates.clientTtl,
+    });
+    await this.ctx.store.insertCertificate({
+      serial: issued.serial,
+      deviceId: device.deviceId,
+      fingerprint: issued.fingerprint,
+      notBefore: issued.notBefore.toISOString(),
+      notAfter: issued.notAfter.toISOString(),
+      issuedAt: now.toISOString(),
+      pem: issued.pem,
+    });
+    // Only a still-approved device gets the new certificate recorded: a revocation that landed
+    // meanwhile wins (the certificate row exists, but the CRL lists it and auth refuses it).
+    const current = this.ctx.devices.get(device.deviceId);
+    if (current?.status !== "approved")
+      throw new GatehouseError("device_revoked", `device ${device.deviceId} was revoked`);
+    await this.ctx.devices.update(device.deviceId, {
+      certFingerprint: issued.fingerprint,
+      certExpiresAt: issued.notAfter.toISOString(),
+      updatedAt: now.toISOString(),
+    });
+    // The live sessions of this device were opened with the old certificate; the device just
+    // proved it holds the key again, so they live on until the new certificate expires.
+    this.ctx.sessions.extendCredential(device.deviceId, issued.notAfter);
+    this.ctx.audit.recordInBackground({
+      type: event,
+      outcome: "success",
+      subject: device.deviceId,
+      address,
+      details: {
+        certFingerprint: fingerprintPrefix(issued.fingerprint),
+        expiresAt: issued.notAfter.toISOString(),
+      },
+    });
+    const notice = this.caRotationNotice();
+    return {
+      certificate: issued.pem,
+      caBundle: this.ctx.tls.caBundle(),
+      expiresAt: issued.notAfter.toISOString(),
+      ...(notice ? { caRotation: notice } : {}),
+    };
+  }
+}
+
+export function describeCertificate(pem: string): { notBefore: Date; notAfter: Date } {
+  const cert = new X509Certificate(pem);
+  return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
+}

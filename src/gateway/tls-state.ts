@@ -1,0 +1,246 @@
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import type { Server as TlsServer } from "node:tls";
+import { X509Certificate } from "node:crypto";
+import type { Logger } from "pino";
+import { GATEWAY_FILES, writeFileAtomic, writeJsonAtomic } from "../config/index.js";
+import {
+  createCertificateAuthority,
+  issueCrl,
+  loadCertificateAuthority,
+  signCaRotation,
+  type CaRotationStatement,
+  type CertificateAuthority,
+} from "../pki/index.js";
+import type { Store } from "../store/types.js";
+import { writeServerCertificate } from "./home.js";
+
+/** Files of a CA rotation in progress, beside the active CA. */
+const PREVIOUS_CA_CERT = "pki/ca-previous.pem";
+const PREVIOUS_CA_KEY = "pki/ca-previous.key";
+const ROTATION_FILE = "pki/ca-rotation.json";
+
+const CRL_VALIDITY_MS = 7 * 86_400_000;
+const CRL_REFRESH_MS = 86_400_000;
+
+export interface CaRotationState {
+  statement: CaRotationStatement;
+  signature: string;
+  /** When the previous CA stops being trusted and the server certificate moves to the new CA. */
+  retireAt: string;
+}
+
+export interface TlsStateOptions {
+  home: string;
+  store: Store;
+  logger: Logger;
+  now: () => Date;
+  serverSans: string[];
+  serverTtlMs: number;
+}
+
+/**
+ * Everything the gateway's TLS context holds — the CA that signs, the CAs trusted for client
+ * certificates, the server certificate, one CRL per trusted CA — and its live replacement with
+ * `setSecureContext`, so revocations, server-certificate renewals and CA rotations take effect
+ * without a restart.
+ */
+export class TlsState {
+  ca!: CertificateAuthority;
+  previousCa: CertificateAuthority | undefined;
+  rotation: CaRotationState | undefined;
+  private serverKey = "";
+  private serverCert = "";
+  private crls: string[] = [];
+  private crlIssuedAt = 0;
+  private server: TlsServer | undefined;
+
+  constructor(private readonly options: TlsStateOptions) {}
+
+  private file(name: string): string {
+    return path.join(this.options.home, name);
+  }
+
+  private read(name: string): string {
+    return readFileSync(this.file(name), "utf8");
+  }
+
+  async load(): Promise<void> {
+    this.ca = await loadCertificateAuthority(this.read(GATEWAY_FILES.caCert), this.read(GATEWAY_FILES.caKey));
+    if (existsSync(this.file(ROTATION_FILE))) {
+      this.rotation = JSON.parse(this.read(ROTATION_FILE)) as CaRotationState;
+      this.previousCa = await loadCertificateAuthority(
+        this.read(PREVIOUS_CA_CERT),
+        this.read(PREVIOUS_CA_KEY),
+      );
+    }
+    this.serverKey = this.read(GATEWAY_FILES.serverKey);
+    this.serverCert = this.read(GATEWAY_FILES.serverCert);
+    await this.maintain();
+    await this.issueCrls();
+  }
+
+  /** The CAs whose client certificates are accepted (the new one first during a rotation). */
+  trustedCas(): CertificateAuthority[] {
+    return this.previousCa ? [this.ca, this.previousCa] : [this.ca];
+  }
+
+  /** What a node should trust: every CA the gateway's certificates may chain to right now. */
+  caBundle(): string {
+    return this.trustedCas()
+      .map((ca) => ca.certPem.trimEnd() + "\n")
+      .join("");
+  }
+
+  /** The CA that signed the server certificate in use (the previous one until it retires). */
+  private serverCa(): CertificateAuthority {
+    return this.previousCa ?? this.ca;
+  }
+
+  secureContextOptions() {
+    return {
+      key: this.serverKey,
+      cert: this.serverCert.trimEnd() + "\n" + this.serverCa().certPem,
+      ca: this.trustedCas().map((ca) => ca.certPem),
+      crl: this.crls,
+    };
+  }
+
+  attach(server: TlsServer): void {
+    this.server = server;
+  }
+
+  private apply(): void {
+    this.server?.setSecureContext(this.secureContextOptions());
+  }
+
+  /** Re-issues every trusted CA's CRL from the store and swaps them into the live context. */
+  async issueCrls(): Promise<void> {
+    const now = this.options.now();
+    const revoked = (await this.options.store.listRevokedCertificates(now.toISOString())).map((r) => ({
+      serial: r.serial,
+      revokedAt: new Date(r.revokedAt),
+    }));
+    const crls = await Promise.all(
+      this.trustedCas().map((ca) => issueCrl(ca, { now, validityMs: CRL_VALIDITY_MS, revoked })),
+    );
+    this.crls = crls.map((crl) => crl.pem);
+    this.crlIssuedAt = now.getTime();
+    this.apply();
+  }
+
+  /** The active CA's CRL, as served at GET /api/v1/crl. */
+  async currentCrl() {
+    const now = this.options.now();
+    const revoked = (await this.options.store.listRevokedCertificates(now.toISOString())).map((r) => ({
+      serial: r.serial,
+      revokedAt: new Date(r.revokedAt),
+    }));
+    return issueCrl(this.ca, { now, validityMs: CRL_VALIDITY_MS, revoked });
+  }
+
+  /**
+   * Periodic upkeep: finish a CA rotation whose window is over, renew the server certificate at
+   * 2/3 of its life, and re-issue CRLs long before they expire. Returns what changed.
+   */
+  async maintain(): Promise<string[]> {
+    const changed: string[] = [];
+    const now = this.options.now();
+    if (this.rotation && this.rotation.retireAt <= now.toISOString()) {
+      await this.retirePreviousCa();
+      changed.push("ca-retired");
+    }
+    if (this.serverCertNeedsRenewal(now)) {
+      await this.renewServerCertificate();
+      changed.push("server-certificate");
+    }
+    if (this.server && now.getTime() - this.crlIssuedAt > CRL_REFRESH_MS) {
+      await this.issueCrls();
+      changed.push("crl");
+    }
+    return changed;
+  }
+
+  private serverCertNeedsRenewal(now: Date): boolean {
+    const cert = new X509Certificate(this.serverCert);
+    const notBefore = new Date(cert.validFrom).getTime();
+    const notAfter = new Date(cert.validTo).getTime();
+    return now.getTime() >= notBefore + ((notAfter - notBefore) * 2) / 3;
+  }
+
+  async renewServerCertificate(): Promise<void> {
+    const ca = this.serverCa();
+    await writeServerCertificate(
+      this.options.home,
+      ca,
+      this.options.serverSans,
+      this.options.now(),
+      this.options.serverTtlMs,
+    );
+    this.serverKey = this.read(GATEWAY_FILES.serverKey);
+    this.serverCert = this.read(GATEWAY_FILES.serverCert);
+    this.options.logger.info("server certificate renewed");
+    this.apply();
+  }
+
+  /**
+   * Starts a CA rotation: a new CA signs from now on; the previous one stays trusted (and keeps
+   * signing the server certificate, so nodes that have not heard of the new CA still connect)
+   * until `retireAt`. The move is announced in a statement signed by the previous CA's key, which
+   * nodes check against the CA they pinned before following it.
+   */
+  async rotateCa(overlapMs: number): Promise<CaRotationState> {
+    if (this.rotation) throw new Error("a CA rotation is already in progress");
+    const now = this.options.now();
+    const previous = this.ca;
+    const next = await createCertificateAuthority({
+      commonName: `${(previous.cert.subjectName.getField("CN")[0] ?? "Gatehouse CA").replace(/ \(rotated [^)]*\)$/, "")} (rotated ${now.toISOString().slice(0, 10)})`,
+      now,
+      validityDays: 3650,
+    });
+    const { statement, signature } = await signCaRotation(previous, next, now);
+    const rotation: CaRotationState = {
+      statement,
+      signature,
+      retireAt: new Date(now.getTime() + overlapMs).toISOString(),
+    };
+    // Files first (each write atomic), the rotation record last: a crash in between leaves the
+    // old CA active and the rotation simply not started.
+    writeFileAtomic(this.file(PREVIOUS_CA_CERT), previous.certPem, 0o644);
+    writeFileAtomic(this.file(PREVIOUS_CA_KEY), this.read(GATEWAY_FILES.caKey), 0o600);
+    writeFileAtomic(this.file(GATEWAY_FILES.caKey), next.keyPem, 0o600);
+    writeFileAtomic(this.file(GATEWAY_FILES.caCert), next.certPem, 0o644);
+    writeJsonAtomic(this.file(ROTATION_FILE), rotation, 0o600);
+    this.previousCa = previous;
+    this.ca = next;
+    this.rotation = rotation;
+    await this.issueCrls();
+    this.options.logger.info(
+      { previous: previous.fingerprint, next: next.fingerprint, retireAt: rotation.retireAt },
+      "CA rotation started",
+    );
+    return rotation;
+  }
+
+  private async retirePreviousCa(): Promise<void> {
+    const previous = this.previousCa;
+    this.previousCa = undefined;
+    this.rotation = undefined;
+    await writeServerCertificate(
+      this.options.home,
+      this.ca,
+      this.options.serverSans,
+      this.options.now(),
+      this.options.serverTtlMs,
+    );
+    this.serverKey = this.read(GATEWAY_FILES.serverKey);
+    this.serverCert = this.read(GATEWAY_FILES.serverCert);
+    for (const name of [ROTATION_FILE, PREVIOUS_CA_KEY, PREVIOUS_CA_CERT])
+      rmSync(this.file(name), { force: true });
+    await this.issueCrls();
+    this.options.logger.info(
+      { retired: previous?.fingerprint, active: this.ca.fingerprint },
+      "previous CA retired",
+    );
+  }
+}
