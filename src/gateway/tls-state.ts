@@ -5,6 +5,7 @@ import { X509Certificate } from "node:crypto";
 import type { Logger } from "pino";
 import { GATEWAY_FILES, writeFileAtomic, writeJsonAtomic } from "../config/index.js";
 import {
+  BACKDATE_MS,
   createCertificateAuthority,
   issueCrl,
   loadCertificateAuthority,
@@ -161,11 +162,15 @@ export class TlsState {
     return changed;
   }
 
+  /**
+   * At 2/3 of its life — the shorter of the life it was issued with and the configured one, so a
+   * shortened `certificates.serverTtl` takes effect without waiting out the old certificate.
+   */
   private serverCertNeedsRenewal(now: Date): boolean {
     const cert = new X509Certificate(this.serverCert);
-    const notBefore = new Date(cert.validFrom).getTime();
-    const notAfter = new Date(cert.validTo).getTime();
-    return now.getTime() >= notBefore + ((notAfter - notBefore) * 2) / 3;
+    const issuedAt = new Date(cert.validFrom).getTime() + BACKDATE_MS;
+    const life = Math.min(new Date(cert.validTo).getTime() - issuedAt, this.options.serverTtlMs);
+    return now.getTime() >= issuedAt + (life * 2) / 3;
   }
 
   async renewServerCertificate(): Promise<void> {
