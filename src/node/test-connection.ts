@@ -243,7 +243,8 @@ export async function testConnection(
     let deviceFailure: GatehouseError | undefined;
     const validated = await step("auth", async () => {
       try {
-        if (!token && !credentials.cert) await explainMissingCertificate(url.origin, tls, registration, home);
+        if (!token && !credentials.cert)
+          await explainMissingCertificate(url.origin, tls, registration, home, timeoutMs);
         const { body } = await requestJson<{
           credential: string;
           subject: string;
@@ -337,6 +338,7 @@ async function explainMissingCertificate(
   tls: TlsClientOptions,
   registration: { requestId: string; userCode: string } | undefined,
   home: string,
+  timeoutMs: number,
 ): Promise<never> {
   if (!registration) {
     throw new GatehouseError(
@@ -347,7 +349,7 @@ async function explainMissingCertificate(
   }
   const { body } = await requestJson<EnrollStatusResponse>(
     `${origin}/api/v1/enroll/${registration.requestId}`,
-    { tls },
+    { tls, timeoutMs },
   );
   switch (body.status) {
     case "pending":
