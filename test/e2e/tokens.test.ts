@@ -238,7 +238,8 @@ describe("a script with an API key", () => {
       "rotate",
       prefix,
       "--grace",
-      "2s",
+      // Long enough for the two token requests below even on a loaded machine.
+      "8s",
       "--home",
       gateway.home,
     ]);
@@ -339,15 +340,15 @@ describe("tokens and mutual TLS", () => {
 
     const plain = await open();
     const refreshed = await open();
-    // Before the first token expires (4 s), hand the second session a fresh token.
-    await sleep(1500);
-    const fresh = await runJson<TokenResponse>([
-      "token",
-      "--refresh-token-file",
-      secretFile(refreshed.tokens.refresh_token),
-      "--home",
-      gateway.home,
-    ]);
+    // Token times have one-second resolution: wait past the next second so the fresh token
+    // expires strictly later than the first, then refresh directly (well within the 4 s life).
+    await sleep(1100);
+    const minted = await postForm("/api/v1/auth/token", {
+      grant_type: "refresh_token",
+      refresh_token: refreshed.tokens.refresh_token,
+    });
+    expect(minted.status).toBe(200);
+    const fresh = minted.body as unknown as TokenResponse;
     const acknowledged = new Promise((resolve) =>
       refreshed.socket.on("message", (data) => String(data).includes("token_refreshed") && resolve(true)),
     );
