@@ -1,3 +1,4 @@
+import { GENESIS_HASH, verifyAuditChain } from "../src/audit/chain.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -340,9 +341,45 @@ describe("SQLite store", () => {
 
     const all = await store.listAudit();
     expect(all).toHaveLength(5);
-    expect(all[0]).toEqual({ id: 1, ...event("d1", 1) });
+    expect(all[0]).toMatchObject({ id: 1, ...event("d1", 1) });
+    // Each entry chains to the one before it, and the chain verifies as written.
+    expect(all.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(all[0]!.prevHash).toBe(GENESIS_HASH);
+    expect(all[1]!.prevHash).toBe(all[0]!.hash);
+    expect(verifyAuditChain(all)).toMatchObject({ ok: true, checked: 5 });
     expect((await store.listAudit({ afterId: 2, limit: 2 })).map((e) => e.id)).toEqual([3, 4]);
     expect((await store.listAudit({ subject: "d2" })).map((e) => e.id)).toEqual([2, 4]);
     expect((await store.listAudit({ subject: "d1", afterId: 1 })).map((e) => e.id)).toEqual([3, 5]);
+  });
+
+  it("finds the first altered, removed or reordered audit entry", async () => {
+    for (let n = 1; n <= 6; n++) {
+      await store.appendAudit({
+        ts: `2025-01-01T00:00:0${n}.000Z`,
+        type: "t",
+        outcome: "success",
+        actor: null,
+        subject: null,
+        address: null,
+        code: null,
+        details: { n },
+      });
+    }
+    const all = await store.listAudit();
+    const altered = all.map((e) => (e.seq === 3 ? { ...e, detailsJson: '{"n":33}' } : e));
+    expect(verifyAuditChain(altered).firstBroken).toMatchObject({
+      seq: 3,
+      reason: expect.stringContaining("altered"),
+    });
+    const removed = all.filter((e) => e.seq !== 4);
+    expect(verifyAuditChain(removed).firstBroken).toMatchObject({
+      seq: 5,
+      reason: expect.stringContaining("missing"),
+    });
+    const reordered = [all[0]!, all[2]!, all[1]!, ...all.slice(3)];
+    expect(verifyAuditChain(reordered).firstBroken).toMatchObject({
+      seq: 3,
+      reason: expect.stringContaining("moved"),
+    });
   });
 });

@@ -7,6 +7,7 @@ import { devicesCommands, nodesCommands } from "./devices-commands.js";
 import { EXIT_USAGE } from "./output.js";
 import { keysCommands, rotateCommands } from "./keys-commands.js";
 import { authCommands, tokenCommand } from "./token-commands.js";
+import { auditCommands } from "./audit-commands.js";
 
 const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
@@ -25,6 +26,7 @@ const groups = [
   tokenCommand(),
   authCommands(),
   rotateCommands(),
+  auditCommands(),
 ];
 for (const group of groups) {
   // Sub-commands report usage errors through the same override, so they exit 2 as well.

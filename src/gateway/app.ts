@@ -16,6 +16,7 @@ import { registerConnectRoute } from "./routes/connect.js";
 import { registerAuthRoutes } from "./routes/auth.js";
 import { registerKeyRoutes } from "./routes/keys.js";
 import { registerCertificateRoutes } from "./routes/certs.js";
+import { registerAuditRoutes } from "./routes/audit.js";
 
 export interface TlsMaterial {
   key: string;
@@ -145,5 +146,6 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   registerAuthRoutes(app, ctx);
   registerKeyRoutes(app, ctx);
   registerCertificateRoutes(app, ctx);
+  registerAuditRoutes(app, ctx);
   return app;
 }

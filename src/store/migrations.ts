@@ -3,6 +3,7 @@
  * ship or lose). Written for SQLite today and PostgreSQL later: text and integer columns only,
  * timestamps as ISO-8601 text (which sorts correctly as text), booleans as integers.
  */
+import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
 import { Migrator, type Generated, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import type {
   AuditEventInput,
@@ -22,7 +23,13 @@ export interface Database {
   registration_requests: RegistrationRecord;
   certificates: CertificateRecord;
   sessions: SessionRecord;
-  audit_events: Omit<AuditEventInput, "details"> & { id: Generated<number>; details: string };
+  audit_events: Omit<AuditEventInput, "details"> & {
+    id: Generated<number>;
+    details: string;
+    seq: number;
+    prevHash: string;
+    hash: string;
+  };
   api_keys: ApiKeyRecord;
   signing_keys: SigningKeyRecord;
   token_families: TokenFamilyRecord;
@@ -201,9 +208,49 @@ const tokens: Migration = {
   },
 };
 
+const auditChain: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable("audit_events").addColumn("seq", "integer").execute();
+    await db.schema.alterTable("audit_events").addColumn("prev_hash", "text").execute();
+    await db.schema.alterTable("audit_events").addColumn("hash", "text").execute();
+    // Entries written before the chain existed are chained now, in their order.
+    const rows = await db.selectFrom("audit_events").selectAll().orderBy("id").execute();
+    let prevHash = GENESIS_HASH;
+    let seq = 0;
+    for (const row of rows) {
+      seq += 1;
+      const hash = auditEntryHash({
+        seq,
+        prevHash,
+        ts: row.ts,
+        type: row.type,
+        outcome: row.outcome,
+        actor: row.actor,
+        subject: row.subject,
+        address: row.address,
+        code: row.code,
+        detailsJson: row.details,
+      });
+      await db
+        .updateTable("audit_events")
+        .set({ seq, prev_hash: prevHash, hash })
+        .where("id", "=", row.id)
+        .execute();
+      prevHash = hash;
+    }
+    await db.schema.createIndex("audit_events_seq_idx").on("audit_events").column("seq").unique().execute();
+  },
+  async down(db: Kysely<any>) {
+    await db.schema.dropIndex("audit_events_seq_idx").execute();
+    for (const column of ["hash", "prev_hash", "seq"])
+      await db.schema.alterTable("audit_events").dropColumn(column).execute();
+  },
+};
+
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_tokens": tokens,
+  "0003_audit_chain": auditChain,
 };
 
 const provider: MigrationProvider = {

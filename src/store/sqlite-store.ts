@@ -9,6 +9,7 @@ import { CamelCasePlugin, Kysely, SqliteDialect } from "kysely";
 import { GatehouseError } from "../protocol/errors.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
 import { KyselyTokenStore } from "./token-store.js";
+import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
 import type { TokenStore } from "./token-types.js";
 import type {
   ApprovalResult,
@@ -392,22 +393,40 @@ export class KyselyStore implements Store {
   // audit
 
   async appendAudit(event: AuditEventInput): Promise<number> {
-    const { id } = await this.db
-      .insertInto("audit_events")
-      .values({
-        ts: event.ts,
-        type: event.type,
-        outcome: event.outcome,
-        actor: event.actor,
-        subject: event.subject,
-        address: event.address,
-        code: event.code,
-        details: JSON.stringify(event.details),
-      })
-      // RETURNING rather than insertId: PostgreSQL has no last-insert-id.
-      .returning("id")
-      .executeTakeFirstOrThrow();
-    return id;
+    // One transaction per entry: read the chain's head, hash, insert. Transactions on this store
+    // are serialised, so two appends can never chain to the same head. (A PostgreSQL store needs
+    // a row lock on the head for the same guarantee across gateways.)
+    return this.db.transaction().execute(async (trx) => {
+      const head = await trx
+        .selectFrom("audit_events")
+        .select(["seq", "hash"])
+        .orderBy("seq", "desc")
+        .limit(1)
+        .executeTakeFirst();
+      const detailsJson = JSON.stringify(event.details);
+      const seq = (head?.seq ?? 0) + 1;
+      const prevHash = head?.hash ?? GENESIS_HASH;
+      const hash = auditEntryHash({ ...event, seq, prevHash, detailsJson });
+      const { id } = await trx
+        .insertInto("audit_events")
+        .values({
+          ts: event.ts,
+          type: event.type,
+          outcome: event.outcome,
+          actor: event.actor,
+          subject: event.subject,
+          address: event.address,
+          code: event.code,
+          details: detailsJson,
+          seq,
+          prevHash,
+          hash,
+        })
+        // RETURNING rather than insertId: PostgreSQL has no last-insert-id.
+        .returning("id")
+        .executeTakeFirstOrThrow();
+      return id;
+    });
   }
 
   async listAudit(
@@ -421,7 +440,7 @@ export class KyselyStore implements Store {
       .limit(options.limit ?? 100);
     if (options.subject !== undefined) query = query.where("subject", "=", options.subject);
     const rows = await query.execute();
-    return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }));
+    return rows.map((r) => ({ ...r, detailsJson: r.details, details: parseDetails(r.details) }));
   }
 }
 
@@ -456,5 +475,14 @@ function createPrivateFile(file: string): void {
     fs.writeFileSync(file, "", { flag: "wx", mode: 0o600 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+}
+
+/** Details that no longer parse (hand-edited) still list; `audit verify` says they were altered. */
+function parseDetails(text: string): Record<string, unknown> {
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return { unparseable: text };
   }
 }

@@ -82,6 +82,12 @@ export interface AuditEventInput {
 
 export interface AuditEventRecord extends AuditEventInput {
   id: number;
+  /** Position in the hash chain (1, 2, 3 …), the previous entry's hash, and this entry's. */
+  seq: number;
+  prevHash: string;
+  hash: string;
+  /** The details exactly as stored and hashed. */
+  detailsJson: string;
 }
 
 export interface ApprovalResult {

@@ -1,0 +1,110 @@
+import { Command } from "commander";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AdminClient } from "./admin-client.js";
+import { action } from "./run.js";
+import { printJson } from "./output.js";
+import { withTarget, type TargetOptions } from "./target-options.js";
+
+interface Entry {
+  id: number;
+  seq: number;
+  ts: string;
+  type: string;
+  outcome: string;
+  actor: string | null;
+  subject: string | null;
+  address: string | null;
+  code: string | null;
+  details: Record<string, unknown>;
+  hash: string;
+}
+
+function line(entry: Entry): string {
+  const who = [
+    entry.actor && `by ${entry.actor}`,
+    entry.subject && `on ${entry.subject}`,
+    entry.address && `from ${entry.address}`,
+  ]
+    .filter(Boolean)
+    .join(" ");
+  const mark = entry.outcome === "success" ? "✓" : "✗";
+  return `${entry.ts}  #${entry.seq}  ${mark} ${entry.type}${entry.code ? ` ${entry.code}` : ""}  ${who}\n`;
+}
+
+async function* pages(client: AdminClient, afterId: number): AsyncGenerator<Entry[]> {
+  let cursor = afterId;
+  for (;;) {
+    const { entries } = await client.get<{ entries: Entry[] }>(`/api/v1/audit?afterId=${cursor}&limit=1000`);
+    if (entries.length === 0) return;
+    yield entries;
+    cursor = entries[entries.length - 1]!.id;
+  }
+}
+
+export function auditCommands(): Command {
+  const audit = new Command("audit").description("the tamper-evident audit log");
+
+  withTarget(
+    audit
+      .command("tail")
+      .description("the latest entries")
+      .option("-n, --lines <count>", "how many", "20")
+      .option("-f, --follow", "keep printing new entries"),
+  ).action(
+    action(async (ctx, options: TargetOptions & { lines: string; follow?: boolean }) => {
+      const client = AdminClient.fromHome(ctx.home, options);
+      const all: Entry[] = [];
+      for await (const page of pages(client, 0)) all.push(...page);
+      const last = all.slice(-Number(options.lines));
+      if (ctx.json && !options.follow) {
+        printJson({ entries: last });
+        return;
+      }
+      const print = (entry: Entry) =>
+        process.stdout.write(ctx.json ? JSON.stringify(entry) + "\n" : line(entry));
+      last.forEach(print);
+      let cursor = all.at(-1)?.id ?? 0;
+      while (options.follow) {
+        await sleep(1000);
+        for await (const page of pages(client, cursor)) {
+          page.forEach(print);
+          cursor = page[page.length - 1]!.id;
+        }
+      }
+    }),
+  );
+
+  withTarget(audit.command("export").description("every entry as JSON lines, oldest first")).action(
+    action(async (ctx, options: TargetOptions) => {
+      const client = AdminClient.fromHome(ctx.home, options);
+      for await (const page of pages(client, 0)) {
+        for (const entry of page) process.stdout.write(JSON.stringify(entry) + "\n");
+      }
+    }),
+  );
+
+  withTarget(
+    audit
+      .command("verify")
+      .description("check the hash chain; name the first altered, removed or reordered entry"),
+  ).action(
+    action(async (ctx, options: TargetOptions) => {
+      const verdict = await AdminClient.fromHome(ctx.home, options).get<{
+        ok: boolean;
+        checked: number;
+        firstBroken?: { id: number; seq: number; reason: string };
+      }>("/api/v1/audit/verify");
+      if (ctx.json) printJson(verdict);
+      else if (verdict.ok)
+        process.stdout.write(`✓ audit log intact: ${verdict.checked} entries chain correctly\n`);
+      else
+        process.stdout.write(
+          `✗ audit log broken at entry #${verdict.firstBroken!.seq} (row id ${verdict.firstBroken!.id}): ${verdict.firstBroken!.reason}\n` +
+            `  ${verdict.checked} entries before it are intact\n`,
+        );
+      if (!verdict.ok) process.exitCode = 1;
+    }),
+  );
+
+  return audit;
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import type { GatewayContext } from "../context.js";
+import { requireScopeHook } from "../authenticate.js";
+import { GatehouseError } from "../../protocol/errors.js";
+import { GENESIS_HASH, verifyAuditChain, type ChainVerdict } from "../../audit/chain.js";
+import type { AuditEventRecord } from "../../store/types.js";
+
+const listQuery = z.object({
+  afterId: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  subject: z.string().max(128).optional(),
+});
+
+/** An entry as the API shows it (the stored details text stays internal). */
+function entryView({ detailsJson: _text, ...entry }: AuditEventRecord) {
+  return entry;
+}
+
+export function registerAuditRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const read = { onRequest: requireScopeHook(ctx, "audit:read") };
+
+  app.get("/api/v1/audit", read, async (request) => {
+    const parsed = listQuery.safeParse(request.query);
+    if (!parsed.success)
+      throw new GatehouseError("invalid_request", parsed.error.issues[0]?.message ?? "bad query");
+    const { afterId, limit, subject } = parsed.data;
+    const entries = await ctx.store.listAudit({ afterId, limit, ...(subject ? { subject } : {}) });
+    return { entries: entries.map(entryView) };
+  });
+
+  /** Recomputes the whole chain, a page at a time, and names the first broken entry. */
+  app.get("/api/v1/audit/verify", read, async () => {
+    let afterId = 0;
+    let verdict: ChainVerdict = { ok: true, checked: 0, lastHash: GENESIS_HASH };
+    for (;;) {
+      const page = await ctx.store.listAudit({ afterId, limit: 1000 });
+      if (page.length === 0) break;
+      const next = verifyAuditChain(
+        page.map((e) => ({ ...e, detailsJson: e.detailsJson })),
+        verdict.lastHash,
+        verdict.checked + 1,
+      );
+      verdict = { ...next, checked: verdict.checked + next.checked };
+      if (!next.ok) break;
+      afterId = page[page.length - 1]!.id;
+    }
+    return verdict;
+  });
+}
