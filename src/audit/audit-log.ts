@@ -5,10 +5,11 @@ export type AuditEvent = Omit<AuditEventInput, "ts" | "details" | "actor" | "sub
   Partial<Pick<AuditEventInput, "actor" | "subject" | "address" | "code" | "details">>;
 
 /**
- * The audit log: every registration, approval, denial, revocation, issue and refusal. A plain
- * append for now (its hash chain comes later). `record` resolves once the row is durable, so an
- * action acknowledged to a user is audited; `recordInBackground` is for the refusal path, where a
- * flood of bad requests must not wait on the disk.
+ * The audit log: every registration, approval, denial, revocation, issue, exec and refusal, each
+ * chained to the one before by the store (see chain.ts). `record` resolves once the row is durable
+ * (synchronous=FULL), so an action acknowledged to a user is audited; `recordInBackground` is for
+ * the refusal path, where a flood of bad requests must not wait on the disk: a crash can lose only
+ * refusals whose answer had already been sent.
  */
 export class AuditLog {
   constructor(

@@ -1,35 +1,23 @@
 import { GatehouseError } from "../protocol/errors.js";
 
-export const SCOPES = [
-  "node:connect",
-  "node:status",
-  "node:execute",
-  "devices:read",
-  "devices:write",
-  "keys:write",
-  "audit:read",
-  "metrics:read",
-] as const;
-export type Scope = (typeof SCOPES)[number];
+import { BUILTIN_ROLES, type Scope } from "../protocol/scopes.js";
 
-const viewer: Scope[] = ["node:status", "devices:read"];
-export const BUILTIN_ROLES: Record<string, readonly Scope[]> = {
-  node: ["node:connect"],
-  viewer,
-  operator: [...viewer, "node:execute", "audit:read"],
-  admin: SCOPES,
-};
+export { SCOPES, BUILTIN_ROLES, scopesFromString, type Scope } from "../protocol/scopes.js";
 
-export function scopesFromString(scope: string): Scope[] {
-  return scope.split(" ").filter((s): s is Scope => (SCOPES as readonly string[]).includes(s));
+/** Roles defined in gateway.json (`roles: { name: [scopes] }`), beside the built-in ones. */
+let customRoles: Record<string, readonly Scope[]> = {};
+
+export function configureCustomRoles(roles: Record<string, readonly Scope[]>): void {
+  customRoles = { ...roles };
 }
 
 export function scopesForRole(role: string): readonly Scope[] {
-  return BUILTIN_ROLES[role] ?? [];
+  if (Object.hasOwn(BUILTIN_ROLES, role)) return BUILTIN_ROLES[role]!;
+  return Object.hasOwn(customRoles, role) ? customRoles[role]! : [];
 }
 
 export function isKnownRole(role: string): boolean {
-  return Object.hasOwn(BUILTIN_ROLES, role);
+  return Object.hasOwn(BUILTIN_ROLES, role) || Object.hasOwn(customRoles, role);
 }
 
 /** Who is asking, once a credential has been checked. */

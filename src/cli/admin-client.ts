@@ -91,14 +91,14 @@ export class AdminClient {
     return (await requestJson<T>(this.gatewayUrl + route, { tls: this.tls, headers: this.headers })).body;
   }
 
-  async post<T>(route: string, body: unknown = {}): Promise<T> {
-    return (
-      await requestJson<T>(this.gatewayUrl + route, {
-        method: "POST",
-        body,
-        tls: this.tls,
-        headers: this.headers,
-      })
-    ).body;
+  async post<T>(route: string, body: unknown = {}, timeoutMs?: number): Promise<T> {
+    const options = {
+      method: "POST",
+      body,
+      tls: this.tls,
+      headers: this.headers,
+      ...(timeoutMs ? { timeoutMs } : {}),
+    };
+    return (await requestJson<T>(this.gatewayUrl + route, options)).body;
   }
 }

@@ -3,7 +3,7 @@ import type { DeviceView, NodeView } from "../protocol/messages.js";
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
-import { ago, printJson, table } from "./output.js";
+import { UsageError, ago, duration, printJson, table } from "./output.js";
 
 type GatewayOption = TargetOptions;
 
@@ -172,12 +172,22 @@ export function nodesCommands(): Command {
         process.stdout.write(
           list.length
             ? table(
-                ["DEVICE ID", "NAME", "PLATFORM", "VERSION", "ADDRESS", "CONNECTED", "LAST HEARTBEAT"],
+                [
+                  "DEVICE ID",
+                  "NAME",
+                  "PLATFORM",
+                  "VERSION",
+                  "UPTIME",
+                  "ADDRESS",
+                  "CONNECTED",
+                  "LAST HEARTBEAT",
+                ],
                 list.map((n) => [
                   n.deviceId,
                   n.name,
                   n.platform ?? "-",
                   n.version ?? "-",
+                  n.uptimeSeconds === null ? "-" : duration(n.uptimeSeconds),
                   n.address ?? "-",
                   ago(n.connectedAt),
                   ago(n.lastHeartbeat),
@@ -187,5 +197,85 @@ export function nodesCommands(): Command {
         );
     }),
   );
+  withGateway(
+    nodes
+      .command("exec")
+      .description(
+        "run a command on a node (no shell; the node's exec.allow decides): nodes exec ID -- CMD [ARGS...]",
+      )
+      .argument("<node>", "device id or name of an online node")
+      .argument("<command...>", "the command and its arguments, after --")
+      .option("--timeout <ms>", "kill the command after this long", "30000"),
+  ).action(
+    action(async (ctx, node: string, argv: string[], options: GatewayOption & { timeout: string }) => {
+      const [command, ...args] = argv;
+      const timeoutMs = Number(options.timeout);
+      if (!command || !Number.isInteger(timeoutMs))
+        throw new UsageError("usage: gatehouse nodes exec ID [--timeout MS] -- CMD [ARGS...]");
+      const client = AdminClient.fromHome(ctx.home, options);
+      const result = await client.post<{
+        exitCode: number | null;
+        signal: string | null;
+        stdout: string;
+        stderr: string;
+        truncated: boolean;
+        code?: string;
+      }>(`/api/v1/nodes/${encodeURIComponent(node)}/exec`, { command, args, timeoutMs }, timeoutMs + 15_000);
+      if (ctx.json) printJson(result);
+      else {
+        process.stdout.write(result.stdout);
+        process.stderr.write(result.stderr);
+        if (result.truncated)
+          process.stderr.write(
+            `\n✗ ${result.code}: the output passed the node's cap; the command was stopped\n`,
+          );
+      }
+      process.exitCode = result.exitCode ?? 1;
+    }),
+  );
+
+  withGateway(
+    nodes
+      .command("history")
+      .description("commands run on a node: who, what, when, exit code, duration, output size")
+      .argument("<node>", "device id")
+      .option("-n, --limit <count>", "how many", "50"),
+  ).action(
+    action(async (ctx, node: string, options: GatewayOption & { limit: string }) => {
+      const { history } = await AdminClient.fromHome(ctx.home, options).get<{
+        history: {
+          requestedAt: string;
+          requestedBy: string;
+          command: string;
+          args: string[];
+          outcome: string;
+          exitCode: number | null;
+          durationMs: number | null;
+          stdoutBytes: number;
+          stderrBytes: number;
+          code: string | null;
+        }[];
+      }>(`/api/v1/nodes/${encodeURIComponent(node)}/history?limit=${encodeURIComponent(options.limit)}`);
+      if (ctx.json) printJson({ history });
+      else
+        process.stdout.write(
+          history.length
+            ? table(
+                ["WHEN", "WHO", "COMMAND", "OUTCOME", "EXIT", "MS", "OUTPUT"],
+                history.map((h) => [
+                  h.requestedAt,
+                  h.requestedBy,
+                  [h.command, ...h.args].join(" ").slice(0, 60),
+                  h.code ? `${h.outcome} (${h.code})` : h.outcome,
+                  h.exitCode === null ? "-" : String(h.exitCode),
+                  String(h.durationMs ?? "-"),
+                  `${h.stdoutBytes + h.stderrBytes} B`,
+                ]),
+              )
+            : "no commands run on this node\n",
+        );
+    }),
+  );
+
   return nodes;
 }

@@ -52,14 +52,18 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join("\n") + "\n";
 }
 
+/** A span of time in the largest unit that keeps it readable: 42s, 7m, 5h, 3d. */
+export function duration(seconds: number): string {
+  if (seconds < 90) return `${seconds}s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86_400)}d`;
+}
+
 export function ago(iso: string | null, now = Date.now()): string {
   if (!iso) return "-";
   const seconds = Math.round((now - new Date(iso).getTime()) / 1000);
-  if (seconds < 0) return `in ${-seconds}s`;
-  if (seconds < 90) return `${seconds}s ago`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)}m ago`;
-  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h ago`;
-  return `${Math.round(seconds / 86_400)}d ago`;
+  return seconds < 0 ? `in ${duration(-seconds)}` : `${duration(seconds)} ago`;
 }
 
 /** A spinner on a terminal; nothing at all when the output is not one (or with --json). */

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { durationSchema } from "./duration.js";
+import { BUILTIN_ROLES, SCOPES } from "../protocol/scopes.js";
 
 export const listenSchema = z
   .string()
@@ -39,6 +40,17 @@ export const gatewayConfigSchema = z.strictObject({
       heartbeatTimeout: durationSchema.prefault("45s"),
     })
     .prefault({}),
+  /** Roles beyond the built-in node, viewer, operator and admin: a name and its scopes. */
+  roles: z
+    .record(
+      z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, "role names are lower case, up to 32 characters"),
+      z.array(z.enum(SCOPES)),
+    )
+    .refine(
+      (roles) => !Object.keys(roles).some((name) => name in BUILTIN_ROLES),
+      "a custom role cannot redefine a built-in one",
+    )
+    .default({}),
   tokens: z
     .strictObject({
       /** ES256 by default: P-256 verifies about 1.8x faster than Ed25519 with Node's OpenSSL. */

@@ -9,6 +9,7 @@ import type { RateLimiter } from "./rate-limit.js";
 import type { BackgroundWrites } from "./background.js";
 import type { TlsState } from "./tls-state.js";
 import type { CertificateService } from "./certificates.js";
+import type { ExecBroker } from "./exec.js";
 import type { FailureLog } from "./failures.js";
 import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
@@ -21,6 +22,8 @@ export interface GatewayContext {
   tls: TlsState;
   /** Renewal, re-issue and CA-rotation notices; built once the rest of the context exists. */
   certificates: CertificateService;
+  /** Commands sent over node sessions, and their answers. */
+  exec: ExecBroker;
   devices: DeviceDirectory;
   sessions: SessionRegistry;
   registrations: RegistrationService;

@@ -170,6 +170,9 @@ export function runNodeSession(
       case "token_refresh":
         refreshToken(message.accessToken);
         break;
+      case "exec_result":
+        ctx.exec.settle(session, message);
+        break;
     }
   });
 
@@ -177,6 +180,7 @@ export function runNodeSession(
     clearInterval(idleCheck);
     clearTimeout(expiryTimer);
     ctx.sessions.remove(session);
+    ctx.exec.sessionClosed(session, code, reasonBuffer.toString());
     const at = ctx.now().toISOString();
     const reason = reasonBuffer.toString();
     log.info({ code, reason }, "node disconnected");

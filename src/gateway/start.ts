@@ -13,6 +13,8 @@ import { buildGatewayApp } from "./app.js";
 import { serverSansFor, urlForListen } from "./home.js";
 import { TlsState } from "./tls-state.js";
 import { CertificateService } from "./certificates.js";
+import { ExecBroker } from "./exec.js";
+import { configureCustomRoles } from "../auth/roles.js";
 import type { Server as TlsServer } from "node:tls";
 import type { GatewayContext } from "./context.js";
 import { BackgroundWrites } from "./background.js";
@@ -46,6 +48,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const config = loaded.config;
   const now = options.now ?? (() => new Date());
   const logger = options.logger ?? pino({ level: config.logLevel, base: { gatewayId: config.gatewayId } });
+  configureCustomRoles(config.roles);
   const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
   await store.migrate();
   const tls = new TlsState({
@@ -80,6 +83,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const ctx: GatewayContext = {
     home,
     certificates: undefined as unknown as CertificateService,
+    exec: undefined as unknown as ExecBroker,
     config,
     store,
     tls,
@@ -97,6 +101,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   };
 
   ctx.certificates = new CertificateService(ctx);
+  ctx.exec = new ExecBroker(ctx);
   const app = await buildGatewayApp(ctx, tls.secureContextOptions());
   tls.attach(app.server as unknown as TlsServer);
   // Upkeep: CA rotation windows, server-certificate renewal, CRL re-issue. Cheap when idle.

@@ -11,7 +11,8 @@ import { describeNetworkError } from "../client/https-json.js";
 import type { NodeCredentials } from "./home.js";
 import { backoffDelay } from "./backoff.js";
 import { CredentialKeeper } from "./credential-keeper.js";
-import type { CaRotationNotice } from "../protocol/messages.js";
+import type { CaRotationNotice, ExecRequest } from "../protocol/messages.js";
+import { runExecRequest } from "./executor.js";
 
 export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
 
@@ -239,6 +240,7 @@ export class NodeAgent extends EventEmitter {
       const message = result.data;
       this.lastMessageAt = Date.now();
       if (message.type === "ca_rotation") this.followCaRotation(message.caRotation);
+      if (message.type === "exec") this.execute(socket, message);
       if (message.type === "welcome") {
         this.attempt = 0;
         this.status.sessionId = message.sessionId;
@@ -271,6 +273,30 @@ export class NodeAgent extends EventEmitter {
       const named = describeNetworkError(this.config.gatewayUrl, error);
       report(named.code, named.message, named.hint);
     });
+  }
+
+  /** Runs an operator's command on this node's terms and answers on the same session. */
+  private execute(socket: WebSocket, request: ExecRequest): void {
+    const allow = this.config.exec.allow;
+    runExecRequest(request, allow)
+      .then((result) => {
+        const fields = {
+          execId: request.id,
+          command: request.command,
+          argc: request.args.length,
+          outcome: result.outcome,
+        };
+        // The node's own record of what it was asked to do, refused or not.
+        if (result.outcome === "refused")
+          this.logger.warn({ ...fields, code: result.code }, `refused to run ${request.command}`);
+        else
+          this.logger.info(
+            { ...fields, exitCode: result.exitCode, durationMs: result.durationMs },
+            `ran ${request.command}`,
+          );
+        if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(result));
+      })
+      .catch((error: unknown) => this.logger.error({ err: error, execId: request.id }, "exec failed"));
   }
 
   private followCaRotation(notice: CaRotationNotice): void {

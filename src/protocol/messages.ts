@@ -128,7 +128,23 @@ export const tokenRefreshSchema = z.object({
   type: z.literal("token_refresh"),
   accessToken: z.string().max(8192),
 });
+/** The node's answer to an exec request. Output is base64: commands may print any bytes. */
+export const execResultSchema = z.object({
+  type: z.literal("exec_result"),
+  id: z.string().max(64),
+  outcome: z.enum(["completed", "refused", "timeout", "truncated", "failed"]),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().max(32).nullable(),
+  stdout: z.string().max(48 * 1024),
+  stderr: z.string().max(48 * 1024),
+  durationMs: z.number(),
+  code: z.string().max(64).optional(),
+  message: z.string().max(1024).optional(),
+});
+export type ExecResult = z.infer<typeof execResultSchema>;
+
 export const nodeMessageSchema = z.discriminatedUnion("type", [
+  execResultSchema,
   nodeHelloSchema,
   heartbeatSchema,
   tokenRefreshSchema,
@@ -152,6 +168,17 @@ export const heartbeatAckSchema = z.object({
   serverTime: z.string(),
 });
 export const tokenRefreshedSchema = z.object({ type: z.literal("token_refreshed"), expiresAt: z.string() });
+/** A command for the node to run without a shell, if its own exec.allow lists it. */
+export const execRequestSchema = z.object({
+  type: z.literal("exec"),
+  id: z.string().max(64),
+  command: z.string().min(1).max(256),
+  args: z.array(z.string().max(4096)).max(64),
+  timeoutMs: z.number().int().positive(),
+  maxOutputBytes: z.number().int().positive(),
+});
+export type ExecRequest = z.infer<typeof execRequestSchema>;
+
 export const caRotationMessageSchema = z.object({
   type: z.literal("ca_rotation"),
   caRotation: caRotationNoticeSchema,
@@ -161,6 +188,7 @@ export const gatewayMessageSchema = z.discriminatedUnion("type", [
   heartbeatAckSchema,
   tokenRefreshedSchema,
   caRotationMessageSchema,
+  execRequestSchema,
 ]);
 export type GatewayMessage = z.infer<typeof gatewayMessageSchema>;
 

@@ -9,6 +9,7 @@ import type {
   AuditEventInput,
   CertificateRecord,
   DeviceRecord,
+  ExecRecord,
   RegistrationRecord,
   SessionRecord,
 } from "./types.js";
@@ -31,6 +32,7 @@ export interface Database {
     hash: string;
   };
   api_keys: ApiKeyRecord;
+  exec_history: ExecRecord;
   signing_keys: SigningKeyRecord;
   token_families: TokenFamilyRecord;
   refresh_tokens: RefreshTokenRecord;
@@ -247,10 +249,41 @@ const auditChain: Migration = {
   },
 };
 
+const execHistory: Migration = {
+  async up(db: Kysely<any>) {
+    // No foreign key to devices: sessions opened with an API key's token run commands too.
+    await db.schema
+      .createTable("exec_history")
+      .addColumn("exec_id", "text", (c) => c.primaryKey())
+      .addColumn("device_id", "text", (c) => c.notNull())
+      .addColumn("requested_by", "text", (c) => c.notNull())
+      .addColumn("command", "text", (c) => c.notNull())
+      .addColumn("args", "text", (c) => c.notNull())
+      .addColumn("requested_at", "text", (c) => c.notNull())
+      .addColumn("finished_at", "text")
+      .addColumn("outcome", "text", (c) => c.notNull())
+      .addColumn("exit_code", "integer")
+      .addColumn("duration_ms", "integer")
+      .addColumn("stdout_bytes", "integer", (c) => c.notNull())
+      .addColumn("stderr_bytes", "integer", (c) => c.notNull())
+      .addColumn("code", "text")
+      .execute();
+    await db.schema
+      .createIndex("exec_history_device_idx")
+      .on("exec_history")
+      .columns(["device_id", "requested_at"])
+      .execute();
+  },
+  async down(db: Kysely<any>) {
+    await db.schema.dropTable("exec_history").execute();
+  },
+};
+
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_tokens": tokens,
   "0003_audit_chain": auditChain,
+  "0004_exec_history": execHistory,
 };
 
 const provider: MigrationProvider = {

@@ -18,6 +18,7 @@ import type {
   CertificateRecord,
   DeviceRecord,
   DeviceStatus,
+  ExecRecord,
   RegistrationRecord,
   SessionRecord,
   Store,
@@ -391,6 +392,20 @@ export class KyselyStore implements Store {
   }
 
   // audit
+
+  async insertExec(record: ExecRecord): Promise<void> {
+    await this.db.insertInto("exec_history").values(record).execute();
+  }
+
+  async listExecs(deviceId: string, limit = 50): Promise<ExecRecord[]> {
+    return this.db
+      .selectFrom("exec_history")
+      .selectAll()
+      .where("deviceId", "=", deviceId)
+      .orderBy("requestedAt", "desc")
+      .limit(limit)
+      .execute();
+  }
 
   async appendAudit(event: AuditEventInput): Promise<number> {
     // One transaction per entry: read the chain's head, hash, insert. Transactions on this store

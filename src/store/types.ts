@@ -90,6 +90,24 @@ export interface AuditEventRecord extends AuditEventInput {
   detailsJson: string;
 }
 
+/** One command run on a node, kept per device id (stable across renewals and re-issue). */
+export interface ExecRecord {
+  execId: string;
+  deviceId: string;
+  requestedBy: string;
+  command: string;
+  /** JSON array text */
+  args: string;
+  requestedAt: string;
+  finishedAt: string | null;
+  outcome: string;
+  exitCode: number | null;
+  durationMs: number | null;
+  stdoutBytes: number;
+  stderrBytes: number;
+  code: string | null;
+}
+
 export interface ApprovalResult {
   device: DeviceRecord;
   registration: RegistrationRecord;
@@ -158,7 +176,11 @@ export interface Store {
   /** Sessions left open by a crash are closed at start. */
   closeAllOpenSessions(at: string, reason: string): Promise<number>;
 
-  // audit (a plain append for now)
+  // execution history
+  insertExec(record: ExecRecord): Promise<void>;
+  listExecs(deviceId: string, limit?: number): Promise<ExecRecord[]>;
+
+  // audit (a hash-chained append)
   appendAudit(event: AuditEventInput): Promise<number>;
   listAudit(options?: { afterId?: number; limit?: number; subject?: string }): Promise<AuditEventRecord[]>;
 }

@@ -1,4 +1,7 @@
 import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import { parseBody } from "../parse-body.js";
+import { DEFAULT_EXEC_TIMEOUT_MS, MAX_EXEC_TIMEOUT_MS } from "../exec.js";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 
@@ -11,4 +14,29 @@ export function registerNodeRoutes(app: FastifyInstance, ctx: GatewayContext): v
       .map((session) => ctx.sessions.view(session, now));
     return { nodes };
   });
+
+  const execBody = z.strictObject({
+    command: z.string().min(1).max(256),
+    args: z.array(z.string().max(4096)).max(64).default([]),
+    timeoutMs: z.number().int().min(100).max(MAX_EXEC_TIMEOUT_MS).default(DEFAULT_EXEC_TIMEOUT_MS),
+  });
+
+  app.post<{ Params: { id: string } }>(
+    "/api/v1/nodes/:id/exec",
+    { onRequest: requireScopeHook(ctx, "node:execute") },
+    async (request) => {
+      const body = parseBody(execBody, request.body);
+      return ctx.exec.run(request.principal!, request.params.id, body.command, body.args, body.timeoutMs);
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { limit?: string } }>(
+    "/api/v1/nodes/:id/history",
+    { onRequest: requireScopeHook(ctx, "audit:read") },
+    async (request) => {
+      const limit = Math.min(500, Math.max(1, Number(request.query.limit ?? 50) || 50));
+      const history = await ctx.store.listExecs(request.params.id, limit);
+      return { history: history.map((h) => ({ ...h, args: JSON.parse(h.args) as string[] })) };
+    },
+  );
 }

@@ -1,0 +1,194 @@
+import { randomBytes } from "node:crypto";
+import { GatehouseError, isErrorCode } from "../protocol/errors.js";
+import type { ExecRequest, ExecResult } from "../protocol/messages.js";
+import type { Principal } from "../auth/roles.js";
+import type { GatewayContext } from "./context.js";
+import type { LiveSession } from "./sessions.js";
+
+export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
+export const MAX_EXEC_TIMEOUT_MS = 300_000;
+/** Per stream after base64 this stays well inside the session's 64 KiB frame limit. */
+export const MAX_EXEC_OUTPUT_BYTES = 16 * 1024;
+/** Time the node gets beyond the command's own timeout to report back. */
+const REPORT_GRACE_MS = 5000;
+
+export interface ExecOutcome {
+  execId: string;
+  deviceId: string;
+  command: string;
+  args: string[];
+  outcome: ExecResult["outcome"];
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+  truncated: boolean;
+  code?: string;
+}
+
+interface Pending {
+  session: LiveSession;
+  resolve: (result: ExecResult) => void;
+  reject: (error: GatehouseError) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Sends commands over node sessions and matches the answers: one pending entry per request, failed
+ * with `node_offline` when its session goes away and with `exec_timeout` when the node never
+ * answers — an operator never waits on a dead node.
+ */
+export class ExecBroker {
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(private readonly ctx: GatewayContext) {}
+
+  /** Called by the session for every exec_result it receives. */
+  settle(session: LiveSession, result: ExecResult): void {
+    const entry = this.pending.get(result.id);
+    if (!entry || entry.session !== session) return;
+    this.pending.delete(result.id);
+    clearTimeout(entry.timer);
+    entry.resolve(result);
+  }
+
+  /** Called when a session closes: its commands will never be answered. */
+  sessionClosed(session: LiveSession, code: number, reason: string): void {
+    for (const [id, entry] of this.pending) {
+      if (entry.session !== session) continue;
+      this.pending.delete(id);
+      clearTimeout(entry.timer);
+      entry.reject(
+        new GatehouseError(
+          "node_offline",
+          `the node went away while running the command (session closed ${code}${reason ? ` ${reason}` : ""})`,
+        ),
+      );
+    }
+  }
+
+  private findSession(idOrName: string): { deviceId: string; session: LiveSession } {
+    const sessions = this.ctx.sessions.all();
+    const byId = sessions.filter((s) => s.deviceId === idOrName);
+    const byName = byId.length ? [] : sessions.filter((s) => s.name === idOrName);
+    const matches = byId.length ? byId : byName;
+    if (matches.length > 1 && byName.length) {
+      throw new GatehouseError(
+        "invalid_request",
+        `${matches.length} online nodes are named ${JSON.stringify(idOrName)}; use the device id`,
+      );
+    }
+    const session = matches.sort((a, b) => b.connectedAt.getTime() - a.connectedAt.getTime())[0];
+    if (session) return { deviceId: session.deviceId, session };
+    const device = this.ctx.devices.get(idOrName);
+    if (device && device.kind === "node") {
+      throw new GatehouseError("node_offline", `node ${idOrName} (${device.name}) is not connected`);
+    }
+    throw new GatehouseError("node_not_found", `no node ${JSON.stringify(idOrName)}`);
+  }
+
+  async run(
+    principal: Principal,
+    idOrName: string,
+    command: string,
+    args: string[],
+    timeoutMs: number,
+  ): Promise<ExecOutcome> {
+    const { deviceId, session } = this.findSession(idOrName);
+    const execId = "exe_" + randomBytes(12).toString("hex");
+    const requestedAt = this.ctx.now();
+    await this.ctx.audit.record({
+      type: "exec.request",
+      outcome: "success",
+      actor: principal.subject,
+      subject: deviceId,
+      details: { execId, command, argc: args.length, timeoutMs },
+    });
+
+    const request: ExecRequest = {
+      type: "exec",
+      id: execId,
+      command,
+      args,
+      timeoutMs,
+      maxOutputBytes: MAX_EXEC_OUTPUT_BYTES,
+    };
+    let result: ExecResult | undefined;
+    let failure: GatehouseError | undefined;
+    try {
+      result = await new Promise<ExecResult>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.pending.delete(execId);
+          reject(
+            new GatehouseError(
+              "exec_timeout",
+              `the node did not answer within ${timeoutMs + REPORT_GRACE_MS} ms`,
+            ),
+          );
+        }, timeoutMs + REPORT_GRACE_MS);
+        timer.unref();
+        this.pending.set(execId, { session, resolve, reject, timer });
+        session.socket.send(JSON.stringify(request));
+      });
+    } catch (error) {
+      failure = error instanceof GatehouseError ? error : new GatehouseError("internal_error");
+    }
+
+    const finishedAt = this.ctx.now();
+    const stdout = Buffer.from(result?.stdout ?? "", "base64");
+    const stderr = Buffer.from(result?.stderr ?? "", "base64");
+    const code = failure?.code ?? result?.code ?? null;
+    const outcome = result?.outcome ?? (failure?.code === "exec_timeout" ? "timeout" : "failed");
+    await this.ctx.store.insertExec({
+      execId,
+      deviceId,
+      requestedBy: principal.subject,
+      command,
+      args: JSON.stringify(args),
+      requestedAt: requestedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      outcome,
+      exitCode: result?.exitCode ?? null,
+      durationMs: result?.durationMs ?? finishedAt.getTime() - requestedAt.getTime(),
+      stdoutBytes: stdout.length,
+      stderrBytes: stderr.length,
+      code,
+    });
+    await this.ctx.audit.record({
+      type: "exec.result",
+      outcome: result?.outcome === "completed" ? "success" : "failure",
+      actor: principal.subject,
+      subject: deviceId,
+      code,
+      details: {
+        execId,
+        exitCode: result?.exitCode ?? null,
+        outcome,
+        stdoutBytes: stdout.length,
+        stderrBytes: stderr.length,
+      },
+    });
+
+    if (failure) throw failure;
+    const answered = result!;
+    if (answered.outcome === "refused" || answered.outcome === "failed" || answered.outcome === "timeout") {
+      const errorCode = answered.code && isErrorCode(answered.code) ? answered.code : "invalid_request";
+      throw new GatehouseError(errorCode, answered.message ?? `the node refused the command`);
+    }
+    return {
+      execId,
+      deviceId,
+      command,
+      args,
+      outcome: answered.outcome,
+      exitCode: answered.exitCode,
+      signal: answered.signal,
+      stdout: stdout.toString("utf8"),
+      stderr: stderr.toString("utf8"),
+      durationMs: answered.durationMs,
+      truncated: answered.outcome === "truncated",
+      ...(answered.code ? { code: answered.code } : {}),
+    };
+  }
+}

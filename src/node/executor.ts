@@ -1,0 +1,129 @@
+import { spawn } from "node:child_process";
+import os from "node:os";
+import type { ExecRequest, ExecResult } from "../protocol/messages.js";
+import { GATEHOUSE_VERSION } from "../protocol/version.js";
+
+/** Always allowed: what the node is, without running anything. */
+export const BUILTIN_STATUS = "status";
+
+const MAX_CONCURRENT = 8;
+let running = 0;
+
+function result(request: ExecRequest, fields: Omit<ExecResult, "type" | "id">): ExecResult {
+  return { type: "exec_result", id: request.id, ...fields };
+}
+
+/**
+ * Runs a command for an operator, on this node's terms: only names in the owner's `exec.allow`
+ * (plus the built-in `status`), never through a shell (argv as given), with a timeout and an
+ * output cap; the process is killed when either is hit.
+ */
+export async function runExecRequest(request: ExecRequest, allow: readonly string[]): Promise<ExecResult> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  if (request.command === BUILTIN_STATUS && !allow.includes(BUILTIN_STATUS)) {
+    const status = {
+      hostname: os.hostname(),
+      platform: `${process.platform}-${process.arch}`,
+      version: GATEHOUSE_VERSION,
+      uptimeSeconds: Math.round(os.uptime()),
+      loadAverage: os.loadavg(),
+    };
+    return result(request, {
+      outcome: "completed",
+      exitCode: 0,
+      signal: null,
+      stdout: Buffer.from(JSON.stringify(status) + "\n").toString("base64"),
+      stderr: "",
+      durationMs: elapsed(),
+    });
+  }
+  if (!allow.includes(request.command)) {
+    return result(request, {
+      outcome: "refused",
+      exitCode: null,
+      signal: null,
+      stdout: "",
+      stderr: "",
+      durationMs: elapsed(),
+      code: "command_not_allowed",
+      message: `this node does not allow ${JSON.stringify(request.command)} (exec.allow: ${allow.length ? allow.join(", ") : "nothing"})`,
+    });
+  }
+  if (running >= MAX_CONCURRENT) {
+    return result(request, {
+      outcome: "refused",
+      exitCode: null,
+      signal: null,
+      stdout: "",
+      stderr: "",
+      durationMs: elapsed(),
+      code: "rate_limited",
+      message: `this node already runs ${MAX_CONCURRENT} commands`,
+    });
+  }
+  running += 1;
+  try {
+    return await spawnCapped(request, elapsed);
+  } finally {
+    running -= 1;
+  }
+}
+
+function spawnCapped(request: ExecRequest, elapsed: () => number): Promise<ExecResult> {
+  return new Promise((resolve) => {
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let bytes = 0;
+    let outcome: ExecResult["outcome"] = "completed";
+    const child = spawn(request.command, request.args, { shell: false, stdio: ["ignore", "pipe", "pipe"] });
+    const kill = (why: ExecResult["outcome"]) => {
+      if (outcome === "completed") outcome = why;
+      child.kill("SIGKILL");
+    };
+    const timer = setTimeout(() => kill("timeout"), request.timeoutMs);
+    const collect = (into: Buffer[]) => (chunk: Buffer) => {
+      const room = request.maxOutputBytes - bytes;
+      if (room > 0) into.push(chunk.subarray(0, room));
+      bytes += chunk.length;
+      if (bytes > request.maxOutputBytes) kill("truncated");
+    };
+    child.stdout.on("data", collect(stdout));
+    child.stderr.on("data", collect(stderr));
+    child.on("error", (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(
+        result(request, {
+          outcome: "failed",
+          exitCode: error.code === "ENOENT" ? 127 : null,
+          signal: null,
+          stdout: "",
+          stderr: "",
+          durationMs: elapsed(),
+          code: "invalid_request",
+          message: error.code === "ENOENT" ? `${request.command}: not found on this node` : error.message,
+        }),
+      );
+    });
+    child.on("close", (exitCode, signal) => {
+      clearTimeout(timer);
+      const codes = { timeout: "exec_timeout", truncated: "payload_too_large" } as Record<string, string>;
+      const code = codes[outcome];
+      resolve(
+        result(request, {
+          outcome,
+          exitCode,
+          signal,
+          stdout: Buffer.concat(stdout).toString("base64"),
+          stderr: Buffer.concat(stderr).toString("base64"),
+          durationMs: elapsed(),
+          ...(code ? { code } : {}),
+          ...(outcome === "timeout" ? { message: `killed after ${request.timeoutMs} ms` } : {}),
+          ...(outcome === "truncated"
+            ? { message: `output passed ${request.maxOutputBytes} bytes; the command was stopped` }
+            : {}),
+        }),
+      );
+    });
+  });
+}
