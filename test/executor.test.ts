@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { runExecRequest } from "../src/node/executor.js";
+import type { ExecRequest } from "../src/protocol/messages.js";
+
+function request(command: string, args: string[] = [], over: Partial<ExecRequest> = {}): ExecRequest {
+  return { type: "exec", id: "exe_test", command, args, timeoutMs: 5000, maxOutputBytes: 1024, ...over };
+}
+
+const text = (base64: string) => Buffer.from(base64, "base64").toString("utf8");
+
+describe("the node's executor", () => {
+  it("refuses what the owner's allow-list does not name, running nothing", async () => {
+    const result = await runExecRequest(request("sh", ["-c", "touch /tmp/should-not-exist"]), ["uname"]);
+    expect(result).toMatchObject({ outcome: "refused", code: "command_not_allowed", exitCode: null });
+    expect(result.message).toContain("exec.allow: uname");
+  });
+
+  it("answers the built-in status with an empty allow-list", async () => {
+    const result = await runExecRequest(request("status"), []);
+    expect(result.outcome).toBe("completed");
+    expect(JSON.parse(text(result.stdout))).toMatchObject({
+      platform: `${process.platform}-${process.arch}`,
+    });
+  });
+
+  it("passes argv without a shell: metacharacters stay literal", async () => {
+    const result = await runExecRequest(request("echo", ["$HOME", ";", "id", "`whoami`"]), ["echo"]);
+    expect(result).toMatchObject({ outcome: "completed", exitCode: 0 });
+    expect(text(result.stdout)).toBe("$HOME ; id `whoami`\n");
+  });
+
+  it("reports the command's exit code and both streams", async () => {
+    const result = await runExecRequest(request("sh", ["-c", "echo out; echo err >&2; exit 7"]), ["sh"]);
+    expect(result).toMatchObject({ outcome: "completed", exitCode: 7 });
+    expect(text(result.stdout)).toBe("out\n");
+    expect(text(result.stderr)).toBe("err\n");
+  });
+
+  it("kills a command at its timeout", async () => {
+    const result = await runExecRequest(request("sleep", ["30"], { timeoutMs: 200 }), ["sleep"]);
+    expect(result).toMatchObject({ outcome: "timeout", code: "exec_timeout", signal: "SIGKILL" });
+  });
+
+  it("stops a command at the output cap and keeps exactly the cap", async () => {
+    const result = await runExecRequest(request("yes"), ["yes"]);
+    expect(result).toMatchObject({ outcome: "truncated", code: "payload_too_large" });
+    expect(Buffer.from(result.stdout, "base64").length).toBe(1024);
+  });
+
+  it("names a command that is allowed but not installed", async () => {
+    const result = await runExecRequest(request("gatehouse-no-such-tool"), ["gatehouse-no-such-tool"]);
+    expect(result).toMatchObject({ outcome: "failed", exitCode: 127 });
+    expect(result.message).toContain("not found on this node");
+  });
+});
