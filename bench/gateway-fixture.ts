@@ -16,6 +16,7 @@ export interface BenchGateway {
   home: string;
   host: string;
   port: number;
+  caFingerprint: string;
   /** PEMs from the home. */
   pem: {
     ca: string;
@@ -33,7 +34,7 @@ export async function startBenchGateway(): Promise<BenchGateway> {
   const home = path.join(dir, "home");
   let running: RunningGateway | undefined;
   try {
-    await initGatewayHome(home, { listen: "127.0.0.1:0" });
+    const { caFingerprint } = await initGatewayHome(home, { listen: "127.0.0.1:0" });
     running = await startGateway(home, { logger: pino({ level: "silent" }) });
     const url = new URL(running.url);
     const read = (file: string) => readFileSync(path.join(home, file), "utf8");
@@ -43,6 +44,7 @@ export async function startBenchGateway(): Promise<BenchGateway> {
       home,
       host: url.hostname,
       port: Number(url.port),
+      caFingerprint,
       pem: {
         ca: read(GATEWAY_FILES.caCert),
         serverKey: read(GATEWAY_FILES.serverKey),
@@ -66,20 +68,28 @@ export async function startBenchGateway(): Promise<BenchGateway> {
   }
 }
 
-/** One HTTPS GET with a timeout, for the sanity checks before a benchmark. */
+/** One HTTPS request (GET unless told; a body goes as JSON) with a timeout, for sanity checks. */
 export async function fetchOnce(
   url: string,
-  options: { ca: string; cert?: string; key?: string; headers?: Record<string, string> },
+  options: {
+    ca: string;
+    cert?: string;
+    key?: string;
+    headers?: Record<string, string>;
+    method?: "GET" | "POST";
+    body?: unknown;
+  },
 ): Promise<{ status: number; body: string }> {
+  const body = options.body === undefined ? undefined : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
     const request = https.request(
       url,
       {
-        method: "GET",
+        method: options.method ?? "GET",
         ca: options.ca,
         cert: options.cert,
         key: options.key,
-        headers: options.headers,
+        headers: body ? { ...options.headers, "content-type": "application/json" } : options.headers,
         agent: false,
       },
       (response) => {
@@ -92,6 +102,6 @@ export async function fetchOnce(
     );
     request.setTimeout(10_000, () => request.destroy(new Error(`GET ${url} timed out`)));
     request.on("error", reject);
-    request.end();
+    request.end(body);
   });
 }

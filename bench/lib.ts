@@ -40,6 +40,9 @@ export interface Sample {
   clientCpuCores?: number;
   /** CPU used by everything else on the machine during the window (other processes), in cores. */
   otherCpuCores?: number;
+  /** Latency percentiles of the operations in the window, when the load client measured them. */
+  p50Ms?: number;
+  p99Ms?: number;
 }
 
 export interface Measurement {
@@ -52,6 +55,8 @@ export interface Measurement {
   medianCpuCores?: number;
   medianClientCpuCores?: number;
   medianOtherCpuCores?: number;
+  medianP50Ms?: number;
+  medianP99Ms?: number;
 }
 
 export interface Ratio {
@@ -103,6 +108,10 @@ export function summarize(label: string, description: string, unit: string, samp
   if (cores !== undefined) m.medianCpuCores = cores;
   if (client !== undefined) m.medianClientCpuCores = client;
   if (other !== undefined) m.medianOtherCpuCores = other;
+  const p50 = medianOf(samples, (s) => s.p50Ms);
+  const p99 = medianOf(samples, (s) => s.p99Ms);
+  if (p50 !== undefined) m.medianP50Ms = p50;
+  if (p99 !== undefined) m.medianP99Ms = p99;
   return m;
 }
 

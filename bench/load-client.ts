@@ -9,6 +9,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import https from "node:https";
 import tls from "node:tls";
 import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
 import {
   machineBusyCores,
   machineTicks,
@@ -22,11 +23,17 @@ import {
 } from "./lib.js";
 
 export interface LoadSpec {
-  /** "http": keep-alive HTTPS requests; "handshake": a new TLS connection per request. */
-  kind: "http" | "handshake";
+  /**
+   * "http": keep-alive HTTPS requests; "handshake": a new TLS connection per request;
+   * "ws-echo": one WSS connection per loop, each operation a message and its echo.
+   */
+  kind: "http" | "handshake" | "ws-echo";
   host: string;
   port: number;
   path: string;
+  /** GET unless given; a body is sent as JSON. */
+  method?: "GET" | "POST";
+  body?: unknown;
   headers?: Record<string, string>;
   /** PEM of the CA that signed the server certificate. */
   ca: string;
@@ -47,6 +54,9 @@ export interface LoadResult {
   elapsedMs: number;
   /** CPU of the client process during the timed window, in cores. */
   clientCpuCores: number;
+  /** Latency of the operations completed in the timed window. */
+  p50Ms: number;
+  p99Ms: number;
   firstError?: string;
 }
 
@@ -54,10 +64,12 @@ type Op = () => Promise<string | undefined>; // undefined: success; otherwise wh
 
 function httpOp(spec: LoadSpec, agent: https.Agent): Op {
   const timeout = spec.timeoutMs ?? 5000;
+  const body = spec.body === undefined ? undefined : Buffer.from(JSON.stringify(spec.body));
+  const headers = body ? { ...spec.headers, "content-type": "application/json" } : spec.headers;
   return () =>
     new Promise((resolve) => {
       const request = https.request(
-        { host: spec.host, port: spec.port, path: spec.path, method: "GET", headers: spec.headers, agent },
+        { host: spec.host, port: spec.port, path: spec.path, method: spec.method ?? "GET", headers, agent },
         (response) => {
           const status = response.statusCode;
           response.resume();
@@ -67,8 +79,45 @@ function httpOp(spec: LoadSpec, agent: https.Agent): Op {
       );
       request.setTimeout(timeout, () => request.destroy(new Error("timeout")));
       request.on("error", (error) => resolve(error.message));
-      request.end();
+      request.end(body);
     });
+}
+
+/** Opens one WSS connection; each operation sends a message and waits for its echo. */
+async function wsEchoOp(spec: LoadSpec): Promise<{ op: Op; close: () => void }> {
+  const timeout = spec.timeoutMs ?? 5000;
+  const payload = JSON.stringify(spec.body ?? { type: "echo" });
+  const socket = new WebSocket(`wss://${spec.host}:${spec.port}${spec.path}`, {
+    ca: spec.ca,
+    ...(spec.cert ? { cert: spec.cert, key: spec.key } : {}),
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("open", () => resolve());
+    socket.once("error", reject);
+  });
+  let waiting: ((outcome: string | undefined) => void) | undefined;
+  socket.on("message", () => {
+    const settle = waiting;
+    waiting = undefined;
+    settle?.(undefined);
+  });
+  socket.on("close", () => waiting?.("connection closed"));
+  const op: Op = () =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => resolve("timeout"), timeout);
+      waiting = (outcome) => {
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      socket.send(payload);
+    });
+  return { op, close: () => socket.terminate() };
+}
+
+/** The value below which a share `q` of the sorted values lie (nearest rank). */
+function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
 function handshakeOp(spec: LoadSpec, context: tls.SecureContext): Op {
@@ -108,14 +157,21 @@ function handshakeOp(spec: LoadSpec, context: tls.SecureContext): Op {
  */
 export async function runLoad(spec: LoadSpec, onMark: (phase: "start" | "end") => void): Promise<LoadResult> {
   let agent: https.Agent | undefined;
-  let op: Op;
+  let ops: Op[];
+  const closers: (() => void)[] = [];
   if (spec.kind === "http") {
-    agent = new https.Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca });
-    op = httpOp(spec, agent);
+    const identity = spec.cert ? { cert: spec.cert, key: spec.key } : {};
+    agent = new https.Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, ...identity });
+    ops = Array<Op>(spec.concurrency).fill(httpOp(spec, agent));
+  } else if (spec.kind === "ws-echo") {
+    const sockets = await Promise.all(Array.from({ length: spec.concurrency }, () => wsEchoOp(spec)));
+    ops = sockets.map((s) => s.op);
+    closers.push(...sockets.map((s) => s.close));
   } else {
     const context = tls.createSecureContext({ ca: spec.ca, key: spec.key, cert: spec.cert });
-    op = handshakeOp(spec, context);
+    ops = Array<Op>(spec.concurrency).fill(handshakeOp(spec, context));
   }
+  const latencies: number[] = [];
 
   const start = now();
   const t0 = start + spec.runInMs;
@@ -143,26 +199,31 @@ export async function runLoad(spec: LoadSpec, onMark: (phase: "start" | "end") =
   const startTimer = setTimeout(markStart, spec.runInMs);
   const endTimer = setTimeout(markEnd, spec.runInMs + spec.durationMs);
 
-  const loop = async () => {
+  const loop = async (op: Op) => {
     while (issued < MAX_OPS_PER_WINDOW && now() < t1) {
       issued++;
+      const began = now();
       const outcome = await op();
       const t = now();
       if (t < t0 || t >= t1) continue;
-      if (outcome === undefined) completed++;
-      else {
+      if (outcome === undefined) {
+        completed++;
+        latencies.push(t - began);
+      } else {
         failed++;
         firstError ??= outcome;
       }
     }
   };
   try {
-    await Promise.all(Array.from({ length: spec.concurrency }, loop));
+    await Promise.all(ops.map(loop));
   } finally {
     clearTimeout(startTimer);
     clearTimeout(endTimer);
     agent?.destroy();
+    for (const close of closers) close();
   }
+  latencies.sort((a, b) => a - b);
   // Timers fire late on a busy loop: make sure both marks happened, in order.
   markStart();
   markEnd();
@@ -171,6 +232,8 @@ export async function runLoad(spec: LoadSpec, onMark: (phase: "start" | "end") =
     failed,
     elapsedMs: spec.durationMs,
     clientCpuCores: (cpu1 - cpu0) / 1000 / spec.durationMs,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
   };
   if (firstError !== undefined) result.firstError = firstError;
   return result;
@@ -244,6 +307,8 @@ export class LoadClient {
       elapsedMs: result.elapsedMs,
       cpuUsPerOp: result.completed ? cpuUs / result.completed : Number.NaN,
       cpuCores: wallMs > 0 ? cpuUs / 1000 / wallMs : Number.NaN,
+      p50Ms: result.p50Ms,
+      p99Ms: result.p99Ms,
     };
     if (this.child) sample.clientCpuCores = result.clientCpuCores;
     const busy = machineBusyCores(ticks0, ticks1);

@@ -28,11 +28,13 @@ import {
 import * as tokenVerify from "./token-verify.js";
 import * as validateRate from "./validate-rate.js";
 import * as mtlsHandshake from "./mtls-handshake.js";
+import * as execRoundTrip from "./exec-roundtrip.js";
 
 const BENCHMARKS: { name: string; run: (settings: BenchSettings) => Promise<BenchResult> }[] = [
   { name: "token-verify", run: tokenVerify.run },
   { name: "validate-rate", run: validateRate.run },
   { name: "mtls-handshake", run: mtlsHandshake.run },
+  { name: "exec-roundtrip", run: execRoundTrip.run },
 ];
 
 /** The whole run is cut off after this, whatever hangs. */
@@ -79,6 +81,8 @@ function measurementRow(m: Measurement): string[] {
     formatNumber(m.medianCpuCores, 2),
     formatNumber(m.medianClientCpuCores, 2),
     formatNumber(m.medianOtherCpuCores, 2),
+    formatNumber(m.medianP50Ms, 2),
+    formatNumber(m.medianP99Ms, 2),
   ];
 }
 
@@ -115,6 +119,8 @@ function renderSummary(
         "cores",
         "client cores",
         "other cores",
+        "p50 ms",
+        "p99 ms",
       ]),
     );
     out.push(
@@ -135,7 +141,8 @@ function renderSummary(
   out.push(
     "cpu µs/op, cores: CPU of the measured process (the server, or the in-process loop); " +
       "client cores: the load-client process; other cores: the rest of the machine (other processes) " +
-      "in the same windows — above ~0.2 the figures are disturbed.",
+      "in the same windows — above ~0.2 the figures are disturbed. p50/p99 ms: latency of one " +
+      "operation as the load client saw it (median over the windows), where it was measured.",
   );
   return out.join("\n");
 }

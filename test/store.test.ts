@@ -336,7 +336,10 @@ describe("SQLite store", () => {
       details: { n, nested: { role: "node" }, list: [1, 2] },
     });
     const ids = [];
-    for (let n = 1; n <= 5; n++) ids.push(await store.appendAudit(event(n % 2 ? "d1" : "d2", n)));
+    for (let n = 1; n <= 2; n++)
+      ids.push(...(await store.appendAudit([{ event: event(n % 2 ? "d1" : "d2", n) }])));
+    // A batch chains in order, in one commit, after what is there.
+    ids.push(...(await store.appendAudit([3, 4, 5].map((n) => ({ event: event(n % 2 ? "d1" : "d2", n) })))));
     expect(ids).toEqual([1, 2, 3, 4, 5]);
 
     const all = await store.listAudit();
@@ -354,16 +357,17 @@ describe("SQLite store", () => {
 
   it("finds the first altered, removed or reordered audit entry", async () => {
     for (let n = 1; n <= 6; n++) {
-      await store.appendAudit({
+      const event = {
         ts: `2025-01-01T00:00:0${n}.000Z`,
         type: "t",
-        outcome: "success",
+        outcome: "success" as const,
         actor: null,
         subject: null,
         address: null,
         code: null,
         details: { n },
-      });
+      };
+      await store.appendAudit([{ event }]);
     }
     const all = await store.listAudit();
     const altered = all.map((e) => (e.seq === 3 ? { ...e, detailsJson: '{"n":33}' } : e));
@@ -381,5 +385,47 @@ describe("SQLite store", () => {
       seq: 3,
       reason: expect.stringContaining("moved"),
     });
+  });
+
+  it("writes an exec's history row with its audit entry, or neither", async () => {
+    const event = (n: number) => ({
+      ts: `2025-01-01T00:00:0${n}.000Z`,
+      type: "exec.result",
+      outcome: "success" as const,
+      actor: "key:k1",
+      subject: "d1",
+      address: null,
+      code: null,
+      details: { n },
+    });
+    const exec = (execId: string) => ({
+      execId,
+      deviceId: "d1",
+      requestedBy: "key:k1",
+      command: "uname",
+      args: '["-a"]',
+      requestedAt: "2025-01-01T00:00:00.000Z",
+      finishedAt: "2025-01-01T00:00:01.000Z",
+      outcome: "completed",
+      exitCode: 0,
+      durationMs: 12,
+      stdoutBytes: 80,
+      stderrBytes: 0,
+      code: null,
+    });
+    await store.appendAudit([{ event: event(1), exec: exec("exe_1") }]);
+    expect(await store.listExecs("d1")).toEqual([exec("exe_1")]);
+
+    // The second write of this batch fails (a duplicate id): the whole batch is rolled back.
+    await expect(
+      store.appendAudit([
+        { event: event(2), exec: exec("exe_2") },
+        { event: event(3), exec: exec("exe_1") },
+      ]),
+    ).rejects.toThrow();
+    expect((await store.listExecs("d1")).map((e) => e.execId)).toEqual(["exe_1"]);
+    const audit = await store.listAudit();
+    expect(audit).toHaveLength(1);
+    expect(verifyAuditChain(audit)).toMatchObject({ ok: true, checked: 1 });
   });
 });

@@ -140,35 +140,38 @@ export class ExecBroker {
     const stderr = Buffer.from(result?.stderr ?? "", "base64");
     const code = failure?.code ?? result?.code ?? null;
     const outcome = result?.outcome ?? (failure?.code === "exec_timeout" ? "timeout" : "failed");
-    await this.ctx.store.insertExec({
-      execId,
-      deviceId,
-      requestedBy: principal.subject,
-      command,
-      args: JSON.stringify(args),
-      requestedAt: requestedAt.toISOString(),
-      finishedAt: finishedAt.toISOString(),
-      outcome,
-      exitCode: result?.exitCode ?? null,
-      durationMs: result?.durationMs ?? finishedAt.getTime() - requestedAt.getTime(),
-      stdoutBytes: stdout.length,
-      stderrBytes: stderr.length,
-      code,
-    });
-    await this.ctx.audit.record({
-      type: "exec.result",
-      outcome: result?.outcome === "completed" ? "success" : "failure",
-      actor: principal.subject,
-      subject: deviceId,
-      code,
-      details: {
+    // The history row and its audit entry go to disk in one commit, before the operator hears back.
+    await this.ctx.audit.record(
+      {
+        type: "exec.result",
+        outcome: result?.outcome === "completed" ? "success" : "failure",
+        actor: principal.subject,
+        subject: deviceId,
+        code,
+        details: {
+          execId,
+          exitCode: result?.exitCode ?? null,
+          outcome,
+          stdoutBytes: stdout.length,
+          stderrBytes: stderr.length,
+        },
+      },
+      {
         execId,
-        exitCode: result?.exitCode ?? null,
+        deviceId,
+        requestedBy: principal.subject,
+        command,
+        args: JSON.stringify(args),
+        requestedAt: requestedAt.toISOString(),
+        finishedAt: finishedAt.toISOString(),
         outcome,
+        exitCode: result?.exitCode ?? null,
+        durationMs: result?.durationMs ?? finishedAt.getTime() - requestedAt.getTime(),
         stdoutBytes: stdout.length,
         stderrBytes: stderr.length,
+        code,
       },
-    });
+    );
 
     if (failure) throw failure;
     const answered = result!;

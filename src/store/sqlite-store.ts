@@ -13,7 +13,7 @@ import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
 import type { TokenStore } from "./token-types.js";
 import type {
   ApprovalResult,
-  AuditEventInput,
+  AuditWrite,
   AuditEventRecord,
   CertificateRecord,
   DeviceRecord,
@@ -393,10 +393,6 @@ export class KyselyStore implements Store {
 
   // audit
 
-  async insertExec(record: ExecRecord): Promise<void> {
-    await this.db.insertInto("exec_history").values(record).execute();
-  }
-
   async listExecs(deviceId: string, limit = 50): Promise<ExecRecord[]> {
     return this.db
       .selectFrom("exec_history")
@@ -407,10 +403,11 @@ export class KyselyStore implements Store {
       .execute();
   }
 
-  async appendAudit(event: AuditEventInput): Promise<number> {
-    // One transaction per entry: read the chain's head, hash, insert. Transactions on this store
-    // are serialised, so two appends can never chain to the same head. (A PostgreSQL store needs
-    // a row lock on the head for the same guarantee across gateways.)
+  async appendAudit(writes: AuditWrite[]): Promise<number[]> {
+    // One transaction per batch: read the chain's head once, then hash and insert each entry in
+    // order. Transactions on this store are serialised, so two batches can never chain to the same
+    // head. (A PostgreSQL store needs a row lock on the head for the same guarantee across gateways.)
+    if (writes.length === 0) return [];
     return this.db.transaction().execute(async (trx) => {
       const head = await trx
         .selectFrom("audit_events")
@@ -418,29 +415,36 @@ export class KyselyStore implements Store {
         .orderBy("seq", "desc")
         .limit(1)
         .executeTakeFirst();
-      const detailsJson = JSON.stringify(event.details);
-      const seq = (head?.seq ?? 0) + 1;
-      const prevHash = head?.hash ?? GENESIS_HASH;
-      const hash = auditEntryHash({ ...event, seq, prevHash, detailsJson });
-      const { id } = await trx
-        .insertInto("audit_events")
-        .values({
-          ts: event.ts,
-          type: event.type,
-          outcome: event.outcome,
-          actor: event.actor,
-          subject: event.subject,
-          address: event.address,
-          code: event.code,
-          details: detailsJson,
-          seq,
-          prevHash,
-          hash,
-        })
-        // RETURNING rather than insertId: PostgreSQL has no last-insert-id.
-        .returning("id")
-        .executeTakeFirstOrThrow();
-      return id;
+      let seq = head?.seq ?? 0;
+      let prevHash = head?.hash ?? GENESIS_HASH;
+      const ids: number[] = [];
+      for (const { event, exec } of writes) {
+        if (exec) await trx.insertInto("exec_history").values(exec).execute();
+        const detailsJson = JSON.stringify(event.details);
+        seq += 1;
+        const hash = auditEntryHash({ ...event, seq, prevHash, detailsJson });
+        const { id } = await trx
+          .insertInto("audit_events")
+          .values({
+            ts: event.ts,
+            type: event.type,
+            outcome: event.outcome,
+            actor: event.actor,
+            subject: event.subject,
+            address: event.address,
+            code: event.code,
+            details: detailsJson,
+            seq,
+            prevHash,
+            hash,
+          })
+          // RETURNING rather than insertId: PostgreSQL has no last-insert-id.
+          .returning("id")
+          .executeTakeFirstOrThrow();
+        ids.push(id);
+        prevHash = hash;
+      }
+      return ids;
     });
   }
 

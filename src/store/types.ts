@@ -108,6 +108,12 @@ export interface ExecRecord {
   code: string | null;
 }
 
+/** One audit entry to append, and the history row it describes, written in the same commit. */
+export interface AuditWrite {
+  event: AuditEventInput;
+  exec?: ExecRecord;
+}
+
 export interface ApprovalResult {
   device: DeviceRecord;
   registration: RegistrationRecord;
@@ -176,11 +182,14 @@ export interface Store {
   /** Sessions left open by a crash are closed at start. */
   closeAllOpenSessions(at: string, reason: string): Promise<number>;
 
-  // execution history
-  insertExec(record: ExecRecord): Promise<void>;
+  // execution history (written with its audit entry, see AuditWrite)
   listExecs(deviceId: string, limit?: number): Promise<ExecRecord[]>;
 
   // audit (a hash-chained append)
-  appendAudit(event: AuditEventInput): Promise<number>;
+  /**
+   * Appends entries, in order, in one transaction (a group commit: one fsync for many entries),
+   * each with the record it describes when there is one. Returns the new entries' ids.
+   */
+  appendAudit(writes: AuditWrite[]): Promise<number[]>;
   listAudit(options?: { afterId?: number; limit?: number; subject?: string }): Promise<AuditEventRecord[]>;
 }
