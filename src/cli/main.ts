@@ -8,6 +8,7 @@ import { EXIT_USAGE } from "./output.js";
 import { keysCommands, rotateCommands } from "./keys-commands.js";
 import { authCommands, tokenCommand } from "./token-commands.js";
 import { auditCommands } from "./audit-commands.js";
+import { configCommands } from "./config-commands.js";
 
 const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
@@ -27,6 +28,7 @@ const groups = [
   authCommands(),
   rotateCommands(),
   auditCommands(),
+  configCommands(),
 ];
 for (const group of groups) {
   // Sub-commands report usage errors through the same override, so they exit 2 as well.

@@ -3,3 +3,7 @@ export * from "./schema.js";
 export * from "./duration.js";
 export * from "./load.js";
 export * from "./files.js";
+export * from "./secret-ref.js";
+export * from "./secrets.js";
+export * from "./schema-walk.js";
+export * from "./explain.js";

@@ -4,6 +4,7 @@ import type { z } from "zod";
 import { GatehouseError } from "../protocol/errors.js";
 import { gatewayConfigSchema, nodeConfigSchema, type GatewayConfig, type NodeConfig } from "./schema.js";
 import { GATEWAY_FILES, NODE_FILES } from "./paths.js";
+import { knownKeysAt } from "./schema-walk.js";
 
 export type ValueSource = "default" | "file" | "flag";
 
@@ -75,11 +76,42 @@ export function readJsonFile(
   return parsed;
 }
 
-function describeIssue(issue: z.core.$ZodIssue, file: string): string {
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The known key an unknown one was probably meant to be: a typo or a case slip away. */
+export function didYouMean(unknown: string, known: readonly string[]): string | undefined {
+  const lower = unknown.toLowerCase();
+  let best: { key: string; distance: number } | undefined;
+  for (const key of known) {
+    const distance = key.toLowerCase() === lower ? 0 : editDistance(lower, key.toLowerCase());
+    if (distance <= Math.max(2, Math.floor(key.length / 4)) && (!best || distance < best.distance))
+      best = { key, distance };
+  }
+  return best?.key;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, file: string, schema: z.ZodType): string {
   const key = issue.path.join(".");
   if (issue.code === "unrecognized_keys") {
     const where = key ? ` in ${key}` : "";
-    return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}${where} in ${file}`;
+    const known = knownKeysAt(schema, issue.path);
+    const named = issue.keys.map((k) => {
+      const guess = didYouMean(k, known);
+      return `"${k}"${guess ? ` (did you mean "${guess}"?)` : ""}`;
+    });
+    return `unknown key${issue.keys.length > 1 ? "s" : ""} ${named.join(", ")}${where} in ${file}`;
   }
   return `${key || "(top level)"} in ${file}: ${issue.message}`;
 }
@@ -90,7 +122,7 @@ function loadWith<S extends z.ZodType>(schema: S, file: string, flags: Json): Lo
   const result = schema.safeParse(merged);
   if (!result.success) {
     const first = result.error.issues[0];
-    const description = first ? describeIssue(first, file) : `config file ${file} is invalid`;
+    const description = first ? describeIssue(first, file, schema) : `config file ${file} is invalid`;
     throw new GatehouseError("config_invalid", description, `Edit ${file} and fix that key.`);
   }
   const config = result.data as z.output<S>;

@@ -6,6 +6,19 @@ export const listenSchema = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be HOST:PORT, e.g. 127.0.0.1:18789");
 
+const vaultSchema = z
+  .strictObject({
+    address: z.url({ protocol: /^https?$/ }).optional(),
+    /** A secret: the Vault token, as a reference (env://, file://, op://). */
+    token: z.string().min(1).optional(),
+    /** PEM file of the CA of an https Vault. */
+    caFile: z.string().optional(),
+  })
+  .prefault({});
+
+/** Settings that hold secrets: shown as their reference or a fingerprint prefix, never the value. */
+export const SECRET_SETTINGS = ["tokens.hashKey", "vault.token"] as const;
+
 /** gateway.json. Every setting has a default but the gateway id, which `gateway init` writes. */
 export const gatewayConfigSchema = z.strictObject({
   gatewayId: z.string().min(1),
@@ -57,8 +70,16 @@ export const gatewayConfigSchema = z.strictObject({
       algorithm: z.enum(["ES256", "EdDSA"]).default("ES256"),
       accessTtl: durationSchema.prefault("1h"),
       refreshTtl: durationSchema.prefault("30d"),
+      /**
+       * A secret (write a reference: op://, vault://, env://, file://): the HMAC key that API keys
+       * and refresh tokens are stored under. Unset, the gateway uses pki/token-hmac.key, made at
+       * first start. Keeping it outside the home means a copy of the home cannot test guesses.
+       */
+      hashKey: z.string().min(1).optional(),
     })
     .prefault({}),
+  /** Where vault:// references are read. VAULT_ADDR, VAULT_TOKEN and VAULT_CACERT serve when unset. */
+  vault: vaultSchema,
 });
 
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

@@ -1,7 +1,13 @@
 import path from "node:path";
 import { pino, type Logger } from "pino";
 import type { FastifyInstance } from "fastify";
-import { GATEWAY_FILES, loadGatewayConfig, type LoadedConfig, type GatewayConfig } from "../config/index.js";
+import {
+  GATEWAY_FILES,
+  loadGatewayConfig,
+  resolveGatewaySecrets,
+  type LoadedConfig,
+  type GatewayConfig,
+} from "../config/index.js";
 import { openSqliteStore } from "../store/index.js";
 import type { Store } from "../store/types.js";
 import { AuditLog } from "../audit/audit-log.js";
@@ -49,6 +55,8 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const now = options.now ?? (() => new Date());
   const logger = options.logger ?? pino({ level: config.logLevel, base: { gatewayId: config.gatewayId } });
   configureCustomRoles(config.roles);
+  // Secret references are resolved once, here: a failure names the reference and stops the start.
+  const secrets = await resolveGatewaySecrets(config);
   const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
   await store.migrate();
   const tls = new TlsState({
@@ -72,7 +80,8 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const tokens = new TokenService({
     store: store.tokens,
     signingKeys,
-    pepper: loadOrCreatePepper(home),
+    // A configured hash key (kept outside the home, by reference) wins over the home's key file.
+    pepper: secrets.hashKey ?? loadOrCreatePepper(home),
     gatewayId: config.gatewayId,
     accessTtlMs: config.tokens.accessTtl,
     refreshTtlMs: config.tokens.refreshTtl,

@@ -1,0 +1,93 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { Command } from "commander";
+import {
+  GATEWAY_FILES,
+  NODE_FILES,
+  SECRET_SETTINGS,
+  explainConfig,
+  gatewayConfigSchema,
+  loadGatewayConfig,
+  loadNodeConfig,
+  nodeConfigSchema,
+  type ExplainedSetting,
+} from "../config/index.js";
+import { GatehouseError } from "../protocol/errors.js";
+import { action } from "./run.js";
+import { printJson, table } from "./output.js";
+
+export interface ExplainedHome {
+  kind: "gateway" | "node";
+  file: string;
+  settings: ExplainedSetting[];
+}
+
+/** The config of each party whose file is in this home, explained; flags as a run would get them. */
+export function explainHome(
+  home: string,
+  flags: { listen?: string; gateway?: string } = {},
+): ExplainedHome[] {
+  const homes: ExplainedHome[] = [];
+  if (existsSync(path.join(home, GATEWAY_FILES.config))) {
+    const loaded = loadGatewayConfig(home, flags.listen ? { listen: flags.listen } : {});
+    homes.push({
+      kind: "gateway",
+      file: loaded.file,
+      settings: explainConfig(loaded, gatewayConfigSchema, SECRET_SETTINGS),
+    });
+  }
+  if (existsSync(path.join(home, NODE_FILES.config))) {
+    const loaded = loadNodeConfig(home, flags.gateway ? { gatewayUrl: flags.gateway } : {});
+    homes.push({ kind: "node", file: loaded.file, settings: explainConfig(loaded, nodeConfigSchema, []) });
+  }
+  if (homes.length === 0)
+    throw new GatehouseError(
+      "config_missing",
+      `${home} holds neither ${GATEWAY_FILES.config} nor ${NODE_FILES.config}`,
+      "Point --home (or GATEHOUSE_HOME) at a gateway or node home, or create one (`gateway init`, `node register`).",
+    );
+  return homes;
+}
+
+function text(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function origin(setting: ExplainedSetting): string {
+  const from = setting.source === "file" ? `file ${setting.file}` : setting.source;
+  if (!setting.shadowed) return from;
+  const hidden = setting.shadowed.source === "file" ? `${setting.shadowed.file}` : setting.shadowed.source;
+  return `${from} (over ${text(setting.shadowed.value)} from ${hidden})`;
+}
+
+export function configCommands(): Command {
+  const config = new Command("config").description("this home's configuration");
+  config
+    .command("explain")
+    .description("every effective setting, its value (secrets as their reference) and where it came from")
+    .option("--listen <host:port>", "as `gateway start --listen` would see it")
+    .option("--gateway <url>", "as `node test-connection --gateway` would see it")
+    .action(
+      action(async (ctx, options: { listen?: string; gateway?: string }) => {
+        const homes = explainHome(ctx.home, options);
+        if (ctx.json) {
+          printJson({ home: ctx.home, configs: homes });
+          return;
+        }
+        for (const explained of homes) {
+          process.stdout.write(`${explained.kind}: ${explained.file}\n`);
+          process.stdout.write(
+            table(
+              ["SETTING", "VALUE", "FROM"],
+              explained.settings.map((s) => [
+                s.key + (s.secret ? " (secret)" : ""),
+                text(s.value),
+                origin(s),
+              ]),
+            ),
+          );
+        }
+      }),
+    );
+  return config;
+}

@@ -1,0 +1,53 @@
+import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import type { GatewayConfig } from "./schema.js";
+import { isSecretReference, resolveSecret, type ResolveOptions, type VaultAccess } from "./secret-ref.js";
+import { GatehouseError } from "../protocol/errors.js";
+
+/** The secrets of a gateway's config, resolved: what start needs, never logged. */
+export interface GatewaySecrets {
+  /** The HMAC key for stored API-key and refresh-token hashes, when configured. */
+  hashKey?: Buffer;
+}
+
+/** The Vault a config's vault:// references are read from. */
+export function vaultAccess(config: Pick<GatewayConfig, "vault">): VaultAccess {
+  const { address, token, caFile } = config.vault;
+  return {
+    ...(address ? { address } : {}),
+    ...(token ? { token } : {}),
+    ...(caFile ? { caPem: readFileSync(caFile, "utf8") } : {}),
+  };
+}
+
+/** Shorter than this, a hash key is a placeholder or a password, not a key. */
+export const MIN_HASH_KEY_LENGTH = 32;
+
+/** Resolves every secret setting of a gateway config (at start). A failure names the reference. */
+export async function resolveGatewaySecrets(
+  config: GatewayConfig,
+  options: Omit<ResolveOptions, "vault"> = {},
+): Promise<GatewaySecrets> {
+  const secrets: GatewaySecrets = {};
+  const reference = config.tokens.hashKey;
+  if (reference) {
+    const value = await resolveSecret(reference, "tokens.hashKey", {
+      ...options,
+      vault: vaultAccess(config),
+    });
+    if (value.length < MIN_HASH_KEY_LENGTH)
+      throw new GatehouseError(
+        "config_invalid",
+        `tokens.hashKey: the secret${isSecretReference(reference) ? ` ${reference}` : ""} is ${value.length} characters; at least ${MIN_HASH_KEY_LENGTH} are needed`,
+        "Use a random key: `openssl rand -hex 32`.",
+      );
+    secrets.hashKey = Buffer.from(value, "utf8");
+  }
+  return secrets;
+}
+
+/** How a secret may be shown: its reference, or the first hex digits of its SHA-256. */
+export function describeSecret(value: string): string {
+  if (isSecretReference(value)) return value;
+  return `sha256:${createHash("sha256").update(value).digest("hex").slice(0, 12)}… (plaintext)`;
+}
