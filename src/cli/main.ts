@@ -9,6 +9,7 @@ import { keysCommands, rotateCommands } from "./keys-commands.js";
 import { authCommands, tokenCommand } from "./token-commands.js";
 import { auditCommands } from "./audit-commands.js";
 import { configCommands } from "./config-commands.js";
+import { doctorCommand } from "./doctor-commands.js";
 
 const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
@@ -29,6 +30,7 @@ const groups = [
   rotateCommands(),
   auditCommands(),
   configCommands(),
+  doctorCommand(),
 ];
 for (const group of groups) {
   // Sub-commands report usage errors through the same override, so they exit 2 as well.

@@ -1,0 +1,86 @@
+import { existsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Command } from "commander";
+import { GATEWAY_FILES, NODE_FILES } from "../config/index.js";
+import { GatehouseError } from "../protocol/errors.js";
+import { checkGatewayHome, checkNodeHome } from "../doctor/home-checks.js";
+import { doctorExitCode, worstSeverity, type Finding, type Severity } from "../doctor/findings.js";
+import { scanLegacyTokens, type LegacyReport } from "../doctor/legacy-scan.js";
+import { action } from "./run.js";
+import { printJson } from "./output.js";
+
+const MARK: Record<Severity, string> = { ok: "✓", info: "·", warning: "!", error: "✗" };
+
+function printFindings(title: string, findings: Finding[]): void {
+  process.stdout.write(`${title}\n`);
+  for (const f of findings) {
+    process.stdout.write(`  ${MARK[f.severity]} ${f.check.padEnd(18)} ${f.message}\n`);
+    if (f.fix && f.severity !== "ok") process.stdout.write(`      fix: ${f.fix}\n`);
+  }
+}
+
+function printLegacy(report: LegacyReport): void {
+  if (report.tokens.length === 0) {
+    process.stdout.write("✓ no legacy gateway token found in the old locations\n");
+    return;
+  }
+  process.stdout.write(
+    `! ${report.tokens.length} cop${report.tokens.length > 1 ? "ies" : "y"} of a legacy gateway token, ${report.groups.length} distinct value${report.groups.length > 1 ? "s" : ""}` +
+      `${report.disagree ? " — THEY DISAGREE: the copies have drifted" : ""}\n\n`,
+  );
+  report.groups.forEach((group, i) => {
+    const label = group.placeholder ? `placeholder (${group.placeholder})` : "token";
+    process.stdout.write(
+      `  ${String.fromCharCode(65 + (i % 26))}  ${group.fingerprint}  ${label}, in ${group.locations.length} place(s)\n`,
+    );
+    for (const l of group.locations)
+      process.stdout.write(`       ${l.kind.padEnd(12)} ${l.file}  (${l.where})\n`);
+  });
+  process.stdout.write("\nMigration:\n");
+  report.migration.forEach((step, i) => process.stdout.write(`  ${i + 1}. ${step}\n`));
+}
+
+export function doctorCommand(): Command {
+  return new Command("doctor")
+    .description(
+      "check this home (modes, secrets, certificates, pins, conflicting sources); --legacy scans for old tokens",
+    )
+    .option(
+      "--legacy",
+      "scan the old token locations (~/.clawdbot, ~/.openclaw, ~/.moltbot, .env, plists, compose files)",
+    )
+    .action(
+      action(async (ctx, options: { legacy?: boolean }) => {
+        if (options.legacy) {
+          const report = scanLegacyTokens({ userHome: os.homedir(), cwd: process.cwd(), env: process.env });
+          if (ctx.json) printJson(report);
+          else printLegacy(report);
+          process.exitCode = report.tokens.length ? 1 : 0;
+          return;
+        }
+        const now = new Date();
+        const sections: { kind: "gateway" | "node"; findings: Finding[] }[] = [];
+        if (existsSync(path.join(ctx.home, GATEWAY_FILES.config)))
+          sections.push({ kind: "gateway", findings: await checkGatewayHome(ctx.home, now, process.env) });
+        if (existsSync(path.join(ctx.home, NODE_FILES.config)))
+          sections.push({ kind: "node", findings: await checkNodeHome(ctx.home, now, process.env) });
+        if (sections.length === 0)
+          throw new GatehouseError(
+            "config_missing",
+            `${ctx.home} holds neither ${GATEWAY_FILES.config} nor ${NODE_FILES.config}`,
+            "Point --home (or GATEHOUSE_HOME) at a gateway or node home.",
+          );
+        const all = sections.flatMap((s) => s.findings);
+        if (ctx.json) printJson({ home: ctx.home, worst: worstSeverity(all), sections });
+        else {
+          for (const s of sections) printFindings(`${s.kind} home ${ctx.home}`, s.findings);
+          const problems = all.filter((f) => f.severity === "warning" || f.severity === "error").length;
+          process.stdout.write(
+            problems ? `\n${problems} problem(s); worst: ${worstSeverity(all)}\n` : "\n✓ no problems found\n",
+          );
+        }
+        process.exitCode = doctorExitCode(all);
+      }),
+    );
+}
