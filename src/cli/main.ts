@@ -10,6 +10,7 @@ import { authCommands, tokenCommand } from "./token-commands.js";
 import { auditCommands } from "./audit-commands.js";
 import { configCommands } from "./config-commands.js";
 import { doctorCommand } from "./doctor-commands.js";
+import { serviceCommands } from "./service-commands.js";
 
 const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
@@ -31,6 +32,7 @@ const groups = [
   auditCommands(),
   configCommands(),
   doctorCommand(),
+  serviceCommands(),
 ];
 for (const group of groups) {
   // Sub-commands report usage errors through the same override, so they exit 2 as well.
