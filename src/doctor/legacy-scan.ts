@@ -164,7 +164,8 @@ function scanCompose(file: string): Found[] {
       const value = unquote(env[2]!);
       if (isLiteral(value)) out.push({ kind: "compose", file, where: `line ${i + 1}: ${env[1]}`, value });
     }
-    for (const flag of line.matchAll(/--token[= ]\s*["']?([^\s"',\]]+)/g))
+    // --token=T, --token T, and the exec form ["--token", "T"].
+    for (const flag of line.matchAll(/--token(?:=|["']?(?:\s*,\s*|\s+)["']?)([^\s"',\]]+)/g))
       if (isLiteral(flag[1]!))
         out.push({ kind: "flag", file, where: `line ${i + 1}: --token`, value: flag[1]! });
     return out;

@@ -28,9 +28,16 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], options: { timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -83,8 +90,10 @@ export class Running {
   }
 }
 
-export function spawnCli(args: string[]): Running {
-  return new Running(spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] }));
+export function spawnCli(args: string[], env?: NodeJS.ProcessEnv): Running {
+  return new Running(
+    spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}) }),
+  );
 }
 
 export async function freePort(): Promise<number> {
