@@ -199,10 +199,7 @@ describe("secret references at gateway start", () => {
     expect(JSON.parse(refused.stdout)).toMatchObject({ error: "invalid_token" });
     await stop(gateway);
 
-    editJson(
-      path.join(home, "gateway.json"),
-      (c) => (c.tokens = { hashKey: "op://Infra/nothing/hash-key" }),
-    );
+    editJson(path.join(home, "gateway.json"), (c) => (c.tokens = { hashKey: "op://Infra/nothing/hash-key" }));
     const failed = await runCli(["gateway", "start", "--home", home], { env });
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain("config_invalid: tokens.hashKey: secret op://Infra/nothing/hash-key");
