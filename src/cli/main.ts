@@ -11,6 +11,7 @@ import { auditCommands } from "./audit-commands.js";
 import { configCommands } from "./config-commands.js";
 import { doctorCommand } from "./doctor-commands.js";
 import { serviceCommands } from "./service-commands.js";
+import { enrollCommands, migrateCommand } from "./enroll-commands.js";
 
 const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
@@ -33,6 +34,8 @@ const groups = [
   configCommands(),
   doctorCommand(),
   serviceCommands(),
+  enrollCommands(),
+  migrateCommand(),
 ];
 for (const group of groups) {
   // Sub-commands report usage errors through the same override, so they exit 2 as well.

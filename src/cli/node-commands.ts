@@ -19,9 +19,23 @@ export function nodeCommands(): Command {
     .requiredOption("--ca-fingerprint <sha256:hex>", "the gateway CA's fingerprint, from `gateway init`")
     .option("--name <name>", "a name for this device (default: the host name)")
     .option("--new-key", "make a new device key (after a revocation or denial); the old key is replaced")
+    .option(
+      "--enroll-token <token>",
+      "approve at once with an enroll token (or GATEHOUSE_ENROLL_TOKEN, which stays out of the process list)",
+    )
     .action(
       action(
-        async (ctx, options: { gateway: string; caFingerprint: string; name?: string; newKey?: boolean }) => {
+        async (
+          ctx,
+          options: {
+            gateway: string;
+            caFingerprint: string;
+            name?: string;
+            newKey?: boolean;
+            enrollToken?: string;
+          },
+        ) => {
+          const enrollToken = options.enrollToken ?? process.env.GATEHOUSE_ENROLL_TOKEN;
           checkGatewayUrl(options.gateway);
           checkFingerprint(options.caFingerprint);
           const progress = new Progress(ctx.json);
@@ -60,6 +74,7 @@ export function nodeCommands(): Command {
               caFingerprint: options.caFingerprint,
               name: options.name,
               newKey: Boolean(options.newKey),
+              ...(enrollToken ? { enrollToken } : {}),
               onProgress,
             });
             progress.stop();

@@ -196,7 +196,7 @@ export interface LegacyScanOptions {
   env: NodeJS.ProcessEnv;
 }
 
-export function scanLegacyTokens(options: LegacyScanOptions): LegacyReport {
+function collect(options: LegacyScanOptions): Found[] {
   const { userHome, cwd, env } = options;
   const found: Found[] = [];
   for (const product of PRODUCTS) {
@@ -218,7 +218,31 @@ export function scanLegacyTokens(options: LegacyScanOptions): LegacyReport {
       .sort())
       found.push(...scanPlist(path.join(agents, name)));
   for (const file of composeFiles(cwd).sort()) found.push(...scanCompose(file));
+  return found;
+}
 
+/**
+ * The old token that `migrate --from-legacy` imports: the real (non-placeholder) one found in the
+ * most places, or the one with the given fingerprint prefix. Its value stays in memory only.
+ */
+export function legacyTokenToImport(
+  options: LegacyScanOptions,
+  fingerprint?: string,
+): { value: string; fingerprint: string; places: number } | undefined {
+  const counts = new Map<string, { value: string; fingerprint: string; places: number }>();
+  for (const { value } of collect(options)) {
+    if (weakCredentialReason(value)) continue;
+    const fp = tokenFingerprint(value);
+    const entry = counts.get(fp) ?? { value, fingerprint: fp, places: 0 };
+    entry.places += 1;
+    counts.set(fp, entry);
+  }
+  const candidates = [...counts.values()].sort((a, b) => b.places - a.places);
+  return fingerprint ? candidates.find((c) => c.fingerprint.startsWith(fingerprint)) : candidates[0];
+}
+
+export function scanLegacyTokens(options: LegacyScanOptions): LegacyReport {
+  const found = collect(options);
   const tokens: LegacyToken[] = found.map(({ value, ...where }) => {
     const placeholder = weakCredentialReason(value);
     return { ...where, fingerprint: tokenFingerprint(value), ...(placeholder ? { placeholder } : {}) };

@@ -15,6 +15,7 @@ import { registerNodeRoutes } from "./routes/nodes.js";
 import { registerConnectRoute } from "./routes/connect.js";
 import { registerAuthRoutes } from "./routes/auth.js";
 import { registerKeyRoutes } from "./routes/keys.js";
+import { registerEnrollTokenRoutes } from "./routes/enroll-tokens.js";
 import { registerCertificateRoutes } from "./routes/certs.js";
 import { registerAuditRoutes } from "./routes/audit.js";
 
@@ -145,6 +146,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   registerConnectRoute(app, ctx);
   registerAuthRoutes(app, ctx);
   registerKeyRoutes(app, ctx);
+  registerEnrollTokenRoutes(app, ctx);
   registerCertificateRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
   return app;

@@ -10,6 +10,7 @@ import type { BackgroundWrites } from "./background.js";
 import type { TlsState } from "./tls-state.js";
 import type { CertificateService } from "./certificates.js";
 import type { ExecBroker } from "./exec.js";
+import type { EnrollTokenService } from "./enroll-tokens.js";
 import type { FailureLog } from "./failures.js";
 import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
@@ -24,6 +25,7 @@ export interface GatewayContext {
   certificates: CertificateService;
   /** Commands sent over node sessions, and their answers. */
   exec: ExecBroker;
+  enrollTokens: EnrollTokenService;
   devices: DeviceDirectory;
   sessions: SessionRegistry;
   registrations: RegistrationService;

@@ -18,6 +18,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { DeviceRecord, RegistrationRecord, Store } from "../store/types.js";
 import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
+import type { EnrollTokenService } from "./enroll-tokens.js";
 
 export interface RegistrationDeps {
   store: Store;
@@ -27,6 +28,7 @@ export interface RegistrationDeps {
   tls: TlsState;
   config: GatewayConfig;
   audit: AuditLog;
+  enrollTokens: EnrollTokenService;
   logger: Logger;
   now: () => Date;
 }
@@ -78,7 +80,17 @@ export class RegistrationService {
       throw new GatehouseError("invalid_request", "this key belongs to an operator credential, not a node");
     }
 
-    if (!existing || existing.status === "pending") {
+    // An enroll token approves at once; a bad one is refused (401, audited) before anything is stored.
+    const viaToken =
+      request.enrollToken !== undefined && existing?.status !== "approved"
+        ? await this.deps.enrollTokens.redeem(request.enrollToken)
+        : undefined;
+    const name =
+      viaToken?.namePrefix && !request.name.startsWith(viaToken.namePrefix)
+        ? (viaToken.namePrefix + request.name).slice(0, 64)
+        : request.name;
+
+    if (!viaToken && (!existing || existing.status === "pending")) {
       const pending = await store.findPendingRegistrationByDevice(csr.deviceId);
       if (pending && pending.expiresAt > at.toISOString()) {
         // The same key asking again (a node restarted while waiting): the same request, not a new one.
@@ -109,7 +121,7 @@ export class RegistrationService {
       userCode: newUserCode(),
       status: "pending",
       csr: request.csr,
-      name: request.name,
+      name,
       platform: request.platform ?? null,
       address,
       createdAt: at.toISOString(),
@@ -128,7 +140,7 @@ export class RegistrationService {
     const device: DeviceRecord = {
       deviceId: csr.deviceId,
       kind: "node",
-      name: request.name,
+      name,
       platform: request.platform ?? null,
       status: "pending",
       role: "node",
@@ -154,11 +166,19 @@ export class RegistrationService {
       subject: csr.deviceId,
       address,
       details: {
-        name: request.name,
+        name,
         userCode: formatUserCode(registration.userCode),
         keyFingerprint: fingerprintPrefix(csr.keyFingerprint),
       },
     });
+    if (viaToken) {
+      await this.approveRegistration(registration, viaToken.role, `enroll-token ${viaToken.tokenId}`);
+      this.deps.logger.info(
+        { deviceId: csr.deviceId, tokenId: viaToken.tokenId, address },
+        "registered with an enroll token",
+      );
+      return this.enrollResponse((await store.getRegistration(registration.requestId))!, csr.keyFingerprint);
+    }
     this.deps.logger.info(
       { deviceId: csr.deviceId, userCode: formatUserCode(registration.userCode), address },
       "registration pending approval",

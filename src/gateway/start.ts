@@ -20,6 +20,7 @@ import { serverSansFor, urlForListen } from "./home.js";
 import { TlsState } from "./tls-state.js";
 import { CertificateService } from "./certificates.js";
 import { ExecBroker } from "./exec.js";
+import { EnrollTokenService } from "./enroll-tokens.js";
 import { configureCustomRoles } from "../auth/roles.js";
 import type { Server as TlsServer } from "node:tls";
 import type { GatewayContext } from "./context.js";
@@ -77,11 +78,13 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const audit = new AuditLog(store, logger, now, (work) => background.track(work));
   const signingKeys = new SigningKeys(store.tokens, config.tokens.algorithm, now);
   await signingKeys.load();
+  // A configured hash key (kept outside the home, by reference) wins over the home's key file.
+  const pepper = secrets.hashKey ?? loadOrCreatePepper(home);
+  const enrollTokens = new EnrollTokenService(store, pepper, audit, now);
   const tokens = new TokenService({
     store: store.tokens,
     signingKeys,
-    // A configured hash key (kept outside the home, by reference) wins over the home's key file.
-    pepper: secrets.hashKey ?? loadOrCreatePepper(home),
+    pepper,
     gatewayId: config.gatewayId,
     accessTtlMs: config.tokens.accessTtl,
     refreshTtlMs: config.tokens.refreshTtl,
@@ -106,7 +109,18 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     failures: new FailureLog(),
     tokens,
     signingKeys,
-    registrations: new RegistrationService({ store, devices, sessions, tls, config, audit, logger, now }),
+    enrollTokens,
+    registrations: new RegistrationService({
+      store,
+      devices,
+      sessions,
+      tls,
+      config,
+      audit,
+      enrollTokens,
+      logger,
+      now,
+    }),
   };
 
   ctx.certificates = new CertificateService(ctx);

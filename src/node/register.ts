@@ -42,6 +42,8 @@ export interface RegisterOptions {
   name?: string;
   /** Make a new device key even if the home has one (a revoked or denied device starts over). */
   newKey?: boolean;
+  /** An enroll token: the gateway approves the device at once. */
+  enrollToken?: string;
   /** Called on each state change: the CLI prints these, or spins. */
   onProgress?: (event: RegisterProgress) => void;
   signal?: AbortSignal;
@@ -119,7 +121,12 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   const tls = { ca: pinned.caPem };
   const csr = await createCsr(keys, identity.deviceId);
   const { body: submitted } = await requestJson<EnrollResponse>(`${gatewayUrl}/api/v1/enroll`, {
-    body: { csr, name, platform: `${process.platform}-${process.arch}` },
+    body: {
+      csr,
+      name,
+      platform: `${process.platform}-${process.arch}`,
+      ...(options.enrollToken ? { enrollToken: options.enrollToken } : {}),
+    },
     tls,
   });
   options.onProgress?.({ state: "submitted", response: submitted });

@@ -9,6 +9,7 @@ import type {
   AuditEventInput,
   CertificateRecord,
   DeviceRecord,
+  EnrollTokenRecord,
   ExecRecord,
   RegistrationRecord,
   SessionRecord,
@@ -33,6 +34,7 @@ export interface Database {
   };
   api_keys: ApiKeyRecord;
   exec_history: ExecRecord;
+  enroll_tokens: EnrollTokenRecord;
   signing_keys: SigningKeyRecord;
   token_families: TokenFamilyRecord;
   refresh_tokens: RefreshTokenRecord;
@@ -279,11 +281,35 @@ const execHistory: Migration = {
   },
 };
 
+const enrollTokens: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable("enroll_tokens")
+      .addColumn("token_id", "text", (c) => c.primaryKey())
+      .addColumn("hash", "text", (c) => c.notNull().unique())
+      .addColumn("name", "text", (c) => c.notNull())
+      .addColumn("role", "text", (c) => c.notNull())
+      .addColumn("name_prefix", "text")
+      .addColumn("uses_total", "integer", (c) => c.notNull())
+      .addColumn("uses_left", "integer", (c) => c.notNull())
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("expires_at", "text", (c) => c.notNull())
+      .addColumn("revoked_at", "text")
+      .addColumn("source", "text", (c) => c.notNull())
+      .addColumn("last_used_at", "text")
+      .execute();
+  },
+  async down(db: Kysely<any>) {
+    await db.schema.dropTable("enroll_tokens").execute();
+  },
+};
+
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_tokens": tokens,
   "0003_audit_chain": auditChain,
   "0004_exec_history": execHistory,
+  "0005_enroll_tokens": enrollTokens,
 };
 
 const provider: MigrationProvider = {

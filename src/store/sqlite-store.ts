@@ -18,6 +18,7 @@ import type {
   CertificateRecord,
   DeviceRecord,
   DeviceStatus,
+  EnrollTokenRecord,
   ExecRecord,
   RegistrationRecord,
   SessionRecord,
@@ -392,6 +393,41 @@ export class KyselyStore implements Store {
   }
 
   // audit
+
+  async createEnrollToken(token: EnrollTokenRecord): Promise<void> {
+    await this.db.insertInto("enroll_tokens").values(token).execute();
+  }
+
+  async listEnrollTokens(): Promise<EnrollTokenRecord[]> {
+    return this.db.selectFrom("enroll_tokens").selectAll().orderBy("createdAt").execute();
+  }
+
+  async findEnrollTokenByHash(hash: string): Promise<EnrollTokenRecord | undefined> {
+    return this.db.selectFrom("enroll_tokens").selectAll().where("hash", "=", hash).executeTakeFirst();
+  }
+
+  async useEnrollToken(tokenId: string, at: string): Promise<boolean> {
+    // One statement: two nodes racing for the last use cannot both get it.
+    const result = await this.db
+      .updateTable("enroll_tokens")
+      .set((eb) => ({ usesLeft: eb("usesLeft", "-", 1), lastUsedAt: at }))
+      .where("tokenId", "=", tokenId)
+      .where("usesLeft", ">", 0)
+      .where("revokedAt", "is", null)
+      .where("expiresAt", ">", at)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  async revokeEnrollToken(tokenId: string, at: string): Promise<EnrollTokenRecord | undefined> {
+    await this.db
+      .updateTable("enroll_tokens")
+      .set({ revokedAt: at })
+      .where("tokenId", "=", tokenId)
+      .where("revokedAt", "is", null)
+      .execute();
+    return this.db.selectFrom("enroll_tokens").selectAll().where("tokenId", "=", tokenId).executeTakeFirst();
+  }
 
   async listExecs(deviceId: string, limit = 50): Promise<ExecRecord[]> {
     return this.db

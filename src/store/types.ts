@@ -108,6 +108,25 @@ export interface ExecRecord {
   code: string | null;
 }
 
+/** An enroll token: a node that registers with it is approved at once, while uses are left. */
+export interface EnrollTokenRecord {
+  tokenId: string;
+  /** Keyed hash (HMAC-SHA-256) of the token; the token itself is never stored. */
+  hash: string;
+  name: string;
+  role: string;
+  /** Names of devices registered with this token start with this. */
+  namePrefix: string | null;
+  usesTotal: number;
+  usesLeft: number;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt: string | null;
+  /** "created" by `enroll create`, or "legacy": the old shared token, imported by `migrate`. */
+  source: string;
+  lastUsedAt: string | null;
+}
+
 /** One audit entry to append, and the history row it describes, written in the same commit. */
 export interface AuditWrite {
   event: AuditEventInput;
@@ -181,6 +200,14 @@ export interface Store {
   ): Promise<void>;
   /** Sessions left open by a crash are closed at start. */
   closeAllOpenSessions(at: string, reason: string): Promise<number>;
+
+  // enroll tokens
+  createEnrollToken(token: EnrollTokenRecord): Promise<void>;
+  listEnrollTokens(): Promise<EnrollTokenRecord[]>;
+  findEnrollTokenByHash(hash: string): Promise<EnrollTokenRecord | undefined>;
+  /** Takes one use, atomically, if the token is unrevoked, unexpired and has uses left. */
+  useEnrollToken(tokenId: string, at: string): Promise<boolean>;
+  revokeEnrollToken(tokenId: string, at: string): Promise<EnrollTokenRecord | undefined>;
 
   // execution history (written with its audit entry, see AuditWrite)
   listExecs(deviceId: string, limit?: number): Promise<ExecRecord[]>;

@@ -1,0 +1,105 @@
+import { randomBytes } from "node:crypto";
+import { hashSecret, randomToken } from "../auth/secrets.js";
+import { isKnownRole } from "../auth/roles.js";
+import { GatehouseError } from "../protocol/errors.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { EnrollTokenRecord, Store } from "../store/types.js";
+
+/** What the API shows of an enroll token: never its hash. */
+export type EnrollTokenView = Omit<EnrollTokenRecord, "hash">;
+
+export function enrollTokenView({ hash: _hash, ...view }: EnrollTokenRecord): EnrollTokenView {
+  return view;
+}
+
+export interface CreateEnrollToken {
+  name: string;
+  role: string;
+  uses: number;
+  expiresInMs: number;
+  namePrefix?: string;
+  /** The old shared token, imported by `migrate --from-legacy` instead of a new random one. */
+  legacySecret?: string;
+}
+
+/**
+ * Enroll tokens, like Kubernetes bootstrap tokens or Tailscale auth keys: a node that registers
+ * with one is approved at once, as many times as it has uses, until it expires. Stored as a keyed
+ * hash; the token is shown once, at creation.
+ */
+export class EnrollTokenService {
+  constructor(
+    private readonly store: Store,
+    private readonly pepper: Buffer,
+    private readonly audit: AuditLog,
+    private readonly now: () => Date,
+  ) {}
+
+  async create(
+    input: CreateEnrollToken,
+    actor: string,
+  ): Promise<{ token: string; record: EnrollTokenRecord }> {
+    if (!isKnownRole(input.role))
+      throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(input.role)}`);
+    const token = input.legacySecret ?? `ghe_${randomToken(25)}`;
+    const at = this.now();
+    const record: EnrollTokenRecord = {
+      tokenId: "enr_" + randomBytes(6).toString("hex"),
+      hash: hashSecret(this.pepper, token),
+      name: input.name,
+      role: input.role,
+      namePrefix: input.namePrefix ?? null,
+      usesTotal: input.uses,
+      usesLeft: input.uses,
+      createdAt: at.toISOString(),
+      expiresAt: new Date(at.getTime() + input.expiresInMs).toISOString(),
+      revokedAt: null,
+      source: input.legacySecret ? "legacy" : "created",
+      lastUsedAt: null,
+    };
+    if (await this.store.findEnrollTokenByHash(record.hash))
+      throw new GatehouseError("invalid_request", "an enroll token with this value exists already");
+    await this.store.createEnrollToken(record);
+    await this.audit.record({
+      type: "enroll-token.create",
+      outcome: "success",
+      actor,
+      subject: record.tokenId,
+      details: {
+        role: record.role,
+        uses: record.usesTotal,
+        expiresAt: record.expiresAt,
+        source: record.source,
+      },
+    });
+    return { token, record };
+  }
+
+  /** Takes one use of the token, or says why it cannot be used. */
+  async redeem(token: string): Promise<EnrollTokenRecord> {
+    const record = await this.store.findEnrollTokenByHash(hashSecret(this.pepper, token));
+    const at = this.now().toISOString();
+    if (!record) throw new GatehouseError("invalid_token", "the enroll token is not known to this gateway");
+    if (record.revokedAt)
+      throw new GatehouseError("invalid_token", `enroll token ${record.tokenId} was revoked`);
+    if (record.expiresAt <= at)
+      throw new GatehouseError(
+        "token_expired",
+        `enroll token ${record.tokenId} expired at ${record.expiresAt}`,
+      );
+    if (!(await this.store.useEnrollToken(record.tokenId, at)))
+      throw new GatehouseError("invalid_token", `enroll token ${record.tokenId} has no uses left`);
+    return record;
+  }
+
+  async revoke(tokenId: string, actor: string): Promise<EnrollTokenRecord> {
+    const record = await this.store.revokeEnrollToken(tokenId, this.now().toISOString());
+    if (!record) throw new GatehouseError("not_found", `no enroll token ${tokenId}`);
+    await this.audit.record({ type: "enroll-token.revoke", outcome: "success", actor, subject: tokenId });
+    return record;
+  }
+
+  list(): Promise<EnrollTokenRecord[]> {
+    return this.store.listEnrollTokens();
+  }
+}
