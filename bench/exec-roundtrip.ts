@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { WebSocketServer } from "ws";
 import { registerNode } from "../src/node/register.js";
 import { fetchOnce, startBenchGateway, type BenchGateway } from "./gateway-fixture.js";
-import { LoadClient, type LoadSpec } from "./load-client.js";
+import { LoadClient, loadTarget, type LoadSpec } from "./load-client.js";
 import { clientNotes } from "./validate-rate.js";
 import {
   cpuRatio,
@@ -28,7 +28,6 @@ import {
   ratio,
   type BenchResult,
   type BenchSettings,
-  type Target,
 } from "./lib.js";
 
 const CONCURRENCIES = [1, 64];
@@ -130,17 +129,8 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       ca: pem.ca,
       concurrency,
     });
-    const target = (
-      label: string,
-      description: string,
-      base: Omit<LoadSpec, "runInMs" | "durationMs">,
-    ): Target => ({
-      label,
-      description,
-      unit: "ops/s",
-      warm: async () => void (await loader.run({ ...base, runInMs: 0, durationMs: settings.warmupMs })),
-      sample: () => loader.run({ ...base, runInMs: settings.runInMs, durationMs: settings.durationMs }),
-    });
+    const target = (label: string, description: string, base: Omit<LoadSpec, "runInMs" | "durationMs">) =>
+      loadTarget(loader, settings, label, description, "ops/s", base);
     const targets = CONCURRENCIES.flatMap((c) => [
       target(
         `exec status c=${c}`,

@@ -11,6 +11,8 @@ import tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import {
+  type BenchSettings,
+  type Target,
   machineBusyCores,
   machineTicks,
   now,
@@ -363,6 +365,24 @@ export class LoadClient {
       child.disconnect(); // the child exits when its IPC channel closes
     });
   }
+}
+
+/** A measurement target that drives `base` through the load client with the run's timings. */
+export function loadTarget(
+  loader: LoadClient,
+  settings: BenchSettings,
+  label: string,
+  description: string,
+  unit: string,
+  base: Omit<LoadSpec, "runInMs" | "durationMs">,
+): Target {
+  return {
+    label,
+    description,
+    unit,
+    warm: async () => void (await loader.run({ ...base, runInMs: 0, durationMs: settings.warmupMs })),
+    sample: () => loader.run({ ...base, runInMs: settings.runInMs, durationMs: settings.durationMs }),
+  };
 }
 
 // The child side -------------------------------------------------------------------------------

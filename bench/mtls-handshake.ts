@@ -8,7 +8,7 @@
 import tls from "node:tls";
 import type { AddressInfo } from "node:net";
 import { fetchOnce, startBenchGateway } from "./gateway-fixture.js";
-import { LoadClient, type LoadSpec } from "./load-client.js";
+import { LoadClient, loadTarget, type LoadSpec } from "./load-client.js";
 import { clientNotes } from "./validate-rate.js";
 import {
   cpuRatio,
@@ -18,7 +18,6 @@ import {
   ratio,
   type BenchResult,
   type BenchSettings,
-  type Target,
 } from "./lib.js";
 
 const CONCURRENCY = 8;
@@ -114,17 +113,8 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       key: pem.adminKey,
       concurrency: CONCURRENCY,
     });
-    const target = (
-      label: string,
-      description: string,
-      base: Omit<LoadSpec, "runInMs" | "durationMs">,
-    ): Target => ({
-      label,
-      description,
-      unit: "conn/s",
-      warm: async () => void (await loader.run({ ...base, runInMs: 0, durationMs: settings.warmupMs })),
-      sample: () => loader.run({ ...base, runInMs: settings.runInMs, durationMs: settings.durationMs }),
-    });
+    const target = (label: string, description: string, base: Omit<LoadSpec, "runInMs" | "durationMs">) =>
+      loadTarget(loader, settings, label, description, "conn/s", base);
     const targets = [
       target(
         "gateway mTLS + validate",

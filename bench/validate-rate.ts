@@ -4,7 +4,7 @@
  * Baseline: GET /health on the same gateway (no credential).
  */
 import { fetchOnce, startBenchGateway } from "./gateway-fixture.js";
-import { LoadClient, type LoadSpec } from "./load-client.js";
+import { LoadClient, loadTarget, type LoadSpec } from "./load-client.js";
 import {
   cpuRatio,
   MACHINE_CPUS,
@@ -15,7 +15,6 @@ import {
   type BenchResult,
   type BenchSettings,
   type Measurement,
-  type Target,
 } from "./lib.js";
 
 const CONCURRENCY = 16;
@@ -56,17 +55,8 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       ca: gateway.pem.ca,
       concurrency: CONCURRENCY,
     });
-    const target = (
-      label: string,
-      description: string,
-      base: Omit<LoadSpec, "runInMs" | "durationMs">,
-    ): Target => ({
-      label,
-      description,
-      unit: "req/s",
-      warm: async () => void (await loader.run({ ...base, runInMs: 0, durationMs: settings.warmupMs })),
-      sample: () => loader.run({ ...base, runInMs: settings.runInMs, durationMs: settings.durationMs }),
-    });
+    const target = (label: string, description: string, base: Omit<LoadSpec, "runInMs" | "durationMs">) =>
+      loadTarget(loader, settings, label, description, "req/s", base);
     const targets = [
       target(
         "validate (bearer token)",

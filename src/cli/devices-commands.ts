@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import type { DeviceView, NodeView } from "../protocol/messages.js";
+import type { DeviceView, ExecHistoryEntry, ExecResponse, NodeView } from "../protocol/messages.js";
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
@@ -213,14 +213,11 @@ export function nodesCommands(): Command {
       if (!command || !Number.isInteger(timeoutMs))
         throw new UsageError("usage: gatehouse nodes exec ID [--timeout MS] -- CMD [ARGS...]");
       const client = AdminClient.fromHome(ctx.home, options);
-      const result = await client.post<{
-        exitCode: number | null;
-        signal: string | null;
-        stdout: string;
-        stderr: string;
-        truncated: boolean;
-        code?: string;
-      }>(`/api/v1/nodes/${encodeURIComponent(node)}/exec`, { command, args, timeoutMs }, timeoutMs + 15_000);
+      const result = await client.post<ExecResponse>(
+        `/api/v1/nodes/${encodeURIComponent(node)}/exec`,
+        { command, args, timeoutMs },
+        timeoutMs + 15_000,
+      );
       if (ctx.json) printJson(result);
       else {
         process.stdout.write(result.stdout);
@@ -242,20 +239,9 @@ export function nodesCommands(): Command {
       .option("-n, --limit <count>", "how many", "50"),
   ).action(
     action(async (ctx, node: string, options: GatewayOption & { limit: string }) => {
-      const { history } = await AdminClient.fromHome(ctx.home, options).get<{
-        history: {
-          requestedAt: string;
-          requestedBy: string;
-          command: string;
-          args: string[];
-          outcome: string;
-          exitCode: number | null;
-          durationMs: number | null;
-          stdoutBytes: number;
-          stderrBytes: number;
-          code: string | null;
-        }[];
-      }>(`/api/v1/nodes/${encodeURIComponent(node)}/history?limit=${encodeURIComponent(options.limit)}`);
+      const { history } = await AdminClient.fromHome(ctx.home, options).get<{ history: ExecHistoryEntry[] }>(
+        `/api/v1/nodes/${encodeURIComponent(node)}/history?limit=${encodeURIComponent(options.limit)}`,
+      );
       if (ctx.json) printJson({ history });
       else
         process.stdout.write(

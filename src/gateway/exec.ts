@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { GatehouseError, isErrorCode } from "../protocol/errors.js";
-import type { ExecRequest, ExecResult } from "../protocol/messages.js";
+import type { ExecRequest, ExecResponse, ExecResult } from "../protocol/messages.js";
 import type { Principal } from "../auth/roles.js";
 import type { GatewayContext } from "./context.js";
 import type { LiveSession } from "./sessions.js";
@@ -11,21 +11,6 @@ export const MAX_EXEC_TIMEOUT_MS = 300_000;
 export const MAX_EXEC_OUTPUT_BYTES = 16 * 1024;
 /** Time the node gets beyond the command's own timeout to report back. */
 const REPORT_GRACE_MS = 5000;
-
-export interface ExecOutcome {
-  execId: string;
-  deviceId: string;
-  command: string;
-  args: string[];
-  outcome: ExecResult["outcome"];
-  exitCode: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-  durationMs: number;
-  truncated: boolean;
-  code?: string;
-}
 
 interface Pending {
   session: LiveSession;
@@ -94,7 +79,7 @@ export class ExecBroker {
     command: string,
     args: string[],
     timeoutMs: number,
-  ): Promise<ExecOutcome> {
+  ): Promise<ExecResponse> {
     const { deviceId, session } = this.findSession(idOrName);
     const execId = "exe_" + randomBytes(12).toString("hex");
     const requestedAt = this.ctx.now();

@@ -38,30 +38,24 @@ export async function runExecRequest(request: ExecRequest, allow: readonly strin
       durationMs: elapsed(),
     });
   }
-  if (!allow.includes(request.command)) {
-    return result(request, {
+  const refuse = (code: string, message: string) =>
+    result(request, {
       outcome: "refused",
       exitCode: null,
       signal: null,
       stdout: "",
       stderr: "",
       durationMs: elapsed(),
-      code: "command_not_allowed",
-      message: `this node does not allow ${JSON.stringify(request.command)} (exec.allow: ${allow.length ? allow.join(", ") : "nothing"})`,
+      code,
+      message,
     });
-  }
-  if (running >= MAX_CONCURRENT) {
-    return result(request, {
-      outcome: "refused",
-      exitCode: null,
-      signal: null,
-      stdout: "",
-      stderr: "",
-      durationMs: elapsed(),
-      code: "rate_limited",
-      message: `this node already runs ${MAX_CONCURRENT} commands`,
-    });
-  }
+  if (!allow.includes(request.command))
+    return refuse(
+      "command_not_allowed",
+      `this node does not allow ${JSON.stringify(request.command)} (exec.allow: ${allow.length ? allow.join(", ") : "nothing"})`,
+    );
+  if (running >= MAX_CONCURRENT)
+    return refuse("rate_limited", `this node already runs ${MAX_CONCURRENT} commands`);
   running += 1;
   try {
     return await spawnCapped(request, elapsed);

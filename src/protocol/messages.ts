@@ -143,6 +143,39 @@ export const execResultSchema = z.object({
 });
 export type ExecResult = z.infer<typeof execResultSchema>;
 
+/** The answer of POST /api/v1/nodes/:id/exec: the command's output and exit code. */
+export interface ExecResponse {
+  execId: string;
+  deviceId: string;
+  command: string;
+  args: string[];
+  outcome: ExecResult["outcome"];
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+  truncated: boolean;
+  code?: string;
+}
+
+/** One command run on a node, as GET /api/v1/nodes/:id/history shows it. */
+export interface ExecHistoryEntry {
+  execId: string;
+  deviceId: string;
+  requestedBy: string;
+  command: string;
+  args: string[];
+  requestedAt: string;
+  finishedAt: string | null;
+  outcome: string;
+  exitCode: number | null;
+  durationMs: number | null;
+  stdoutBytes: number;
+  stderrBytes: number;
+  code: string | null;
+}
+
 export const nodeMessageSchema = z.discriminatedUnion("type", [
   execResultSchema,
   nodeHelloSchema,

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { parseBody } from "../parse-body.js";
+import type { ExecHistoryEntry } from "../../protocol/messages.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, MAX_EXEC_TIMEOUT_MS } from "../exec.js";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
@@ -35,8 +36,9 @@ export function registerNodeRoutes(app: FastifyInstance, ctx: GatewayContext): v
     { onRequest: requireScopeHook(ctx, "audit:read") },
     async (request) => {
       const limit = Math.min(500, Math.max(1, Number(request.query.limit ?? 50) || 50));
-      const history = await ctx.store.listExecs(request.params.id, limit);
-      return { history: history.map((h) => ({ ...h, args: JSON.parse(h.args) as string[] })) };
+      const rows = await ctx.store.listExecs(request.params.id, limit);
+      const history: ExecHistoryEntry[] = rows.map((h) => ({ ...h, args: JSON.parse(h.args) as string[] }));
+      return { history };
     },
   );
 }
