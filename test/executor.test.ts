@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { runExecRequest } from "../src/node/executor.js";
 import type { ExecRequest } from "../src/protocol/messages.js";
@@ -52,4 +53,29 @@ describe("the node's executor", () => {
     expect(result).toMatchObject({ outcome: "failed", exitCode: 127 });
     expect(result.message).toContain("not found on this node");
   });
+
+  it("answers, and ends the group, when the command leaves a process holding its output", async () => {
+    const unique = `${90 + Math.floor(Math.random() * 9)}.${process.pid}`;
+    const result = await runExecRequest(request("sh", ["-c", `sleep ${unique} & echo started`]), ["sh"]);
+    expect(result).toMatchObject({ outcome: "completed", exitCode: 0 });
+    expect(text(result.stdout)).toBe("started\n");
+    expect(stillRunning(`sleep ${unique}`)).toEqual([]);
+  });
+
+  it("kills what a command started when it times out", async () => {
+    const unique = `${90 + Math.floor(Math.random() * 9)}.${process.pid}1`;
+    const result = await runExecRequest(
+      request("sh", ["-c", `sleep ${unique} & sleep ${unique}`], { timeoutMs: 300 }),
+      ["sh"],
+    );
+    expect(result.outcome).toBe("timeout");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(stillRunning(`sleep ${unique}`)).toEqual([]);
+  });
 });
+
+function stillRunning(args: string): string[] {
+  return execFileSync("ps", ["-eo", "stat,args"], { encoding: "utf8" })
+    .split("\n")
+    .filter((line) => line.endsWith(args) && !line.startsWith("Z"));
+}

@@ -109,5 +109,12 @@ describe("secret references", () => {
       resolveSecret("vault://secret/x#y", "k", { env, vault: { address: "http://127.0.0.1:1", token: "t" } }),
     );
     expect(down.message).toContain("could not reach Vault");
+    const clear = await failure(
+      resolveSecret("vault://secret/x#y", "k", {
+        env,
+        vault: { address: "http://vault.example:8200", token: "t" },
+      }),
+    );
+    expect(clear.message).toContain("would send the Vault token in clear text");
   });
 });

@@ -72,8 +72,9 @@ export class AuditLog {
       try {
         await this.store.appendAudit(batch.map((q) => q.write));
         for (const q of batch) q.resolve();
-      } catch (error) {
-        for (const q of batch) q.reject(error);
+      } catch {
+        // One bad write must not fail the others that shared its commit: write them one by one.
+        for (const q of batch) await this.store.appendAudit([q.write]).then(q.resolve, q.reject);
       }
     }
     this.flushing = false;

@@ -1,9 +1,6 @@
-import { existsSync } from "node:fs";
-import path from "node:path";
 import { Command } from "commander";
 import {
-  GATEWAY_FILES,
-  NODE_FILES,
+  homeParties,
   SECRET_SETTINGS,
   explainConfig,
   gatewayConfigSchema,
@@ -12,7 +9,6 @@ import {
   nodeConfigSchema,
   type ExplainedSetting,
 } from "../config/index.js";
-import { GatehouseError } from "../protocol/errors.js";
 import { action } from "./run.js";
 import { printJson, table } from "./output.js";
 
@@ -27,8 +23,9 @@ export function explainHome(
   home: string,
   flags: { listen?: string; gateway?: string } = {},
 ): ExplainedHome[] {
+  const parties = homeParties(home);
   const homes: ExplainedHome[] = [];
-  if (existsSync(path.join(home, GATEWAY_FILES.config))) {
+  if (parties.gateway) {
     const loaded = loadGatewayConfig(home, flags.listen ? { listen: flags.listen } : {});
     homes.push({
       kind: "gateway",
@@ -36,16 +33,10 @@ export function explainHome(
       settings: explainConfig(loaded, gatewayConfigSchema, SECRET_SETTINGS),
     });
   }
-  if (existsSync(path.join(home, NODE_FILES.config))) {
+  if (parties.node) {
     const loaded = loadNodeConfig(home, flags.gateway ? { gatewayUrl: flags.gateway } : {});
     homes.push({ kind: "node", file: loaded.file, settings: explainConfig(loaded, nodeConfigSchema, []) });
   }
-  if (homes.length === 0)
-    throw new GatehouseError(
-      "config_missing",
-      `${home} holds neither ${GATEWAY_FILES.config} nor ${NODE_FILES.config}`,
-      "Point --home (or GATEHOUSE_HOME) at a gateway or node home, or create one (`gateway init`, `node register`).",
-    );
   return homes;
 }
 

@@ -1,9 +1,6 @@
-import { existsSync } from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import { Command } from "commander";
-import { GATEWAY_FILES, NODE_FILES } from "../config/index.js";
-import { GatehouseError } from "../protocol/errors.js";
+import { homeParties } from "../config/index.js";
 import { checkGatewayHome, checkNodeHome } from "../doctor/home-checks.js";
 import { doctorExitCode, worstSeverity, type Finding, type Severity } from "../doctor/findings.js";
 import { scanLegacyTokens, type LegacyReport } from "../doctor/legacy-scan.js";
@@ -60,17 +57,12 @@ export function doctorCommand(): Command {
           return;
         }
         const now = new Date();
+        const parties = homeParties(ctx.home);
         const sections: { kind: "gateway" | "node"; findings: Finding[] }[] = [];
-        if (existsSync(path.join(ctx.home, GATEWAY_FILES.config)))
+        if (parties.gateway)
           sections.push({ kind: "gateway", findings: await checkGatewayHome(ctx.home, now, process.env) });
-        if (existsSync(path.join(ctx.home, NODE_FILES.config)))
+        if (parties.node)
           sections.push({ kind: "node", findings: await checkNodeHome(ctx.home, now, process.env) });
-        if (sections.length === 0)
-          throw new GatehouseError(
-            "config_missing",
-            `${ctx.home} holds neither ${GATEWAY_FILES.config} nor ${NODE_FILES.config}`,
-            "Point --home (or GATEHOUSE_HOME) at a gateway or node home.",
-          );
         const all = sections.flatMap((s) => s.findings);
         if (ctx.json) printJson({ home: ctx.home, worst: worstSeverity(all), sections });
         else {

@@ -1,4 +1,4 @@
-import type { LoadedConfig, Provenance, ValueSource } from "./load.js";
+import { lookup, type LoadedConfig, type Provenance, type ValueSource } from "./load.js";
 import { describeSecret } from "./secrets.js";
 import { formatDuration } from "./duration.js";
 import { durationKeys } from "./schema-walk.js";
@@ -36,9 +36,7 @@ export function explainConfig(
   return Object.entries(loaded.provenance)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([key, provenance]: [string, Provenance]) => {
-      const value = key
-        .split(".")
-        .reduce<unknown>((o, part) => (o as Record<string, unknown>)?.[part], loaded.config);
+      const value = lookup(loaded.config, key).value;
       return {
         key,
         value: show(key, value),

@@ -38,7 +38,8 @@ function deepMerge(base: Json, over: Json): Json {
   return out;
 }
 
-function lookup(obj: unknown, dotted: string): { found: boolean; value?: unknown } {
+/** The value at a dotted path ("tokens.hashKey") of a JSON object, if it is there. */
+export function lookup(obj: unknown, dotted: string): { found: boolean; value?: unknown } {
   let current: unknown = obj;
   for (const part of dotted.split(".")) {
     if (!isPlainObject(current) || !(part in current)) return { found: false };

@@ -1,5 +1,7 @@
+import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
+import { GatehouseError } from "../protocol/errors.js";
 
 /** File names inside a home: part of the contract, scripts and diagnostics rely on them. */
 export const GATEWAY_FILES = {
@@ -32,4 +34,19 @@ export const NODE_FILES = {
 export function resolveHome(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
   const chosen = flag ?? env.GATEHOUSE_HOME ?? path.join(homedir(), ".gatehouse");
   return path.resolve(chosen);
+}
+
+/** Which parties this home holds (a gateway, a node, or both); neither is `config_missing`. */
+export function homeParties(home: string): { gateway: boolean; node: boolean } {
+  const parties = {
+    gateway: existsSync(path.join(home, GATEWAY_FILES.config)),
+    node: existsSync(path.join(home, NODE_FILES.config)),
+  };
+  if (!parties.gateway && !parties.node)
+    throw new GatehouseError(
+      "config_missing",
+      `${home} holds neither ${GATEWAY_FILES.config} nor ${NODE_FILES.config}`,
+      "Point --home (or GATEHOUSE_HOME) at a gateway or node home, or create one (`gateway init`, `node register`).",
+    );
+  return parties;
 }

@@ -127,6 +127,18 @@ function readVault(reference: string, setting: string, options: ResolveOptions):
     `/v1/${encodeURIComponent(mount)}/data/${secretPath.split("/").map(encodeURIComponent).join("/")}`,
     address,
   );
+  // A Vault token must not cross a network in clear text: plain http only to this machine.
+  const loopback =
+    ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname) || url.hostname.startsWith("127.");
+  if (url.protocol === "http:" && !loopback)
+    return Promise.reject(
+      failure(
+        reference,
+        setting,
+        `would send the Vault token in clear text to ${url.origin}`,
+        "Use an https:// Vault address.",
+      ),
+    );
   const client = url.protocol === "https:" ? https : http;
   return new Promise((resolve, reject) => {
     const request = client.get(

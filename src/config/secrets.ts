@@ -13,11 +13,19 @@ export interface GatewaySecrets {
 /** The Vault a config's vault:// references are read from. */
 export function vaultAccess(config: Pick<GatewayConfig, "vault">): VaultAccess {
   const { address, token, caFile } = config.vault;
-  return {
-    ...(address ? { address } : {}),
-    ...(token ? { token } : {}),
-    ...(caFile ? { caPem: readFileSync(caFile, "utf8") } : {}),
-  };
+  let caPem: string | undefined;
+  if (caFile) {
+    try {
+      caPem = readFileSync(caFile, "utf8");
+    } catch (error) {
+      throw new GatehouseError(
+        "config_invalid",
+        `vault.caFile: ${caFile} cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`,
+        "Point vault.caFile at the PEM of your Vault's CA.",
+      );
+    }
+  }
+  return { ...(address ? { address } : {}), ...(token ? { token } : {}), ...(caPem ? { caPem } : {}) };
 }
 
 /** Shorter than this, a hash key is a placeholder or a password, not a key. */
@@ -41,7 +49,10 @@ export async function resolveGatewaySecrets(
         `tokens.hashKey: the secret${isSecretReference(reference) ? ` ${reference}` : ""} is ${value.length} characters; at least ${MIN_HASH_KEY_LENGTH} are needed`,
         "Use a random key: `openssl rand -hex 32`.",
       );
-    secrets.hashKey = Buffer.from(value, "utf8");
+    // Read as the home's key file is read (hex), so that a copy of that file keeps every key valid.
+    secrets.hashKey = /^([0-9a-f]{2}){32,}$/i.test(value)
+      ? Buffer.from(value, "hex")
+      : Buffer.from(value, "utf8");
   }
   return secrets;
 }

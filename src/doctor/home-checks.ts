@@ -9,13 +9,16 @@ import {
   isSecretReference,
   loadGatewayConfig,
   loadNodeConfig,
+  lookup,
   resolveSecret,
   vaultAccess,
   type GatewayConfig,
 } from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
-import { weakCredentialReason, type Finding } from "./findings.js";
+import { TOKEN_VARIABLE } from "./legacy-scan.js";
+import type { Finding } from "./findings.js";
+import { weakCredentialReason } from "../auth/weak-credentials.js";
 
 const DAY_MS = 86_400_000;
 
@@ -107,7 +110,7 @@ function checkExpiry(file: string, what: string, now: Date, renewsItself: string
 async function checkSecrets(config: GatewayConfig, file: string, env: NodeJS.ProcessEnv): Promise<Finding[]> {
   const findings: Finding[] = [];
   for (const key of SECRET_SETTINGS) {
-    const value = key.split(".").reduce<unknown>((o, part) => (o as Record<string, unknown>)?.[part], config);
+    const { value } = lookup(config, key);
     if (typeof value !== "string") continue;
     if (!isSecretReference(value))
       findings.push({
@@ -153,7 +156,7 @@ function checkConflictingSources(env: NodeJS.ProcessEnv): Finding[] {
       message: "GATEHOUSE_TOKEN is set: admin commands use it instead of this home's certificate",
       fix: "Unset GATEHOUSE_TOKEN unless that is what you want.",
     });
-  const legacy = Object.keys(env).filter((name) => /^(CLAWDBOT|OPENCLAW|MOLTBOT)_GATEWAY_TOKEN$/.test(name));
+  const legacy = Object.keys(env).filter((name) => TOKEN_VARIABLE.test(name));
   if (legacy.length)
     findings.push({
       severity: "warning",

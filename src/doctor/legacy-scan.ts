@@ -1,7 +1,9 @@
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { weakCredentialReason } from "./findings.js";
+import { weakCredentialReason } from "../auth/weak-credentials.js";
+import { lookup } from "../config/load.js";
+import { tokenFingerprint } from "../auth/token-service.js";
+import { fingerprintPrefix } from "../pki/fingerprint.js";
 
 /**
  * Finds the old static gateway token wherever the old setups kept copies: the product's JSON
@@ -11,7 +13,8 @@ import { weakCredentialReason } from "./findings.js";
  */
 
 const PRODUCTS = ["clawdbot", "openclaw", "moltbot"] as const;
-const TOKEN_VARIABLE = /^(CLAWDBOT|OPENCLAW|MOLTBOT)_GATEWAY_TOKEN$/;
+/** The variables the old setups kept the gateway token in. */
+export const TOKEN_VARIABLE = /^(CLAWDBOT|OPENCLAW|MOLTBOT)_GATEWAY_TOKEN$/;
 const SHELL_FILES = [".zshrc", ".zprofile", ".bashrc", ".bash_profile", ".profile"];
 const COMPOSE_FILE = /^(docker-)?compose(\.[\w-]+)?\.ya?ml$/;
 /** How deep the working tree is searched for compose files, and what is never entered. */
@@ -53,8 +56,9 @@ interface Found {
   value: string;
 }
 
-export function tokenFingerprint(value: string): string {
-  return "sha256:" + createHash("sha256").update(value).digest("hex").slice(0, 12);
+/** What may be shown of an old token: the first 12 hex digits of its SHA-256. */
+function legacyFingerprint(value: string): string {
+  return fingerprintPrefix(tokenFingerprint(value));
 }
 
 function readText(file: string): string | undefined {
@@ -76,15 +80,6 @@ function isLiteral(value: string): boolean {
   return value.length > 0 && !/^\$\{?[A-Za-z_]/.test(value);
 }
 
-function lookupPath(json: unknown, dotted: string): unknown {
-  return dotted
-    .split(".")
-    .reduce<unknown>(
-      (o, key) => (o && typeof o === "object" ? (o as Record<string, unknown>)[key] : undefined),
-      json,
-    );
-}
-
 function parseJson(file: string): unknown {
   const text = readText(file);
   if (text === undefined) return undefined;
@@ -98,7 +93,7 @@ function parseJson(file: string): unknown {
 function scanProductJson(file: string): Found[] {
   const json = parseJson(file);
   return ["gateway.auth.token", "gateway.remote.token"].flatMap((key) => {
-    const value = lookupPath(json, key);
+    const value = lookup(json, key).value;
     return typeof value === "string" && isLiteral(value)
       ? [{ kind: "json-config" as const, file, where: key, value }]
       : [];
@@ -232,7 +227,7 @@ export function legacyTokenToImport(
   const counts = new Map<string, { value: string; fingerprint: string; places: number }>();
   for (const { value } of collect(options)) {
     if (weakCredentialReason(value)) continue;
-    const fp = tokenFingerprint(value);
+    const fp = legacyFingerprint(value);
     const entry = counts.get(fp) ?? { value, fingerprint: fp, places: 0 };
     entry.places += 1;
     counts.set(fp, entry);
@@ -245,7 +240,7 @@ export function scanLegacyTokens(options: LegacyScanOptions): LegacyReport {
   const found = collect(options);
   const tokens: LegacyToken[] = found.map(({ value, ...where }) => {
     const placeholder = weakCredentialReason(value);
-    return { ...where, fingerprint: tokenFingerprint(value), ...(placeholder ? { placeholder } : {}) };
+    return { ...where, fingerprint: legacyFingerprint(value), ...(placeholder ? { placeholder } : {}) };
   });
   const byFingerprint = new Map<string, LegacyGroup>();
   for (const token of tokens) {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hashSecret, randomToken } from "../auth/secrets.js";
-import { isKnownRole } from "../auth/roles.js";
+import { isKnownRole, scopesForRole } from "../auth/roles.js";
+import { weakCredentialReason } from "../auth/weak-credentials.js";
 import { GatehouseError } from "../protocol/errors.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { EnrollTokenRecord, Store } from "../store/types.js";
@@ -41,6 +42,21 @@ export class EnrollTokenService {
   ): Promise<{ token: string; record: EnrollTokenRecord }> {
     if (!isKnownRole(input.role))
       throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(input.role)}`);
+    // A token that can be handed around must not mint administrators.
+    const powerful = scopesForRole(input.role).filter((s) => s === "devices:write" || s === "keys:write");
+    if (powerful.length)
+      throw new GatehouseError(
+        "invalid_request",
+        `an enroll token cannot register devices with role ${input.role} (it grants ${powerful.join(", ")})`,
+        "Register such a device by its user code and approve it with `devices approve --role`.",
+      );
+    const weak = input.legacySecret === undefined ? undefined : weakCredentialReason(input.legacySecret);
+    if (weak)
+      throw new GatehouseError(
+        "invalid_request",
+        `the old token is ${weak}: it cannot be imported as an enroll token`,
+        "Register the old nodes by their user codes instead.",
+      );
     const token = input.legacySecret ?? `ghe_${randomToken(25)}`;
     const at = this.now();
     const record: EnrollTokenRecord = {

@@ -53,23 +53,29 @@ export class ExecBroker {
     }
   }
 
+  /**
+   * The session of the node an operator named, by device id or by name. Names are looked up among
+   * all registered nodes, not only the online ones: an offline "laptop" must never be stood in
+   * for by another node that calls itself "laptop".
+   */
   private findSession(idOrName: string): { deviceId: string; session: LiveSession } {
-    const sessions = this.ctx.sessions.all();
-    const byId = sessions.filter((s) => s.deviceId === idOrName);
-    const byName = byId.length ? [] : sessions.filter((s) => s.name === idOrName);
-    const matches = byId.length ? byId : byName;
-    if (matches.length > 1 && byName.length) {
+    const named = this.ctx.devices.list().filter((d) => d.kind === "node" && d.name === idOrName);
+    if (!this.ctx.devices.get(idOrName) && named.length > 1)
       throw new GatehouseError(
         "invalid_request",
-        `${matches.length} online nodes are named ${JSON.stringify(idOrName)}; use the device id`,
+        `${named.length} nodes are named ${JSON.stringify(idOrName)}; use the device id`,
+        "`gatehouse devices list` shows the ids.",
       );
-    }
-    const session = matches.sort((a, b) => b.connectedAt.getTime() - a.connectedAt.getTime())[0];
-    if (session) return { deviceId: session.deviceId, session };
-    const device = this.ctx.devices.get(idOrName);
-    if (device && device.kind === "node") {
-      throw new GatehouseError("node_offline", `node ${idOrName} (${device.name}) is not connected`);
-    }
+    const device = this.ctx.devices.get(idOrName) ?? named[0];
+    // A session opened with a node API key's token has no device record: it is found by its id.
+    const deviceId = device?.deviceId ?? idOrName;
+    const session = this.ctx.sessions
+      .all()
+      .filter((s) => s.deviceId === deviceId)
+      .sort((a, b) => b.connectedAt.getTime() - a.connectedAt.getTime())[0];
+    if (session) return { deviceId, session };
+    if (device && device.kind === "node")
+      throw new GatehouseError("node_offline", `node ${device.deviceId} (${device.name}) is not connected`);
     throw new GatehouseError("node_not_found", `no node ${JSON.stringify(idOrName)}`);
   }
 
@@ -114,9 +120,17 @@ export class ExecBroker {
         }, timeoutMs + REPORT_GRACE_MS);
         timer.unref();
         this.pending.set(execId, { session, resolve, reject, timer });
-        session.socket.send(JSON.stringify(request));
+        // The session may have closed while the request was being audited: say so at once.
+        const gone = () => {
+          if (!this.pending.delete(execId)) return;
+          clearTimeout(timer);
+          reject(new GatehouseError("node_offline", "the node's session closed before the command was sent"));
+        };
+        if (session.socket.readyState !== session.socket.OPEN) gone();
+        else session.socket.send(JSON.stringify(request), (error) => error && gone());
       });
     } catch (error) {
+      if (!(error instanceof GatehouseError)) this.ctx.logger.error({ err: error, execId }, "exec failed");
       failure = error instanceof GatehouseError ? error : new GatehouseError("internal_error");
     }
 

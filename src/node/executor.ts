@@ -7,6 +7,8 @@ import { GATEHOUSE_VERSION } from "../protocol/version.js";
 export const BUILTIN_STATUS = "status";
 
 const MAX_CONCURRENT = 8;
+/** After the command exits, how long its output may still arrive from what it left behind. */
+const EXIT_GRACE_MS = 500;
 let running = 0;
 
 function result(request: ExecRequest, fields: Omit<ExecResult, "type" | "id">): ExecResult {
@@ -70,11 +72,33 @@ function spawnCapped(request: ExecRequest, elapsed: () => number): Promise<ExecR
     const stderr: Buffer[] = [];
     let bytes = 0;
     let outcome: ExecResult["outcome"] = "completed";
-    const child = spawn(request.command, request.args, { shell: false, stdio: ["ignore", "pipe", "pipe"] });
+    // Its own process group, so that a timeout or the cap kills what it started too.
+    const child = spawn(request.command, request.args, {
+      shell: false,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL"); // the group is gone already; make sure the child is
+      }
+    };
     const kill = (why: ExecResult["outcome"]) => {
       if (outcome === "completed") outcome = why;
-      child.kill("SIGKILL");
+      killGroup();
     };
+    // A process the command left behind may hold its pipes open: once the command has exited,
+    // give its output a moment, then end what is left of its group and answer.
+    child.on("exit", () => {
+      setTimeout(() => {
+        if (child.stdout.readableEnded && child.stderr.readableEnded) return;
+        killGroup();
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, EXIT_GRACE_MS).unref();
+    });
     const timer = setTimeout(() => kill("timeout"), request.timeoutMs);
     const collect = (into: Buffer[]) => (chunk: Buffer) => {
       const room = request.maxOutputBytes - bytes;

@@ -17,11 +17,14 @@ export const deviceNameSchema = printableSchema("name", 64).refine(
   "name is empty",
 );
 
+/** The longest enroll token a registration may carry (imported legacy tokens included). */
+export const ENROLL_TOKEN_MAX_LENGTH = 256;
+
 export const enrollRequestSchema = z.strictObject({
   csr: z.string().min(1, "csr is missing"),
   name: deviceNameSchema,
   platform: printableSchema("platform", 64).optional(),
-  enrollToken: z.string().max(256).optional(),
+  enrollToken: z.string().max(ENROLL_TOKEN_MAX_LENGTH).optional(),
 });
 export type EnrollRequest = z.infer<typeof enrollRequestSchema>;
 

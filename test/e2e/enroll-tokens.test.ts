@@ -72,8 +72,18 @@ describe("enroll tokens", () => {
       error: "invalid_token",
       error_description: expect.stringContaining("no uses left"),
     });
-    const unknown = await register("runner-4", "ghe_" + "a".repeat(40));
+    const forged = "ghe_" + "a".repeat(40);
+    const unknown = await register("runner-4", forged);
     expect(JSON.parse(unknown.stdout)).toMatchObject({ error: "invalid_token" });
+    // Each refusal is audited with the kind of credential and its fingerprint prefix, never the token.
+    const audit = await runCli(["audit", "tail", "-n", "50", "--home", gateway.home, "--json"]);
+    const refusals = (
+      JSON.parse(audit.stdout) as { entries: { type: string; details: Record<string, string> }[] }
+    ).entries.filter((e) => e.type === "auth.refused" && e.details.credential === "enroll-token");
+    expect(refusals.length).toBeGreaterThanOrEqual(2);
+    expect(refusals.at(-1)!.details.fingerprint).toMatch(/^sha256:[0-9a-f]{12}$/);
+    expect(audit.stdout).not.toContain(forged);
+    expect(audit.stdout).not.toContain(created.token);
 
     const list = await runJson<{ enrollTokens: EnrollTokenJson[] }>([
       "enroll",
@@ -85,6 +95,15 @@ describe("enroll tokens", () => {
       usesLeft: 0,
       usesTotal: 2,
       source: "created",
+    });
+  });
+
+  it("cannot mint administrators", async () => {
+    const result = await runCli(["enroll", "create", "--role", "admin", "--home", gateway.home, "--json"]);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      error: "invalid_request",
+      error_description: expect.stringContaining("keys:write"),
     });
   });
 

@@ -248,4 +248,18 @@ describe("commands on nodes, by role, with history and audit", () => {
       firstBroken: { seq: target.seq },
     });
   });
+
+  it("never sends a command meant for one node to another of the same name", async () => {
+    const operator = await tokenFor("operator");
+    // A second node calls itself "worker" too (it is registered, not even online).
+    await registeredNode(gateway, "worker");
+    const result = await exec(operator.token, "worker", ["uname"]);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      error: "invalid_request",
+      error_description: expect.stringContaining('2 nodes are named "worker"'),
+    });
+    // By device id it still reaches the right one.
+    expect((await exec(operator.token, deviceId, ["uname"])).code).toBe(0);
+  });
 });

@@ -5,6 +5,7 @@ import { requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
 import { durationSchema } from "../../config/duration.js";
 import { enrollTokenView } from "../enroll-tokens.js";
+import { ENROLL_TOKEN_MAX_LENGTH } from "../../protocol/messages.js";
 
 const MAX_LIFETIME_MS = 30 * 86_400_000;
 
@@ -21,7 +22,7 @@ const createBody = z.strictObject({
     .regex(/^[\w.-]*$/, "namePrefix may hold letters, digits, '.', '_' and '-'")
     .optional(),
   /** The old shared token, imported by `gatehouse migrate --from-legacy`. */
-  legacySecret: z.string().min(8).max(512).optional(),
+  legacySecret: z.string().min(1).max(ENROLL_TOKEN_MAX_LENGTH).optional(),
 });
 
 export function registerEnrollTokenRoutes(app: FastifyInstance, ctx: GatewayContext): void {

@@ -3,6 +3,8 @@ import { GatehouseError } from "../../protocol/errors.js";
 import { enrollRequestSchema } from "../../protocol/messages.js";
 import type { GatewayContext } from "../context.js";
 import { parseBody } from "../parse-body.js";
+import { tokenFingerprint } from "../../auth/token-service.js";
+import { fingerprintPrefix } from "../../pki/fingerprint.js";
 
 export function registerEnrollRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.post(
@@ -23,6 +25,12 @@ export function registerEnrollRoutes(app: FastifyInstance, ctx: GatewayContext):
     },
     async (request, reply) => {
       const body = parseBody(enrollRequestSchema, request.body);
+      // A refused enroll token is logged and audited by its fingerprint prefix, never its value.
+      if (body.enrollToken !== undefined)
+        request.credentialTried = {
+          credential: "enroll-token",
+          fingerprint: fingerprintPrefix(tokenFingerprint(body.enrollToken)),
+        };
       const response = await ctx.registrations.enroll(body, request.ip);
       return reply.code(202).send(response);
     },
