@@ -3,6 +3,7 @@
  * over SQLite (default) and is written so that a PostgreSQL dialect can serve it unchanged later:
  * timestamps are ISO-8601 strings, booleans are integers, ids are text, no SQLite-only SQL.
  */
+import type { ExecHistoryEntry } from "../protocol/messages.js";
 import type { TokenStore } from "./token-types.js";
 
 export type DeviceStatus = "pending" | "approved" | "denied" | "revoked";
@@ -91,22 +92,10 @@ export interface AuditEventRecord extends AuditEventInput {
 }
 
 /** One command run on a node, kept per device id (stable across renewals and re-issue). */
-export interface ExecRecord {
-  execId: string;
-  deviceId: string;
-  requestedBy: string;
-  command: string;
+export type ExecRecord = Omit<ExecHistoryEntry, "args"> & {
   /** JSON array text */
   args: string;
-  requestedAt: string;
-  finishedAt: string | null;
-  outcome: string;
-  exitCode: number | null;
-  durationMs: number | null;
-  stdoutBytes: number;
-  stderrBytes: number;
-  code: string | null;
-}
+};
 
 /** An enroll token: a node that registers with it is approved at once, while uses are left. */
 export interface EnrollTokenRecord {
