@@ -2,6 +2,7 @@ import { Command } from "commander";
 import {
   homeParties,
   SECRET_SETTINGS,
+  NODE_SECRET_SETTINGS,
   explainConfig,
   gatewayConfigSchema,
   loadGatewayConfig,
@@ -35,7 +36,11 @@ export function explainHome(
   }
   if (parties.node) {
     const loaded = loadNodeConfig(home, flags.gateway ? { gatewayUrl: flags.gateway } : {});
-    homes.push({ kind: "node", file: loaded.file, settings: explainConfig(loaded, nodeConfigSchema, []) });
+    homes.push({
+      kind: "node",
+      file: loaded.file,
+      settings: explainConfig(loaded, nodeConfigSchema, NODE_SECRET_SETTINGS),
+    });
   }
   return homes;
 }

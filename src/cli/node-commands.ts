@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { pino } from "pino";
 import { registerNode, type RegisterProgress } from "../node/register.js";
-import { loadNode } from "../node/home.js";
+import { prepareNode } from "../node/home.js";
 import { NodeAgent } from "../node/agent.js";
 import { action } from "./run.js";
 import { checkFingerprint, checkGatewayUrl } from "./validate.js";
@@ -95,9 +95,9 @@ export function nodeCommands(): Command {
     .description("run the node agent: connect, heartbeat, reconnect")
     .action(
       action(async (ctx) => {
-        const { loaded, credentials } = loadNode(ctx.home);
+        const { loaded, credentials, tokens } = await prepareNode(ctx.home);
         const logger = pino({ level: loaded.config.logLevel, base: { deviceId: loaded.config.deviceId } });
-        const agent = new NodeAgent(ctx.home, loaded.config, credentials, logger);
+        const agent = new NodeAgent(ctx.home, loaded.config, credentials, logger, tokens);
         await new Promise<void>((resolve, reject) => {
           agent.once("fatal", reject);
           const shutdown = () => {

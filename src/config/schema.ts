@@ -18,6 +18,7 @@ const vaultSchema = z
 
 /** Settings that hold secrets: shown as their reference or a fingerprint prefix, never the value. */
 export const SECRET_SETTINGS = ["tokens.hashKey", "vault.token"] as const;
+export const NODE_SECRET_SETTINGS = ["apiKey", "vault.token"] as const;
 
 /** gateway.json. Every setting has a default but the gateway id, which `gateway init` writes. */
 export const gatewayConfigSchema = z.strictObject({
@@ -93,6 +94,13 @@ export const nodeConfigSchema = z.strictObject({
   name: z.string().optional(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   exec: z.strictObject({ allow: z.array(z.string()).default([]) }).prefault({}),
+  /**
+   * A secret (write a reference): an API key of role `node`, for a node that cannot hold a client
+   * certificate. Used only when the home has no device certificate; it is exchanged for short-lived
+   * access tokens, refreshed on the session.
+   */
+  apiKey: z.string().min(1).optional(),
+  vault: vaultSchema,
   heartbeatInterval: durationSchema.prefault("15s"),
   reconnect: z
     .strictObject({

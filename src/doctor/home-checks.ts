@@ -12,7 +12,9 @@ import {
   lookup,
   resolveSecret,
   vaultAccess,
+  NODE_SECRET_SETTINGS,
   type GatewayConfig,
+  type NodeConfig,
 } from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
@@ -107,9 +109,14 @@ function checkExpiry(file: string, what: string, now: Date, renewsItself: string
 }
 
 /** Plaintext or weak secrets in the config, and references that do not resolve. */
-async function checkSecrets(config: GatewayConfig, file: string, env: NodeJS.ProcessEnv): Promise<Finding[]> {
+async function checkSecrets(
+  config: Pick<GatewayConfig, "vault">,
+  keys: readonly string[],
+  file: string,
+  env: NodeJS.ProcessEnv,
+): Promise<Finding[]> {
   const findings: Finding[] = [];
-  for (const key of SECRET_SETTINGS) {
+  for (const key of keys) {
     const { value } = lookup(config, key);
     if (typeof value !== "string") continue;
     if (!isSecretReference(value))
@@ -208,7 +215,7 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
     checkExpiry(path.join(home, GATEWAY_FILES.adminCert), "the admin certificate", now, undefined),
   );
   if (config) {
-    findings.push(...(await checkSecrets(config, file, env)));
+    findings.push(...(await checkSecrets(config, SECRET_SETTINGS, file, env)));
     findings.push(
       isLoopback(config.listen)
         ? { severity: "ok", check: "listen", message: `listens on loopback (${config.listen})` }
@@ -229,9 +236,12 @@ export async function checkNodeHome(home: string, now: Date, env: NodeJS.Process
   findings.push(...checkPrivateFiles(home, [NODE_FILES.deviceKey, NODE_FILES.config, NODE_FILES.state]));
   const file = path.join(home, NODE_FILES.config);
   let pin: string | undefined;
+  let config: NodeConfig | undefined;
   try {
-    pin = loadNodeConfig(home).config.caFingerprint;
+    config = loadNodeConfig(home).config;
+    pin = config.caFingerprint;
     findings.push({ severity: "ok", check: "config", file, message: "node.json is valid" });
+    findings.push(...(await checkSecrets(config, NODE_SECRET_SETTINGS, file, env)));
   } catch (error) {
     const named =
       error instanceof GatehouseError ? error : new GatehouseError("config_invalid", String(error));
@@ -260,7 +270,15 @@ export async function checkNodeHome(home: string, now: Date, env: NodeJS.Process
   }
   const certFile = path.join(home, NODE_FILES.deviceCert);
   const keyFile = path.join(home, NODE_FILES.deviceKey);
-  if (!existsSync(certFile)) {
+  if (!existsSync(certFile) && config?.apiKey) {
+    findings.push({
+      severity: "info",
+      check: "certificate",
+      file: certFile,
+      message: "no device certificate: this node authenticates with its API key (apiKey)",
+      fix: "A client certificate is stronger (bound to a key that never leaves this machine): `gatehouse node register`.",
+    });
+  } else if (!existsSync(certFile)) {
     findings.push({
       severity: "warning",
       check: "certificate",

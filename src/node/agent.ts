@@ -13,6 +13,7 @@ import { backoffDelay } from "./backoff.js";
 import { CredentialKeeper } from "./credential-keeper.js";
 import type { CaRotationNotice, ExecRequest } from "../protocol/messages.js";
 import { runExecRequest } from "./executor.js";
+import type { AccessToken, AccessTokenSource } from "./access-tokens.js";
 
 export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
 
@@ -59,6 +60,8 @@ export class NodeAgent extends EventEmitter {
     private readonly config: NodeConfig,
     private readonly credentials: NodeCredentials,
     private readonly logger: Logger,
+    /** Set for a node that authenticates with an API key instead of a client certificate. */
+    private readonly tokens?: AccessTokenSource,
   ) {
     super();
     this.keeper = new CredentialKeeper(home, config, credentials, logger);
@@ -74,6 +77,7 @@ export class NodeAgent extends EventEmitter {
     this.stopping = true;
     this.keeper.stop();
     clearTimeout(this.timer);
+    clearTimeout(this.tokenTimer);
     clearInterval(this.heartbeat);
     const socket = this.socket;
     if (socket && socket.readyState !== WebSocket.CLOSED) {
@@ -109,7 +113,7 @@ export class NodeAgent extends EventEmitter {
 
   private fail(code: ErrorCode, message: string, hint?: string): void {
     this.status.lastError = { code, message, at: new Date().toISOString() };
-    if (code === "cert_expired" && !this.reissuing) {
+    if (code === "cert_expired" && !this.reissuing && this.credentials.certPem) {
       this.reissueThenConnect(message);
       return;
     }
@@ -167,10 +171,64 @@ export class NodeAgent extends EventEmitter {
     this.status.backoffMs = null;
     const url = this.config.gatewayUrl.replace(/^https:/, "wss:") + "/api/v1/connect";
     this.setState("connecting", `connecting to ${url}`);
+    const { caPem, keyPem, certPem } = this.credentials;
+    if (!this.tokens) {
+      this.open(url, { ca: caPem, ...(keyPem && certPem ? { key: keyPem, cert: certPem } : {}) });
+      return;
+    }
+    // A node on an API key: a fresh access token for every session.
+    this.tokens.fetch().then(
+      (token) => {
+        if (this.stopping) return;
+        this.accessToken = token;
+        this.open(url, { ca: caPem, headers: { authorization: `Bearer ${token.token}` } });
+      },
+      (error: unknown) => {
+        const named =
+          error instanceof GatehouseError ? error : new GatehouseError("connection_failed", String(error));
+        this.fail(named.code, `could not get an access token with the API key: ${named.message}`, named.hint);
+      },
+    );
+  }
+
+  private accessToken: AccessToken | undefined;
+  private tokenTimer: NodeJS.Timeout | undefined;
+
+  /** Refreshes the session's access token at 2/3 of its life, on the session (no reconnect). */
+  private scheduleTokenRefresh(socket: WebSocket): void {
+    clearTimeout(this.tokenTimer);
+    const token = this.accessToken;
+    if (!this.tokens || !token) return;
+    const delay = Math.max(1000, token.expiresAt - (token.lifetimeMs * 1) / 3 - Date.now());
+    this.tokenTimer = setTimeout(() => {
+      this.tokens!.fetch().then(
+        (fresh) => {
+          if (socket.readyState !== WebSocket.OPEN) return;
+          this.accessToken = fresh;
+          socket.send(
+            JSON.stringify({ type: "token_refresh", accessToken: fresh.token } satisfies NodeMessage),
+          );
+          this.logger.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, "access token refreshed");
+          this.scheduleTokenRefresh(socket);
+        },
+        (error: unknown) => {
+          const named =
+            error instanceof GatehouseError ? error : new GatehouseError("connection_failed", String(error));
+          this.logger.warn({ code: named.code }, `access token refresh failed (${named.message}); retrying`);
+          if (socket.readyState === WebSocket.OPEN)
+            this.tokenTimer = setTimeout(() => this.scheduleTokenRefresh(socket), 5000);
+        },
+      );
+    }, delay);
+    this.tokenTimer.unref?.();
+  }
+
+  private open(
+    url: string,
+    auth: { ca: string; key?: string; cert?: string; headers?: Record<string, string> },
+  ): void {
     const socket = new WebSocket(url, {
-      ca: this.credentials.caPem,
-      key: this.credentials.keyPem,
-      cert: this.credentials.certPem,
+      ...auth,
       handshakeTimeout: 10_000,
       maxPayload: 1024 * 1024,
     });
@@ -181,6 +239,7 @@ export class NodeAgent extends EventEmitter {
     let opened = false;
     const report = (code: ErrorCode, message: string, hint?: string) => {
       clearInterval(this.heartbeat);
+      clearTimeout(this.tokenTimer);
       if (reported || this.socket !== socket) return;
       reported = true;
       this.status.sessionId = null;
@@ -250,6 +309,7 @@ export class NodeAgent extends EventEmitter {
         this.startHeartbeat(socket, message.heartbeatIntervalMs);
         if (message.caRotation) this.followCaRotation(message.caRotation);
         this.keeper.schedule();
+        this.scheduleTokenRefresh(socket);
         this.setState("connected", `session ${message.sessionId} open`, { sessionId: message.sessionId });
       }
     });
@@ -326,6 +386,7 @@ export class NodeAgent extends EventEmitter {
   }
 
   private warnIfCertificateExpired(): void {
+    if (!this.credentials.certPem) return;
     try {
       const cert = new X509Certificate(this.credentials.certPem);
       const expires = new Date(cert.validTo);

@@ -63,11 +63,19 @@ export class CredentialKeeper {
     clearTimeout(this.timer);
   }
 
+  /** The device key and certificate; a node that runs on an API key has neither to keep. */
+  private identity(): { keyPem: string; certPem: string } {
+    const { keyPem, certPem } = this.credentials;
+    if (!keyPem || !certPem)
+      throw new GatehouseError("config_missing", "this node has no device certificate (it uses an API key)");
+    return { keyPem, certPem };
+  }
+
   /** Arms the renewal timer for the current certificate (re-arming replaces the old timer). */
   schedule(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.credentials.certPem) return;
     clearTimeout(this.timer);
-    const { renewAt, notAfter, lifeMs } = renewalTime(this.credentials.certPem);
+    const { renewAt, notAfter, lifeMs } = renewalTime(this.identity().certPem);
     const delay = Math.max(0, renewAt.getTime() - Date.now());
     this.logger.debug(
       { renewAt: renewAt.toISOString(), notAfter: notAfter.toISOString() },
@@ -100,11 +108,12 @@ export class CredentialKeeper {
   }
 
   private tls() {
-    return { ca: this.credentials.caPem, key: this.credentials.keyPem, cert: this.credentials.certPem };
+    const { keyPem, certPem } = this.identity();
+    return { ca: this.credentials.caPem, key: keyPem, cert: certPem };
   }
 
   private async csr(): Promise<string> {
-    return createCsr(await importKeyPairPem(this.credentials.keyPem), this.config.deviceId ?? "device");
+    return createCsr(await importKeyPairPem(this.identity().keyPem), this.config.deviceId ?? "device");
   }
 
   /** Renewal with the current certificate; the same key, a new certificate. */
@@ -129,7 +138,7 @@ export class CredentialKeeper {
       },
     );
     const signature = signWithKey("sha256", reissueProof(deviceId, challenge.challenge), {
-      key: createPrivateKey(this.credentials.keyPem),
+      key: createPrivateKey(this.identity().keyPem),
       dsaEncoding: "ieee-p1363",
     }).toString("base64url");
     const { body } = await requestJson<CertificateResponse>(
@@ -144,7 +153,7 @@ export class CredentialKeeper {
 
   private install(response: CertificateResponse, how: string): void {
     const cert = new X509Certificate(response.certificate);
-    if (!cert.publicKey.equals(createPublicKey(createPrivateKey(this.credentials.keyPem)))) {
+    if (!cert.publicKey.equals(createPublicKey(createPrivateKey(this.identity().keyPem)))) {
       // A gateway must never hand us a certificate for another key; keep the one we have.
       throw new GatehouseError("invalid_request", "the gateway returned a certificate for another key");
     }

@@ -1,25 +1,38 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { NODE_FILES, loadNodeConfig } from "../config/index.js";
+import {
+  NODE_FILES,
+  loadNodeConfig,
+  resolveSecret,
+  vaultAccess,
+  writeFileAtomic,
+  type LoadedConfig,
+  type NodeConfig,
+} from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
+import { fetchPinnedCa } from "../client/ca-pin.js";
+import { AccessTokenSource } from "./access-tokens.js";
 
+/** The node's trust and identity. Key and certificate are absent for a node that uses an API key. */
 export interface NodeCredentials {
-  keyPem: string;
-  certPem: string;
   caPem: string;
+  keyPem?: string;
+  certPem?: string;
+}
+
+function missing(file: string): GatehouseError {
+  return new GatehouseError(
+    "config_missing",
+    `${file} does not exist`,
+    "Register this node first: `gatehouse node register --gateway URL --ca-fingerprint sha256:...` (or set apiKey in node.json to a reference to an API key of role node).",
+  );
 }
 
 /** Reads the node's key, certificate and CA, naming the missing file if one is missing. */
-export function readNodeCredentials(home: string): NodeCredentials {
+export function readNodeCredentials(home: string): Required<NodeCredentials> {
   const read = (name: string) => {
     const file = path.join(home, name);
-    if (!existsSync(file)) {
-      throw new GatehouseError(
-        "config_missing",
-        `${file} does not exist`,
-        "Register this node first: `gatehouse node register --gateway URL --ca-fingerprint sha256:...`.",
-      );
-    }
+    if (!existsSync(file)) throw missing(file);
     return readFileSync(file, "utf8");
   };
   return {
@@ -29,6 +42,36 @@ export function readNodeCredentials(home: string): NodeCredentials {
   };
 }
 
-export function loadNode(home: string) {
-  return { loaded: loadNodeConfig(home), credentials: readNodeCredentials(home) };
+export interface PreparedNode {
+  loaded: LoadedConfig<NodeConfig>;
+  credentials: NodeCredentials;
+  /** Set when the node authenticates with its API key instead of a client certificate. */
+  tokens?: AccessTokenSource;
+}
+
+/**
+ * What `node start` runs with: the device certificate when the home has one; otherwise the API key
+ * that `apiKey` references (resolved now, so a bad reference fails the start by name), with the
+ * gateway's CA fetched once by its pinned fingerprint when ca.pem is not there yet.
+ */
+export async function prepareNode(home: string): Promise<PreparedNode> {
+  const loaded = loadNodeConfig(home);
+  const { config } = loaded;
+  const file = (name: string) => path.join(home, name);
+  if (existsSync(file(NODE_FILES.deviceCert)) || !config.apiKey)
+    return { loaded, credentials: readNodeCredentials(home) };
+
+  const apiKey = await resolveSecret(config.apiKey, "apiKey", { vault: vaultAccess(config) });
+  let caPem: string;
+  if (existsSync(file(NODE_FILES.caCert))) caPem = readFileSync(file(NODE_FILES.caCert), "utf8");
+  else {
+    caPem = (await fetchPinnedCa(config.gatewayUrl, config.caFingerprint)).caPem;
+    writeFileAtomic(file(NODE_FILES.caCert), caPem, 0o644);
+  }
+  const credentials: NodeCredentials = { caPem };
+  return {
+    loaded,
+    credentials,
+    tokens: new AccessTokenSource(config.gatewayUrl, apiKey, () => credentials.caPem),
+  };
 }

@@ -4,7 +4,8 @@ import net from "node:net";
 import https from "node:https";
 import path from "node:path";
 import WebSocket from "ws";
-import { NODE_FILES, loadNodeConfig } from "../config/index.js";
+import { NODE_FILES, describeSecret, loadNodeConfig, resolveSecret, vaultAccess } from "../config/index.js";
+import { AccessTokenSource } from "./access-tokens.js";
 import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
 import type { HealthResponse, EnrollStatusResponse } from "../protocol/messages.js";
 import { checkPinnedChain, readPresentedChain } from "../client/ca-pin.js";
@@ -116,14 +117,16 @@ export async function testConnection(
   };
 
   try {
-    const { config, credentials, registration } = await step("config", async () => {
+    const { config, credentials, registration, apiKey } = await step("config", async () => {
       const loaded = loadNodeConfig(home, options.gatewayUrl ? { gatewayUrl: options.gatewayUrl } : {});
       const file = (name: string) => path.join(home, name);
       if (!existsSync(file(NODE_FILES.caCert))) {
         throw new GatehouseError(
           "config_missing",
           `${file(NODE_FILES.caCert)} does not exist`,
-          "Run `gatehouse node register` again.",
+          loaded.config.apiKey
+            ? "Run `gatehouse node start` once: it fetches ca.pem by the pinned fingerprint."
+            : "Run `gatehouse node register` again.",
         );
       }
       const credentials: Credentials = { ca: readFileSync(file(NODE_FILES.caCert), "utf8") };
@@ -137,9 +140,16 @@ export async function testConnection(
             userCode: string;
           })
         : undefined;
+      // No certificate but an API key: resolve its reference now, so a bad one is named here.
+      const apiKey =
+        !credentials.cert && loaded.config.apiKey
+          ? await resolveSecret(loaded.config.apiKey, "apiKey", { vault: vaultAccess(loaded.config) })
+          : undefined;
       return {
-        value: { config: loaded.config, credentials, registration },
-        detail: `${loaded.file}: device ${loaded.config.deviceId ?? "(none yet)"}`,
+        value: { config: loaded.config, credentials, registration, apiKey },
+        detail: apiKey
+          ? `${loaded.file}: API key ${describeSecret(loaded.config.apiKey!)}`
+          : `${loaded.file}: device ${loaded.config.deviceId ?? "(none yet)"}`,
       };
     });
     const url = new URL(config.gatewayUrl);
@@ -237,12 +247,16 @@ export async function testConnection(
       return { value: undefined, detail: `skew ${skewMs >= 0 ? "+" : ""}${seconds} s` };
     });
 
-    const token = options.token ?? process.env.GATEHOUSE_TOKEN;
-    const authTls: TlsClientOptions = token ? { ca: credentials.ca } : { ...credentials };
-    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    let token = options.token ?? process.env.GATEHOUSE_TOKEN;
+    const authTls: TlsClientOptions = token || apiKey ? { ca: credentials.ca } : { ...credentials };
+    const headers: Record<string, string> = {};
     let deviceFailure: GatehouseError | undefined;
     const validated = await step("auth", async () => {
       try {
+        // A node on an API key: exchange it first; a refused key is an authentication failure.
+        token ??=
+          apiKey && (await new AccessTokenSource(url.origin, apiKey, () => credentials.ca).fetch()).token;
+        if (token) headers.authorization = `Bearer ${token}`;
         if (!token && !credentials.cert)
           await explainMissingCertificate(url.origin, tls, registration, home, timeoutMs);
         const { body } = await requestJson<{

@@ -1,0 +1,103 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { cleanupAll, runCli, runJson, spawnCli, startTestGateway, tempHome } from "./harness.js";
+import { waitConnected, waitForMsg, withState } from "./lifecycle-fixtures.js";
+
+afterAll(cleanupAll);
+
+describe("a node without a client certificate, on an API key behind a reference", () => {
+  it("connects, keeps its session across token expiries, runs commands, and is cut off when its key is revoked", async () => {
+    // Access tokens of 4 s: the session must outlive several of them by refreshing on the session.
+    const gateway = await startTestGateway({ configure: (c) => (c.tokens = { accessTtl: "4s" }) });
+    const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
+      "keys",
+      "create",
+      "--name",
+      "ci-runner",
+      "--role",
+      "node",
+      "--home",
+      gateway.home,
+    ]);
+    const home = tempHome("api-node");
+    mkdirSync(home, { recursive: true, mode: 0o700 });
+    writeFileSync(
+      path.join(home, "node.json"),
+      JSON.stringify({
+        gatewayUrl: gateway.url,
+        caFingerprint: gateway.caFingerprint,
+        apiKey: "env://GH_NODE_API_KEY",
+        exec: { allow: ["uname"] },
+      }),
+      { mode: 0o600 },
+    );
+    const env = { ...process.env, GH_NODE_API_KEY: created.apiKey };
+
+    const node = spawnCli(["node", "start", "--home", home], env);
+    await waitConnected(node);
+    // ca.pem was fetched once, by the pinned fingerprint.
+    expect(existsSync(path.join(home, "ca.pem"))).toBe(true);
+    const subject = `key:${created.key.keyId}`;
+    const { nodes } = await runJson<{ nodes: { deviceId: string }[] }>([
+      "nodes",
+      "list",
+      "--home",
+      gateway.home,
+    ]);
+    expect(nodes.map((n) => n.deviceId)).toEqual([subject]);
+
+    await waitForMsg(node, "access token refreshed", 3, 30_000);
+    expect(withState(node, "connected")).toHaveLength(1);
+    expect(withState(node, "backoff")).toHaveLength(0);
+    expect(node.stdout + node.stderr).not.toContain(created.apiKey);
+
+    const ran = await runCli(["nodes", "exec", subject, "--home", gateway.home, "--", "uname"]);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stdout.length).toBeGreaterThan(0);
+
+    const check = await runCli(["node", "test-connection", "--home", home, "--json"], { env });
+    expect(check.code, check.stdout).toBe(0);
+    const layers = (JSON.parse(check.stdout) as { layers: { layer: string; detail: string }[] }).layers;
+    expect(layers.find((l) => l.layer === "auth")?.detail).toBe(`access token for ${subject}`);
+    expect(check.stdout).not.toContain(created.apiKey);
+
+    const doctor = await runCli(["doctor", "--home", home, "--json"], { env });
+    expect(doctor.code, doctor.stdout).toBe(0);
+    expect(doctor.stdout).toContain("authenticates with its API key");
+
+    // Revoking the key ends it: the session closes when its token runs out, and no new token comes.
+    await runJson(["keys", "revoke", created.key.keyId, "--home", gateway.home]);
+    await node.waitFor(
+      () => withState(node, "backoff").some((l) => String(l.reason).includes("invalid_token")),
+      "a backoff naming invalid_token",
+      30_000,
+    );
+    node.child.kill("SIGTERM");
+    await node.exited;
+    await gateway.stop();
+  });
+
+  it("names a reference that does not resolve, and reports a plaintext key", async () => {
+    const home = tempHome("api-node-bad");
+    mkdirSync(home, { recursive: true, mode: 0o700 });
+    const config = {
+      gatewayUrl: "https://127.0.0.1:9",
+      caFingerprint: "sha256:" + "1".repeat(64),
+      apiKey: "env://GH_NODE_KEY_NOT_SET",
+    };
+    writeFileSync(path.join(home, "node.json"), JSON.stringify(config), { mode: 0o600 });
+    const start = await runCli(["node", "start", "--home", home]);
+    expect(start.code).toBe(1);
+    expect(start.stderr).toContain("config_invalid: apiKey: secret env://GH_NODE_KEY_NOT_SET");
+
+    const plaintext = "ghk_abcdefgh" + "k7m2p9q4r8s3t6v1w5x0y2z7a4b9c3d8e1f6g0h5";
+    writeFileSync(path.join(home, "node.json"), JSON.stringify({ ...config, apiKey: plaintext }), {
+      mode: 0o600,
+    });
+    const doctor = await runCli(["doctor", "--home", home]);
+    expect(doctor.code).toBe(1);
+    expect(doctor.stdout).toMatch(/! plaintext-secret\s+apiKey holds a plaintext secret/);
+    expect(doctor.stdout).not.toContain(plaintext);
+  });
+});
