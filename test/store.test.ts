@@ -247,6 +247,43 @@ describe("SQLite store", () => {
     expect(await store.listCertificates("d1")).toEqual([certificate("01", "d1")]);
   });
 
+  it("takes an enroll token's use in the approval's transaction: both happen, or neither", async () => {
+    const token = {
+      tokenId: "enr_1",
+      hash: "h1",
+      name: "ci",
+      role: "node",
+      namePrefix: null,
+      usesTotal: 1,
+      usesLeft: 1,
+      createdAt: "2025-01-01T00:00:00.000Z",
+      expiresAt: "2025-01-09T00:00:00.000Z",
+      revokedAt: null,
+      source: "created",
+      lastUsedAt: null,
+    };
+    await store.createEnrollToken(token);
+    for (const id of ["d1", "d2"]) {
+      await store.upsertDevice(device(id));
+      await store.createRegistration(registration(`r-${id}`, id));
+    }
+    const approve = (id: string, serial: string) =>
+      store.recordApproval({
+        deviceId: id,
+        requestId: `r-${id}`,
+        role: "node",
+        at: "2025-01-02T00:00:00.000Z",
+        certificate: certificate(serial, id),
+        enrollTokenId: "enr_1",
+      });
+    await approve("d1", "01");
+    expect((await store.findEnrollTokenByHash("h1"))?.usesLeft).toBe(0);
+    // The last use is gone: the second approval fails whole, and d2 stays pending.
+    await expect(approve("d2", "02")).rejects.toMatchObject({ code: "invalid_token" });
+    expect(await store.getDevice("d2")).toEqual(device("d2"));
+    expect(await store.listCertificates("d2")).toEqual([]);
+  });
+
   it("lets an approval that raced a revocation lose instead of undoing it", async () => {
     await store.upsertDevice(device("d1"));
     await store.createRegistration(registration("r1", "d1"));

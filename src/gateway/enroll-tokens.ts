@@ -91,8 +91,11 @@ export class EnrollTokenService {
     return { token, record };
   }
 
-  /** Takes one use of the token, or says why it cannot be used. */
-  async redeem(token: string): Promise<EnrollTokenRecord> {
+  /**
+   * The token, if it can still be used; or why it cannot. The use itself is taken in the approval's
+   * transaction (see RegistrationService), so a crash between the two cannot cost a use.
+   */
+  async check(token: string): Promise<EnrollTokenRecord> {
     const record = await this.store.findEnrollTokenByHash(hashSecret(this.pepper, token));
     const at = this.now().toISOString();
     if (!record) throw new GatehouseError("invalid_token", "the enroll token is not known to this gateway");
@@ -103,7 +106,7 @@ export class EnrollTokenService {
         "token_expired",
         `enroll token ${record.tokenId} expired at ${record.expiresAt}`,
       );
-    if (!(await this.store.useEnrollToken(record.tokenId, at)))
+    if (record.usesLeft <= 0)
       throw new GatehouseError("invalid_token", `enroll token ${record.tokenId} has no uses left`);
     return record;
   }

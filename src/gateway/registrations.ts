@@ -83,7 +83,7 @@ export class RegistrationService {
     // An enroll token approves at once; a bad one is refused (401, audited) before anything is stored.
     const viaToken =
       request.enrollToken !== undefined && existing?.status !== "approved"
-        ? await this.deps.enrollTokens.redeem(request.enrollToken)
+        ? await this.deps.enrollTokens.check(request.enrollToken)
         : undefined;
     const name =
       viaToken?.namePrefix && !request.name.startsWith(viaToken.namePrefix)
@@ -172,7 +172,13 @@ export class RegistrationService {
       },
     });
     if (viaToken) {
-      await this.approveRegistration(registration, viaToken.role, `enroll-token ${viaToken.tokenId}`);
+      await this.approveRegistration(
+        registration,
+        viaToken.role,
+        `enroll-token ${viaToken.tokenId}`,
+        "pending",
+        viaToken.tokenId,
+      );
       this.deps.logger.info(
         { deviceId: csr.deviceId, tokenId: viaToken.tokenId, address },
         "registered with an enroll token",
@@ -272,6 +278,7 @@ export class RegistrationService {
     role: string,
     actor: string,
     expectedStatus: "pending" | "approved" = "pending",
+    enrollTokenId?: string,
   ): Promise<DeviceRecord> {
     const { store, devices, tls, config, audit, now } = this.deps;
     const at = now();
@@ -288,6 +295,7 @@ export class RegistrationService {
       role,
       at: at.toISOString(),
       expectedStatus,
+      ...(enrollTokenId ? { enrollTokenId } : {}),
       certificate: {
         serial: issued.serial,
         deviceId: registration.deviceId,

@@ -255,6 +255,7 @@ export class KyselyStore implements Store {
     at: string;
     certificate: CertificateRecord;
     expectedStatus?: DeviceStatus;
+    enrollTokenId?: string;
   }): Promise<ApprovalResult> {
     const { deviceId, role, at } = input;
     if (input.certificate.deviceId !== deviceId) {
@@ -265,6 +266,9 @@ export class KyselyStore implements Store {
     const certificate = row(input.certificate, CERTIFICATE);
 
     return this.db.transaction().execute(async (trx) => {
+      // An approval by enroll token takes its use in the same commit: both happen, or neither.
+      if (input.enrollTokenId !== undefined && !(await takeEnrollTokenUse(trx, input.enrollTokenId, at)))
+        throw new GatehouseError("invalid_token", `enroll token ${input.enrollTokenId} has no uses left`);
       // Conditional on the state the caller decided from: an approval that raced a revocation or
       // denial must lose, never silently undo it.
       const expected = input.expectedStatus ?? "pending";
@@ -406,19 +410,6 @@ export class KyselyStore implements Store {
     return this.db.selectFrom("enroll_tokens").selectAll().where("hash", "=", hash).executeTakeFirst();
   }
 
-  async useEnrollToken(tokenId: string, at: string): Promise<boolean> {
-    // One statement: two nodes racing for the last use cannot both get it.
-    const result = await this.db
-      .updateTable("enroll_tokens")
-      .set((eb) => ({ usesLeft: eb("usesLeft", "-", 1), lastUsedAt: at }))
-      .where("tokenId", "=", tokenId)
-      .where("usesLeft", ">", 0)
-      .where("revokedAt", "is", null)
-      .where("expiresAt", ">", at)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
-  }
-
   async revokeEnrollToken(tokenId: string, at: string): Promise<EnrollTokenRecord | undefined> {
     await this.db
       .updateTable("enroll_tokens")
@@ -497,6 +488,19 @@ export class KyselyStore implements Store {
     const rows = await query.execute();
     return rows.map((r) => ({ ...r, detailsJson: r.details, details: parseDetails(r.details) }));
   }
+}
+
+/** One statement: two nodes racing for the last use of an enroll token cannot both get it. */
+async function takeEnrollTokenUse(db: Kysely<Tables>, tokenId: string, at: string): Promise<boolean> {
+  const result = await db
+    .updateTable("enroll_tokens")
+    .set((eb) => ({ usesLeft: eb("usesLeft", "-", 1), lastUsedAt: at }))
+    .where("tokenId", "=", tokenId)
+    .where("usesLeft", ">", 0)
+    .where("revokedAt", "is", null)
+    .where("expiresAt", ">", at)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
 }
 
 /** Opens (creating, owner-only) a SQLite database file; call migrate() before use. */

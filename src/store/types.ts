@@ -171,6 +171,8 @@ export interface Store {
     certificate: CertificateRecord;
     /** The device state the caller decided from (default "pending"); anything else fails. */
     expectedStatus?: DeviceStatus;
+    /** An approval by enroll token: one use is taken in the same transaction, or nothing happens. */
+    enrollTokenId?: string;
   }): Promise<ApprovalResult>;
 
   // certificates
@@ -194,8 +196,6 @@ export interface Store {
   createEnrollToken(token: EnrollTokenRecord): Promise<void>;
   listEnrollTokens(): Promise<EnrollTokenRecord[]>;
   findEnrollTokenByHash(hash: string): Promise<EnrollTokenRecord | undefined>;
-  /** Takes one use, atomically, if the token is unrevoked, unexpired and has uses left. */
-  useEnrollToken(tokenId: string, at: string): Promise<boolean>;
   revokeEnrollToken(tokenId: string, at: string): Promise<EnrollTokenRecord | undefined>;
 
   // execution history (written with its audit entry, see AuditWrite)
