@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import {
   homeParties,
-  SECRET_SETTINGS,
+  GATEWAY_SECRET_SETTINGS,
   NODE_SECRET_SETTINGS,
   explainConfig,
   gatewayConfigSchema,
@@ -31,7 +31,7 @@ export function explainHome(
     homes.push({
       kind: "gateway",
       file: loaded.file,
-      settings: explainConfig(loaded, gatewayConfigSchema, SECRET_SETTINGS),
+      settings: explainConfig(loaded, gatewayConfigSchema, GATEWAY_SECRET_SETTINGS),
     });
   }
   if (parties.node) {

@@ -17,7 +17,7 @@ const vaultSchema = z
   .prefault({});
 
 /** Settings that hold secrets: shown as their reference or a fingerprint prefix, never the value. */
-export const SECRET_SETTINGS = ["tokens.hashKey", "vault.token"] as const;
+export const GATEWAY_SECRET_SETTINGS = ["tokens.hashKey", "vault.token"] as const;
 export const NODE_SECRET_SETTINGS = ["apiKey", "vault.token"] as const;
 
 /** gateway.json. Every setting has a default but the gateway id, which `gateway init` writes. */

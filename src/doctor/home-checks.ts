@@ -4,7 +4,7 @@ import path from "node:path";
 import {
   GATEWAY_FILES,
   NODE_FILES,
-  SECRET_SETTINGS,
+  GATEWAY_SECRET_SETTINGS,
   describeSecret,
   isSecretReference,
   loadGatewayConfig,
@@ -215,7 +215,7 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
     checkExpiry(path.join(home, GATEWAY_FILES.adminCert), "the admin certificate", now, undefined),
   );
   if (config) {
-    findings.push(...(await checkSecrets(config, SECRET_SETTINGS, file, env)));
+    findings.push(...(await checkSecrets(config, GATEWAY_SECRET_SETTINGS, file, env)));
     findings.push(
       isLoopback(config.listen)
         ? { severity: "ok", check: "listen", message: `listens on loopback (${config.listen})` }

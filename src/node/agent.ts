@@ -199,7 +199,7 @@ export class NodeAgent extends EventEmitter {
     clearTimeout(this.tokenTimer);
     const token = this.accessToken;
     if (!this.tokens || !token) return;
-    const delay = Math.max(1000, token.expiresAt - (token.lifetimeMs * 1) / 3 - Date.now());
+    const delay = Math.max(1000, token.expiresAt - token.lifetimeMs / 3 - Date.now());
     this.tokenTimer = setTimeout(() => {
       this.tokens!.fetch().then(
         (fresh) => {
