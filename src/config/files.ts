@@ -7,17 +7,39 @@ import {
   fsyncSync,
   closeSync,
   chmodSync,
+  statSync,
 } from "node:fs";
 import path from "node:path";
+import { GatehouseError } from "../protocol/errors.js";
 
 /**
- * A home holds keys: a folder this creates is 0700, whatever the umask. An existing folder keeps
- * its mode (`--home ~` must not chmod the user's home); `doctor` reports one that is too open.
+ * A home holds keys, so its folder is 0700 (PRODUCT.md: "The home folder itself is 0700"): one
+ * that this creates, and one that existed already (an empty folder made beforehand with `mkdir`,
+ * or a home being set up again), whatever its mode was and whatever the umask. The mode is set,
+ * never inherited. Used for the home and for the folders inside it that hold keys (pki/, admin/).
+ *
+ * @throws GatehouseError `invalid_request` when the path is not a folder, or its mode cannot be
+ *   set (another user's folder).
  */
 export function ensurePrivateDir(dir: string): void {
-  if (existsSync(dir)) return;
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = statSync(dir);
+  if (!stat.isDirectory())
+    throw new GatehouseError(
+      "invalid_request",
+      `${dir} exists and is not a folder`,
+      "Choose another --home.",
+    );
+  if ((stat.mode & 0o777) === 0o700) return;
+  try {
+    chmodSync(dir, 0o700);
+  } catch (error) {
+    throw new GatehouseError(
+      "invalid_request",
+      `cannot make ${dir} private (mode 0700): ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      "Use a folder you own for --home.",
+    );
+  }
 }
 
 /**
