@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { AuditEventInput, AuditWrite, ExecRecord, Store } from "../store/types.js";
+import { RefusalSummary, type RefusalSummaryOptions } from "./refusal-summary.js";
 
 export type AuditEvent = Omit<AuditEventInput, "ts" | "details" | "actor" | "subject" | "address" | "code"> &
   Partial<Pick<AuditEventInput, "actor" | "subject" | "address" | "code" | "details">>;
@@ -21,12 +22,15 @@ interface Queued {
  * to disk together, in one transaction and one fsync (synchronous=FULL). `record` resolves only once
  * its entry is durable, so an action acknowledged to a user is audited and a crash loses nothing
  * acknowledged; under load, many requests share one fsync instead of each paying for its own.
- * `recordInBackground` is for the refusal path, where a flood of bad requests must not wait on the
- * disk: a crash can lose only refusals whose answer had already been sent.
+ * `recordInBackground` is for writes a request does not wait on. Refusals go through
+ * `recordRefusal`, which summarises a flood (see refusal-summary.ts): a stranger's thousand refused
+ * requests cost a few rows, and the refusal writes in flight are bounded. A crash can lose only
+ * refusals whose answer had already been sent; `close()` writes the pending summaries.
  */
 export class AuditLog {
   private queue: Queued[] = [];
   private flushing = false;
+  private readonly refusals: RefusalSummary;
 
   constructor(
     private readonly store: Store,
@@ -34,7 +38,14 @@ export class AuditLog {
     private readonly now: () => Date,
     /** Keeps background writes visible to shutdown, which waits for them. */
     private readonly track: (work: Promise<unknown>) => void = () => undefined,
-  ) {}
+    refusalOptions: Partial<RefusalSummaryOptions> = {},
+  ) {
+    this.refusals = new RefusalSummary(
+      { background: (event) => this.recordInBackground(event), durable: (event) => this.record(event) },
+      now,
+      refusalOptions,
+    );
+  }
 
   /** Appends an entry (with the history row it describes, if any) and resolves once both are durable. */
   record(event: AuditEvent, exec?: ExecRecord): Promise<void> {
@@ -58,12 +69,27 @@ export class AuditLog {
     });
   }
 
-  recordInBackground(event: AuditEvent): void {
-    this.track(
-      this.record(event).catch((error: unknown) => {
-        this.logger.error({ err: error, auditType: event.type }, "audit write failed");
-      }),
-    );
+  /** Starts a write nobody waits on; the promise settles (never rejects) once it is done. */
+  recordInBackground(event: AuditEvent): Promise<void> {
+    const work = this.record(event).catch((error: unknown) => {
+      this.logger.error({ err: error, auditType: event.type }, "audit write failed");
+    });
+    this.track(work);
+    return work;
+  }
+
+  /**
+   * A refusal (a 401/403/429 answer, a refused enrolment or session refresh): the first few per
+   * (type, address, code) and window are written as given, the rest counted into one
+   * `<type>.summary` entry. Put the route, credential kind and fingerprint prefix in `details`.
+   */
+  recordRefusal(event: AuditEvent): void {
+    this.refusals.refuse(event);
+  }
+
+  /** Writes the pending refusal summaries durably; call on a clean stop, before the store closes. */
+  close(): Promise<void> {
+    return this.refusals.stop();
   }
 
   private async flush(): Promise<void> {

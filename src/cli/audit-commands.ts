@@ -19,16 +19,40 @@ interface Entry {
   hash: string;
 }
 
+const strings = (value: unknown): string[] =>
+  Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+
+/**
+ * A `*.summary` entry stands for many refusals of one kind from one address in one window (see
+ * src/audit/refusal-summary.ts): say how many, between when, where and with what they knocked.
+ */
+function summaryText(entry: Entry): string {
+  const d = entry.details;
+  const time = (value: unknown) => (typeof value === "string" ? value.slice(11, 19) : "?");
+  const parts = [`${typeof d.count === "number" ? d.count : "?"} more, ${time(d.firstAt)}–${time(d.lastAt)}`];
+  const routes = strings(d.routes);
+  if (routes.length) parts.push(`on ${routes.join(", ")}`);
+  const credentials = strings(d.credentials);
+  if (credentials.length) parts.push(`credential ${credentials.join(", ")}`);
+  const fingerprints = strings(d.fingerprints);
+  if (fingerprints.length) parts.push(`fingerprints ${fingerprints.join(", ")}`);
+  return `  (${parts.join("; ")})`;
+}
+
 function line(entry: Entry): string {
+  const folded = entry.details.otherAddresses === true;
+  const sample = strings(entry.details.addressSample);
   const who = [
     entry.actor && `by ${entry.actor}`,
     entry.subject && `on ${entry.subject}`,
     entry.address && `from ${entry.address}`,
+    folded && `from other addresses${sample.length ? ` (e.g. ${sample.join(", ")})` : ""}`,
   ]
     .filter(Boolean)
     .join(" ");
   const mark = entry.outcome === "success" ? "✓" : "✗";
-  return `${entry.ts}  #${entry.seq}  ${mark} ${entry.type}${entry.code ? ` ${entry.code}` : ""}  ${who}\n`;
+  const summary = entry.type.endsWith(".summary") ? summaryText(entry) : "";
+  return `${entry.ts}  #${entry.seq}  ${mark} ${entry.type}${entry.code ? ` ${entry.code}` : ""}  ${who}${summary}\n`;
 }
 
 async function* pages(client: AdminClient, afterId: number): AsyncGenerator<Entry[]> {

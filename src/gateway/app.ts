@@ -109,7 +109,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
         route: request.routeOptions.url ?? request.url,
         ...credential,
       });
-      ctx.audit.recordInBackground({
+      ctx.audit.recordRefusal({
         type: "auth.refused",
         outcome: "failure",
         subject: credential.deviceId ?? null,

@@ -128,7 +128,7 @@ export function runNodeSession(
       })
       .catch((error: unknown) => {
         const code = error instanceof GatehouseError ? error.code : "invalid_token";
-        ctx.audit.recordInBackground({
+        ctx.audit.recordRefusal({
           type: "auth.refused",
           outcome: "failure",
           subject: previous.subject,

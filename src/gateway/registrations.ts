@@ -54,7 +54,7 @@ export class RegistrationService {
     const at = now();
     const existing = devices.get(csr.deviceId);
     if (existing?.status === "revoked") {
-      audit.recordInBackground({
+      audit.recordRefusal({
         type: "enroll",
         outcome: "failure",
         subject: csr.deviceId,
@@ -67,7 +67,7 @@ export class RegistrationService {
       );
     }
     if (existing?.status === "denied") {
-      audit.recordInBackground({
+      audit.recordRefusal({
         type: "enroll",
         outcome: "failure",
         subject: csr.deviceId,
@@ -98,7 +98,7 @@ export class RegistrationService {
       }
       await store.expireRegistrations(at.toISOString());
       if ((await store.countPendingRegistrations(at.toISOString())) >= config.enroll.maxPending) {
-        audit.recordInBackground({
+        audit.recordRefusal({
           type: "enroll",
           outcome: "failure",
           subject: csr.deviceId,

@@ -153,6 +153,8 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
         clearInterval(upkeep);
         await sessions.closeAll(1001, "gateway shutting down");
         await app.close();
+        // Pending refusal summaries are written durably before the store closes.
+        await audit.close();
         await background.drain();
         await store.close();
       })();
