@@ -303,6 +303,68 @@ describe("SQLite store", () => {
     expect((await store.getRegistration("r1"))?.status).toBe("pending");
   });
 
+  it("writes a registration whose approval fails not at all: no device, no request, no certificate", async () => {
+    await store.createEnrollToken({
+      tokenId: "enr_1",
+      hash: "h1",
+      name: "ci",
+      role: "node",
+      namePrefix: null,
+      usesTotal: 1,
+      usesLeft: 0,
+      createdAt: "2025-01-01T00:00:00.000Z",
+      expiresAt: "2025-01-09T00:00:00.000Z",
+      revokedAt: null,
+      source: "created",
+      lastUsedAt: null,
+    });
+    await expect(
+      store.recordRegistration({
+        device: device("d1"),
+        registration: registration("r1", "d1"),
+        approval: {
+          role: "node",
+          at: "2025-01-01T00:00:00.000Z",
+          certificate: certificate("01", "d1"),
+          enrollTokenId: "enr_1",
+        },
+      }),
+    ).rejects.toMatchObject({ code: "invalid_token" });
+    expect(await store.getDevice("d1")).toBeUndefined();
+    expect(await store.getRegistration("r1")).toBeUndefined();
+    expect(await store.listCertificates("d1")).toEqual([]);
+  });
+
+  it("holds the pending cap when registrations race for the last places", async () => {
+    const now = "2025-01-01T00:00:00.000Z";
+    // One stale request: it no longer counts, and an accepted registration marks it expired.
+    await store.upsertDevice(device("old"));
+    await store.createRegistration(registration("r-old", "old", { expiresAt: now }));
+    for (const id of ["p1", "p2", "p3"])
+      await store.recordRegistration({
+        device: device(id),
+        registration: registration(`r-${id}`, id),
+        maxPending: 5,
+      });
+
+    const ids = Array.from({ length: 10 }, (_, i) => `n${i}`);
+    const outcomes = await Promise.all(
+      ids.map((id) =>
+        store.recordRegistration({
+          device: device(id),
+          registration: registration(`r-${id}`, id),
+          maxPending: 5,
+        }),
+      ),
+    );
+    expect(outcomes.filter((o) => o.outcome === "pending")).toHaveLength(2);
+    expect(outcomes.filter((o) => o.outcome === "queue_full")).toHaveLength(8);
+    expect(await store.countPendingRegistrations(now)).toBe(5);
+    // The refused ones left no device row behind.
+    expect(await store.listDevices({ status: "pending" })).toHaveLength(6);
+    expect((await store.getRegistration("r-old"))?.status).toBe("expired");
+  });
+
   it("opens and closes sessions", async () => {
     await store.upsertDevice(device("d1"));
     const session = (id: string) => ({

@@ -15,7 +15,13 @@ import { verifyCsr, issueClientCertificate } from "../pki/index.js";
 import type { TlsState } from "./tls-state.js";
 import { isKnownRole } from "../auth/roles.js";
 import type { AuditLog } from "../audit/audit-log.js";
-import type { DeviceRecord, RegistrationRecord, Store } from "../store/types.js";
+import type {
+  CertificateRecord,
+  DeviceRecord,
+  RegistrationOutcome,
+  RegistrationRecord,
+  Store,
+} from "../store/types.js";
 import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { EnrollTokenService } from "./enroll-tokens.js";
@@ -54,7 +60,7 @@ export class RegistrationService {
     const at = now();
     const existing = devices.get(csr.deviceId);
     if (existing?.status === "revoked") {
-      audit.recordRefusal({
+      audit.recordInBackground({
         type: "enroll",
         outcome: "failure",
         subject: csr.deviceId,
@@ -67,7 +73,7 @@ export class RegistrationService {
       );
     }
     if (existing?.status === "denied") {
-      audit.recordRefusal({
+      audit.recordInBackground({
         type: "enroll",
         outcome: "failure",
         subject: csr.deviceId,
@@ -90,28 +96,11 @@ export class RegistrationService {
         ? (viaToken.namePrefix + request.name).slice(0, 64)
         : request.name;
 
-    if (!viaToken && (!existing || existing.status === "pending")) {
+    if (!viaToken && existing?.status !== "approved") {
       const pending = await store.findPendingRegistrationByDevice(csr.deviceId);
       if (pending && pending.expiresAt > at.toISOString()) {
         // The same key asking again (a node restarted while waiting): the same request, not a new one.
         return this.enrollResponse(pending, csr.keyFingerprint);
-      }
-      await store.expireRegistrations(at.toISOString());
-      if ((await store.countPendingRegistrations(at.toISOString())) >= config.enroll.maxPending) {
-        audit.recordRefusal({
-          type: "enroll",
-          outcome: "failure",
-          subject: csr.deviceId,
-          address,
-          code: "rate_limited",
-        });
-        const error = new GatehouseError(
-          "rate_limited",
-          `too many registrations are waiting for approval (at most ${config.enroll.maxPending})`,
-          "Ask the admin to approve or deny the pending devices (`gatehouse devices list --pending`), then retry.",
-        );
-        error.retryAfterSeconds = 60;
-        throw error;
       }
     }
 
@@ -130,11 +119,18 @@ export class RegistrationService {
       reason: null,
     };
 
+    // Every path below writes the device and its request in the store transaction that decides
+    // the registration (the pending cap, the enroll token's use, the device's state), so a refused
+    // request leaves nothing behind, however many race for the last place or the last use.
     if (existing?.status === "approved") {
       // The CSR's signature proves possession of an approved key: issue a fresh certificate at once.
-      await store.createRegistration(registration);
-      await this.approveRegistration(registration, existing.role, "self (approved key)", "approved");
-      return this.enrollResponse((await store.getRegistration(registration.requestId))!, csr.keyFingerprint);
+      const certificate = await this.issueCertificate(csr.publicKey, csr.deviceId, at);
+      const result = await store.recordRegistration({
+        registration,
+        approval: { role: existing.role, at: at.toISOString(), certificate, expectedStatus: "approved" },
+      });
+      const approved = await this.approved(result, existing.role, "self (approved key)");
+      return this.enrollResponse(approved.registration, csr.keyFingerprint);
     }
 
     const device: DeviceRecord = {
@@ -157,12 +153,9 @@ export class RegistrationService {
       certFingerprint: null,
       certExpiresAt: null,
     };
-    await store.upsertDevice(device);
-    await store.createRegistration(registration);
-    devices.remember((await store.getDevice(device.deviceId)) ?? device);
-    await audit.record({
+    const enrolled = {
       type: "enroll",
-      outcome: "success",
+      outcome: "success" as const,
       subject: csr.deviceId,
       address,
       details: {
@@ -170,26 +163,61 @@ export class RegistrationService {
         userCode: formatUserCode(registration.userCode),
         keyFingerprint: fingerprintPrefix(csr.keyFingerprint),
       },
-    });
+    };
+
     if (viaToken) {
-      await this.approveRegistration(
+      // A token registration is approved at once: it never waits in the queue the cap protects.
+      const certificate = await this.issueCertificate(csr.publicKey, csr.deviceId, at);
+      const result = await store.recordRegistration({
+        device,
         registration,
-        viaToken.role,
-        `enroll-token ${viaToken.tokenId}`,
-        "pending",
-        viaToken.tokenId,
-      );
+        approval: {
+          role: viaToken.role,
+          at: at.toISOString(),
+          certificate,
+          expectedStatus: "pending",
+          enrollTokenId: viaToken.tokenId,
+        },
+      });
+      await audit.record(enrolled);
+      const approved = await this.approved(result, viaToken.role, `enroll-token ${viaToken.tokenId}`);
       this.deps.logger.info(
         { deviceId: csr.deviceId, tokenId: viaToken.tokenId, address },
         "registered with an enroll token",
       );
-      return this.enrollResponse((await store.getRegistration(registration.requestId))!, csr.keyFingerprint);
+      return this.enrollResponse(approved.registration, csr.keyFingerprint);
     }
+
+    const result = await store.recordRegistration({
+      device,
+      registration,
+      maxPending: config.enroll.maxPending,
+    });
+    if (result.outcome === "queue_full") {
+      audit.recordInBackground({
+        type: "enroll",
+        outcome: "failure",
+        subject: csr.deviceId,
+        address,
+        code: "rate_limited",
+      });
+      const error = new GatehouseError(
+        "rate_limited",
+        `too many registrations are waiting for approval (at most ${config.enroll.maxPending})`,
+        "Ask the admin to approve or deny the pending devices (`gatehouse devices list --pending`), then retry.",
+      );
+      error.retryAfterSeconds = 60;
+      throw error;
+    }
+    if (result.outcome !== "pending")
+      throw new Error(`registration ${registration.requestId} was ${result.outcome}`);
+    devices.remember(result.device);
+    await audit.record(enrolled);
     this.deps.logger.info(
       { deviceId: csr.deviceId, userCode: formatUserCode(registration.userCode), address },
       "registration pending approval",
     );
-    return this.enrollResponse(registration, csr.keyFingerprint);
+    return this.enrollResponse(result.registration, csr.keyFingerprint);
   }
 
   private enrollResponse(reg: RegistrationRecord, keyFingerprint: string): EnrollResponse {
@@ -277,49 +305,65 @@ export class RegistrationService {
     registration: RegistrationRecord,
     role: string,
     actor: string,
-    expectedStatus: "pending" | "approved" = "pending",
-    enrollTokenId?: string,
   ): Promise<DeviceRecord> {
-    const { store, devices, tls, config, audit, now } = this.deps;
-    const at = now();
+    const at = this.deps.now();
     const csr = await verifyCsr(registration.csr);
-    const issued = await issueClientCertificate(tls.ca, {
-      publicKey: csr.publicKey,
-      deviceId: registration.deviceId,
-      now: at,
-      ttlMs: config.certificates.clientTtl,
-    });
-    const result = await store.recordApproval({
+    const certificate = await this.issueCertificate(csr.publicKey, registration.deviceId, at);
+    const result = await this.deps.store.recordApproval({
       deviceId: registration.deviceId,
       requestId: registration.requestId,
       role,
       at: at.toISOString(),
-      expectedStatus,
-      ...(enrollTokenId ? { enrollTokenId } : {}),
-      certificate: {
-        serial: issued.serial,
-        deviceId: registration.deviceId,
-        fingerprint: issued.fingerprint,
-        notBefore: issued.notBefore.toISOString(),
-        notAfter: issued.notAfter.toISOString(),
-        issuedAt: at.toISOString(),
-        pem: issued.pem,
-      },
+      certificate,
     });
-    devices.remember(result.device);
-    await audit.record({
+    return (await this.approved({ outcome: "approved", ...result }, role, actor)).device;
+  }
+
+  /** A client certificate for a device key, as the certificate row the approval stores. */
+  private async issueCertificate(
+    publicKey: CryptoKey,
+    deviceId: string,
+    at: Date,
+  ): Promise<CertificateRecord> {
+    const issued = await issueClientCertificate(this.deps.tls.ca, {
+      publicKey,
+      deviceId,
+      now: at,
+      ttlMs: this.deps.config.certificates.clientTtl,
+    });
+    return {
+      serial: issued.serial,
+      deviceId,
+      fingerprint: issued.fingerprint,
+      notBefore: issued.notBefore.toISOString(),
+      notAfter: issued.notAfter.toISOString(),
+      issuedAt: at.toISOString(),
+      pem: issued.pem,
+    };
+  }
+
+  /** After an approval has committed: the cache, the audit trail and the log learn of it. */
+  private async approved(
+    result: RegistrationOutcome,
+    role: string,
+    actor: string,
+  ): Promise<Extract<RegistrationOutcome, { outcome: "approved" }>> {
+    if (result.outcome !== "approved") throw new Error(`the approval was ${result.outcome}`);
+    const { device, certificate } = result;
+    this.deps.devices.remember(device);
+    await this.deps.audit.record({
       type: "device.approve",
       outcome: "success",
       actor,
-      subject: registration.deviceId,
+      subject: device.deviceId,
       details: {
         role,
-        certFingerprint: fingerprintPrefix(issued.fingerprint),
-        certExpiresAt: issued.notAfter.toISOString(),
+        certFingerprint: fingerprintPrefix(certificate.fingerprint),
+        certExpiresAt: certificate.notAfter,
       },
     });
-    this.deps.logger.info({ deviceId: registration.deviceId, role, actor }, "device approved");
-    return result.device;
+    this.deps.logger.info({ deviceId: device.deviceId, role, actor }, "device approved");
+    return result;
   }
 
   async deny(idOrCode: string, reason: string | undefined, actor: string): Promise<DeviceRecord> {

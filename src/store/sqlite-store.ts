@@ -12,6 +12,7 @@ import { KyselyTokenStore } from "./token-store.js";
 import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
 import type { TokenStore } from "./token-types.js";
 import type {
+  ApprovalInput,
   ApprovalResult,
   AuditWrite,
   AuditEventRecord,
@@ -20,6 +21,7 @@ import type {
   DeviceStatus,
   EnrollTokenRecord,
   ExecRecord,
+  RegistrationOutcome,
   RegistrationRecord,
   SessionRecord,
   Store,
@@ -133,26 +135,7 @@ export class KyselyStore implements Store {
   }
 
   async upsertDevice(device: DeviceRecord): Promise<void> {
-    await this.db
-      .insertInto("devices")
-      .values(row(device, DEVICE))
-      .onConflict((oc) =>
-        oc
-          .column("deviceId")
-          .doUpdateSet((eb) => ({
-            name: eb.ref("excluded.name"),
-            platform: eb.ref("excluded.platform"),
-            address: eb.ref("excluded.address"),
-            userCode: eb.ref("excluded.userCode"),
-            status: eb.ref("excluded.status"),
-            updatedAt: eb.ref("excluded.updatedAt"),
-            publicKey: eb.ref("excluded.publicKey"),
-            keyFingerprint: eb.ref("excluded.keyFingerprint"),
-          }))
-          // A registration racing an approval must not swap the key of the device just approved.
-          .where("devices.status", "<>", "approved"),
-      )
-      .execute();
+    await upsertDeviceIn(this.db, device);
   }
 
   async updateDevice(
@@ -219,14 +202,7 @@ export class KyselyStore implements Store {
   }
 
   async countPendingRegistrations(now: string): Promise<number> {
-    const { count } = await this.db
-      .selectFrom("registration_requests")
-      .select((eb) => eb.fn.countAll().as("count"))
-      .where("status", "=", "pending")
-      .where("expiresAt", ">", now)
-      .executeTakeFirstOrThrow();
-    // PostgreSQL returns count(*) as a bigint string.
-    return Number(count);
+    return countPending(this.db, now);
   }
 
   async updateRegistration(
@@ -248,89 +224,50 @@ export class KyselyStore implements Store {
     return Number(result.numUpdatedRows);
   }
 
-  async recordApproval(input: {
-    deviceId: string;
-    requestId: string | null;
-    role: string;
-    at: string;
-    certificate: CertificateRecord;
-    expectedStatus?: DeviceStatus;
-    enrollTokenId?: string;
-  }): Promise<ApprovalResult> {
-    const { deviceId, role, at } = input;
-    if (input.certificate.deviceId !== deviceId) {
-      throw new Error(
-        `certificate ${input.certificate.serial} was issued for another device than ${deviceId}`,
-      );
-    }
-    const certificate = row(input.certificate, CERTIFICATE);
+  async recordApproval(input: ApprovalInput): Promise<ApprovalResult> {
+    return this.db.transaction().execute((trx) => approveIn(trx, input));
+  }
 
-    return this.db.transaction().execute(async (trx) => {
-      // An approval by enroll token takes its use in the same commit: both happen, or neither.
-      if (input.enrollTokenId !== undefined && !(await takeEnrollTokenUse(trx, input.enrollTokenId, at)))
-        throw new GatehouseError("invalid_token", `enroll token ${input.enrollTokenId} has no uses left`);
-      // Conditional on the state the caller decided from: an approval that raced a revocation or
-      // denial must lose, never silently undo it.
-      const expected = input.expectedStatus ?? "pending";
-      const device = await trx
-        .updateTable("devices")
-        .set({
-          status: "approved",
-          role,
-          approvedAt: at,
-          updatedAt: at,
-          statusReason: null,
-          certFingerprint: certificate.fingerprint,
-          certExpiresAt: certificate.notAfter,
-        })
-        .where("deviceId", "=", deviceId)
-        .where("status", "=", expected)
-        .returningAll()
-        .executeTakeFirst();
-      if (device === undefined) {
-        const current = await trx
-          .selectFrom("devices")
-          .select("status")
-          .where("deviceId", "=", deviceId)
-          .executeTakeFirst();
-        if (!current) throw new GatehouseError("not_found", `No device ${deviceId}.`);
-        throw new GatehouseError(
-          "invalid_request",
-          `device ${deviceId} is ${current.status}, no longer ${expected}`,
-        );
+  async recordRegistration(input: {
+    device?: DeviceRecord;
+    registration: RegistrationRecord;
+    maxPending?: number;
+    approval?: Omit<ApprovalInput, "deviceId" | "requestId">;
+  }): Promise<RegistrationOutcome> {
+    const { device, registration, maxPending, approval } = input;
+    if (device !== undefined && device.deviceId !== registration.deviceId)
+      throw new Error(`registration ${registration.requestId} is for another device than ${device.deviceId}`);
+    // The count and the inserts share one transaction. Transactions on this store are serialised
+    // (one SQLite connection behind Kysely's mutex), so two registrations can never both see room
+    // for the last place. (A PostgreSQL store needs SERIALIZABLE or a lock for the same guarantee.)
+    return this.db.transaction().execute(async (trx): Promise<RegistrationOutcome> => {
+      const now = registration.createdAt;
+      if (maxPending !== undefined) {
+        const pending = await countPending(trx, now);
+        if (pending >= maxPending) return { outcome: "queue_full", pending };
       }
-
-      // Approving by device id approves the request the device is waiting on.
-      let requestId = input.requestId;
-      if (requestId === null) {
-        const pending = await trx
-          .selectFrom("registration_requests")
-          .select("requestId")
-          .where("deviceId", "=", deviceId)
-          .where("status", "=", "pending")
-          .orderBy("createdAt", "desc")
-          .orderBy("requestId", "desc")
-          .limit(1)
-          .executeTakeFirst();
-        if (pending === undefined) {
-          throw new GatehouseError("not_found", `Device ${deviceId} has no pending registration.`);
-        }
-        requestId = pending.requestId;
-      }
-      const registration = await trx
+      await trx
         .updateTable("registration_requests")
-        .set({ status: "approved", certificate: certificate.pem })
-        .where("requestId", "=", requestId)
-        .where("deviceId", "=", deviceId)
+        .set({ status: "expired" })
         .where("status", "=", "pending")
-        .returningAll()
-        .executeTakeFirst();
-      if (registration === undefined) {
-        throw new GatehouseError("not_found", `No registration ${requestId} for device ${deviceId}.`);
+        .where("expiresAt", "<=", now)
+        .execute();
+      if (device !== undefined) await upsertDeviceIn(trx, device);
+      await trx.insertInto("registration_requests").values(row(registration, REGISTRATION)).execute();
+      if (approval !== undefined) {
+        const approved = await approveIn(trx, {
+          ...approval,
+          deviceId: registration.deviceId,
+          requestId: registration.requestId,
+        });
+        return { outcome: "approved", ...approved };
       }
-
-      await trx.insertInto("certificates").values(certificate).execute();
-      return { device, registration, certificate };
+      const stored = await trx
+        .selectFrom("devices")
+        .selectAll()
+        .where("deviceId", "=", registration.deviceId)
+        .executeTakeFirstOrThrow();
+      return { outcome: "pending", device: stored, registration };
     });
   }
 
@@ -488,6 +425,116 @@ export class KyselyStore implements Store {
     const rows = await query.execute();
     return rows.map((r) => ({ ...r, detailsJson: r.details, details: parseDetails(r.details) }));
   }
+}
+
+/** Inserts, or updates a device that is not approved (see Store.upsertDevice). */
+async function upsertDeviceIn(db: Kysely<Tables>, device: DeviceRecord): Promise<void> {
+  await db
+    .insertInto("devices")
+    .values(row(device, DEVICE))
+    .onConflict((oc) =>
+      oc
+        .column("deviceId")
+        .doUpdateSet((eb) => ({
+          name: eb.ref("excluded.name"),
+          platform: eb.ref("excluded.platform"),
+          address: eb.ref("excluded.address"),
+          userCode: eb.ref("excluded.userCode"),
+          status: eb.ref("excluded.status"),
+          updatedAt: eb.ref("excluded.updatedAt"),
+          publicKey: eb.ref("excluded.publicKey"),
+          keyFingerprint: eb.ref("excluded.keyFingerprint"),
+        }))
+        // A registration racing an approval must not swap the key of the device just approved.
+        .where("devices.status", "<>", "approved"),
+    )
+    .execute();
+}
+
+/** Unexpired pending registration requests at `now` (ISO-8601). */
+async function countPending(db: Kysely<Tables>, now: string): Promise<number> {
+  const { count } = await db
+    .selectFrom("registration_requests")
+    .select((eb) => eb.fn.countAll().as("count"))
+    .where("status", "=", "pending")
+    .where("expiresAt", ">", now)
+    .executeTakeFirstOrThrow();
+  // PostgreSQL returns count(*) as a bigint string.
+  return Number(count);
+}
+
+/** The body of Store.recordApproval, inside the caller's transaction (it throws to roll back). */
+async function approveIn(trx: Kysely<Tables>, input: ApprovalInput): Promise<ApprovalResult> {
+  const { deviceId, role, at } = input;
+  if (input.certificate.deviceId !== deviceId) {
+    throw new Error(`certificate ${input.certificate.serial} was issued for another device than ${deviceId}`);
+  }
+  const certificate = row(input.certificate, CERTIFICATE);
+  // An approval by enroll token takes its use in the same commit: both happen, or neither.
+  if (input.enrollTokenId !== undefined && !(await takeEnrollTokenUse(trx, input.enrollTokenId, at)))
+    throw new GatehouseError("invalid_token", `enroll token ${input.enrollTokenId} has no uses left`);
+  // Conditional on the state the caller decided from: an approval that raced a revocation or
+  // denial must lose, never silently undo it.
+  const expected = input.expectedStatus ?? "pending";
+  const device = await trx
+    .updateTable("devices")
+    .set({
+      status: "approved",
+      role,
+      approvedAt: at,
+      updatedAt: at,
+      statusReason: null,
+      certFingerprint: certificate.fingerprint,
+      certExpiresAt: certificate.notAfter,
+    })
+    .where("deviceId", "=", deviceId)
+    .where("status", "=", expected)
+    .returningAll()
+    .executeTakeFirst();
+  if (device === undefined) {
+    const current = await trx
+      .selectFrom("devices")
+      .select("status")
+      .where("deviceId", "=", deviceId)
+      .executeTakeFirst();
+    if (!current) throw new GatehouseError("not_found", `No device ${deviceId}.`);
+    throw new GatehouseError(
+      "invalid_request",
+      `device ${deviceId} is ${current.status}, no longer ${expected}`,
+    );
+  }
+
+  // Approving by device id approves the request the device is waiting on.
+  let requestId = input.requestId;
+  if (requestId === null) {
+    const pending = await trx
+      .selectFrom("registration_requests")
+      .select("requestId")
+      .where("deviceId", "=", deviceId)
+      .where("status", "=", "pending")
+      .orderBy("createdAt", "desc")
+      .orderBy("requestId", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    if (pending === undefined) {
+      throw new GatehouseError("not_found", `Device ${deviceId} has no pending registration.`);
+    }
+    requestId = pending.requestId;
+  }
+  const registration = await trx
+    .updateTable("registration_requests")
+    .set({ status: "approved", certificate: certificate.pem })
+    .where("requestId", "=", requestId)
+    .where("deviceId", "=", deviceId)
+    .where("status", "=", "pending")
+    .returningAll()
+    .executeTakeFirst();
+  if (registration === undefined) {
+    throw new GatehouseError("not_found", `No registration ${requestId} for device ${deviceId}.`);
+  }
+
+  await trx.insertInto("certificates").values(certificate).execute();
+  return { device, registration, certificate };
 }
 
 /** One statement: two nodes racing for the last use of an enroll token cannot both get it. */

@@ -128,6 +128,27 @@ export interface ApprovalResult {
   certificate: CertificateRecord;
 }
 
+/** What an approval writes: see Store.recordApproval. Times are ISO-8601 strings. */
+export interface ApprovalInput {
+  deviceId: string;
+  /** The request to approve, or null for the device's newest pending one. */
+  requestId: string | null;
+  role: string;
+  at: string;
+  certificate: CertificateRecord;
+  /** The device state the caller decided from (default "pending"); anything else fails. */
+  expectedStatus?: DeviceStatus;
+  /** An approval by enroll token: one use is taken in the same transaction, or nothing happens. */
+  enrollTokenId?: string;
+}
+
+/** The result of Store.recordRegistration. */
+export type RegistrationOutcome =
+  | { outcome: "pending"; device: DeviceRecord; registration: RegistrationRecord }
+  | ({ outcome: "approved" } & ApprovalResult)
+  /** maxPending unexpired requests were waiting already: nothing was written. */
+  | { outcome: "queue_full"; pending: number };
+
 export interface Store {
   /** API keys, signing keys and refresh tokens. */
   readonly tokens: TokenStore;
@@ -163,17 +184,23 @@ export interface Store {
    * Approval in one transaction: device approved (with role, cert fields), registration approved
    * with its certificate, certificate row inserted. Durable when it resolves.
    */
-  recordApproval(input: {
-    deviceId: string;
-    requestId: string | null;
-    role: string;
-    at: string;
-    certificate: CertificateRecord;
-    /** The device state the caller decided from (default "pending"); anything else fails. */
-    expectedStatus?: DeviceStatus;
-    /** An approval by enroll token: one use is taken in the same transaction, or nothing happens. */
-    enrollTokenId?: string;
-  }): Promise<ApprovalResult>;
+  recordApproval(input: ApprovalInput): Promise<ApprovalResult>;
+
+  /**
+   * A new registration, decided and written in one transaction, or not written at all: the
+   * device row (`device`, left alone when the device is approved already) and its request; with
+   * `maxPending`, nothing is written when that many unexpired requests are pending already;
+   * with `approval`, the request is approved in the same commit (as recordApproval), and an
+   * approval that fails (an enroll token with no use left, a device no longer in the expected
+   * state) leaves neither row behind. Durable when it resolves.
+   * @throws GatehouseError from the approval (`invalid_token`, `invalid_request`, `not_found`).
+   */
+  recordRegistration(input: {
+    device?: DeviceRecord;
+    registration: RegistrationRecord;
+    maxPending?: number;
+    approval?: Omit<ApprovalInput, "deviceId" | "requestId">;
+  }): Promise<RegistrationOutcome>;
 
   // certificates
   insertCertificate(cert: CertificateRecord): Promise<void>;
