@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { GatehouseError } from "../protocol/errors.js";
-import type { TokenStore, ApiKeyRecord } from "../store/token-types.js";
+import type { TokenStore, ApiKeyRecord, TokenFamilyRecord } from "../store/token-types.js";
 import { verifyAccessToken, signAccessToken, CLOCK_LEEWAY_SECONDS, type AccessTokenClaims } from "./jwt.js";
 import type { SigningKeys } from "./signing-keys.js";
 import { apiKeyPrefix, apiKeyLabel, checkApiKey, checkApiKeyState, generateApiKey } from "./api-keys.js";
@@ -20,7 +20,8 @@ export interface TokenResponse {
 
 export interface TokenServiceOptions {
   store: TokenStore;
-  signingKeys: SigningKeys;
+  /** Only the verification ring and the active signer are used. */
+  signingKeys: Pick<SigningKeys, "ring" | "signer">;
   pepper: Buffer;
   gatewayId: string;
   accessTtlMs: number;
@@ -40,6 +41,34 @@ export function tokenFingerprint(token: string): string {
 }
 
 const MAX_CACHED_TOKENS = 50_000;
+
+/**
+ * RFC 8705 §3: a token bound to a client certificate is honoured only on a connection presenting
+ * that certificate. Throws `invalid_token` (with a hint saying so) otherwise.
+ */
+function checkCertificateBinding(
+  bound: string | null | undefined,
+  peerThumbprint: string | undefined,
+  what: string,
+): void {
+  if (bound === null || bound === undefined || bound === peerThumbprint) return;
+  throw new GatehouseError(
+    "invalid_token",
+    `the ${what} is bound to a client certificate (RFC 8705) and this connection ${
+      peerThumbprint ? "presents another one" : "presents none"
+    }`,
+    `Send the ${what} over the mutual-TLS connection with the certificate it was issued for.`,
+  );
+}
+
+/**
+ * When a credential stops being valid: an API key's expiry or the end of its rotation grace,
+ * whichever is first; undefined when it never ends on its own.
+ */
+function apiKeyEnd(key: ApiKeyRecord): Date | undefined {
+  const ends = [key.expiresAt, key.graceUntil].filter((end): end is string => end !== null).sort();
+  return ends[0] === undefined ? undefined : new Date(ends[0]);
+}
 
 /**
  * Access tokens, refresh tokens and API keys. Verification is the hot path and reads memory
@@ -86,25 +115,19 @@ export class TokenService {
       if (this.verified.size >= MAX_CACHED_TOKENS) this.verified.clear();
       this.verified.set(token, claims);
     }
-    return this.principalFromClaims(claims, token, peerThumbprint);
+    return this.principalFromClaims(claims, token, peerThumbprint, now);
   }
 
   private principalFromClaims(
     claims: AccessTokenClaims,
     token: string,
     peerThumbprint: string | undefined,
+    now: Date,
   ): Principal {
     if (claims.fam && this.revokedFamilies.has(claims.fam)) {
       throw new GatehouseError("invalid_token", "the token's family was revoked");
     }
-    const bound = claims.cnf?.["x5t#S256"];
-    if (bound !== undefined && bound !== peerThumbprint) {
-      throw new GatehouseError(
-        "invalid_token",
-        "the token is bound to a client certificate (RFC 8705) and this connection presents another one",
-        "Send the token over the mutual-TLS connection with the certificate it was issued for.",
-      );
-    }
+    checkCertificateBinding(claims.cnf?.["x5t#S256"], peerThumbprint, "token");
     const principal: Principal = {
       kind: "access_token",
       subject: claims.sub,
@@ -116,8 +139,9 @@ export class TokenService {
     if (claims.sub.startsWith("key:")) {
       const key = this.apiKeys.get(claims.sub.slice(4));
       if (!key) throw new GatehouseError("invalid_token", "the token's API key no longer exists");
-      if (key.revokedAt)
-        throw new GatehouseError("invalid_token", `API key ${apiKeyLabel(key.prefix)} was revoked`);
+      // A token never outlives its key: revoked, expired or past its rotation grace, checked
+      // here without clock leeway (the key's state is in memory, so this costs a Map lookup).
+      checkApiKeyState(key, now);
       principal.apiKeyId = key.keyId;
     } else if (claims.sub.startsWith("device:")) {
       const deviceId = claims.sub.slice(7);
@@ -155,6 +179,7 @@ export class TokenService {
         certThumbprint: peerThumbprint ?? null,
       },
       now,
+      apiKeyEnd(key),
     );
   }
 
@@ -169,6 +194,7 @@ export class TokenService {
         certThumbprint: thumbprint,
       },
       this.options.now(),
+      undefined,
     );
   }
 
@@ -181,10 +207,12 @@ export class TokenService {
       certThumbprint: string | null;
     },
     now: Date,
+    notAfter: Date | undefined,
   ): Promise<TokenResponse> {
     const familyId = `fam_${randomToken(12)}`;
     const refresh = REFRESH_TOKEN_PREFIX + randomToken(30);
     const scope = scopesForRole(input.role).join(" ");
+    const accessTtlSeconds = this.accessTtlSeconds(now, notAfter);
     await this.options.store.createTokenFamily(
       {
         familyId,
@@ -197,19 +225,44 @@ export class TokenService {
         revokedAt: null,
         revokeReason: null,
       },
-      this.refreshRecord(refresh, familyId, now),
+      this.refreshRecord(refresh, familyId, now, notAfter),
     );
-    return this.respond(input.subject, input.role, scope, familyId, input.certThumbprint, refresh, now);
+    return this.respond(
+      input.subject,
+      input.role,
+      scope,
+      familyId,
+      input.certThumbprint,
+      refresh,
+      now,
+      accessTtlSeconds,
+    );
   }
 
-  private refreshRecord(refresh: string, familyId: string, now: Date) {
+  /** A refresh token's row: it lives `refreshTtl`, but never past `notAfter` (its credential's end). */
+  private refreshRecord(refresh: string, familyId: string, now: Date, notAfter: Date | undefined) {
+    const ends = now.getTime() + this.options.refreshTtlMs;
     return {
       tokenHash: hashSecret(this.options.pepper, refresh),
       familyId,
       createdAt: now.toISOString(),
-      expiresAt: new Date(now.getTime() + this.options.refreshTtlMs).toISOString(),
+      expiresAt: new Date(notAfter ? Math.min(ends, notAfter.getTime()) : ends).toISOString(),
       usedAt: null,
     };
+  }
+
+  /**
+   * An access token's lifetime in whole seconds: `accessTtl`, cut so that `exp` (iat + ttl, both
+   * whole seconds as signAccessToken writes them) is not after `notAfter`. Refuses with
+   * `token_expired` when less than a second of the credential is left.
+   */
+  private accessTtlSeconds(now: Date, notAfter: Date | undefined): number {
+    const ttl = Math.round(this.options.accessTtlMs / 1000);
+    if (!notAfter) return ttl;
+    const left = Math.floor(notAfter.getTime() / 1000) - Math.floor(now.getTime() / 1000);
+    if (left <= 0)
+      throw new GatehouseError("token_expired", `the credential expires at ${notAfter.toISOString()}`);
+    return Math.min(ttl, left);
   }
 
   private async respond(
@@ -220,8 +273,8 @@ export class TokenService {
     certThumbprint: string | null,
     refresh: string,
     now: Date,
+    ttlSeconds: number,
   ): Promise<TokenResponse> {
-    const ttlSeconds = Math.round(this.options.accessTtlMs / 1000);
     const accessToken = await signAccessToken({
       key: this.options.signingKeys.signer(),
       issuer: this.options.gatewayId,
@@ -245,50 +298,86 @@ export class TokenService {
   }
 
   /**
-   * refresh_token grant: single use, rotated each time. A token presented a second time means it
-   * leaked (or a client raced itself): the whole family is revoked (RFC 9700 reuse detection).
+   * refresh_token grant (RFC 6749 §6): single use, rotated each time. Every check that can refuse
+   * comes before the token is spent, and spending it (with storing its successor) is the last,
+   * atomic step, so a refusal changes nothing. The certificate binding is checked first: a token
+   * presented without its certificate proves nothing, so it can neither be spent nor, by looking
+   * reused, revoke its family (RFC 8705 §3). A token presented a second time by its holder means it
+   * leaked (or a client raced itself): the whole family is revoked (RFC 9700 §4.14.2).
+   * Errors: `invalid_token` (malformed, unknown, bound elsewhere, family or key revoked),
+   * `refresh_token_reused`, `token_expired` (the token or its API key), `device_*`.
    */
   async refresh(refreshToken: string, peerThumbprint: string | undefined): Promise<TokenResponse> {
     const now = this.options.now();
     if (!refreshToken.startsWith(REFRESH_TOKEN_PREFIX) || refreshToken.length > 256) {
       throw new GatehouseError("invalid_token", "the refresh token is malformed");
     }
+    const tokenHash = hashSecret(this.options.pepper, refreshToken);
+    const found = await this.options.store.findRefreshToken(tokenHash);
+    if (!found) throw new GatehouseError("invalid_token", "the refresh token is not known");
+    const { family, token } = found;
+    checkCertificateBinding(family.certThumbprint, peerThumbprint, "refresh token");
+    if (token.usedAt !== null) return this.refuseReuse(family);
+    this.checkFamilyLive(family);
+    if (token.expiresAt <= now.toISOString())
+      throw new GatehouseError("token_expired", "the refresh token expired");
+    const notAfter = this.checkFamilyCredential(family, now);
+
+    const [role = "", scope = ""] = family.scope.split("|");
+    const accessTtlSeconds = this.accessTtlSeconds(now, notAfter);
+    const next = REFRESH_TOKEN_PREFIX + randomToken(30);
     const use = await this.options.store.useRefreshToken(
-      hashSecret(this.options.pepper, refreshToken),
+      tokenHash,
       now.toISOString(),
+      this.refreshRecord(next, family.familyId, now, notAfter),
     );
+    // The outcomes below are races lost since the checks above: another use, or a revocation.
     if (use.outcome === "unknown")
       throw new GatehouseError("invalid_token", "the refresh token is not known");
-    const { family, token } = use;
-    if (use.outcome === "reused") {
-      await this.revokeFamily(family.familyId, "refresh token reused");
-      throw new GatehouseError("refresh_token_reused");
-    }
+    if (use.outcome === "reused") return this.refuseReuse(family);
+    if (use.outcome === "revoked") this.checkFamilyLive(use.family);
+    return this.respond(
+      family.subject,
+      role,
+      scope,
+      family.familyId,
+      family.certThumbprint,
+      next,
+      now,
+      accessTtlSeconds,
+    );
+  }
+
+  private async refuseReuse(family: TokenFamilyRecord): Promise<never> {
+    await this.revokeFamily(family.familyId, "refresh token reused");
+    throw new GatehouseError("refresh_token_reused");
+  }
+
+  /** Throws `invalid_token` when the family was revoked (in the store or since, in memory). */
+  private checkFamilyLive(family: TokenFamilyRecord): void {
     if (family.revokedAt || this.revokedFamilies.has(family.familyId)) {
       throw new GatehouseError(
         "invalid_token",
         `the refresh token's family was revoked (${family.revokeReason ?? "revoked"})`,
       );
     }
-    if (token.expiresAt <= now.toISOString())
-      throw new GatehouseError("token_expired", "the refresh token expired");
-    if (family.certThumbprint && family.certThumbprint !== peerThumbprint) {
-      throw new GatehouseError("invalid_token", "the refresh token is bound to another client certificate");
-    }
-    if (family.apiKeyId) {
-      const key = this.apiKeys.get(family.apiKeyId);
-      if (!key) throw new GatehouseError("invalid_token", "the refresh token's API key no longer exists");
-      checkApiKeyState(key, now);
-    }
+  }
+
+  /**
+   * The family's credential must still be good: its API key (returns the key's end, which caps
+   * what is minted) or its device (must be approved). Memory only.
+   */
+  private checkFamilyCredential(family: TokenFamilyRecord, now: Date): Date | undefined {
     if (family.deviceId) {
       const device = this.options.devices(family.deviceId);
       if (device?.status !== "approved")
         throw new GatehouseError("device_revoked", `device ${family.deviceId} is no longer approved`);
     }
-    const [role = "", scope = ""] = family.scope.split("|");
-    const next = REFRESH_TOKEN_PREFIX + randomToken(30);
-    await this.options.store.insertRefreshToken(this.refreshRecord(next, family.familyId, now));
-    return this.respond(family.subject, role, scope, family.familyId, family.certThumbprint, next, now);
+    if (!family.apiKeyId) return undefined;
+    const key = this.apiKeys.get(family.apiKeyId);
+    if (!key) throw new GatehouseError("invalid_token", "the refresh token's API key no longer exists");
+    checkApiKeyState(key, now);
+    return apiKeyEnd(key);
   }
 
   async revokeFamily(familyId: string, reason: string): Promise<void> {

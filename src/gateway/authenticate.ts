@@ -6,6 +6,7 @@ import { requireScope, type Principal, type Scope } from "../auth/roles.js";
 import { tokenFingerprint } from "../auth/token-service.js";
 import { GatehouseError } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
+import { requestAuthorization } from "./authorization-header.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -24,14 +25,22 @@ export function peerThumbprint(request: FastifyRequest): string | undefined {
   return peerIdentity(socketOf(request)).thumbprint;
 }
 
+/**
+ * The bearer token of a request (RFC 6750 §2.1), or undefined when it sends no Authorization
+ * header. Throws `invalid_request` for a malformed header or another scheme (Basic is a client
+ * credential: only the token endpoint takes it).
+ */
 export function bearerToken(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (header === undefined) return undefined;
-  const match = /^Bearer +(\S+)$/i.exec(header);
-  if (!match) {
-    throw new GatehouseError("invalid_request", "the Authorization header must be `Bearer <access token>`");
+  const credentials = requestAuthorization(request);
+  if (credentials === undefined) return undefined;
+  if (credentials.scheme !== "bearer") {
+    throw new GatehouseError(
+      "invalid_request",
+      "Basic credentials are taken only by the token endpoint (POST /api/v1/auth/token)",
+      "Exchange the API key for an access token there, then send `Authorization: Bearer <access token>`.",
+    );
   }
-  return match[1];
+  return credentials.token;
 }
 
 /**
@@ -60,9 +69,18 @@ export function credentialSummary(request: FastifyRequest): {
   deviceId?: string;
 } {
   if (request.credentialTried) return request.credentialTried;
-  const header = request.headers.authorization;
-  const bearer = header && /^Bearer +(\S+)$/i.exec(header)?.[1];
-  if (bearer) return { credential: "access_token", fingerprint: fingerprintPrefix(tokenFingerprint(bearer)) };
+  let credentials;
+  try {
+    credentials = requestAuthorization(request);
+  } catch {
+    // Called while rendering a refusal: a malformed header is summarised, never thrown again.
+    return { credential: "malformed" };
+  }
+  if (credentials?.scheme === "bearer")
+    return {
+      credential: "access_token",
+      fingerprint: fingerprintPrefix(tokenFingerprint(credentials.token)),
+    };
   const identity = peerIdentity(socketOf(request));
   const deviceId = identity.deviceId ?? identity.claimedDeviceId;
   if (identity.fingerprint) {

@@ -96,8 +96,38 @@ export class KyselyTokenStore implements TokenStore {
     });
   }
 
-  async useRefreshToken(tokenHash: string, at: string): Promise<RefreshUse> {
+  async findRefreshToken(
+    tokenHash: string,
+  ): Promise<{ token: RefreshTokenRecord; family: TokenFamilyRecord } | undefined> {
+    const token = await this.db
+      .selectFrom("refresh_tokens")
+      .selectAll()
+      .where("tokenHash", "=", tokenHash)
+      .executeTakeFirst();
+    if (!token) return undefined;
+    const family = await this.db
+      .selectFrom("token_families")
+      .selectAll()
+      .where("familyId", "=", token.familyId)
+      .executeTakeFirstOrThrow();
+    return { token, family };
+  }
+
+  async useRefreshToken(tokenHash: string, at: string, next: RefreshTokenRecord): Promise<RefreshUse> {
     return this.db.transaction().execute(async (trx) => {
+      const token = await trx
+        .selectFrom("refresh_tokens")
+        .selectAll()
+        .where("tokenHash", "=", tokenHash)
+        .executeTakeFirst();
+      if (!token) return { outcome: "unknown" as const };
+      const family = await trx
+        .selectFrom("token_families")
+        .selectAll()
+        .where("familyId", "=", token.familyId)
+        .executeTakeFirstOrThrow();
+      if (token.usedAt !== null) return { outcome: "reused" as const, token, family };
+      if (family.revokedAt !== null) return { outcome: "revoked" as const, token, family };
       // The conditional UPDATE is the single-use guarantee: of two concurrent uses only one
       // matches `used_at IS NULL`.
       const spent = await trx
@@ -107,20 +137,10 @@ export class KyselyTokenStore implements TokenStore {
         .where("usedAt", "is", null)
         .returningAll()
         .executeTakeFirst();
-      const token =
-        spent ??
-        (await trx
-          .selectFrom("refresh_tokens")
-          .selectAll()
-          .where("tokenHash", "=", tokenHash)
-          .executeTakeFirst());
-      if (!token) return { outcome: "unknown" as const };
-      const family = await trx
-        .selectFrom("token_families")
-        .selectAll()
-        .where("familyId", "=", token.familyId)
-        .executeTakeFirstOrThrow();
-      return { outcome: spent ? ("used" as const) : ("reused" as const), token, family };
+      if (!spent) return { outcome: "reused" as const, token, family };
+      // Spent and succeeded together: a crash between them cannot leave a client without a token.
+      await trx.insertInto("refresh_tokens").values(next).execute();
+      return { outcome: "used" as const, token: spent, family };
     });
   }
 

@@ -52,7 +52,9 @@ export interface RefreshTokenRecord {
 export type RefreshUse =
   | { outcome: "unknown" }
   | { outcome: "used"; token: RefreshTokenRecord; family: TokenFamilyRecord }
-  | { outcome: "reused"; token: RefreshTokenRecord; family: TokenFamilyRecord };
+  | { outcome: "reused"; token: RefreshTokenRecord; family: TokenFamilyRecord }
+  /** The family was revoked before the token could be spent: nothing was written. */
+  | { outcome: "revoked"; token: RefreshTokenRecord; family: TokenFamilyRecord };
 
 export interface TokenStore {
   createApiKey(key: ApiKeyRecord): Promise<void>;
@@ -71,11 +73,16 @@ export interface TokenStore {
   deleteSigningKey(kid: string): Promise<void>;
 
   createTokenFamily(family: TokenFamilyRecord, first: RefreshTokenRecord): Promise<void>;
+  /** A refresh token and its family, read without spending it (for the checks that may refuse). */
+  findRefreshToken(
+    tokenHash: string,
+  ): Promise<{ token: RefreshTokenRecord; family: TokenFamilyRecord } | undefined>;
   /**
-   * Spends a refresh token at most once, atomically: the first use marks it used; any later use
-   * reports "reused" (and the caller revokes the family).
+   * Spends a refresh token at most once and stores its successor, in one transaction: the first use
+   * of a token of a live family marks it used and inserts `next`; a token already used reports
+   * "reused" (the caller revokes the family); a revoked family reports "revoked". Only "used" writes.
    */
-  useRefreshToken(tokenHash: string, at: string): Promise<RefreshUse>;
+  useRefreshToken(tokenHash: string, at: string, next: RefreshTokenRecord): Promise<RefreshUse>;
   insertRefreshToken(token: RefreshTokenRecord): Promise<void>;
   revokeTokenFamily(familyId: string, at: string, reason: string): Promise<void>;
   /** Families revoked after `since` (the verifier keeps these in memory). */

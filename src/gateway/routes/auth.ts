@@ -5,6 +5,7 @@ import type { TLSSocket } from "node:tls";
 import type { GatewayContext } from "../context.js";
 import { authenticateRequest, peerThumbprint } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
+import { requestAuthorization } from "../authorization-header.js";
 import { GatehouseError } from "../../protocol/errors.js";
 import { apiKeyLabel, apiKeyPrefix } from "../../auth/api-keys.js";
 import { authenticateClientCertificate } from "../../auth/client-cert.js";
@@ -20,14 +21,21 @@ const tokenRequest = z.object({
   refresh_token: z.string().max(512).optional(),
 });
 
-/** RFC 6749 §2.3.1: the client secret may come as HTTP Basic (client_id:client_secret). */
-function basicSecret(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  const match = header && /^Basic +([A-Za-z0-9+/=]+)$/i.exec(header);
-  if (!match?.[1]) return undefined;
-  const decoded = Buffer.from(match[1], "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  return colon >= 0 ? decodeURIComponent(decoded.slice(colon + 1)) : undefined;
+/**
+ * The client secret (an API key) from the body or, RFC 6749 §2.3.1, from HTTP Basic
+ * (client_id:client_secret). A malformed Authorization header is refused even when unused; a
+ * bearer token is not a client credential and is ignored here. Sending the secret both ways is
+ * refused (§2.3: one authentication method per request).
+ */
+function clientSecret(request: FastifyRequest, fromBody: string | undefined): string | undefined {
+  const credentials = requestAuthorization(request);
+  const basic = credentials?.scheme === "basic" ? credentials.clientSecret : undefined;
+  if (basic !== undefined && fromBody !== undefined)
+    throw new GatehouseError(
+      "invalid_request",
+      "the client secret came both in the body and as HTTP Basic: send it once",
+    );
+  return fromBody ?? basic;
 }
 
 export function registerAuthRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -39,6 +47,7 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: GatewayContext): v
   app.post("/api/v1/auth/token", { bodyLimit: 16 * 1024 }, async (request, reply) => {
     reply.header("cache-control", "no-store");
     const body = parseBody(tokenRequest, request.body);
+    const secret = clientSecret(request, body.client_secret);
     const thumbprint = peerThumbprint(request);
     let response;
     if (body.grant_type === "refresh_token") {
@@ -49,7 +58,6 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: GatewayContext): v
       };
       response = await ctx.tokens.refresh(body.refresh_token, thumbprint);
     } else {
-      const secret = body.client_secret ?? basicSecret(request);
       if (secret) {
         const prefix = apiKeyPrefix(secret);
         request.credentialTried = {
