@@ -11,7 +11,7 @@ import {
   type ExplainedSetting,
 } from "../config/index.js";
 import { action } from "./run.js";
-import { printJson, table } from "./output.js";
+import { printJson, table, printText } from "./output.js";
 
 export interface ExplainedHome {
   kind: "gateway" | "node";
@@ -71,8 +71,8 @@ export function configCommands(): Command {
           return;
         }
         for (const explained of homes) {
-          process.stdout.write(`${explained.kind}: ${explained.file}\n`);
-          process.stdout.write(
+          printText(`${explained.kind}: ${explained.file}\n`);
+          printText(
             table(
               ["SETTING", "VALUE", "FROM"],
               explained.settings.map((s) => [

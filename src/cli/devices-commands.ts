@@ -3,7 +3,18 @@ import type { DeviceView, ExecHistoryEntry, ExecResponse, NodeView } from "../pr
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
-import { UsageError, ago, duration, printJson, table } from "./output.js";
+import {
+  UsageError,
+  ago,
+  duration,
+  fields,
+  passThrough,
+  printJson,
+  printNotice,
+  printText,
+  table,
+  terminalSafe,
+} from "./output.js";
 
 type GatewayOption = TargetOptions;
 
@@ -53,17 +64,10 @@ function describeDevice(d: DeviceView): string {
     ["approved", d.approvedAt],
     ["revoked", d.revokedAt],
   ];
-  const failures = d.recentFailures.map(
-    (f) => `  ${f.at}  ${f.code}  from ${f.address}  ${f.route}  (${f.credential})`,
+  const failures = d.recentFailures.map((f) =>
+    terminalSafe(`  ${f.at}  ${f.code}  from ${f.address}  ${f.route}  (${f.credential})`),
   );
-  return (
-    lines
-      .filter(([, value]) => value !== null)
-      .map(([key, value]) => `${key.padEnd(16)} ${value}`)
-      .join("\n") +
-    "\n" +
-    (failures.length ? `recent failures\n${failures.join("\n")}\n` : "")
-  );
+  return fields(lines) + (failures.length ? `recent failures\n${failures.join("\n")}\n` : "");
 }
 
 const withGateway = withTarget;
@@ -83,7 +87,7 @@ export function devicesCommands(): Command {
         `/api/v1/devices${options.pending ? "?status=pending" : ""}`,
       );
       if (ctx.json) printJson({ devices: list });
-      else process.stdout.write(list.length ? deviceRows(list) : "no devices\n");
+      else printText(list.length ? deviceRows(list) : "no devices\n");
     }),
   );
 
@@ -94,7 +98,7 @@ export function devicesCommands(): Command {
         `/api/v1/devices/${encodeURIComponent(id)}`,
       );
       if (ctx.json) printJson(result);
-      else process.stdout.write(describeDevice(result.device));
+      else printText(describeDevice(result.device));
     }),
   );
 
@@ -113,7 +117,7 @@ export function devicesCommands(): Command {
       );
       if (ctx.json) printJson({ device });
       else
-        process.stdout.write(
+        printText(
           `✓ approved ${device.deviceId} (${device.name}) with role ${device.role}; certificate valid until ${device.certExpiresAt}\n`,
         );
     }),
@@ -133,7 +137,7 @@ export function devicesCommands(): Command {
         options.reason ? { reason: options.reason } : {},
       );
       if (ctx.json) printJson({ device });
-      else process.stdout.write(`✓ denied ${device.deviceId} (${device.name})\n`);
+      else printText(`✓ denied ${device.deviceId} (${device.name})\n`);
     }),
   );
 
@@ -152,7 +156,7 @@ export function devicesCommands(): Command {
       );
       if (ctx.json) printJson(result);
       else
-        process.stdout.write(
+        printText(
           `✓ revoked ${result.device.deviceId} (${result.device.name}); closed ${result.sessionsClosed} live session(s)\n`,
         );
     }),
@@ -169,7 +173,7 @@ export function nodesCommands(): Command {
       const { nodes: list } = await client.get<{ nodes: NodeView[] }>("/api/v1/nodes");
       if (ctx.json) printJson({ nodes: list });
       else
-        process.stdout.write(
+        printText(
           list.length
             ? table(
                 [
@@ -220,12 +224,9 @@ export function nodesCommands(): Command {
       );
       if (ctx.json) printJson(result);
       else {
-        process.stdout.write(result.stdout);
-        process.stderr.write(result.stderr);
+        passThrough(result.stdout, result.stderr);
         if (result.truncated)
-          process.stderr.write(
-            `\n✗ ${result.code}: the output passed the node's cap; the command was stopped\n`,
-          );
+          printNotice(`\n✗ ${result.code}: the output passed the node's cap; the command was stopped\n`);
       }
       process.exitCode = result.exitCode ?? 1;
     }),
@@ -244,7 +245,7 @@ export function nodesCommands(): Command {
       );
       if (ctx.json) printJson({ history });
       else
-        process.stdout.write(
+        printText(
           history.length
             ? table(
                 ["WHEN", "WHO", "COMMAND", "OUTCOME", "EXIT", "MS", "OUTPUT"],

@@ -5,37 +5,36 @@ import { checkGatewayHome, checkNodeHome } from "../doctor/home-checks.js";
 import { doctorExitCode, worstSeverity, type Finding, type Severity } from "../doctor/findings.js";
 import { scanLegacyTokens, type LegacyReport } from "../doctor/legacy-scan.js";
 import { action } from "./run.js";
-import { printJson } from "./output.js";
+import { printJson, printText } from "./output.js";
 
 const MARK: Record<Severity, string> = { ok: "✓", info: "·", warning: "!", error: "✗" };
 
 function printFindings(title: string, findings: Finding[]): void {
-  process.stdout.write(`${title}\n`);
+  printText(`${title}\n`);
   for (const f of findings) {
-    process.stdout.write(`  ${MARK[f.severity]} ${f.check.padEnd(18)} ${f.message}\n`);
-    if (f.fix && f.severity !== "ok") process.stdout.write(`      fix: ${f.fix}\n`);
+    printText(`  ${MARK[f.severity]} ${f.check.padEnd(18)} ${f.message}\n`);
+    if (f.fix && f.severity !== "ok") printText(`      fix: ${f.fix}\n`);
   }
 }
 
 function printLegacy(report: LegacyReport): void {
   if (report.tokens.length === 0) {
-    process.stdout.write("✓ no legacy gateway token found in the old locations\n");
+    printText("✓ no legacy gateway token found in the old locations\n");
     return;
   }
-  process.stdout.write(
+  printText(
     `! ${report.tokens.length} cop${report.tokens.length > 1 ? "ies" : "y"} of a legacy gateway token, ${report.groups.length} distinct value${report.groups.length > 1 ? "s" : ""}` +
       `${report.disagree ? " — THEY DISAGREE: the copies have drifted" : ""}\n\n`,
   );
   report.groups.forEach((group, i) => {
     const label = group.placeholder ? `placeholder (${group.placeholder})` : "token";
-    process.stdout.write(
+    printText(
       `  ${String.fromCharCode(65 + (i % 26))}  ${group.fingerprint}  ${label}, in ${group.locations.length} place(s)\n`,
     );
-    for (const l of group.locations)
-      process.stdout.write(`       ${l.kind.padEnd(12)} ${l.file}  (${l.where})\n`);
+    for (const l of group.locations) printText(`       ${l.kind.padEnd(12)} ${l.file}  (${l.where})\n`);
   });
-  process.stdout.write("\nMigration:\n");
-  report.migration.forEach((step, i) => process.stdout.write(`  ${i + 1}. ${step}\n`));
+  printText("\nMigration:\n");
+  report.migration.forEach((step, i) => printText(`  ${i + 1}. ${step}\n`));
 }
 
 export function doctorCommand(): Command {
@@ -68,7 +67,7 @@ export function doctorCommand(): Command {
         else {
           for (const s of sections) printFindings(`${s.kind} home ${ctx.home}`, s.findings);
           const problems = all.filter((f) => f.severity === "warning" || f.severity === "error").length;
-          process.stdout.write(
+          printText(
             problems ? `\n${problems} problem(s); worst: ${worstSeverity(all)}\n` : "\n✓ no problems found\n",
           );
         }

@@ -6,7 +6,7 @@ import type { EnrollTokenView } from "../gateway/enroll-tokens.js";
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
-import { UsageError, ago, printJson, table } from "./output.js";
+import { UsageError, ago, printJson, table, printText } from "./output.js";
 
 function usesOption(value: string): number {
   const uses = Number(value);
@@ -53,7 +53,7 @@ export function enrollCommands(): Command {
         });
         if (ctx.json) printJson(result);
         else
-          process.stdout.write(
+          printText(
             `✓ enroll token ${result.enrollToken.tokenId}: ${result.enrollToken.usesTotal} use(s), role ${result.enrollToken.role}, expires ${result.enrollToken.expiresAt}\n` +
               `${result.token}\n` +
               `This is shown once. On a node: GATEHOUSE_ENROLL_TOKEN=… gatehouse node register --gateway URL --ca-fingerprint sha256:…\n`,
@@ -69,7 +69,7 @@ export function enrollCommands(): Command {
       }>("/api/v1/enroll-tokens");
       if (ctx.json) printJson({ enrollTokens });
       else
-        process.stdout.write(
+        printText(
           enrollTokens.length
             ? table(
                 ["ID", "NAME", "ROLE", "USES LEFT", "EXPIRES", "STATE", "SOURCE"],
@@ -100,7 +100,7 @@ export function enrollCommands(): Command {
         `/api/v1/enroll-tokens/${encodeURIComponent(id)}/revoke`,
       );
       if (ctx.json) printJson(result);
-      else process.stdout.write(`✓ revoked enroll token ${result.enrollToken.tokenId}\n`);
+      else printText(`✓ revoked enroll token ${result.enrollToken.tokenId}\n`);
     }),
   );
   return enroll;
@@ -158,7 +158,7 @@ export function migrateCommand(): Command {
         });
         return;
       }
-      process.stdout.write(
+      printText(
         `✓ the old token ${chosen.fingerprint} (found in ${chosen.places} place(s)) is now enroll token ${result.enrollToken.tokenId}:\n` +
           `  ${result.enrollToken.usesTotal} registration(s), until ${result.enrollToken.expiresAt}, then it stops.\n\n` +
           `On each existing node, once (the old token is read from the environment, never typed):\n` +

@@ -3,10 +3,10 @@ import { initGatewayHome, gatewayHomeExists, type GatewayInitResult } from "../g
 import { startGateway } from "../gateway/start.js";
 import { action } from "./run.js";
 import { checkListen, checkSans } from "./validate.js";
-import { printJson } from "./output.js";
+import { printJson, printNotice } from "./output.js";
 
 function printInit(result: GatewayInitResult): void {
-  process.stderr.write(
+  printNotice(
     [
       `✓ Gateway home created at ${result.home}`,
       `  gateway id:      ${result.gatewayId}`,
@@ -57,8 +57,7 @@ export function gatewayCommands(): Command {
         const running = await startGateway(ctx.home, {
           flags: options.listen ? { listen: options.listen } : {},
         });
-        if (!ctx.json && process.stderr.isTTY)
-          process.stderr.write(`✓ Gateway listening on ${running.url}\n`);
+        if (!ctx.json && process.stderr.isTTY) printNotice(`✓ Gateway listening on ${running.url}\n`);
         await new Promise<void>((resolve) => {
           const shutdown = (signal: string) => {
             running.ctx.logger.info({ signal }, "shutting down");

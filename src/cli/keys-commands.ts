@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { AdminClient } from "./admin-client.js";
 import { action } from "./run.js";
-import { ago, printJson, table } from "./output.js";
+import { ago, printJson, table, printText } from "./output.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 
 interface KeyView {
@@ -26,7 +26,7 @@ function keyState(key: KeyView): string {
 }
 
 function printSecret(key: KeyView, secret: string): void {
-  process.stdout.write(
+  printText(
     [
       `✓ API key ${key.prefix} (${key.name}, role ${key.role})`,
       ``,
@@ -70,7 +70,7 @@ export function keysCommands(): Command {
       );
       if (ctx.json) printJson({ keys: list });
       else
-        process.stdout.write(
+        printText(
           list.length
             ? table(
                 ["KEY", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"],
@@ -104,7 +104,7 @@ export function keysCommands(): Command {
       );
       if (ctx.json) printJson(result);
       else
-        process.stdout.write(
+        printText(
           `✓ revoked ${result.key.prefix} (${result.key.name}); its refresh tokens are revoked too\n`,
         );
     }),
@@ -126,9 +126,7 @@ export function keysCommands(): Command {
       if (ctx.json) printJson(result);
       else {
         printSecret(result.key, result.apiKey);
-        process.stdout.write(
-          `The old key ${result.previous.prefix} stops at ${result.previous.graceUntil}.\n`,
-        );
+        printText(`The old key ${result.previous.prefix} stops at ${result.previous.graceUntil}.\n`);
       }
     }),
   );
@@ -151,7 +149,7 @@ export function rotateCommands(): Command {
       }>("/api/v1/signing-keys/rotate");
       if (ctx.json) printJson(result);
       else
-        process.stdout.write(
+        printText(
           `✓ new signing key ${result.kid}; ${result.previous.join(", ") || "the old key"} keeps verifying until ${result.previousVerifyUntil}\n`,
         );
     }),
@@ -175,7 +173,7 @@ export function rotateCommands(): Command {
       }>("/api/v1/ca/rotate", { overlap: options.overlap });
       if (ctx.json) printJson(result);
       else
-        process.stdout.write(
+        printText(
           [
             `✓ new CA ${result.nextFingerprint}`,
             `  the previous CA ${result.previousFingerprint} stays trusted until ${result.retireAt}`,

@@ -4,7 +4,7 @@ import { GATEHOUSE_VERSION } from "../protocol/version.js";
 import { gatewayCommands } from "./gateway-commands.js";
 import { nodeCommands } from "./node-commands.js";
 import { devicesCommands, nodesCommands } from "./devices-commands.js";
-import { EXIT_USAGE } from "./output.js";
+import { EXIT_USAGE, printJsonLine } from "./output.js";
 import { keysCommands, rotateCommands } from "./keys-commands.js";
 import { authCommands, tokenCommand } from "./token-commands.js";
 import { auditCommands } from "./audit-commands.js";
@@ -52,13 +52,11 @@ try {
     process.exitCode = ok ? 0 : EXIT_USAGE;
     // Scripts that asked for --json get one JSON document even for wrong usage.
     if (!ok && process.argv.includes("--json")) {
-      process.stdout.write(
-        JSON.stringify({
-          error: "invalid_request",
-          error_description: error.message.replace(/^error: /, ""),
-          hint: "Run the command with --help.",
-        }) + "\n",
-      );
+      printJsonLine({
+        error: "invalid_request",
+        error_description: error.message.replace(/^error: /, ""),
+        hint: "Run the command with --help.",
+      });
     }
   } else {
     throw error;

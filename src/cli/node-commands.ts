@@ -5,7 +5,7 @@ import { prepareNode } from "../node/home.js";
 import { NodeAgent } from "../node/agent.js";
 import { action } from "./run.js";
 import { checkFingerprint, checkGatewayUrl } from "./validate.js";
-import { Progress, UsageError, printJson } from "./output.js";
+import { Progress, UsageError, fields, printJson, printText } from "./output.js";
 import { testConnection, type LayerResult } from "../node/test-connection.js";
 import { readNodeStatus } from "../node/status.js";
 
@@ -42,7 +42,7 @@ export function nodeCommands(): Command {
           const say = (line: string) => {
             if (!ctx.json) {
               progress.stop();
-              process.stdout.write(line + "\n");
+              printText(line + "\n");
             }
           };
           const onProgress = (event: RegisterProgress) => {
@@ -131,12 +131,12 @@ export function nodeCommands(): Command {
           ...(options.gateway ? { gatewayUrl: options.gateway } : {}),
           ...(options.token ? { token: options.token } : {}),
           timeoutMs,
-          onLayer: ctx.json ? undefined : (layer) => process.stdout.write(formatLayer(layer)),
+          onLayer: ctx.json ? undefined : (layer) => printText(formatLayer(layer)),
         });
         if (ctx.json) printJson(result);
-        else if (result.ok) process.stdout.write(`\n✓ all layers fine in ${result.totalMs} ms\n`);
+        else if (result.ok) printText(`\n✓ all layers fine in ${result.totalMs} ms\n`);
         else if (result.error) {
-          process.stdout.write(
+          printText(
             `\n✗ ${result.error.code} (${result.error.layer})\n  ${result.error.description}\n  fix: ${result.error.hint}\n`,
           );
         }
@@ -187,12 +187,7 @@ export function nodeCommands(): Command {
             ["session", status.sessionId],
           );
         }
-        process.stdout.write(
-          rows
-            .filter(([, value]) => value !== null && value !== undefined)
-            .map(([key, value]) => `${key.padEnd(16)} ${value}`)
-            .join("\n") + "\n",
-        );
+        printText(fields(rows));
       }),
     );
 

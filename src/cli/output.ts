@@ -11,8 +11,87 @@ export const EXIT_USAGE = 2;
 
 export class UsageError extends Error {}
 
+/**
+ * Characters a terminal may act on rather than show: C0 and C1 controls (ESC starts the escape
+ * sequences that recolour, move the cursor, set the title or write to the clipboard), DEL, format
+ * characters (bidi overrides U+202A–U+202E and isolates U+2066–U+2069, zero-width characters),
+ * line and paragraph separators, and lone surrogates.
+ */
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+const UNSAFE_BUT_LINES = /(?![\n\t])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+
+function escapeChar(char: string): string {
+  const code = char.codePointAt(0)!;
+  if (code < 0x100) return `\\x${code.toString(16).padStart(2, "0")}`;
+  return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, "0")}`;
+}
+
+/**
+ * Text made safe for a terminal: every unsafe character (see UNSAFE) becomes a visible escape
+ * such as `\x1b` or `\u202e`, so nothing a node, a registration or a gateway's error text says can
+ * act on the operator's terminal, and the reader still sees that something was there.
+ * `multiline` keeps newlines and tabs (blocks of text this CLI composes); without it a value
+ * stays on one line (a table cell, a name).
+ */
+export function terminalSafe(text: string, options: { multiline?: boolean } = {}): string {
+  return text.replace(options.multiline ? UNSAFE_BUT_LINES : UNSAFE, escapeChar);
+}
+
+/**
+ * Every line this CLI prints for a person goes through here (stdout), or printNotice (stderr):
+ * the one place where text from nodes, registrations and the gateway is filtered for the
+ * terminal. The only exception is a command's own output in `nodes exec` (passThrough).
+ */
+export function printText(text: string): void {
+  process.stdout.write(terminalSafe(text, { multiline: true }));
+}
+
+/** As printText, to stderr: progress and notices that must stay out of a pipe's data. */
+export function printNotice(text: string): void {
+  process.stderr.write(terminalSafe(text, { multiline: true }));
+}
+
+/**
+ * A command's own stdout and stderr from `nodes exec`, byte for byte, as `ssh host cmd` prints
+ * them: the operator asked for this output and may pipe it anywhere, so it is not filtered.
+ */
+export function passThrough(stdout: string, stderr: string): void {
+  process.stdout.write(stdout);
+  process.stderr.write(stderr);
+}
+
+/**
+ * JSON as JSON.stringify writes it, with the characters it leaves raw (C1 controls, DEL, format
+ * characters such as bidi overrides, U+2028/U+2029) written as `\uXXXX` escapes: the same value
+ * for a parser, nothing for a terminal that shows the document. They can occur only inside
+ * strings, so the replacement never touches the document's structure.
+ */
+export function jsonText(value: unknown, indent?: number): string {
+  // Raw newlines in the output are the indentation's own (strings hold theirs as \n), so they stay.
+  return JSON.stringify(value, null, indent).replace(UNSAFE_BUT_LINES, (char) =>
+    // Per UTF-16 unit: an astral format character becomes a valid surrogate-pair escape.
+    char.replace(/[\s\S]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, "0")}`),
+  );
+}
+
+/** One JSON document on stdout (--json). */
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + "\n");
+  process.stdout.write(jsonText(value, 2) + "\n");
+}
+
+/** One JSON document per line (audit export, audit tail -f --json). */
+export function printJsonLine(value: unknown): void {
+  process.stdout.write(jsonText(value) + "\n");
+}
+
+/** `key  value` lines, keys padded; each value kept on its own line whatever it holds. */
+export function fields(rows: [string, string | null | undefined][], keyWidth = 16): string {
+  return (
+    rows
+      .filter((row): row is [string, string] => row[1] !== null && row[1] !== undefined)
+      .map(([key, value]) => `${key.padEnd(keyWidth)} ${terminalSafe(value)}`)
+      .join("\n") + "\n"
+  );
 }
 
 /** Renders an error for a person (stderr) or a script (one JSON document on stdout). */
@@ -24,7 +103,7 @@ export function printError(error: unknown, json: boolean): number {
         error_description: error.message,
         hint: "Run the command with --help.",
       });
-    else process.stderr.write(`error: ${error.message}\n`);
+    else printNotice(`error: ${terminalSafe(error.message)}\n`);
     return EXIT_USAGE;
   }
   const named =
@@ -34,13 +113,16 @@ export function printError(error: unknown, json: boolean): number {
   if (json) {
     printJson(named.toBody());
   } else {
-    process.stderr.write(`✗ ${named.code}: ${named.message}\n  hint: ${named.hint}\n`);
+    // The description and hint may quote a node or a registration: one line each, filtered.
+    printNotice(`✗ ${named.code}: ${terminalSafe(named.message)}\n  hint: ${terminalSafe(named.hint)}\n`);
   }
   return EXIT_FAILURE;
 }
 
-/** A plain text table: columns padded to their widest cell. */
-export function table(headers: string[], rows: string[][]): string {
+/** A plain text table: columns padded to their widest cell; every cell filtered by terminalSafe. */
+export function table(headers: string[], unsafeRows: string[][]): string {
+  // Cells may hold names and addresses a node chose: one line each, nothing a terminal acts on.
+  const rows = unsafeRows.map((row) => row.map((cell) => terminalSafe(cell)));
   const widths = headers.map((header, i) =>
     Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)),
   );

@@ -6,7 +6,7 @@ import { NODE_FILES, writeFileAtomic } from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { serviceFile, type ServicePlatform, type ServiceRole } from "../service/service-files.js";
 import { action } from "./run.js";
-import { UsageError, printJson } from "./output.js";
+import { UsageError, printJson, printText } from "./output.js";
 
 const CLI_PATH = fileURLToPath(new URL("./main.js", import.meta.url));
 
@@ -38,7 +38,7 @@ export function serviceCommands(): Command {
         );
         if (options.dryRun) {
           if (ctx.json) printJson({ ...file, written: false });
-          else process.stdout.write(file.content);
+          else printText(file.content);
           return;
         }
         if (existsSync(file.path) && readFileSync(file.path, "utf8") !== file.content && !options.force)
@@ -51,7 +51,7 @@ export function serviceCommands(): Command {
         writeFileAtomic(file.path, file.content, 0o644);
         if (ctx.json) printJson({ ...file, written: true });
         else
-          process.stdout.write(
+          printText(
             `✓ wrote ${file.path} (no credential in it: the ${role} reads its home ${ctx.home})\n` +
               `Load it:\n${file.next.map((line) => `  ${line}`).join("\n")}\n`,
           );

@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { GatehouseError } from "../protocol/errors.js";
 import { AdminClient } from "./admin-client.js";
 import { action } from "./run.js";
-import { UsageError, printJson } from "./output.js";
+import { UsageError, printJson, printText } from "./output.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 
 interface TokenResponse {
@@ -39,7 +39,7 @@ export function tokenCommand(): Command {
         : { grant_type: "refresh_token", refresh_token: readSecret(options.refreshTokenFile!) };
       const response = await client.post<TokenResponse>("/api/v1/auth/token", body);
       if (ctx.json) printJson(response);
-      else process.stdout.write(response.access_token + "\n");
+      else printText(response.access_token + "\n");
     }),
   );
 }
@@ -62,7 +62,7 @@ export function authCommands(): Command {
       }>("/api/v1/auth/validate");
       if (ctx.json) printJson(result);
       else
-        process.stdout.write(
+        printText(
           [
             `✓ valid ${result.credential}`,
             `  subject  ${result.subject}`,

@@ -1,4 +1,11 @@
-import { X509Certificate, createPublicKey, randomBytes, verify as verifySignature } from "node:crypto";
+import {
+  X509Certificate,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  verify as verifySignature,
+  type KeyObject,
+} from "node:crypto";
 import { GatehouseError } from "../protocol/errors.js";
 import type { CaRotationNotice, CertificateResponse } from "../protocol/messages.js";
 import {
@@ -18,6 +25,14 @@ export function reissueProof(deviceId: string, challenge: string): Buffer {
 
 const CHALLENGE_TTL_MS = 60_000;
 const MAX_CHALLENGES = 10_000;
+
+let decoy: KeyObject | undefined;
+
+/** A P-256 public key no device holds, made once per process. */
+function decoyKey(): KeyObject {
+  decoy ??= generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey;
+  return decoy;
+}
 
 /**
  * The certificate lifecycle after approval: renewal with the current certificate, re-issue after
@@ -44,12 +59,18 @@ export class CertificateService {
     return this.issueFor(device, csrPem, "cert.renew", address);
   }
 
+  /**
+   * A fresh, single-use re-issue challenge: 32 random bytes (base64url), valid for 60 s, bound to
+   * the device id. Any well-formed id gets one, whatever the gateway knows of it: an anonymous
+   * caller learns a device's state (unknown, pending, denied, revoked, approved) only once it has
+   * proved possession of the device's key, in `reissue`.
+   * @throws GatehouseError `invalid_request` for a malformed id, `rate_limited` when too many
+   *   challenges are open.
+   */
   challenge(deviceId: unknown): { challenge: string; expiresAt: string } {
     if (typeof deviceId !== "string" || !/^[a-z2-7]{26}$/.test(deviceId)) {
       throw new GatehouseError("invalid_request", "deviceId must be a 26-character device id");
     }
-    const device = this.ctx.devices.get(deviceId);
-    this.refuseUnlessApproved(device, deviceId);
     const now = this.ctx.now().getTime();
     if (this.challenges.size >= MAX_CHALLENGES) {
       for (const [key, value] of this.challenges) if (value.expiresAt <= now) this.challenges.delete(key);
@@ -80,25 +101,42 @@ export class CertificateService {
       );
     }
     const device = this.ctx.devices.get(input.deviceId);
-    this.refuseUnlessApproved(device, input.deviceId);
-    const publicKey = createPublicKey({
-      key: Buffer.from(device!.publicKey, "base64"),
-      format: "der",
-      type: "spki",
-    });
-    const valid = verifySignature(
-      "sha256",
-      reissueProof(input.deviceId, input.challenge),
-      { key: publicKey, dsaEncoding: "ieee-p1363" },
-      Buffer.from(input.signature, "base64url"),
-    );
-    if (!valid) {
+    // Possession first, state second: an unknown id and a wrong key get the same refusal.
+    if (!this.provesPossession(device, input)) {
       throw new GatehouseError(
         "invalid_request",
-        "the challenge signature does not verify with the device's approved key",
+        "the challenge signature does not verify with the device's key",
+        "Sign the challenge with the key the device registered with.",
       );
     }
+    this.refuseUnlessApproved(device, input.deviceId);
     return this.issueFor(device!, input.csr, "cert.reissue", address);
+  }
+
+  /**
+   * Whether `signature` (ECDSA P-256 over SHA-256, IEEE P1363 r||s, base64url) signs the re-issue
+   * proof with the device's registered key, in any state. An unknown device is checked against a
+   * decoy key, so that it costs the same verification as a known one.
+   */
+  private provesPossession(
+    device: DeviceRecord | undefined,
+    input: { deviceId: string; challenge: string; signature: string },
+  ): boolean {
+    try {
+      const key = device
+        ? createPublicKey({ key: Buffer.from(device.publicKey, "base64"), format: "der", type: "spki" })
+        : decoyKey();
+      const valid = verifySignature(
+        "sha256",
+        reissueProof(input.deviceId, input.challenge),
+        { key, dsaEncoding: "ieee-p1363" },
+        Buffer.from(input.signature, "base64url"),
+      );
+      return valid && device !== undefined;
+    } catch {
+      // A signature or stored key that does not parse proves nothing.
+      return false;
+    }
   }
 
   private refuseUnlessApproved(device: DeviceRecord | undefined, deviceId: string): void {

@@ -259,6 +259,17 @@ export class GatehouseError extends Error {
   }
 }
 
+/**
+ * Whether an error is the gateway's verdict on the caller's own credential (401, or 403 for the
+ * caller's device or scopes), the refusals that are logged and audited as `auth.refused`.
+ * `command_not_allowed` is a 403 too, but it reports a node's allow-list, not the caller: an
+ * operator must never be recorded as refused because of what a node answered.
+ */
+export function refusesCaller(code: ErrorCode): boolean {
+  const status = ERROR_CATALOGUE[code].status;
+  return (status === 401 || status === 403) && code !== "command_not_allowed";
+}
+
 /** The WebSocket close code for an error, e.g. 4403 for a revoked device. */
 export function closeCodeFor(code: ErrorCode): number {
   return ERROR_CATALOGUE[code].close || 1011;

@@ -1,10 +1,12 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createPrivateKey, sign } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { renewalTime } from "../../src/node/credential-keeper.js";
+import { reissueProof } from "../../src/gateway/certificates.js";
+import { createCsr, importKeyPairPem } from "../../src/pki/index.js";
 import { cleanupAll, registeredNode, runCli, runJson, spawnCli, startTestGateway } from "./harness.js";
 import {
   deviceCertificate,
@@ -142,13 +144,28 @@ describe("the certificate lifecycle, with real processes and real TLS", () => {
     const listed = [...text.matchAll(/Serial Number: *([0-9A-Fa-f]+)/g)].map((m) => m[1]!.toUpperCase());
     expect(listed).toContain(serial.toUpperCase());
 
-    // No new certificate for it, by challenge either.
+    // No new certificate for it, by challenge either: the challenge is issued to anyone (it tells
+    // nothing of the device), and the revocation is named once the node has signed it.
     const challenge = await httpsRequest(`${gateway.url}/api/v1/certs/challenge`, {
       tls: { ca: credentials.ca },
       body: { deviceId },
     });
-    expect(challenge.status).toBe(403);
-    expect(challenge.json<{ error: string }>().error).toBe("device_revoked");
+    expect(challenge.status).toBe(200);
+    const nonce = challenge.json<{ challenge: string }>().challenge;
+    const reissue = await httpsRequest(`${gateway.url}/api/v1/certs/reissue`, {
+      tls: { ca: credentials.ca },
+      body: {
+        deviceId,
+        challenge: nonce,
+        signature: sign("sha256", reissueProof(deviceId, nonce), {
+          key: createPrivateKey(credentials.key),
+          dsaEncoding: "ieee-p1363",
+        }).toString("base64url"),
+        csr: await createCsr(await importKeyPairPem(credentials.key), deviceId),
+      },
+    });
+    expect(reissue.status).toBe(403);
+    expect(reissue.json<{ error: string }>().error).toBe("device_revoked");
 
     const start = await runCli(["node", "start", "--home", home]);
     expect(start.code).toBe(1);
