@@ -18,6 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import * as jose from "jose";
 import { openSqliteStore } from "../src/store/index.js";
+import { keyEncryptionKey } from "../src/auth/key-encryption.js";
 import { SigningKeys } from "../src/auth/signing-keys.js";
 import { TokenService } from "../src/auth/token-service.js";
 import { signAccessToken } from "../src/auth/jwt.js";
@@ -46,7 +47,11 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
   try {
     await store.migrate();
     const clock = () => new Date();
-    const signingKeys = new SigningKeys(store.tokens, "ES256", clock);
+    const kek = keyEncryptionKey(randomBytes(32), "the benchmark's key-encryption key");
+    const signingKeys = new SigningKeys(store.tokens, "ES256", clock, {
+      describe: kek.source,
+      load: () => kek,
+    });
     await signingKeys.load();
     const pepper = randomBytes(32);
     const newService = async () => {

@@ -2,6 +2,15 @@ import * as jose from "jose";
 import type { TokenStore, SigningKeyRecord } from "../store/token-types.js";
 import { KeyRing, verificationKeyFromJwk, type SigningAlgorithm } from "./jwt.js";
 import { randomToken } from "./secrets.js";
+import {
+  isSealed,
+  openPrivateKey,
+  sealPrivateKey,
+  sealedUnder,
+  type KeyEncryptionKey,
+  type KeyEncryptionKeySource,
+} from "./key-encryption.js";
+import { GatehouseError } from "../protocol/errors.js";
 
 export interface ActiveSigningKey {
   kid: string;
@@ -13,53 +22,104 @@ export interface ActiveSigningKey {
  * The gateway's token signing keys. One key signs; after a rotation the previous key keeps
  * verifying until the last token it signed has expired (its `verifyUntil`), so no token is
  * refused during a rotation. The ring that verification reads lives in memory.
+ *
+ * The private keys are stored sealed under a key-encryption key from `kekSource`, which lives
+ * outside the database (auth/key-encryption.ts): a copy of the database alone cannot sign.
  */
 export class SigningKeys {
   readonly ring = new KeyRing();
   private active: ActiveSigningKey | undefined;
   private publicJwks: jose.JWK[] = [];
+  private kek: KeyEncryptionKey | undefined;
 
   constructor(
     private readonly store: TokenStore,
     private readonly alg: SigningAlgorithm,
     private readonly now: () => Date,
+    private readonly kekSource: KeyEncryptionKeySource,
   ) {}
 
-  /** Loads the keys, makes the first one if there is none, and drops the retired ones. */
+  /**
+   * Loads the keys, seals any that an older version stored in the clear, makes the first one if
+   * there is none, and drops the retired ones.
+   * @throws GatehouseError `config_missing` when the key-encryption key the database is sealed
+   *   under is missing; `config_invalid` when it is another key or a row does not open. Nothing
+   *   is written before these checks pass.
+   */
   async load(): Promise<void> {
     let records = await this.store.listSigningKeys();
+    const kek = (this.kek ??= this.loadKek(records));
+    // Every sealed key must open before anything is written: a wrong key changes nothing.
+    const opened = new Map(
+      records
+        .filter((r) => isSealed(r.sealedPrivateKey))
+        .map((r) => [r.kid, openPrivateKey(kek, r.kid, r.sealedPrivateKey)]),
+    );
+    const plaintext = records.filter((r) => !isSealed(r.sealedPrivateKey));
+    if (plaintext.length > 0) {
+      await this.store.sealSigningKeys(
+        plaintext.map((r) => ({
+          kid: r.kid,
+          plaintext: r.sealedPrivateKey,
+          sealed: sealPrivateKey(kek, r.kid, r.sealedPrivateKey),
+        })),
+      );
+      for (const r of plaintext) opened.set(r.kid, r.sealedPrivateKey);
+      records = await this.store.listSigningKeys();
+    }
     const nowIso = this.now().toISOString();
     for (const record of records.filter((r) => r.verifyUntil !== null && r.verifyUntil <= nowIso)) {
       await this.store.deleteSigningKey(record.kid);
     }
     records = records.filter((r) => r.verifyUntil === null || r.verifyUntil > nowIso);
     if (!records.some((r) => r.verifyUntil === null)) {
-      records.push(await this.createKey());
+      const created = await this.createKey();
+      records.push(created.record);
+      opened.set(created.record.kid, created.pem);
     }
     const signer = records.filter((r) => r.verifyUntil === null).at(-1)!;
     this.active = {
       kid: signer.kid,
       alg: signer.alg as SigningAlgorithm,
-      privateKey: (await jose.importPKCS8(signer.privateKeyPem, signer.alg)) as CryptoKey,
+      privateKey: (await jose.importPKCS8(
+        opened.get(signer.kid) ?? openPrivateKey(kek, signer.kid, signer.sealedPrivateKey),
+        signer.alg,
+      )) as CryptoKey,
     };
     this.publicJwks = records.map((r) => JSON.parse(r.publicJwk) as jose.JWK);
     this.ring.set(await Promise.all(this.publicJwks.map((jwk) => verificationKeyFromJwk(jwk))));
   }
 
-  private async createKey(): Promise<SigningKeyRecord> {
+  /** The KEK; a new one is made only while no key is sealed yet (a fresh or an older database). */
+  private loadKek(records: SigningKeyRecord[]): KeyEncryptionKey {
+    const sealedUnderKek = records.map((r) => sealedUnder(r.sealedPrivateKey)).find((id) => id);
+    const kek = this.kekSource.load(sealedUnderKek === undefined);
+    if (!kek)
+      throw new GatehouseError(
+        "config_missing",
+        `${this.kekSource.describe} is missing: the token signing keys in the database are sealed under that key-encryption key (${sealedUnderKek})`,
+        "Restore the file from the home's backup (a copy of the database never carries it), or set tokens.keyEncryptionKey to the reference that holds it.",
+      );
+    return kek;
+  }
+
+  private async createKey(): Promise<{ record: SigningKeyRecord; pem: string }> {
+    const kek = this.kek;
+    if (!kek) throw new Error("signing keys are not loaded");
     const { privateKey, publicKey } = await jose.generateKeyPair(this.alg, { extractable: true });
     const kid = `sk_${randomToken(10)}`;
     const jwk = { ...(await jose.exportJWK(publicKey)), kid, alg: this.alg, use: "sig" };
+    const pem = await jose.exportPKCS8(privateKey);
     const record: SigningKeyRecord = {
       kid,
       alg: this.alg,
-      privateKeyPem: await jose.exportPKCS8(privateKey),
+      sealedPrivateKey: sealPrivateKey(kek, kid, pem),
       publicJwk: JSON.stringify(jwk),
       createdAt: this.now().toISOString(),
       verifyUntil: null,
     };
     await this.store.insertSigningKey(record);
-    return record;
+    return { record, pem };
   }
 
   /** A new key signs from now on; the old ones verify for `overlapMs` more (the token lifetime). */
@@ -71,7 +131,7 @@ export class SigningKeys {
     for (const kid of previous) await this.store.setSigningKeyVerifyUntil(kid, verifyUntil);
     const created = await this.createKey();
     await this.load();
-    return { kid: created.kid, previous, previousVerifyUntil: verifyUntil };
+    return { kid: created.record.kid, previous, previousVerifyUntil: verifyUntil };
   }
 
   signer(): ActiveSigningKey {

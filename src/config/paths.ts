@@ -14,6 +14,8 @@ export const GATEWAY_FILES = {
   serverKey: "pki/server.key",
   /** The key of the keyed hash that API keys and refresh tokens are stored under. */
   tokenPepper: "pki/token-hmac.key",
+  /** The key-encryption key the token signing keys are sealed under in the database. */
+  signingKeyKek: "pki/signing-keys.kek",
   adminDir: "admin",
   adminCert: "admin/admin.pem",
   adminKey: "admin/admin.key",

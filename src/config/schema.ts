@@ -17,7 +17,7 @@ const vaultSchema = z
   .prefault({});
 
 /** Settings that hold secrets: shown as their reference or a fingerprint prefix, never the value. */
-export const GATEWAY_SECRET_SETTINGS = ["tokens.hashKey", "vault.token"] as const;
+export const GATEWAY_SECRET_SETTINGS = ["tokens.hashKey", "tokens.keyEncryptionKey", "vault.token"] as const;
 export const NODE_SECRET_SETTINGS = ["apiKey", "vault.token"] as const;
 
 /** gateway.json. Every setting has a default but the gateway id, which `gateway init` writes. */
@@ -77,6 +77,12 @@ export const gatewayConfigSchema = z.strictObject({
        * first start. Keeping it outside the home means a copy of the home cannot test guesses.
        */
       hashKey: z.string().min(1).optional(),
+      /**
+       * A secret (write a reference): the key-encryption key the token signing keys are sealed
+       * under in the database. Unset, the gateway uses pki/signing-keys.kek, made at first start.
+       * Set it for several instances that share one database but no disk.
+       */
+      keyEncryptionKey: z.string().min(1).optional(),
     })
     .prefault({}),
   /** Where vault:// references are read. VAULT_ADDR, VAULT_TOKEN and VAULT_CACERT serve when unset. */

@@ -8,6 +8,8 @@ import { GatehouseError } from "../protocol/errors.js";
 export interface GatewaySecrets {
   /** The HMAC key for stored API-key and refresh-token hashes, when configured. */
   hashKey?: Buffer;
+  /** The key-encryption key the token signing keys are sealed under in the database, when configured. */
+  keyEncryptionKey?: Buffer;
 }
 
 /** The Vault a config's vault:// references are read from. */
@@ -37,24 +39,40 @@ export async function resolveGatewaySecrets(
   options: Omit<ResolveOptions, "vault"> = {},
 ): Promise<GatewaySecrets> {
   const secrets: GatewaySecrets = {};
-  const reference = config.tokens.hashKey;
-  if (reference) {
-    const value = await resolveSecret(reference, "tokens.hashKey", {
-      ...options,
-      vault: vaultAccess(config),
-    });
-    if (value.length < MIN_HASH_KEY_LENGTH)
-      throw new GatehouseError(
-        "config_invalid",
-        `tokens.hashKey: the secret${isSecretReference(reference) ? ` ${reference}` : ""} is ${value.length} characters; at least ${MIN_HASH_KEY_LENGTH} are needed`,
-        "Use a random key: `openssl rand -hex 32`.",
-      );
-    // Read as the home's key file is read (hex), so that a copy of that file keeps every key valid.
-    secrets.hashKey = /^([0-9a-f]{2}){32,}$/i.test(value)
-      ? Buffer.from(value, "hex")
-      : Buffer.from(value, "utf8");
-  }
+  const hashKey = await resolveKeySetting(config, "tokens.hashKey", config.tokens.hashKey, options);
+  if (hashKey) secrets.hashKey = hashKey;
+  const kek = await resolveKeySetting(
+    config,
+    "tokens.keyEncryptionKey",
+    config.tokens.keyEncryptionKey,
+    options,
+  );
+  if (kek) secrets.keyEncryptionKey = kek;
   return secrets;
+}
+
+/**
+ * A key given as a setting (a reference, or plaintext that doctor reports): at least
+ * MIN_HASH_KEY_LENGTH characters, read as hex when it is hex (as the home's key files are written,
+ * so moving a file's content behind a reference keeps every key valid), as UTF-8 otherwise.
+ * @throws GatehouseError `config_invalid` naming the setting and reference when it cannot be
+ *   resolved or is too short.
+ */
+async function resolveKeySetting(
+  config: GatewayConfig,
+  setting: string,
+  reference: string | undefined,
+  options: Omit<ResolveOptions, "vault">,
+): Promise<Buffer | undefined> {
+  if (!reference) return undefined;
+  const value = await resolveSecret(reference, setting, { ...options, vault: vaultAccess(config) });
+  if (value.length < MIN_HASH_KEY_LENGTH)
+    throw new GatehouseError(
+      "config_invalid",
+      `${setting}: the secret${isSecretReference(reference) ? ` ${reference}` : ""} is ${value.length} characters; at least ${MIN_HASH_KEY_LENGTH} are needed`,
+      "Use a random key: `openssl rand -hex 32`.",
+    );
+  return /^([0-9a-f]{2}){32,}$/i.test(value) ? Buffer.from(value, "hex") : Buffer.from(value, "utf8");
 }
 
 /** How a secret may be shown: its reference, or the first hex digits of its SHA-256. */

@@ -186,6 +186,7 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
       GATEWAY_FILES.caKey,
       GATEWAY_FILES.serverKey,
       GATEWAY_FILES.tokenPepper,
+      GATEWAY_FILES.signingKeyKek,
       GATEWAY_FILES.adminKey,
       GATEWAY_FILES.database,
       `${GATEWAY_FILES.database}-wal`,

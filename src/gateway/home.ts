@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import {
   GATEWAY_FILES,
   ensurePrivateDir,
+  isSecretReference,
   writeFileAtomic,
   writeJsonAtomic,
   type GatewayConfigInput,
@@ -20,6 +21,7 @@ import {
   type CertificateAuthority,
 } from "../pki/index.js";
 import { GatehouseError } from "../protocol/errors.js";
+import { keyEncryptionKey, type KeyEncryptionKeySource } from "../auth/key-encryption.js";
 import { openSqliteStore } from "../store/index.js";
 
 export interface GatewayInitOptions {
@@ -209,7 +211,50 @@ async function writeAdminCredential(
 
 /** The pepper for stored API-key and refresh-token hashes; made on first use (0600). */
 export function loadOrCreatePepper(home: string): Buffer {
-  const file = path.join(home, GATEWAY_FILES.tokenPepper);
-  if (!existsSync(file)) writeFileAtomic(file, randomBytes(32).toString("hex") + "\n", 0o600);
-  return Buffer.from(readFileSync(file, "utf8").trim(), "hex");
+  return readHomeKey(home, GATEWAY_FILES.tokenPepper, true) as Buffer;
+}
+
+/**
+ * Where the token signing keys' key-encryption key comes from: tokens.keyEncryptionKey when it is
+ * configured (resolved at start into `configured`), else pki/signing-keys.kek in the home, made at
+ * the first start — never while the database holds keys sealed under another one.
+ */
+export function signingKeyKekSource(
+  home: string,
+  reference: string | undefined,
+  configured: Buffer | undefined,
+): KeyEncryptionKeySource {
+  if (reference && configured) {
+    const describe = `tokens.keyEncryptionKey (${isSecretReference(reference) ? reference : "plaintext in gateway.json"})`;
+    return { describe, load: () => keyEncryptionKey(configured, describe) };
+  }
+  const describe = path.join(home, GATEWAY_FILES.signingKeyKek);
+  return {
+    describe,
+    load: (create) => {
+      const secret = readHomeKey(home, GATEWAY_FILES.signingKeyKek, create);
+      return secret && keyEncryptionKey(secret, describe);
+    },
+  };
+}
+
+/**
+ * A random key of 32 bytes kept as hex in a file of the home (0600): made when missing if
+ * `create`, otherwise undefined when missing.
+ * @throws GatehouseError `config_invalid` naming the file when it holds no key of 32 bytes or more.
+ */
+function readHomeKey(home: string, relative: string, create: boolean): Buffer | undefined {
+  const file = path.join(home, relative);
+  if (!existsSync(file)) {
+    if (!create) return undefined;
+    writeFileAtomic(file, randomBytes(32).toString("hex") + "\n", 0o600);
+  }
+  const text = readFileSync(file, "utf8").trim();
+  if (!/^([0-9a-f]{2}){32,}$/i.test(text))
+    throw new GatehouseError(
+      "config_invalid",
+      `${file} is not a key: it must hold 64 or more hex digits`,
+      "Restore the file from the home's backup; it was damaged or replaced.",
+    );
+  return Buffer.from(text, "hex");
 }

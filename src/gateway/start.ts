@@ -28,7 +28,7 @@ import { BackgroundWrites } from "./background.js";
 import { FailureLog } from "./failures.js";
 import { SigningKeys } from "../auth/signing-keys.js";
 import { TokenService } from "../auth/token-service.js";
-import { loadOrCreatePepper } from "./home.js";
+import { loadOrCreatePepper, signingKeyKekSource } from "./home.js";
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -60,6 +60,14 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const secrets = await resolveGatewaySecrets(config);
   const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
   await store.migrate();
+  // Before anything else is written: a missing or wrong key-encryption key stops the start as is.
+  const signingKeys = new SigningKeys(
+    store.tokens,
+    config.tokens.algorithm,
+    now,
+    signingKeyKekSource(home, config.tokens.keyEncryptionKey, secrets.keyEncryptionKey),
+  );
+  await signingKeys.load();
   const tls = new TlsState({
     home,
     store,
@@ -76,8 +84,6 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const sessions = new SessionRegistry();
   const background = new BackgroundWrites();
   const audit = new AuditLog(store, logger, now, (work) => background.track(work));
-  const signingKeys = new SigningKeys(store.tokens, config.tokens.algorithm, now);
-  await signingKeys.load();
   // A configured hash key (kept outside the home, by reference) wins over the home's key file.
   const pepper = secrets.hashKey ?? loadOrCreatePepper(home);
   const enrollTokens = new EnrollTokenService(store, pepper, audit, now);

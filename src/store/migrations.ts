@@ -304,12 +304,31 @@ const enrollTokens: Migration = {
   },
 };
 
+const sealedSigningKeys: Migration = {
+  async up(db: Kysely<any>) {
+    // The column holds the key sealed under a key-encryption key that lives outside the database.
+    // Rows written before this migration hold a PEM until the gateway's start seals them in place
+    // (SigningKeys.load): the key-encryption key is not the store's to know.
+    await db.schema
+      .alterTable("signing_keys")
+      .renameColumn("private_key_pem", "sealed_private_key")
+      .execute();
+  },
+  async down(db: Kysely<any>) {
+    await db.schema
+      .alterTable("signing_keys")
+      .renameColumn("sealed_private_key", "private_key_pem")
+      .execute();
+  },
+};
+
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_tokens": tokens,
   "0003_audit_chain": auditChain,
   "0004_exec_history": execHistory,
   "0005_enroll_tokens": enrollTokens,
+  "0006_sealed_signing_keys": sealedSigningKeys,
 };
 
 const provider: MigrationProvider = {

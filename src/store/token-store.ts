@@ -11,7 +11,15 @@ import type {
 
 /** The token tables over Kysely; portable SQL only, like KyselyStore. */
 export class KyselyTokenStore implements TokenStore {
-  constructor(private readonly db: Kysely<Tables>) {}
+  /**
+   * @param scrubFreedPages makes the bytes of deleted and overwritten rows unreadable in the
+   *   database's files; the dialect's opener supplies it (for SQLite: VACUUM, then a truncating
+   *   WAL checkpoint).
+   */
+  constructor(
+    private readonly db: Kysely<Tables>,
+    private readonly scrubFreedPages: () => Promise<void> = () => Promise.resolve(),
+  ) {}
 
   async createApiKey(key: ApiKeyRecord): Promise<void> {
     await this.db.insertInto("api_keys").values(key).execute();
@@ -87,6 +95,19 @@ export class KyselyTokenStore implements TokenStore {
 
   async deleteSigningKey(kid: string): Promise<void> {
     await this.db.deleteFrom("signing_keys").where("kid", "=", kid).execute();
+  }
+
+  async sealSigningKeys(updates: { kid: string; plaintext: string; sealed: string }[]): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      for (const { kid, plaintext, sealed } of updates)
+        await trx
+          .updateTable("signing_keys")
+          .set({ sealedPrivateKey: sealed })
+          .where("kid", "=", kid)
+          .where("sealedPrivateKey", "=", plaintext)
+          .execute();
+    });
+    await this.scrubFreedPages();
   }
 
   async createTokenFamily(family: TokenFamilyRecord, first: RefreshTokenRecord): Promise<void> {

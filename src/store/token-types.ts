@@ -20,7 +20,12 @@ export interface ApiKeyRecord {
 export interface SigningKeyRecord {
   kid: string;
   alg: string;
-  privateKeyPem: string;
+  /**
+   * The private key, sealed under the key-encryption key (auth/key-encryption.ts): the database
+   * never holds it in the clear. A database from before migration 0006 holds a PKCS#8 PEM here
+   * until the gateway's next start seals it in place.
+   */
+  sealedPrivateKey: string;
   /** Public JWK as JSON text. */
   publicJwk: string;
   createdAt: string;
@@ -71,6 +76,12 @@ export interface TokenStore {
   listSigningKeys(): Promise<SigningKeyRecord[]>;
   setSigningKeyVerifyUntil(kid: string, verifyUntil: string): Promise<void>;
   deleteSigningKey(kid: string): Promise<void>;
+  /**
+   * Replaces plaintext key material with its sealed form, in one transaction, each row only if it
+   * still holds `plaintext`; then scrubs the freed bytes from the database file (SQLite: VACUUM and
+   * a truncating WAL checkpoint), so a later copy of the file holds no trace of the plaintext.
+   */
+  sealSigningKeys(updates: { kid: string; plaintext: string; sealed: string }[]): Promise<void>;
 
   createTokenFamily(family: TokenFamilyRecord, first: RefreshTokenRecord): Promise<void>;
   /** A refresh token and its family, read without spending it (for the checks that may refuse). */

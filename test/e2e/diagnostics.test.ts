@@ -19,6 +19,7 @@ import {
 } from "../../src/pki/index.js";
 import { LAYERS, type Layer, type TestConnectionResult } from "../../src/node/test-connection.js";
 import type { ErrorCode } from "../../src/protocol/errors.js";
+import { keyEncryptionKey, openPrivateKey } from "../../src/auth/key-encryption.js";
 import {
   CLI,
   Running,
@@ -127,17 +128,20 @@ function selfSignedCertificate(): { key: string; cert: string } {
   };
 }
 
-/** A gateway token signed with the gateway's own current signing key, with chosen claims. */
+/**
+ * A gateway token signed with the gateway's own current signing key, with chosen claims: what a
+ * holder of the whole home (the database and pki/signing-keys.kek) can do.
+ */
 async function signWithGatewayKey(
   gateway: TestGateway,
   claims: { iat: number; exp: number; sub: string },
 ): Promise<string> {
   const db = new Database(path.join(gateway.home, "gatehouse.db"), { readonly: true, fileMustExist: true });
-  let row: { kid: string; alg: string; private_key_pem: string } | undefined;
+  let row: { kid: string; alg: string; sealed_private_key: string } | undefined;
   try {
     row = db
       .prepare(
-        "SELECT kid, alg, private_key_pem FROM signing_keys WHERE verify_until IS NULL ORDER BY created_at DESC LIMIT 1",
+        "SELECT kid, alg, sealed_private_key FROM signing_keys WHERE verify_until IS NULL ORDER BY created_at DESC LIMIT 1",
       )
       .get() as typeof row;
   } finally {
@@ -145,7 +149,9 @@ async function signWithGatewayKey(
   }
   if (!row) throw new Error("the gateway has no signing key yet");
   expect(row.alg).toBe("ES256");
-  const key = await jose.importPKCS8(row.private_key_pem, "ES256");
+  const kekFile = path.join(gateway.home, "pki/signing-keys.kek");
+  const kek = keyEncryptionKey(Buffer.from(readFileSync(kekFile, "utf8").trim(), "hex"), kekFile);
+  const key = await jose.importPKCS8(openPrivateKey(kek, row.kid, row.sealed_private_key), "ES256");
   const gatewayId = gatewayIdOf(gateway);
   return new jose.SignJWT({ scope: "node:connect" })
     .setProtectedHeader({ alg: "ES256", kid: row.kid, typ: "at+jwt" })
