@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AdminClient } from "./admin-client.js";
 import { action } from "./run.js";
-import { printJson } from "./output.js";
+import { printJson, printJsonLine, printText } from "./output.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 
 interface Entry {
@@ -84,8 +84,7 @@ export function auditCommands(): Command {
         printJson({ entries: last });
         return;
       }
-      const print = (entry: Entry) =>
-        process.stdout.write(ctx.json ? JSON.stringify(entry) + "\n" : line(entry));
+      const print = (entry: Entry) => (ctx.json ? printJsonLine(entry) : printText(line(entry)));
       last.forEach(print);
       let cursor = all.at(-1)?.id ?? 0;
       while (options.follow) {
@@ -102,7 +101,7 @@ export function auditCommands(): Command {
     action(async (ctx, options: TargetOptions) => {
       const client = AdminClient.fromHome(ctx.home, options);
       for await (const page of pages(client, 0)) {
-        for (const entry of page) process.stdout.write(JSON.stringify(entry) + "\n");
+        for (const entry of page) printJsonLine(entry);
       }
     }),
   );
@@ -119,10 +118,9 @@ export function auditCommands(): Command {
         firstBroken?: { id: number; seq: number; reason: string };
       }>("/api/v1/audit/verify");
       if (ctx.json) printJson(verdict);
-      else if (verdict.ok)
-        process.stdout.write(`✓ audit log intact: ${verdict.checked} entries chain correctly\n`);
+      else if (verdict.ok) printText(`✓ audit log intact: ${verdict.checked} entries chain correctly\n`);
       else
-        process.stdout.write(
+        printText(
           `✗ audit log broken at entry #${verdict.firstBroken!.seq} (row id ${verdict.firstBroken!.id}): ${verdict.firstBroken!.reason}\n` +
             `  ${verdict.checked} entries before it are intact\n`,
         );

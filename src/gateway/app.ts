@@ -5,7 +5,7 @@ import fastify, {
   type FastifyInstance,
 } from "fastify";
 import websocket from "@fastify/websocket";
-import { GatehouseError } from "../protocol/errors.js";
+import { GatehouseError, refusesCaller } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
 import { credentialSummary } from "./authenticate.js";
 import { registerHealthRoutes } from "./routes/health.js";
@@ -90,7 +90,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     const gatehouseError = toGatehouseError(error);
     if (gatehouseError.code === "internal_error") {
       request.log.error({ err: error, route: request.url }, "request failed");
-    } else if (gatehouseError.status === 401 || gatehouseError.status === 403) {
+    } else if (refusesCaller(gatehouseError.code)) {
       // One structured line per refusal: who, where, which credential (prefix only), and why.
       const credential = credentialSummary(request);
       request.log.warn(

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { GatehouseError, isErrorCode } from "../protocol/errors.js";
+import { GatehouseError } from "../protocol/errors.js";
+import { judgeExecAnswer } from "./exec-answer.js";
 import type { ExecRequest, ExecResponse, ExecResult } from "../protocol/messages.js";
 import type { Principal } from "../auth/roles.js";
 import type { GatewayContext } from "./context.js";
@@ -137,7 +138,9 @@ export class ExecBroker {
     const finishedAt = this.ctx.now();
     const stdout = Buffer.from(result?.stdout ?? "", "base64");
     const stderr = Buffer.from(result?.stderr ?? "", "base64");
-    const code = failure?.code ?? result?.code ?? null;
+    // The node's answer is data: the gateway decides its code from the outcome (exec-answer.ts).
+    const verdict = result ? judgeExecAnswer(result) : undefined;
+    const code = failure?.code ?? verdict?.code ?? null;
     const outcome = result?.outcome ?? (failure?.code === "exec_timeout" ? "timeout" : "failed");
     // The history row and its audit entry go to disk in one commit, before the operator hears back.
     await this.ctx.audit.record(
@@ -174,10 +177,7 @@ export class ExecBroker {
 
     if (failure) throw failure;
     const answered = result!;
-    if (answered.outcome === "refused" || answered.outcome === "failed" || answered.outcome === "timeout") {
-      const errorCode = answered.code && isErrorCode(answered.code) ? answered.code : "invalid_request";
-      throw new GatehouseError(errorCode, answered.message ?? `the node refused the command`);
-    }
+    if (verdict?.error) throw verdict.error;
     return {
       execId,
       deviceId,
@@ -190,7 +190,7 @@ export class ExecBroker {
       stderr: stderr.toString("utf8"),
       durationMs: answered.durationMs,
       truncated: answered.outcome === "truncated",
-      ...(answered.code ? { code: answered.code } : {}),
+      ...(verdict?.code ? { code: verdict.code } : {}),
     };
   }
 }

@@ -141,7 +141,9 @@ export const execResultSchema = z.object({
   stdout: z.string().max(48 * 1024),
   stderr: z.string().max(48 * 1024),
   durationMs: z.number(),
+  /** The node's own label for the outcome; informative only: the gateway picks every code itself. */
   code: z.string().max(64).optional(),
+  /** The node's words: the gateway quotes them as data, never as an error code or raw terminal text. */
   message: z.string().max(1024).optional(),
 });
 export type ExecResult = z.infer<typeof execResultSchema>;
