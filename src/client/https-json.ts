@@ -31,15 +31,29 @@ export function networkErrorCode(error: NodeJS.ErrnoException): ErrorCode {
     case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
     case "CERT_SIGNATURE_FAILURE":
     case "ERR_TLS_CERT_ALTNAME_INVALID":
+    case "INVALID_PURPOSE":
+    case "CERT_UNTRUSTED":
+    case "CERT_REJECTED":
       return "ca_mismatch";
     default:
       return "connection_failed";
   }
 }
 
+/** What a TLS verification failure means for "is this our gateway?", in words. */
+const TLS_MEANING: Record<string, string> = {
+  INVALID_PURPOSE:
+    "the server's certificate is from the pinned CA but is not a server certificate (a node's client certificate?): this is not the gateway",
+  ERR_TLS_CERT_ALTNAME_INVALID: "the gateway's certificate does not cover this host name or address",
+};
+
 export function describeNetworkError(url: string, error: NodeJS.ErrnoException): GatehouseError {
   const code = networkErrorCode(error);
-  return new GatehouseError(code, `${url}: ${error.code ?? "error"}: ${error.message}`);
+  const meaning = error.code ? TLS_MEANING[error.code] : undefined;
+  return new GatehouseError(
+    code,
+    `${url}: ${meaning ? `${meaning} (${error.code})` : `${error.code ?? "error"}: ${error.message}`}`,
+  );
 }
 
 /**

@@ -8,7 +8,7 @@ import { NODE_FILES, describeSecret, loadNodeConfig, resolveSecret, vaultAccess 
 import { AccessTokenSource } from "./access-tokens.js";
 import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
 import type { HealthResponse, EnrollStatusResponse } from "../protocol/messages.js";
-import { checkPinnedChain, readPresentedChain } from "../client/ca-pin.js";
+import { CaPinError, checkPinnedChain, readPresentedChain } from "../client/ca-pin.js";
 import { describeNetworkError, requestJson, type TlsClientOptions } from "../client/https-json.js";
 
 export const LAYERS = [
@@ -198,13 +198,18 @@ export async function testConnection(
     await step("tls", async () => {
       const presented = await readPresentedChain(url.origin, timeoutMs);
       try {
-        checkPinnedChain(url.host, presented, config.caFingerprint);
+        checkPinnedChain(url.origin, presented, config.caFingerprint);
       } catch (error) {
-        if (error instanceof GatehouseError && error.code === "ca_mismatch")
+        // A foreign chain may be another gateway: ask it. A certificate from our own CA that is
+        // not a server certificate, or does not name this host, is already described exactly.
+        if (error instanceof CaPinError && (error.reason === "foreign_ca" || error.reason === "not_signed"))
           throw await explainMismatch(error, url.origin, timeoutMs);
         throw error;
       }
-      return { value: undefined, detail: `chains to the pinned CA ${config.caFingerprint.slice(0, 19)}…` };
+      return {
+        value: undefined,
+        detail: `server certificate for ${host}, from the pinned CA ${config.caFingerprint.slice(0, 19)}…`,
+      };
     });
 
     const tls: TlsClientOptions = { ca: credentials.ca };
