@@ -9,6 +9,8 @@ import {
   sealedUnder,
 } from "../src/auth/key-encryption.js";
 import { GatehouseError } from "../src/protocol/errors.js";
+import { SigningKeys } from "../src/auth/signing-keys.js";
+import { openSqliteStore } from "../src/store/index.js";
 
 async function pkcs8(): Promise<string> {
   const { privateKey } = await jose.generateKeyPair("ES256", { extractable: true });
@@ -83,5 +85,32 @@ describe("sealing private keys under a key-encryption key", () => {
     expect(a.id).toMatch(/^kek_[0-9a-f]{12}$/);
     expect(secret.toString("hex")).not.toContain(a.id.slice(4));
     expect(a.key.equals(secret)).toBe(false);
+  });
+});
+
+describe("SigningKeys over a store", () => {
+  it("refuses by name a row that is neither sealed nor a PEM, and writes nothing", async () => {
+    const store = await openSqliteStore(":memory:");
+    await store.migrate();
+    const kek = keyEncryptionKey(randomBytes(32), "pki/signing-keys.kek");
+    const source = { describe: kek.source, load: () => kek };
+    const row = {
+      kid: "sk_edited",
+      alg: "ES256",
+      sealedPrivateKey: "edited by hand",
+      publicJwk: "{}",
+      createdAt: "2026-01-01T00:00:00.000Z",
+      verifyUntil: null,
+    };
+    await store.tokens.insertSigningKey(row);
+    const keys = new SigningKeys(store.tokens, "ES256", () => new Date(), source);
+    const error = await keys.load().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(GatehouseError);
+    expect((error as GatehouseError).message).toContain("sk_edited in the database is not a sealed key");
+    expect(await store.tokens.listSigningKeys()).toEqual([row]);
+    await store.close();
   });
 });

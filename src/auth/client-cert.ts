@@ -1,7 +1,7 @@
 import type { TLSSocket } from "node:tls";
 import { createHash } from "node:crypto";
 import { GatehouseError } from "../protocol/errors.js";
-import { sha256Fingerprint } from "../pki/fingerprint.js";
+import { deviceIdOfCertificate, sha256Fingerprint } from "../pki/fingerprint.js";
 import { scopesForRole, type Principal } from "./roles.js";
 
 const DEVICE_URI_PREFIX = "URI:urn:gatehouse:device:";
@@ -25,6 +25,29 @@ export interface DeviceLookup {
 }
 
 const identities = new WeakMap<TLSSocket, PeerIdentity>();
+
+/**
+ * Device id of each certificate's key, by certificate fingerprint: parsing and canonicalising the
+ * key costs a few hundred microseconds, and the same certificate comes back on every connection.
+ */
+const keyDeviceIds = new Map<string, string>();
+const KEY_DEVICE_ID_CACHE_SIZE = 10_000;
+
+function keyDeviceId(certFingerprint: string, der: Buffer): string | undefined {
+  const known = keyDeviceIds.get(certFingerprint);
+  if (known) return known;
+  let deviceId: string;
+  try {
+    deviceId = deviceIdOfCertificate(der);
+  } catch {
+    return undefined;
+  }
+  if (keyDeviceIds.size >= KEY_DEVICE_ID_CACHE_SIZE) {
+    keyDeviceIds.delete(keyDeviceIds.keys().next().value as string); // the oldest entry
+  }
+  keyDeviceIds.set(certFingerprint, deviceId);
+  return deviceId;
+}
 
 /**
  * Reads the peer certificate of a TLS socket accepted with `requestCert: true,
@@ -87,6 +110,19 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
     return {
       fingerprint,
       error: new GatehouseError("cert_untrusted", "the client certificate names no Gatehouse device"),
+    };
+  }
+  if (keyDeviceId(fingerprint, peer.raw) !== claimedDeviceId) {
+    // A device is its key: a certificate whose key is not the one its device id is derived from
+    // (issued before keys were canonicalised, for a second encoding of a known key) is refused.
+    return {
+      fingerprint,
+      claimedDeviceId,
+      error: new GatehouseError(
+        "cert_untrusted",
+        `the client certificate's key is not the key of device ${claimedDeviceId}`,
+        "Register again with `gatehouse node register --new-key` and ask the admin to approve it.",
+      ),
     };
   }
   return {

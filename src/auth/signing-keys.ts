@@ -56,6 +56,10 @@ export class SigningKeys {
         .map((r) => [r.kid, openPrivateKey(kek, r.kid, r.sealedPrivateKey)]),
     );
     const plaintext = records.filter((r) => !isSealed(r.sealedPrivateKey));
+    // What is neither sealed nor a PEM was edited by hand: refused by name, never sealed.
+    for (const r of plaintext)
+      if (!r.sealedPrivateKey.startsWith("-----BEGIN PRIVATE KEY-----"))
+        openPrivateKey(kek, r.kid, r.sealedPrivateKey);
     if (plaintext.length > 0) {
       await this.store.sealSigningKeys(
         plaintext.map((r) => ({

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { deviceNameSchema } from "../protocol/device-name.js";
 import { durationSchema } from "./duration.js";
 import { BUILTIN_ROLES, SCOPES } from "../protocol/scopes.js";
 
@@ -97,7 +98,7 @@ export const nodeConfigSchema = z.strictObject({
   gatewayUrl: z.url({ protocol: /^https$/ }),
   caFingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be sha256: followed by 64 hex digits"),
   deviceId: z.string().min(1).optional(),
-  name: z.string().optional(),
+  name: deviceNameSchema.optional(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   exec: z.strictObject({ allow: z.array(z.string()).default([]) }).prefault({}),
   /**

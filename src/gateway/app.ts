@@ -8,6 +8,7 @@ import websocket from "@fastify/websocket";
 import { GatehouseError, refusesCaller } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
 import { credentialSummary } from "./authenticate.js";
+import { registerBodyParsers } from "./body-parsers.js";
 import { registerHealthRoutes } from "./routes/health.js";
 import { registerEnrollRoutes } from "./routes/enroll.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
@@ -128,14 +129,8 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     return reply.code(404).send(error.toBody());
   });
 
-  // OAuth2 token requests are form-encoded (RFC 6749 §4.4.2); JSON works too.
-  app.addContentTypeParser(
-    "application/x-www-form-urlencoded",
-    { parseAs: "string" },
-    (_request, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body as string)));
-    },
-  );
+  // JSON and form bodies (OAuth2 token requests), decoded strictly as UTF-8.
+  registerBodyParsers(app);
 
   // Session messages are small JSON; exec output (later) is chunked well below this.
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });

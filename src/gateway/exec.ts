@@ -55,19 +55,12 @@ export class ExecBroker {
   }
 
   /**
-   * The session of the node an operator named, by device id or by name. Names are looked up among
-   * all registered nodes, not only the online ones: an offline "laptop" must never be stood in
-   * for by another node that calls itself "laptop".
+   * The session of the node an operator named, by device id or by name (`DeviceDirectory.resolveNode`:
+   * names among approved nodes, online or not, so an offline "laptop" is never stood in for by
+   * another node that calls itself "laptop", and a pending namesake changes nothing).
    */
   private findSession(idOrName: string): { deviceId: string; session: LiveSession } {
-    const named = this.ctx.devices.list().filter((d) => d.kind === "node" && d.name === idOrName);
-    if (!this.ctx.devices.get(idOrName) && named.length > 1)
-      throw new GatehouseError(
-        "invalid_request",
-        `${named.length} nodes are named ${JSON.stringify(idOrName)}; use the device id`,
-        "`gatehouse devices list` shows the ids.",
-      );
-    const device = this.ctx.devices.get(idOrName) ?? named[0];
+    const device = this.ctx.devices.resolveNode(idOrName);
     // A session opened with a node API key's token has no device record: it is found by its id.
     const deviceId = device?.deviceId ?? idOrName;
     const session = this.ctx.sessions

@@ -21,6 +21,7 @@ import {
   x509,
 } from "../pki/index.js";
 import { GatehouseError, type ErrorCode } from "../protocol/errors.js";
+import { normaliseName } from "../protocol/device-name.js";
 import type { EnrollResponse, EnrollStatusResponse } from "../protocol/messages.js";
 import { fetchPinnedCa } from "../client/ca-pin.js";
 import { requestJson } from "../client/https-json.js";
@@ -105,7 +106,10 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
       "Copy the CA fingerprint that `gatehouse gateway init` printed.",
     );
   }
-  const name = options.name ?? os.hostname();
+  // The gateway applies the same rules; checking here refuses before a key is made or sent.
+  const name = normaliseName(options.name ?? os.hostname(), {
+    field: options.name === undefined ? "the host name (the default --name)" : "--name",
+  });
 
   // Nothing is sent until the gateway proves it holds a certificate from the pinned CA.
   const pinned = await fetchPinnedCa(gatewayUrl, pin);

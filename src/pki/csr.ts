@@ -1,4 +1,4 @@
-import { x509 } from "./x509.js";
+import { x509, subtle } from "./x509.js";
 import { SIGNING_ALGORITHM } from "./keys.js";
 import { identityOfSpki, type KeyIdentity } from "./keys.js";
 import { GatehouseError } from "../protocol/errors.js";
@@ -29,8 +29,10 @@ function invalid(description: string): GatehouseError {
 
 /**
  * Parses a CSR and checks what the gateway relies on: PEM of one CERTIFICATE REQUEST, a valid
- * self-signature, and a key on the allow-list (ECDSA P-256). Requested extensions and the subject
- * are ignored: the gateway decides every field of the certificate it issues.
+ * self-signature, and a key on the allow-list (ECDSA P-256: one curve, so one canonical encoding;
+ * Ed25519, RSA and other curves are refused with `invalid_request`). Requested extensions and the
+ * subject are ignored: the gateway decides every field of the certificate it issues. The returned
+ * `spki`, `deviceId` and `keyFingerprint` are over the canonical SPKI (`canonicalSpki`).
  */
 export async function verifyCsr(pem: unknown): Promise<VerifiedCsr> {
   if (typeof pem !== "string" || pem.length === 0) throw invalid("csr is missing or not a string");
@@ -58,7 +60,11 @@ export async function verifyCsr(pem: unknown): Promise<VerifiedCsr> {
     valid = false;
   }
   if (!valid) throw invalid("csr signature does not verify");
-  const publicKey = await csr.publicKey.export(SIGNING_ALGORITHM, ["verify"]);
-  const spki = new Uint8Array(csr.publicKey.rawData);
-  return { ...identityOfSpki(spki), publicKey };
+  // The key is identified (and later certified) in its one canonical encoding, whatever point
+  // form or DER variant the CSR carried: otherwise one key could register as many devices.
+  const identity = identityOfSpki(new Uint8Array(csr.publicKey.rawData));
+  const publicKey = await subtle.importKey("spki", new Uint8Array(identity.spki), SIGNING_ALGORITHM, true, [
+    "verify",
+  ]);
+  return { ...identity, publicKey };
 }

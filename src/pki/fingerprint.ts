@@ -1,4 +1,5 @@
-import { createHash } from "node:crypto";
+import { X509Certificate, createHash, createPublicKey, type KeyObject } from "node:crypto";
+import { GatehouseError } from "../protocol/errors.js";
 
 const BASE32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567";
 
@@ -19,16 +20,86 @@ export function base32(bytes: Uint8Array): string {
   return out;
 }
 
-/** `sha256:` + lower-case hex of the SHA-256 of DER bytes (a certificate or an SPKI). */
+/**
+ * `sha256:` + lower-case hex of the SHA-256 of DER bytes as given. For certificates (whose bytes
+ * are signed, so one certificate has one encoding). A public key is fingerprinted with
+ * `keyFingerprintOfSpki`, which canonicalises it first.
+ */
 export function sha256Fingerprint(der: Uint8Array | ArrayBuffer): string {
   const bytes = der instanceof Uint8Array ? der : new Uint8Array(der);
   return "sha256:" + createHash("sha256").update(bytes).digest("hex");
 }
 
-/** The device id: SHA-256 of the SPKI, base32, first 26 characters; stable across renewals. */
+/**
+ * The one encoding of a public key that identifies it: SubjectPublicKeyInfo DER (RFC 5280 §4.1)
+ * as OpenSSL writes it by default — an EC point uncompressed (SEC 1 §2.3.3, `04 || X || Y`) under
+ * its named curve. The same key arrives in other encodings (a compressed or hybrid point, BER
+ * lengths), and every one of them must map to the same device. Going through JWK drops whatever
+ * the sender chose: OpenSSL 3.0 re-exports a key imported from a compressed point still
+ * compressed, so exporting the parsed key is not enough.
+ *
+ * @param spki SubjectPublicKeyInfo DER in any encoding OpenSSL parses.
+ * @returns the canonical DER (a new buffer).
+ * @throws GatehouseError `invalid_request` when the bytes are not a public key OpenSSL accepts.
+ */
+export function canonicalSpki(spki: Uint8Array | ArrayBuffer): Buffer {
+  const bytes = Buffer.from(spki instanceof Uint8Array ? spki : new Uint8Array(spki));
+  let key: KeyObject;
+  try {
+    const parsed = createPublicKey({ key: bytes, format: "der", type: "spki" });
+    key = createPublicKey({ key: parsed.export({ format: "jwk" }), format: "jwk" });
+  } catch {
+    throw new GatehouseError(
+      "invalid_request",
+      "the public key is not a well-formed SubjectPublicKeyInfo on a named curve",
+    );
+  }
+  return key.export({ type: "spki", format: "der" });
+}
+
+/**
+ * A public key's identity, computed once over its canonical SPKI (see `canonicalSpki`): the device
+ * id (SHA-256, base32, first 26 characters; stable across renewals and the same for every encoding
+ * of one key) and the key fingerprint (`sha256:` + hex).
+ * @throws GatehouseError `invalid_request` when the bytes are not a public key.
+ */
+export function spkiIdentity(spki: Uint8Array | ArrayBuffer): {
+  deviceId: string;
+  keyFingerprint: string;
+  spki: Uint8Array;
+} {
+  const canonical = canonicalSpki(spki);
+  const digest = createHash("sha256").update(canonical).digest();
+  return {
+    deviceId: base32(digest).slice(0, 26),
+    keyFingerprint: "sha256:" + digest.toString("hex"),
+    spki: new Uint8Array(canonical),
+  };
+}
+
+/** A public key's fingerprint: `sha256:` + hex of its canonical SPKI (see `spkiIdentity`). */
+export function keyFingerprintOfSpki(spki: Uint8Array | ArrayBuffer): string {
+  return spkiIdentity(spki).keyFingerprint;
+}
+
+/** The device id of a public key, whatever its encoding (see `spkiIdentity`). */
 export function deviceIdFromSpki(spki: Uint8Array | ArrayBuffer): string {
-  const bytes = spki instanceof Uint8Array ? spki : new Uint8Array(spki);
-  return base32(createHash("sha256").update(bytes).digest()).slice(0, 26);
+  return spkiIdentity(spki).deviceId;
+}
+
+/**
+ * The device id of the key a certificate certifies (DER of an X.509 certificate), computed over
+ * the canonical SPKI like every other key identity.
+ * @throws GatehouseError `invalid_request` when the bytes are not a certificate with a public key.
+ */
+export function deviceIdOfCertificate(der: Uint8Array): string {
+  let spki: Buffer;
+  try {
+    spki = new X509Certificate(der).publicKey.export({ type: "spki", format: "der" });
+  } catch {
+    throw new GatehouseError("invalid_request", "the certificate is not well-formed X.509");
+  }
+  return deviceIdFromSpki(spki);
 }
 
 /** A short prefix of a fingerprint, safe and enough to tell credentials apart in logs. */

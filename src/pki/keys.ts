@@ -1,5 +1,5 @@
 import { x509, subtle } from "./x509.js";
-import { deviceIdFromSpki, sha256Fingerprint } from "./fingerprint.js";
+import { spkiIdentity } from "./fingerprint.js";
 
 /** The only signature algorithm this gateway issues with: ECDSA P-256 over SHA-256. */
 export const SIGNING_ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
@@ -34,6 +34,11 @@ export interface KeyIdentity {
   spki: Uint8Array;
 }
 
+/**
+ * Who a public key is: its device id and fingerprint, both over the canonical SPKI (which is also
+ * what `spki` holds, so the store keeps one encoding per key).
+ * @throws GatehouseError `invalid_request` when the bytes are not a public key.
+ */
 export function identityOfSpki(spki: Uint8Array): KeyIdentity {
-  return { deviceId: deviceIdFromSpki(spki), keyFingerprint: sha256Fingerprint(spki), spki };
+  return spkiIdentity(spki);
 }

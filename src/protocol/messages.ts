@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { deviceNameSchema } from "./device-name.js";
 
 /**
  * Text that ends up on an admin's terminal: no control characters (terminal escapes) and no
@@ -11,11 +12,8 @@ export function printableSchema(field: string, max: number) {
     .refine((value) => !/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(value), `${field} contains control characters`);
 }
 
-/** A name a person gives a device: printable, one line, 1 to 64 characters. */
-export const deviceNameSchema = printableSchema("name", 64).refine(
-  (name) => name.length > 0,
-  "name is empty",
-);
+// A name a person gives a device: the one set of rules is in device-name.ts.
+export { deviceNameSchema };
 
 /** The longest enroll token a registration may carry (imported legacy tokens included). */
 export const ENROLL_TOKEN_MAX_LENGTH = 256;

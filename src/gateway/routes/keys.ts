@@ -3,12 +3,13 @@ import { z } from "zod";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
+import { nameSchema } from "../../protocol/device-name.js";
 import { durationSchema } from "../../config/duration.js";
 import type { ApiKeyRecord } from "../../store/token-types.js";
 import { apiKeyLabel } from "../../auth/api-keys.js";
 
 const createBody = z.strictObject({
-  name: z.string().min(1).max(64),
+  name: nameSchema({ field: "name" }),
   role: z.string().min(1).max(64),
   expires: durationSchema.optional(),
 });

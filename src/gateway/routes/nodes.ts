@@ -36,7 +36,9 @@ export function registerNodeRoutes(app: FastifyInstance, ctx: GatewayContext): v
     { onRequest: requireScopeHook(ctx, "audit:read") },
     async (request) => {
       const limit = Math.min(500, Math.max(1, Number(request.query.limit ?? 50) || 50));
-      const rows = await ctx.store.listExecs(request.params.id, limit);
+      // The same resolver as exec: an id, or the name of an approved node.
+      const deviceId = ctx.devices.resolveNode(request.params.id)?.deviceId ?? request.params.id;
+      const rows = await ctx.store.listExecs(deviceId, limit);
       const history: ExecHistoryEntry[] = rows.map((h) => ({ ...h, args: JSON.parse(h.args) as string[] }));
       return { history };
     },
