@@ -365,6 +365,21 @@ describe("SQLite store", () => {
     expect((await store.getRegistration("r-old"))?.status).toBe("expired");
   });
 
+  it("answers a key asking again, even many times at once, with its one waiting request", async () => {
+    const ask = (requestId: string) =>
+      store.recordRegistration({
+        device: device("d1"),
+        registration: registration(requestId, "d1"),
+        maxPending: 5,
+        reusePending: true,
+      });
+    const outcomes = await Promise.all(["r1", "r2", "r3", "r4"].map(ask));
+    expect(outcomes.map((o) => o.outcome).sort()).toEqual(["pending", "waiting", "waiting", "waiting"]);
+    const answered = outcomes.map((o) => ("registration" in o ? o.registration.requestId : undefined));
+    expect(new Set(answered).size).toBe(1);
+    expect(await store.countPendingRegistrations("2025-01-01T00:00:00.000Z")).toBe(1);
+  });
+
   it("opens and closes sessions", async () => {
     await store.upsertDevice(device("d1"));
     const session = (id: string) => ({

@@ -11,7 +11,6 @@ import {
   type EnrollResponse,
   type EnrollStatusResponse,
 } from "../protocol/messages.js";
-import { prefixedDeviceName } from "../protocol/device-name.js";
 import { verifyCsr, issueClientCertificate } from "../pki/index.js";
 import type { TlsState } from "./tls-state.js";
 import { isKnownRole } from "../auth/roles.js";
@@ -59,9 +58,7 @@ export class RegistrationService {
     const { store, devices, config, audit, now } = this.deps;
     const csr = await verifyCsr(request.csr);
     const at = now();
-    // By key, not only by id: a key revoked or denied under an id from before keys were
-    // canonicalised stays revoked or denied in any encoding.
-    const existing = devices.forKey(csr);
+    const existing = devices.get(csr.deviceId);
     if (existing?.status === "revoked") {
       audit.recordInBackground({
         type: "enroll",
@@ -94,15 +91,10 @@ export class RegistrationService {
       request.enrollToken !== undefined && existing?.status !== "approved"
         ? await this.deps.enrollTokens.check(request.enrollToken)
         : undefined;
-    const name = prefixedDeviceName(viaToken?.namePrefix, request.name);
-
-    if (!viaToken && existing?.status !== "approved") {
-      const pending = await store.findPendingRegistrationByDevice(csr.deviceId);
-      if (pending && pending.expiresAt > at.toISOString()) {
-        // The same key asking again (a node restarted while waiting): the same request, not a new one.
-        return this.enrollResponse(pending, csr.keyFingerprint);
-      }
-    }
+    const name =
+      viaToken?.namePrefix && !request.name.startsWith(viaToken.namePrefix)
+        ? (viaToken.namePrefix + request.name).slice(0, 64)
+        : request.name;
 
     const registration: RegistrationRecord = {
       requestId: "req_" + randomBytes(16).toString("hex"),
@@ -192,7 +184,10 @@ export class RegistrationService {
       device,
       registration,
       maxPending: config.enroll.maxPending,
+      // The same key asking again (a node restarted while waiting): the same request, not a new one.
+      reusePending: true,
     });
+    if (result.outcome === "waiting") return this.enrollResponse(result.registration, csr.keyFingerprint);
     if (result.outcome === "queue_full") {
       audit.recordInBackground({
         type: "enroll",

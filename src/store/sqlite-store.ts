@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import Database from "better-sqlite3";
-import { CamelCasePlugin, Kysely, SqliteDialect, sql } from "kysely";
+import { CamelCasePlugin, Kysely, SqliteDialect } from "kysely";
 import { GatehouseError } from "../protocol/errors.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
 import { KyselyTokenStore } from "./token-store.js";
@@ -110,12 +110,8 @@ function patch<T extends object>(
 export class KyselyStore implements Store {
   readonly tokens: TokenStore;
 
-  /** @param options.scrubFreedPages the dialect's way to erase freed bytes (see KyselyTokenStore). */
-  constructor(
-    private readonly db: Kysely<Tables>,
-    options: { scrubFreedPages?: () => Promise<void> } = {},
-  ) {
-    this.tokens = new KyselyTokenStore(db, options.scrubFreedPages);
+  constructor(private readonly db: Kysely<Tables>) {
+    this.tokens = new KyselyTokenStore(db);
   }
 
   async migrate(): Promise<void> {
@@ -236,9 +232,10 @@ export class KyselyStore implements Store {
     device?: DeviceRecord;
     registration: RegistrationRecord;
     maxPending?: number;
+    reusePending?: boolean;
     approval?: Omit<ApprovalInput, "deviceId" | "requestId">;
   }): Promise<RegistrationOutcome> {
-    const { device, registration, maxPending, approval } = input;
+    const { device, registration, maxPending, reusePending, approval } = input;
     if (device !== undefined && device.deviceId !== registration.deviceId)
       throw new Error(`registration ${registration.requestId} is for another device than ${device.deviceId}`);
     // The count and the inserts share one transaction. Transactions on this store are serialised
@@ -246,6 +243,19 @@ export class KyselyStore implements Store {
     // for the last place. (A PostgreSQL store needs SERIALIZABLE or a lock for the same guarantee.)
     return this.db.transaction().execute(async (trx): Promise<RegistrationOutcome> => {
       const now = registration.createdAt;
+      if (reusePending) {
+        const waiting = await trx
+          .selectFrom("registration_requests")
+          .selectAll()
+          .where("deviceId", "=", registration.deviceId)
+          .where("status", "=", "pending")
+          .where("expiresAt", ">", now)
+          .orderBy("createdAt", "desc")
+          .orderBy("requestId", "desc")
+          .limit(1)
+          .executeTakeFirst();
+        if (waiting !== undefined) return { outcome: "waiting", registration: waiting };
+      }
       if (maxPending !== undefined) {
         const pending = await countPending(trx, now);
         if (pending >= maxPending) return { outcome: "queue_full", pending };
@@ -573,23 +583,7 @@ export async function openSqliteStore(file: string): Promise<Store> {
     dialect: new SqliteDialect({ database: sqlite }),
     plugins: [new CamelCasePlugin()],
   });
-  return new KyselyStore(db, { scrubFreedPages: () => scrubSqliteFile(db) });
-}
-
-/**
- * Erases what deleted and overwritten rows leave behind: VACUUM rewrites the database into fresh
- * pages (free pages and the slack in used ones go), and a TRUNCATE checkpoint moves the result
- * from the WAL into the file and empties the WAL. Neither may run inside a transaction.
- */
-async function scrubSqliteFile(db: Kysely<Tables>): Promise<void> {
-  await sql`VACUUM`.execute(db);
-  const { rows } = await sql<{ busy: number }>`PRAGMA wal_checkpoint(TRUNCATE)`.execute(db);
-  if (rows[0]?.busy)
-    throw new GatehouseError(
-      "unavailable",
-      "the database is busy: its write-ahead log could not be folded into the file",
-      "Stop other processes that hold gatehouse.db open and start the gateway again.",
-    );
+  return new KyselyStore(db);
 }
 
 /**

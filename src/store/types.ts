@@ -147,7 +147,9 @@ export type RegistrationOutcome =
   | { outcome: "pending"; device: DeviceRecord; registration: RegistrationRecord }
   | ({ outcome: "approved" } & ApprovalResult)
   /** maxPending unexpired requests were waiting already: nothing was written. */
-  | { outcome: "queue_full"; pending: number };
+  | { outcome: "queue_full"; pending: number }
+  /** With reusePending: the device's own unexpired request, still pending; nothing was written. */
+  | { outcome: "waiting"; registration: RegistrationRecord };
 
 export interface Store {
   /** API keys, signing keys and refresh tokens. */
@@ -189,7 +191,9 @@ export interface Store {
   /**
    * A new registration, decided and written in one transaction, or not written at all: the
    * device row (`device`, left alone when the device is approved already) and its request; with
-   * `maxPending`, nothing is written when that many unexpired requests are pending already;
+   * `maxPending`, nothing is written when that many unexpired requests are pending already; with
+   * `reusePending`, nothing is written when the device has an unexpired pending request (the
+   * same key asking again is the same request, however many times it asks at once);
    * with `approval`, the request is approved in the same commit (as recordApproval), and an
    * approval that fails (an enroll token with no use left, a device no longer in the expected
    * state) leaves neither row behind. Durable when it resolves.
@@ -199,6 +203,7 @@ export interface Store {
     device?: DeviceRecord;
     registration: RegistrationRecord;
     maxPending?: number;
+    reusePending?: boolean;
     approval?: Omit<ApprovalInput, "deviceId" | "requestId">;
   }): Promise<RegistrationOutcome>;
 
