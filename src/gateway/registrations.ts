@@ -11,6 +11,7 @@ import {
   type EnrollResponse,
   type EnrollStatusResponse,
 } from "../protocol/messages.js";
+import { prefixedDeviceName } from "../protocol/device-name.js";
 import { verifyCsr, issueClientCertificate } from "../pki/index.js";
 import type { TlsState } from "./tls-state.js";
 import { isKnownRole } from "../auth/roles.js";
@@ -58,7 +59,9 @@ export class RegistrationService {
     const { store, devices, config, audit, now } = this.deps;
     const csr = await verifyCsr(request.csr);
     const at = now();
-    const existing = devices.get(csr.deviceId);
+    // By key, not only by id: a key revoked or denied under an id from before keys were
+    // canonicalised stays revoked or denied in any encoding.
+    const existing = devices.forKey(csr);
     if (existing?.status === "revoked") {
       audit.recordInBackground({
         type: "enroll",
@@ -91,10 +94,7 @@ export class RegistrationService {
       request.enrollToken !== undefined && existing?.status !== "approved"
         ? await this.deps.enrollTokens.check(request.enrollToken)
         : undefined;
-    const name =
-      viaToken?.namePrefix && !request.name.startsWith(viaToken.namePrefix)
-        ? (viaToken.namePrefix + request.name).slice(0, 64)
-        : request.name;
+    const name = prefixedDeviceName(viaToken?.namePrefix, request.name);
 
     const registration: RegistrationRecord = {
       requestId: "req_" + randomBytes(16).toString("hex"),

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import Database from "better-sqlite3";
-import { CamelCasePlugin, Kysely, SqliteDialect } from "kysely";
+import { CamelCasePlugin, Kysely, SqliteDialect, sql } from "kysely";
 import { GatehouseError } from "../protocol/errors.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
 import { KyselyTokenStore } from "./token-store.js";
@@ -110,8 +110,12 @@ function patch<T extends object>(
 export class KyselyStore implements Store {
   readonly tokens: TokenStore;
 
-  constructor(private readonly db: Kysely<Tables>) {
-    this.tokens = new KyselyTokenStore(db);
+  /** @param options.scrubFreedPages the dialect's way to erase freed bytes (see KyselyTokenStore). */
+  constructor(
+    private readonly db: Kysely<Tables>,
+    options: { scrubFreedPages?: () => Promise<void> } = {},
+  ) {
+    this.tokens = new KyselyTokenStore(db, options.scrubFreedPages);
   }
 
   async migrate(): Promise<void> {
@@ -583,7 +587,23 @@ export async function openSqliteStore(file: string): Promise<Store> {
     dialect: new SqliteDialect({ database: sqlite }),
     plugins: [new CamelCasePlugin()],
   });
-  return new KyselyStore(db);
+  return new KyselyStore(db, { scrubFreedPages: () => scrubSqliteFile(db) });
+}
+
+/**
+ * Erases what deleted and overwritten rows leave behind: VACUUM rewrites the database into fresh
+ * pages (free pages and the slack in used ones go), and a TRUNCATE checkpoint moves the result
+ * from the WAL into the file and empties the WAL. Neither may run inside a transaction.
+ */
+async function scrubSqliteFile(db: Kysely<Tables>): Promise<void> {
+  await sql`VACUUM`.execute(db);
+  const { rows } = await sql<{ busy: number }>`PRAGMA wal_checkpoint(TRUNCATE)`.execute(db);
+  if (rows[0]?.busy)
+    throw new GatehouseError(
+      "unavailable",
+      "the database is busy: its write-ahead log could not be folded into the file",
+      "Stop other processes that hold gatehouse.db open and start the gateway again.",
+    );
 }
 
 /**
