@@ -49,6 +49,18 @@ export const gatewayConfigSchema = z.strictObject({
         .default(64 * 1024),
     })
     .prefault({}),
+  tls: z
+    .strictObject({
+      /**
+       * How long a connection may take to finish its TLS handshake before the gateway destroys it.
+       * A connection that never sends a ClientHello holds a file descriptor until then. At most 10m
+       * (Node's timer takes no more than 24.8 days, and no handshake needs minutes).
+       */
+      handshakeTimeout: durationSchema
+        .prefault("10s")
+        .refine((ms) => ms >= 100 && ms <= 600_000, "must be between 100ms and 10m"),
+    })
+    .prefault({}),
   sessions: z
     .strictObject({
       heartbeatInterval: durationSchema.prefault("15s"),

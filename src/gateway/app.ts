@@ -3,11 +3,14 @@ import fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
 } from "fastify";
 import websocket from "@fastify/websocket";
 import { GatehouseError, refusesCaller } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
 import { credentialSummary } from "./authenticate.js";
+import { installHttpEdges, onClientError } from "./http-edges.js";
+import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerBodyParsers } from "./body-parsers.js";
 import { registerHealthRoutes } from "./routes/health.js";
 import { registerEnrollRoutes } from "./routes/enroll.js";
@@ -40,6 +43,12 @@ export function toGatehouseError(error: FastifyError | Error): GatehouseError {
   if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
     return new GatehouseError("invalid_request", "the body must be JSON (Content-Type: application/json)");
   }
+  if (code === "FST_ERR_MAX_PARAM_LENGTH") {
+    return new GatehouseError("invalid_request", "a path parameter is longer than 100 characters");
+  }
+  if (code === "FST_ERR_BAD_URL") {
+    return new GatehouseError("invalid_request", "the path is not valid percent-encoding");
+  }
   const status = (error as FastifyError).statusCode;
   if (status === 400 || code?.startsWith("FST_ERR_CTP")) {
     return new GatehouseError("invalid_request", `the body is not valid JSON: ${error.message}`);
@@ -53,26 +62,13 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     // Refusals are logged by the error handler, one structured line each; routine requests are not.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 256 * 1024,
-    // Errors Node's HTTP parser finds before any route runs (oversized headers, garbage) get the
-    // catalogue's body too.
-    clientErrorHandler: (error, socket) => {
-      const tooLarge = (error as NodeJS.ErrnoException).code === "HPE_HEADER_OVERFLOW";
-      const body = JSON.stringify(
-        new GatehouseError(
-          tooLarge ? "payload_too_large" : "invalid_request",
-          tooLarge
-            ? "the request headers are too large (a token of at most 8 KiB is expected)"
-            : "the request is not valid HTTP",
-        ).toBody(),
-      );
-      if (socket.writable) {
-        socket.end(
-          `HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\n` +
-            `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-        );
-      } else {
-        socket.destroy();
-      }
+    // Errors Node's TLS layer and HTTP parser find before any route runs: a catalogue answer when
+    // there is an HTTP session to answer in, and a destroyed connection in every case.
+    clientErrorHandler: onClientError,
+    // Bad percent-encoding and over-long path parameters, which fastify would answer itself.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const gatehouseError = toGatehouseError(error);
+      return reply.code(gatehouseError.status).send(gatehouseError.toBody());
     },
     https: {
       key: tls.key,
@@ -84,6 +80,10 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: "TLSv1.2",
+      // A connection that has not finished its handshake by then is destroyed (see http-edges.ts).
+      handshakeTimeout: ctx.config.tls.handshakeTimeout,
+      // Node would answer a missing Host with an empty 400; http-edges.ts answers it instead.
+      requireHostHeader: false,
     },
   });
 
@@ -134,6 +134,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
 
   // Session messages are small JSON; exec output (later) is chunked well below this.
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  installHttpEdges(app);
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);
   registerDeviceRoutes(app, ctx);
@@ -144,5 +145,6 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   registerEnrollTokenRoutes(app, ctx);
   registerCertificateRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
+  registerMetricsRoute(app, ctx);
   return app;
 }

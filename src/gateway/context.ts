@@ -14,6 +14,7 @@ import type { EnrollTokenService } from "./enroll-tokens.js";
 import type { FailureLog } from "./failures.js";
 import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
+import type { GatewayMetrics } from "./metrics.js";
 
 /** Everything a route needs, built once at start. */
 export interface GatewayContext {
@@ -35,6 +36,8 @@ export interface GatewayContext {
   tokens: TokenService;
   signingKeys: SigningKeys;
   audit: AuditLog;
+  /** The one metrics registry; record through its named methods. */
+  metrics: GatewayMetrics;
   logger: Logger;
   now: () => Date;
 }

@@ -26,6 +26,7 @@ import type { Server as TlsServer } from "node:tls";
 import type { GatewayContext } from "./context.js";
 import { BackgroundWrites } from "./background.js";
 import { FailureLog } from "./failures.js";
+import { GatewayMetrics } from "./metrics.js";
 import { SigningKeys } from "../auth/signing-keys.js";
 import { TokenService } from "../auth/token-service.js";
 import { loadOrCreatePepper, signingKeyKekSource } from "./home.js";
@@ -108,6 +109,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     devices,
     sessions,
     audit,
+    metrics: new GatewayMetrics({ liveSessions: () => sessions.all().length }),
     logger,
     now,
     enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),

@@ -88,6 +88,7 @@ describe("config explain", () => {
       file,
     });
     expect(byKey(settings, "tokens.accessTtl")).toMatchObject({ value: "1h", source: "default" });
+    expect(byKey(settings, "tls.handshakeTimeout")).toMatchObject({ value: "10s", source: "default" });
     expect(byKey(settings, "tokens.hashKey")).toMatchObject({ value: `file://${secretFile}`, secret: true });
 
     // A plaintext secret is shown by a fingerprint prefix only, in the table and in JSON.
