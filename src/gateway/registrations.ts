@@ -63,7 +63,7 @@ export class RegistrationService {
     // canonicalised stays revoked or denied in any encoding.
     const existing = devices.forKey(csr);
     if (existing?.status === "revoked") {
-      audit.recordInBackground({
+      audit.recordRefusal({
         type: "enroll",
         outcome: "failure",
         subject: csr.deviceId,
@@ -76,7 +76,7 @@ export class RegistrationService {
       );
     }
     if (existing?.status === "denied") {
-      audit.recordInBackground({
+      audit.recordRefusal({
         type: "enroll",
         outcome: "failure",
         subject: csr.deviceId,
@@ -189,7 +189,7 @@ export class RegistrationService {
     });
     if (result.outcome === "waiting") return this.enrollResponse(result.registration, csr.keyFingerprint);
     if (result.outcome === "queue_full") {
-      audit.recordInBackground({
+      audit.recordRefusal({
         type: "enroll",
         outcome: "failure",
         subject: csr.deviceId,
