@@ -5,7 +5,7 @@ import net from "node:net";
 import path from "node:path";
 import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
-import { cleanupAll, startTestGateway, type TestGateway } from "./harness.js";
+import { cleanupAll, registeredNode, startTestGateway, type TestGateway } from "./harness.js";
 
 /**
  * Connections the gateway stops wanting are destroyed whatever state they are in: a socket that
@@ -143,6 +143,46 @@ describe("connections the gateway gives up on", () => {
       const body = JSON.parse(reply.body) as Record<string, unknown>;
       expect(Object.keys(body).sort()).toEqual(["error", "error_description", "hint"]);
       expect(body.error).toBe("payload_too_large");
+    }
+  });
+
+  it("refuses a malformed WebSocket upgrade from an approved node with the catalogue, not a text page", async () => {
+    const node = await registeredNode(gateway, "edge-node");
+    const credential = {
+      key: readFileSync(path.join(node.home, "device.key"), "utf8"),
+      cert: readFileSync(path.join(node.home, "device.pem"), "utf8"),
+    };
+    const upgrade = (headers: string[]) =>
+      [
+        "GET /api/v1/connect HTTP/1.1",
+        "Host: localhost",
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        ...headers,
+      ]
+        .concat("", "")
+        .join("\r\n");
+    for (const [what, request] of [
+      ["a malformed key", upgrade(["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: short"])],
+      [
+        "an unknown version",
+        upgrade(["Sec-WebSocket-Version: 99", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]),
+      ],
+    ] as const) {
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = tls.connect(
+          { host: "127.0.0.1", port: gateway.port, ca, servername: "localhost", ...credential },
+          () => socket.write(request),
+        );
+        let received = "";
+        socket.on("data", (chunk: Buffer) => (received += chunk.toString()));
+        socket.on("close", () => resolve(received));
+        socket.on("error", reject);
+      });
+      expect(text, what).toMatch(/^HTTP\/1\.1 400 /);
+      const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as Record<string, unknown>;
+      expect(Object.keys(body).sort(), what).toEqual(["error", "error_description", "hint"]);
+      expect(body.error, what).toBe("invalid_request");
     }
   });
 
