@@ -24,6 +24,13 @@ export function registerConnectRoute(app: FastifyInstance, ctx: GatewayContext):
               "an operator credential cannot open a node session",
             );
           }
+          // A plain HTTP request here would get the WebSocket plugin's empty 404: say what it is.
+          if (!request.ws) {
+            throw new GatehouseError(
+              "invalid_request",
+              "/api/v1/connect is the node session: open it as a WebSocket (Connection: Upgrade, Upgrade: websocket)",
+            );
+          }
         },
       ],
     },
