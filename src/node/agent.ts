@@ -20,6 +20,21 @@ export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
 /** Refusals that no retry can fix: the agent stops and says why instead of hammering the gateway. */
 const PERMANENT: ReadonlySet<ErrorCode> = new Set(["device_revoked", "device_denied"]);
 
+/** The slowest heartbeat a timer can hold (setInterval takes at most 2^31-1 ms, about 24.8 days). */
+const MAX_HEARTBEAT_MS = 2 ** 31 - 1;
+/** The fastest heartbeat the agent keeps, whatever the gateway asks: 1 s. */
+const MIN_HEARTBEAT_MS = 1000;
+
+/**
+ * A heartbeat pace in ms (a welcome's or the config's), held to 1 s .. 2^31-1 ms: a pace of 0, a negative
+ * one or one past what a timer holds (which Node fires at once) would make the agent send a
+ * heartbeat every millisecond and drop its own session.
+ */
+export function heartbeatPace(requestedMs: number, fallbackMs: number): number {
+  const pace = Number.isFinite(requestedMs) ? requestedMs : fallbackMs;
+  return Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, pace));
+}
+
 export interface AgentStatus {
   state: AgentState;
   since: string;
@@ -284,7 +299,7 @@ export class NodeAgent extends EventEmitter {
         uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       };
       socket.send(JSON.stringify(hello));
-      this.startHeartbeat(socket, this.config.heartbeatInterval);
+      this.startHeartbeat(socket, heartbeatPace(this.config.heartbeatInterval, 15_000));
     });
 
     socket.on("message", (data) => {
@@ -306,7 +321,10 @@ export class NodeAgent extends EventEmitter {
         this.status.lastConnectedAt = new Date().toISOString();
         this.status.lastError = null;
         // The gateway decides the heartbeat pace: its idle timeout is set to match its interval.
-        this.startHeartbeat(socket, message.heartbeatIntervalMs);
+        this.startHeartbeat(
+          socket,
+          heartbeatPace(message.heartbeatIntervalMs, this.config.heartbeatInterval),
+        );
         if (message.caRotation) this.followCaRotation(message.caRotation);
         this.keeper.schedule();
         this.scheduleTokenRefresh(socket);
