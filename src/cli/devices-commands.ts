@@ -207,7 +207,7 @@ export function nodesCommands(): Command {
       .description(
         "run a command on a node (no shell; the node's exec.allow decides): nodes exec ID -- CMD [ARGS...]",
       )
-      .argument("<node>", "device id or name of an online node")
+      .argument("<node>", "device id, or the name of an approved node")
       .argument("<command...>", "the command and its arguments, after --")
       .option("--timeout <ms>", "kill the command after this long", "30000"),
   ).action(
@@ -236,7 +236,7 @@ export function nodesCommands(): Command {
     nodes
       .command("history")
       .description("commands run on a node: who, what, when, exit code, duration, output size")
-      .argument("<node>", "device id")
+      .argument("<node>", "device id, or the name of an approved node")
       .option("-n, --limit <count>", "how many", "50"),
   ).action(
     action(async (ctx, node: string, options: GatewayOption & { limit: string }) => {

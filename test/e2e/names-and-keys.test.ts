@@ -155,6 +155,15 @@ describe("a pending registration cannot take an approved node's name", () => {
     ]);
     expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ deviceId, exitCode: 0 });
+    // History answers to the same name through the same resolver.
+    const history = await runJson<{ history: { command: string }[] }>([
+      "nodes",
+      "history",
+      "namesake",
+      "--home",
+      gateway.home,
+    ]);
+    expect(history.history.map((h) => h.command)).toEqual(["uname"]);
   });
 });
 
