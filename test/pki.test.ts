@@ -107,6 +107,18 @@ describe("pki", () => {
       /well-formed/,
     );
 
+    // A request whose key's curve OID is mangled parses, then throws from a lazy getter: found by
+    // the hostile-input suite, once a 500.
+    await expectCode(
+      verifyCsr(
+        "-----BEGIN CERTIFICATE REQUEST-----\nMIHOMHYCAQAwFDESMBAGA1UEAxMJY3NyLWZyZXNoMFkwEwYHKoZIzj0CAQcIKoZI\n" +
+          "zj0DAQcDQgAEPBnou3kaUdbmrtAwkbXLipF/pZIGSSbjUmgKY/gTRsPESiVhsGrX\neJiomCA+PpbEvyYHUCcd5mJS+UiBYKjGvKAAMAoGCCqGSM49BAMCA0gAMEUCIFQb\n" +
+          "KMKEMtBSogHl3MYMyEqkOZoIH3EQgrt8eIhN78Y5AiEA5Zqnfnz0Mtkyjb1qUWr4\nbftEZWe4nmHWUNjZNgUp+CA=\n-----END CERTIFICATE REQUEST-----\n",
+      ),
+      "invalid_request",
+      /well-formed/,
+    );
+
     // A valid CSR whose signature byte is flipped no longer verifies.
     const keys = await generateKeyPair();
     const good = new x509.Pkcs10CertificateRequest(await createCsr(keys, "n"));

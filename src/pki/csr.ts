@@ -41,13 +41,17 @@ export async function verifyCsr(pem: unknown): Promise<VerifiedCsr> {
   if (!/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----$/.test(trimmed)) {
     throw invalid("csr is not a PEM CERTIFICATE REQUEST");
   }
+  // @peculiar/x509 decodes parts of a request lazily: reading `publicKey.algorithm` parses the
+  // key's domain parameters, and a mangled OID there throws from the getter, not the constructor.
+  // Everything read from the parsed request is read here, so any ASN.1 fault is `invalid_request`.
   let csr: x509.Pkcs10CertificateRequest;
+  let algorithm: EcKeyAlgorithm;
   try {
     csr = new x509.Pkcs10CertificateRequest(trimmed);
+    algorithm = csr.publicKey.algorithm as EcKeyAlgorithm;
   } catch {
     throw invalid("csr is not a well-formed PKCS#10 request");
   }
-  const algorithm = csr.publicKey.algorithm as EcKeyAlgorithm;
   if (algorithm.name !== "ECDSA" || algorithm.namedCurve !== "P-256") {
     throw invalid(
       `csr key type ${algorithm.name}${algorithm.namedCurve ? " " + algorithm.namedCurve : ""} is not allowed (only ECDSA P-256)`,
