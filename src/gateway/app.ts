@@ -7,6 +7,7 @@ import fastify, {
 } from "fastify";
 import websocket from "@fastify/websocket";
 import { GatehouseError, refusesCaller } from "../protocol/errors.js";
+import { MAX_SESSION_MESSAGE_BYTES } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
 import { credentialSummary } from "./authenticate.js";
 import { installHttpEdges, onClientError } from "./http-edges.js";
@@ -132,8 +133,10 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   // JSON and form bodies (OAuth2 token requests), decoded strictly as UTF-8.
   registerBodyParsers(app);
 
-  // Session messages are small JSON; exec output (later) is chunked well below this.
-  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  // Session messages are at most MAX_SESSION_MESSAGE_BYTES, checked by the session so that an
+  // oversized one is closed with its code as the reason; ws's own limit (which closes with a bare
+  // 1009) only bounds the memory one frame can take.
+  await app.register(websocket, { options: { maxPayload: 16 * MAX_SESSION_MESSAGE_BYTES } });
   installHttpEdges(app);
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);

@@ -23,10 +23,11 @@ const LINGER_MS = 2000;
 const givenUp = new WeakSet<Duplex>();
 
 /**
- * A whole HTTP/1.1 response carrying a catalogue body, for sockets no fastify reply owns.
- * `status` is the catalogue's status for the code unless HTTP names a more precise one.
+ * A whole HTTP/1.1 response carrying a catalogue body and the code's catalogue status, for
+ * sockets no fastify reply owns.
  */
-export function rawAnswer(error: GatehouseError, status: number = error.status): string {
+export function rawAnswer(error: GatehouseError): string {
+  const { status } = error;
   const body = JSON.stringify(error.toBody());
   return (
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\n` +
@@ -75,15 +76,8 @@ function answerInFlight(socket: Duplex): boolean {
 /** What to say to a client whose HTTP request Node's parser refused; undefined: say nothing. */
 function answerForClientError(code: string | undefined): string | undefined {
   if (code === "HPE_HEADER_OVERFLOW") {
-    // 431 (RFC 6585 §5) rather than the code's 413: it is the headers, not the body, that are too large.
-    return rawAnswer(
-      new GatehouseError(
-        "payload_too_large",
-        "the request headers are larger than 16 KiB",
-        "Send smaller headers: an access token is at most 8 KiB.",
-      ),
-      431,
-    );
+    // 431 (RFC 6585 §5): it is the headers, not the body, that are too large.
+    return rawAnswer(new GatehouseError("headers_too_large", "the request headers are larger than 16 KiB"));
   }
   if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
     return rawAnswer(new GatehouseError("invalid_request", "the request did not arrive in time"));

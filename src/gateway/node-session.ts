@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Principal } from "../auth/roles.js";
 import { GatehouseError, closeCodeFor } from "../protocol/errors.js";
-import { nodeMessageSchema, type GatewayMessage } from "../protocol/messages.js";
+import { MAX_SESSION_MESSAGE_BYTES, nodeMessageSchema, type GatewayMessage } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
 import { closeFirmly, type LiveSession } from "./sessions.js";
 
@@ -141,6 +141,11 @@ export function runNodeSession(
   };
 
   socket.on("message", (data, isBinary) => {
+    if (messageBytes(data) > MAX_SESSION_MESSAGE_BYTES) {
+      log.warn({ bytes: messageBytes(data) }, "oversized message on the node session");
+      socket.close(closeCodeFor("payload_too_large"), "payload_too_large");
+      return;
+    }
     let parsed: unknown;
     try {
       parsed = isBinary ? undefined : JSON.parse(data.toString());
@@ -192,4 +197,9 @@ export function runNodeSession(
         .catch((err: unknown) => log.error({ err }, "could not record the session's end")),
     );
   });
+}
+
+/** The size in bytes of a message as ws hands it over (a Buffer, or fragments of one). */
+function messageBytes(data: Buffer | ArrayBuffer | Buffer[]): number {
+  return Array.isArray(data) ? data.reduce((sum, part) => sum + part.length, 0) : data.byteLength;
 }

@@ -5,7 +5,7 @@ import WebSocket from "ws";
 import type { Logger } from "pino";
 import { X509Certificate } from "node:crypto";
 import { NODE_FILES, writeJsonAtomic, type NodeConfig } from "../config/index.js";
-import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
+import { GatehouseError, closeCodeFor, isErrorCode, type ErrorCode } from "../protocol/errors.js";
 import { GATEHOUSE_VERSION, gatewayMessageSchema, type NodeMessage } from "../protocol/index.js";
 import { describeNetworkError } from "../client/https-json.js";
 import type { NodeCredentials } from "./home.js";
@@ -338,11 +338,14 @@ export class NodeAgent extends EventEmitter {
         report("connection_failed", `the connection closed before the session opened (${code})`);
         return;
       }
+      // ws closes an over-long frame with a bare 1009 (no reason): that is still payload_too_large.
       const errorCode: ErrorCode = isErrorCode(reason)
         ? reason
         : code === 1001
           ? "unavailable"
-          : "connection_failed";
+          : code === closeCodeFor("payload_too_large")
+            ? "payload_too_large"
+            : "connection_failed";
       report(errorCode, `session closed by the gateway (${code}${reason ? ` ${reason}` : ""})`);
     });
 

@@ -100,6 +100,12 @@ export const ERROR_CATALOGUE = {
     description: "The request body is too large.",
     hint: "Send a smaller body; a CSR is a few hundred bytes.",
   },
+  headers_too_large: {
+    status: 431,
+    close: 0,
+    description: "The request headers are too large.",
+    hint: "Send smaller headers (at most 16 KiB in all): an access token is at most 8 KiB.",
+  },
   rate_limited: {
     status: 429,
     close: 4429,

@@ -179,6 +179,12 @@ export interface ExecHistoryEntry {
   code: string | null;
 }
 
+/**
+ * The largest session message either side accepts, in bytes. A larger one closes the session with
+ * 1009 `payload_too_large`; exec output is capped well below it (16 KiB per stream, base64).
+ */
+export const MAX_SESSION_MESSAGE_BYTES = 64 * 1024;
+
 export const nodeMessageSchema = z.discriminatedUnion("type", [
   execResultSchema,
   nodeHelloSchema,

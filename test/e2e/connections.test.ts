@@ -142,7 +142,7 @@ describe("connections the gateway gives up on", () => {
       expect(reply.status, `${size} bytes of headers`).toBe(431);
       const body = JSON.parse(reply.body) as Record<string, unknown>;
       expect(Object.keys(body).sort()).toEqual(["error", "error_description", "hint"]);
-      expect(body.error).toBe("payload_too_large");
+      expect(body.error).toBe("headers_too_large");
     }
   });
 
