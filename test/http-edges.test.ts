@@ -157,3 +157,32 @@ describe("GET /metrics", () => {
       expect(isLoopbackAddress(address), String(address)).toBe(false);
   });
 });
+
+describe("text an admin sends that others will read", () => {
+  it("refuses a revoke or deny reason with terminal escapes or bidi overrides, and changes nothing", async () => {
+    const credential = {
+      cert: readFileSync(path.join(gateway.ctx.home, GATEWAY_FILES.adminCert), "utf8"),
+      key: readFileSync(path.join(gateway.ctx.home, GATEWAY_FILES.adminKey), "utf8"),
+    };
+    for (const reason of ["lost\u001b[2J\u001b[31m", "stolen \u202egnp.exe", "a\u0085b"]) {
+      for (const action of ["revoke", "deny"]) {
+        const body = JSON.stringify({ reason });
+        const reply = await raw(
+          [
+            `POST /api/v1/devices/${"a".repeat(26)}/${action} HTTP/1.1`,
+            "Host: localhost",
+            "Connection: close",
+            "Content-Type: application/json",
+            `Content-Length: ${Buffer.byteLength(body)}`,
+            "",
+            body,
+          ].join("\r\n"),
+          credential,
+        );
+        expect(reply.status, `${action} ${JSON.stringify(reason)}`).toBe(400);
+        expectCatalogue(reply, "invalid_request");
+        expect(JSON.parse(reply.body).error_description).toMatch(/reason contains control characters/);
+      }
+    }
+  });
+});

@@ -126,7 +126,11 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   });
 
   app.setNotFoundHandler((request, reply) => {
-    const error = new GatehouseError("not_found", `no route ${request.method} ${request.url}`);
+    const error = new GatehouseError(
+      "not_found",
+      `no route ${request.method} ${request.url}`,
+      "Check the method and the path: the API lives under /api/v1, and `GET /health` answers without a credential.",
+    );
     return reply.code(404).send(error.toBody());
   });
 

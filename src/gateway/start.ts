@@ -60,113 +60,126 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   // Secret references are resolved once, here: a failure names the reference and stops the start.
   const secrets = await resolveGatewaySecrets(config);
   const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
-  await store.migrate();
-  // Before anything else is written: a missing or wrong key-encryption key stops the start as is.
-  const signingKeys = new SigningKeys(
-    store.tokens,
-    config.tokens.algorithm,
-    now,
-    signingKeyKekSource(home, config.tokens.keyEncryptionKey, secrets.keyEncryptionKey),
-  );
-  await signingKeys.load();
-  const tls = new TlsState({
-    home,
-    store,
-    logger,
-    now,
-    serverSans: serverSansFor(config.listen, config.sans),
-    serverTtlMs: config.certificates.serverTtl,
-  });
-  await tls.load();
-  await store.closeAllOpenSessions(now().toISOString(), "gateway restarted");
-
-  const devices = new DeviceDirectory(store);
-  await devices.load();
-  const sessions = new SessionRegistry();
-  const background = new BackgroundWrites();
-  const audit = new AuditLog(store, logger, now, (work) => background.track(work));
-  // A configured hash key (kept outside the home, by reference) wins over the home's key file.
-  const pepper = secrets.hashKey ?? loadOrCreatePepper(home);
-  const enrollTokens = new EnrollTokenService(store, pepper, audit, now);
-  const tokens = new TokenService({
-    store: store.tokens,
-    signingKeys,
-    pepper,
-    gatewayId: config.gatewayId,
-    accessTtlMs: config.tokens.accessTtl,
-    refreshTtlMs: config.tokens.refreshTtl,
-    devices: (id) => devices.get(id),
-    now,
-  });
-  await tokens.load();
-  const ctx: GatewayContext = {
-    home,
-    certificates: undefined as unknown as CertificateService,
-    exec: undefined as unknown as ExecBroker,
-    config,
-    store,
-    tls,
-    devices,
-    sessions,
-    audit,
-    metrics: new GatewayMetrics({ liveSessions: () => sessions.all().length }),
-    logger,
-    now,
-    enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
-    background,
-    failures: new FailureLog(),
-    tokens,
-    signingKeys,
-    enrollTokens,
-    registrations: new RegistrationService({
+  // Whatever the start opened is closed again when a later step fails (a wrong key-encryption key,
+  // a taken port), so an in-process caller is not left holding the database, a timer or a socket.
+  const undo: (() => unknown)[] = [() => store.close()];
+  try {
+    await store.migrate();
+    // Before anything else is written: a missing or wrong key-encryption key stops the start as is.
+    const signingKeys = new SigningKeys(
+      store.tokens,
+      config.tokens.algorithm,
+      now,
+      signingKeyKekSource(home, config.tokens.keyEncryptionKey, secrets.keyEncryptionKey),
+    );
+    await signingKeys.load();
+    const tls = new TlsState({
+      home,
       store,
-      devices,
-      sessions,
-      tls,
-      config,
-      audit,
-      enrollTokens,
       logger,
       now,
-    }),
-  };
+      serverSans: serverSansFor(config.listen, config.sans),
+      serverTtlMs: config.certificates.serverTtl,
+    });
+    await tls.load();
+    await store.closeAllOpenSessions(now().toISOString(), "gateway restarted");
 
-  ctx.certificates = new CertificateService(ctx);
-  ctx.exec = new ExecBroker(ctx);
-  const app = await buildGatewayApp(ctx, tls.secureContextOptions());
-  tls.attach(app.server as unknown as TlsServer);
-  // Upkeep: CA rotation windows, server-certificate renewal, CRL re-issue. Cheap when idle.
-  const upkeep = setInterval(() => {
-    tls.maintain().catch((err: unknown) => logger.error({ err }, "TLS upkeep failed"));
-  }, 1000);
-  upkeep.unref();
-  const { host, port } = splitListen(config.listen);
-  await app.listen({ host, port });
-  const address = app.server.address();
-  const boundPort = typeof address === "object" && address ? address.port : port;
-  const url = urlForListen(`${host.includes(":") ? `[${host}]` : host}:${boundPort}`);
-  logger.info({ url, listen: config.listen, home }, "gateway listening");
-  await audit.record({ type: "gateway.start", outcome: "success", details: { listen: config.listen } });
+    const devices = new DeviceDirectory(store);
+    await devices.load();
+    const sessions = new SessionRegistry();
+    const background = new BackgroundWrites();
+    const audit = new AuditLog(store, logger, now, (work) => background.track(work));
+    // A configured hash key (kept outside the home, by reference) wins over the home's key file.
+    const pepper = secrets.hashKey ?? loadOrCreatePepper(home);
+    const enrollTokens = new EnrollTokenService(store, pepper, audit, now);
+    const tokens = new TokenService({
+      store: store.tokens,
+      signingKeys,
+      pepper,
+      gatewayId: config.gatewayId,
+      accessTtlMs: config.tokens.accessTtl,
+      refreshTtlMs: config.tokens.refreshTtl,
+      devices: (id) => devices.get(id),
+      now,
+    });
+    await tokens.load();
+    const ctx: GatewayContext = {
+      home,
+      certificates: undefined as unknown as CertificateService,
+      exec: undefined as unknown as ExecBroker,
+      config,
+      store,
+      tls,
+      devices,
+      sessions,
+      audit,
+      metrics: new GatewayMetrics({ liveSessions: () => sessions.all().length }),
+      logger,
+      now,
+      enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
+      background,
+      failures: new FailureLog(),
+      tokens,
+      signingKeys,
+      enrollTokens,
+      registrations: new RegistrationService({
+        store,
+        devices,
+        sessions,
+        tls,
+        config,
+        audit,
+        enrollTokens,
+        logger,
+        now,
+      }),
+    };
 
-  let closing: Promise<void> | undefined;
-  return {
-    app,
-    ctx,
-    url,
-    loaded,
-    close() {
-      closing ??= (async () => {
-        // Sessions first (their ends are recorded), then the server, then pending writes, then
-        // the store: a clean stop leaves no session open in the database.
-        clearInterval(upkeep);
-        await sessions.closeAll(1001, "gateway shutting down");
-        await app.close();
-        // Pending refusal summaries are written durably before the store closes.
-        await audit.close();
-        await background.drain();
-        await store.close();
-      })();
-      return closing;
-    },
-  };
+    ctx.certificates = new CertificateService(ctx);
+    ctx.exec = new ExecBroker(ctx);
+    const app = await buildGatewayApp(ctx, tls.secureContextOptions());
+    undo.unshift(() => app.close());
+    tls.attach(app.server as unknown as TlsServer);
+    // Upkeep: CA rotation windows, server-certificate renewal, CRL re-issue. Cheap when idle.
+    const upkeep = setInterval(() => {
+      tls.maintain().catch((err: unknown) => logger.error({ err }, "TLS upkeep failed"));
+    }, 1000);
+    upkeep.unref();
+    undo.unshift(() => clearInterval(upkeep));
+    const { host, port } = splitListen(config.listen);
+    await app.listen({ host, port });
+    const address = app.server.address();
+    const boundPort = typeof address === "object" && address ? address.port : port;
+    const url = urlForListen(`${host.includes(":") ? `[${host}]` : host}:${boundPort}`);
+    logger.info({ url, listen: config.listen, home }, "gateway listening");
+    await audit.record({ type: "gateway.start", outcome: "success", details: { listen: config.listen } });
+
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      ctx,
+      url,
+      loaded,
+      close() {
+        closing ??= (async () => {
+          // Sessions first (their ends are recorded), then the server, then pending writes, then
+          // the store: a clean stop leaves no session open in the database.
+          clearInterval(upkeep);
+          await sessions.closeAll(1001, "gateway shutting down");
+          await app.close();
+          // Pending refusal summaries are written durably before the store closes.
+          await audit.close();
+          await background.drain();
+          await store.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    for (const step of undo)
+      await Promise.resolve()
+        .then(step)
+        .catch(() => undefined);
+    throw error;
+  }
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { printableSchema } from "../../protocol/messages.js";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 import { deviceView } from "../device-view.js";
@@ -8,7 +9,7 @@ import { GatehouseError } from "../../protocol/errors.js";
 
 const statusFilter = z.enum(["pending", "approved", "denied", "revoked"]).optional();
 const approveBody = z.strictObject({ role: z.string().max(64).default("node") });
-const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
+const reasonBody = z.strictObject({ reason: printableSchema("reason", 500).optional() });
 
 export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const read = { onRequest: requireScopeHook(ctx, "devices:read") };

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { printableSchema } from "../../protocol/messages.js";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
@@ -13,7 +14,7 @@ const createBody = z.strictObject({
   role: z.string().min(1).max(64),
   expires: durationSchema.optional(),
 });
-const revokeBody = z.strictObject({ reason: z.string().max(500).optional() });
+const revokeBody = z.strictObject({ reason: printableSchema("reason", 500).optional() });
 const rotateBody = z.strictObject({ grace: durationSchema.prefault("24h") });
 
 /** An API key as the API shows it: never the secret, never its hash. */
