@@ -194,15 +194,7 @@ export class KyselyStore implements Store {
   }
 
   async findPendingRegistrationByDevice(deviceId: string): Promise<RegistrationRecord | undefined> {
-    return this.db
-      .selectFrom("registration_requests")
-      .selectAll()
-      .where("deviceId", "=", deviceId)
-      .where("status", "=", "pending")
-      .orderBy("createdAt", "desc")
-      .orderBy("requestId", "desc")
-      .limit(1)
-      .executeTakeFirst();
+    return latestPendingRequest(this.db, deviceId);
   }
 
   async countPendingRegistrations(now: string): Promise<number> {
@@ -470,6 +462,19 @@ async function upsertDeviceIn(db: Kysely<Tables>, device: DeviceRecord): Promise
 }
 
 /** Unexpired pending registration requests at `now` (ISO-8601). */
+/** The request a device waits on: its newest pending one (ties broken by request id). */
+function latestPendingRequest(db: Kysely<Tables>, deviceId: string): Promise<RegistrationRecord | undefined> {
+  return db
+    .selectFrom("registration_requests")
+    .selectAll()
+    .where("deviceId", "=", deviceId)
+    .where("status", "=", "pending")
+    .orderBy("createdAt", "desc")
+    .orderBy("requestId", "desc")
+    .limit(1)
+    .executeTakeFirst();
+}
+
 async function countPending(db: Kysely<Tables>, now: string): Promise<number> {
   const { count } = await db
     .selectFrom("registration_requests")
@@ -525,15 +530,7 @@ async function approveIn(trx: Kysely<Tables>, input: ApprovalInput): Promise<App
   // Approving by device id approves the request the device is waiting on.
   let requestId = input.requestId;
   if (requestId === null) {
-    const pending = await trx
-      .selectFrom("registration_requests")
-      .select("requestId")
-      .where("deviceId", "=", deviceId)
-      .where("status", "=", "pending")
-      .orderBy("createdAt", "desc")
-      .orderBy("requestId", "desc")
-      .limit(1)
-      .executeTakeFirst();
+    const pending = await latestPendingRequest(trx, deviceId);
     if (pending === undefined) {
       throw new GatehouseError("not_found", `Device ${deviceId} has no pending registration.`);
     }
