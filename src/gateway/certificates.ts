@@ -2,7 +2,6 @@ import {
   X509Certificate,
   createPublicKey,
   generateKeyPairSync,
-  randomBytes,
   verify as verifySignature,
   type KeyObject,
 } from "node:crypto";
@@ -17,14 +16,12 @@ import {
 import type { Principal } from "../auth/roles.js";
 import type { DeviceRecord } from "../store/types.js";
 import type { GatewayContext } from "./context.js";
+import { ReissueChallenges } from "./reissue-challenges.js";
 
 /** What a device signs to prove it holds its key when its certificate has expired. */
 export function reissueProof(deviceId: string, challenge: string): Buffer {
   return Buffer.from(`gatehouse-reissue:v1:${deviceId}:${challenge}`);
 }
-
-const CHALLENGE_TTL_MS = 60_000;
-const MAX_CHALLENGES = 10_000;
 
 let decoy: KeyObject | undefined;
 
@@ -39,7 +36,8 @@ function decoyKey(): KeyObject {
  * expiry by proof of possession of the approved key, and what a node is told about a CA rotation.
  */
 export class CertificateService {
-  private readonly challenges = new Map<string, { deviceId: string; expiresAt: number }>();
+  /** Issued challenges are not stored; only spent ones are, until they expire. */
+  private readonly challenges = new ReissueChallenges();
 
   constructor(private readonly ctx: GatewayContext) {}
 
@@ -60,46 +58,36 @@ export class CertificateService {
   }
 
   /**
-   * A fresh, single-use re-issue challenge: 32 random bytes (base64url), valid for 60 s, bound to
-   * the device id. Any well-formed id gets one, whatever the gateway knows of it: an anonymous
-   * caller learns a device's state (unknown, pending, denied, revoked, approved) only once it has
-   * proved possession of the device's key, in `reissue`.
-   * @throws GatehouseError `invalid_request` for a malformed id, `rate_limited` when too many
-   *   challenges are open.
+   * A fresh, single-use re-issue challenge: 43 base64url characters (32 bytes: expiry, nonce and an
+   * HMAC-SHA-256 tag over them and the device id), valid for 60 s. Issuing one stores nothing, so a
+   * flood of requests cannot crowd out a device that needs one. Any well-formed id gets one, whatever
+   * the gateway knows of it: an anonymous caller learns a device's state (unknown, pending, denied,
+   * revoked, approved) only once it has proved possession of the device's key, in `reissue`.
+   * @throws GatehouseError `invalid_request` for a malformed id.
    */
   challenge(deviceId: unknown): { challenge: string; expiresAt: string } {
     if (typeof deviceId !== "string" || !/^[a-z2-7]{26}$/.test(deviceId)) {
       throw new GatehouseError("invalid_request", "deviceId must be a 26-character device id");
     }
-    const now = this.ctx.now().getTime();
-    if (this.challenges.size >= MAX_CHALLENGES) {
-      for (const [key, value] of this.challenges) if (value.expiresAt <= now) this.challenges.delete(key);
-      if (this.challenges.size >= MAX_CHALLENGES)
-        throw new GatehouseError("rate_limited", "too many open challenges");
-    }
-    const challenge = randomBytes(32).toString("base64url");
-    const expiresAt = now + CHALLENGE_TTL_MS;
-    this.challenges.set(challenge, { deviceId, expiresAt });
+    const { challenge, expiresAt } = this.challenges.issue(deviceId, this.ctx.now().getTime());
     return { challenge, expiresAt: new Date(expiresAt).toISOString() };
   }
 
   /**
    * Re-issue after expiry: the device signs a fresh, single-use, gateway-issued challenge with its
-   * approved key. No admin step — unless the device was revoked or denied meanwhile.
+   * approved key. No admin step — unless the device was revoked or denied meanwhile. In order: the
+   * challenge's tag and expiry, the signature by the device's key, then the challenge is spent
+   * (single use), and only then is the device's state told.
+   * @throws GatehouseError `invalid_request` for a challenge not issued for this device id, expired
+   *   or already used, or a signature that does not verify with the device's key;
+   *   `device_pending` / `device_denied` / `device_revoked` / `not_found` after a proof of
+   *   possession by a device that is not approved.
    */
   async reissue(
     input: { deviceId: string; challenge: string; signature: string; csr: string },
     address: string,
   ): Promise<CertificateResponse> {
-    const open = this.challenges.get(input.challenge);
-    this.challenges.delete(input.challenge);
-    if (!open || open.deviceId !== input.deviceId || open.expiresAt <= this.ctx.now().getTime()) {
-      throw new GatehouseError(
-        "invalid_request",
-        "the challenge is unknown, used, expired, or for another device",
-        "Ask for a new challenge.",
-      );
-    }
+    const checked = this.challenges.check(input.deviceId, input.challenge, this.ctx.now().getTime());
     const device = this.ctx.devices.get(input.deviceId);
     // Possession first, state second: an unknown id and a wrong key get the same refusal.
     if (!this.provesPossession(device, input)) {
@@ -109,6 +97,7 @@ export class CertificateService {
         "Sign the challenge with the key the device registered with.",
       );
     }
+    this.challenges.spend(checked, this.ctx.now().getTime());
     this.refuseUnlessApproved(device, input.deviceId);
     return this.issueFor(device!, input.csr, "cert.reissue", address);
   }
