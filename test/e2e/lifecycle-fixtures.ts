@@ -1,11 +1,17 @@
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
 import path from "node:path";
 import tls from "node:tls";
 import WebSocket from "ws";
-import { createCsr, importKeyPairPem, sha256Fingerprint } from "../../src/pki/index.js";
+import {
+  createCsr,
+  importKeyPairPem,
+  issueClientCertificate,
+  loadCertificateAuthority,
+  sha256Fingerprint,
+} from "../../src/pki/index.js";
 import type { TestConnectionResult } from "../../src/node/test-connection.js";
 import { runCli, runJson, type Running, type TestGateway } from "./harness.js";
 
@@ -42,6 +48,34 @@ export function issuedBy(cert: X509Certificate, ca: X509Certificate): boolean {
   return cert.checkIssued(ca) && cert.verify(ca.publicKey);
 }
 
+/**
+ * Puts a node in the state of one that was offline while its certificate ran out: device.pem
+ * becomes a certificate the gateway's CA issued for the node's own key `agoMs` milliseconds ago,
+ * with a life of `lifeMs` (so it expired `agoMs - lifeMs` ms ago). The certificate is moved back in
+ * time instead of the test waiting out a lifetime; the gateway judges it by its dates alone.
+ */
+export async function backdateDeviceCertificate(
+  gatewayHome: string,
+  home: string,
+  { agoMs, lifeMs }: { agoMs: number; lifeMs: number },
+): Promise<X509Certificate> {
+  const read = (file: string) => readFileSync(file, "utf8");
+  const ca = await loadCertificateAuthority(
+    read(path.join(gatewayHome, "pki", "ca.pem")),
+    read(path.join(gatewayHome, "pki", "ca.key")),
+  );
+  const { deviceId } = JSON.parse(read(path.join(home, "node.json"))) as { deviceId: string };
+  const keys = await importKeyPairPem(read(path.join(home, "device.key")));
+  const issued = await issueClientCertificate(ca, {
+    publicKey: keys.publicKey,
+    deviceId,
+    now: new Date(Date.now() - agoMs),
+    ttlMs: lifeMs,
+  });
+  writeFileSync(path.join(home, "device.pem"), issued.pem.trimEnd() + "\n");
+  return deviceCertificate(home);
+}
+
 /** The node's private key and its certificate's public key are a pair. */
 export function keyMatchesCertificate(home: string): boolean {
   const key = readFileSync(path.join(home, "device.key"), "utf8");
@@ -56,6 +90,20 @@ export function withMsg(process: Running, msg: string): LogLine[] {
 
 export function withState(process: Running, state: string): LogLine[] {
   return process.logLines().filter((line) => line.state === state);
+}
+
+/**
+ * The agent's states from its first connection on: `["connected"]` as long as that session has
+ * lasted. What came before (a certificate that ran out while a loaded machine started the
+ * process, and its re-issue) is the start, not the session.
+ */
+export function statesSinceConnected(process: Running): unknown[] {
+  const states = process
+    .logLines()
+    .filter((line) => line.state !== undefined)
+    .map((line) => line.state);
+  const first = states.indexOf("connected");
+  return first < 0 ? [] : states.slice(first);
 }
 
 /** Waits until a process has printed at least `count` log lines with this message. */

@@ -7,8 +7,17 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { renewalTime } from "../../src/node/credential-keeper.js";
 import { reissueProof } from "../../src/gateway/certificates.js";
 import { createCsr, importKeyPairPem } from "../../src/pki/index.js";
-import { cleanupAll, registeredNode, runCli, runJson, spawnCli, startTestGateway } from "./harness.js";
 import {
+  cleanupAll,
+  registeredNode,
+  runCli,
+  runJson,
+  spawnCli,
+  startTestGateway,
+  type Running,
+} from "./harness.js";
+import {
+  backdateDeviceCertificate,
   deviceCertificate,
   deviceShow,
   fingerprintOf,
@@ -25,14 +34,23 @@ import {
   waitConnected,
   waitForMsg,
   withMsg,
-  withState,
+  statesSinceConnected,
 } from "./lifecycle-fixtures.js";
+import { CLIENT_CERT_SECONDS, SERVER_CERT_SECONDS, renewalAfter, shortLifetimes } from "./short-lifetimes.js";
 
 afterAll(cleanupAll);
 
-describe("the certificate lifecycle, with real processes and real TLS", () => {
-  it("keeps a node connected across three automatic renewals", async () => {
-    const gateway = await startTestGateway({ configure: (c) => (c.certificates = { clientTtl: "6s" }) });
+/** A wait for `seconds` of product time, plus room for a loaded machine: milliseconds. */
+const patiently = (seconds: number) => (seconds + 20) * 1000;
+/** Tests that wait out several renewals: their own limit, beyond vitest's default minute. */
+const LONG_TEST_MS = 180_000;
+
+// Each test has its own gateway and mostly waits for lifetimes to pass: they wait side by side.
+describe.concurrent("the certificate lifecycle, with real processes and real TLS", () => {
+  it("keeps a node connected across three automatic renewals", { timeout: LONG_TEST_MS }, async () => {
+    const gateway = await startTestGateway({
+      configure: shortLifetimes({ clientCert: CLIENT_CERT_SECONDS }),
+    });
     const { home } = await registeredNode(gateway, "renewer");
     const first = deviceCertificate(home);
     const node = spawnCli(["node", "start", "--home", home]);
@@ -40,9 +58,8 @@ describe("the certificate lifecycle, with real processes and real TLS", () => {
     const [before] = await nodesList(gateway);
     expect(before?.online).toBe(true);
 
-    await waitForMsg(node, "certificate renewed", 3, 30_000);
-    expect(withState(node, "connected"), node.stdout).toHaveLength(1);
-    expect(withState(node, "backoff"), node.stdout).toHaveLength(0);
+    await waitForMsg(node, "certificate renewed", 3, patiently(3 * renewalAfter(CLIENT_CERT_SECONDS)));
+    expect(statesSinceConnected(node), node.stdout).toEqual(["connected"]);
     const after = await nodesList(gateway);
     expect(after).toHaveLength(1);
     expect(after[0]!.sessionId).toBe(before!.sessionId);
@@ -59,13 +76,14 @@ describe("the certificate lifecycle, with real processes and real TLS", () => {
   });
 
   it("brings a node back by itself after it was offline past its certificate's expiry", async () => {
-    const gateway = await startTestGateway({ configure: (c) => (c.certificates = { clientTtl: "3s" }) });
+    const gateway = await startTestGateway();
     const { home, deviceId } = await registeredNode(gateway, "sleeper");
     const registered = await deviceShow(gateway, deviceId);
-    const notAfter = new Date(deviceCertificate(home).validTo).getTime();
-    // validTo has a one-second resolution: wait until it is clearly in the past.
-    await sleep(Math.max(0, notAfter - Date.now()) + 1500);
-    expect(Date.now()).toBeGreaterThan(new Date(deviceCertificate(home).validTo).getTime());
+    // Offline overnight: its certificate (a day's life, issued two days ago) ran out yesterday.
+    const day = 24 * 3600_000;
+    const expired = await backdateDeviceCertificate(gateway.home, home, { agoMs: 2 * day, lifeMs: day });
+    const notAfter = new Date(expired.validTo).getTime();
+    expect(notAfter).toBeLessThan(Date.now() - day / 2);
 
     const node = spawnCli(["node", "start", "--home", home]);
     await waitConnected(node);
@@ -83,8 +101,12 @@ describe("the certificate lifecycle, with real processes and real TLS", () => {
     const shown = await deviceShow(gateway, deviceId);
     expect(shown.status).toBe("approved");
     expect(shown.certExpiresAt).not.toBeNull();
-    expect(shown.certExpiresAt).not.toBe(registered.certExpiresAt);
-    expect(new Date(shown.certExpiresAt!).getTime()).toBeGreaterThan(notAfter);
+    // The gateway's record follows the certificate it re-issued.
+    expect(shown.certFingerprint).not.toBe(registered.certFingerprint);
+    expect(shown.certFingerprint).toBe(fingerprintOf(deviceCertificate(home)));
+    expect(new Date(shown.certExpiresAt!).getTime()).toBe(
+      new Date(deviceCertificate(home).validTo).getTime(),
+    );
 
     node.child.kill("SIGTERM");
     expect(await node.exited).toBe(0);
@@ -173,138 +195,170 @@ describe("the certificate lifecycle, with real processes and real TLS", () => {
     await gateway.stop();
   });
 
-  it("rotates the CA under two connected nodes without losing or refusing a session", async () => {
-    const gateway = await startTestGateway({ configure: (c) => (c.certificates = { clientTtl: "6s" }) });
-    const homes = [
-      (await registeredNode(gateway, "left")).home,
-      (await registeredNode(gateway, "right")).home,
-    ];
-    const nodes = homes.map((home) => spawnCli(["node", "start", "--home", home]));
-    for (const node of nodes) await waitConnected(node);
+  it(
+    "rotates the CA under two connected nodes without losing or refusing a session",
+    { timeout: LONG_TEST_MS },
+    async () => {
+      const gateway = await startTestGateway({
+        configure: shortLifetimes({ clientCert: CLIENT_CERT_SECONDS }),
+      });
+      // Each node starts as soon as it is registered: its certificate's life is spent connected and
+      // renewing, not waiting on disk while the other node registers.
+      const homes: string[] = [];
+      const nodes: Running[] = [];
+      for (const name of ["left", "right"]) {
+        const { home } = await registeredNode(gateway, name);
+        const node = spawnCli(["node", "start", "--home", home]);
+        await waitConnected(node);
+        homes.push(home);
+        nodes.push(node);
+      }
 
-    const rotation = await runJson<{ nextFingerprint: string; previousFingerprint: string }>([
-      "rotate",
-      "ca",
-      "--overlap",
-      "10s",
-      "--home",
-      gateway.home,
-    ]);
-    expect(rotation.previousFingerprint).toBe(gateway.caFingerprint);
-    expect(rotation.nextFingerprint).not.toBe(gateway.caFingerprint);
-    await waitForMsg(gateway.process, "CA rotation started");
-    for (const node of nodes) await waitForMsg(node, "followed the gateway's CA rotation");
-    for (const home of homes) {
-      const config = JSON.parse(readFileSync(path.join(home, "node.json"), "utf8")) as {
-        caFingerprint: string;
-      };
-      expect(config.caFingerprint).toBe(rotation.nextFingerprint);
-      const bundle = pemBundle(path.join(home, "ca.pem")).map(fingerprintOf);
-      expect(bundle).toEqual([rotation.previousFingerprint, rotation.nextFingerprint]);
-    }
+      // Nodes follow a rotation at their next renewal; an overlap of a renewal interval and more
+      // lets every node renew with the new CA before the previous one is retired.
+      const renewalSeconds = renewalAfter(CLIENT_CERT_SECONDS);
+      const overlapSeconds = Math.ceil(renewalSeconds) + 12;
+      const rotation = await runJson<{ nextFingerprint: string; previousFingerprint: string }>([
+        "rotate",
+        "ca",
+        "--overlap",
+        `${overlapSeconds}s`,
+        "--home",
+        gateway.home,
+      ]);
+      expect(rotation.previousFingerprint).toBe(gateway.caFingerprint);
+      expect(rotation.nextFingerprint).not.toBe(gateway.caFingerprint);
+      await waitForMsg(gateway.process, "CA rotation started");
+      for (const node of nodes)
+        await waitForMsg(node, "followed the gateway's CA rotation", 1, patiently(renewalSeconds));
+      for (const home of homes) {
+        const config = JSON.parse(readFileSync(path.join(home, "node.json"), "utf8")) as {
+          caFingerprint: string;
+        };
+        expect(config.caFingerprint).toBe(rotation.nextFingerprint);
+        const bundle = pemBundle(path.join(home, "ca.pem")).map(fingerprintOf);
+        expect(bundle).toEqual([rotation.previousFingerprint, rotation.nextFingerprint]);
+      }
 
-    await waitForMsg(gateway.process, "previous CA retired", 1, 30_000);
-    // Past at least one more renewal (every 4 s) with the previous CA gone.
-    const renewals = nodes.map((node) => withMsg(node, "certificate renewed").length);
-    for (const [i, node] of nodes.entries()) await waitForMsg(node, "certificate renewed", renewals[i]! + 1);
-    await sleep(1000);
+      await waitForMsg(gateway.process, "previous CA retired", 1, patiently(overlapSeconds));
+      // Past at least one more renewal each with the previous CA gone.
+      const renewals = nodes.map((node) => withMsg(node, "certificate renewed").length);
+      for (const [i, node] of nodes.entries())
+        await waitForMsg(node, "certificate renewed", renewals[i]! + 1, patiently(renewalSeconds));
+      await sleep(1000);
 
-    for (const node of nodes) {
-      expect(withState(node, "connected"), node.stdout).toHaveLength(1);
-      expect(withState(node, "backoff"), node.stdout).toHaveLength(0);
-      expect(withMsg(node, "followed the gateway's CA rotation")).toHaveLength(1);
-    }
-    const newCa = new X509Certificate(readFileSync(path.join(gateway.home, "pki", "ca.pem")));
-    expect(fingerprintOf(newCa)).toBe(rotation.nextFingerprint);
-    for (const home of homes) {
-      expect(issuedBy(deviceCertificate(home), newCa)).toBe(true);
-      const { exit, result } = await testConnection(home);
-      expect(result.error).toBeNull();
-      expect(result.layers.every((layer) => layer.ok)).toBe(true);
-      expect(exit).toBe(0);
-    }
+      for (const node of nodes) {
+        expect(statesSinceConnected(node), node.stdout).toEqual(["connected"]);
+        expect(withMsg(node, "followed the gateway's CA rotation")).toHaveLength(1);
+      }
+      const newCa = new X509Certificate(readFileSync(path.join(gateway.home, "pki", "ca.pem")));
+      expect(fingerprintOf(newCa)).toBe(rotation.nextFingerprint);
+      for (const home of homes) {
+        expect(issuedBy(deviceCertificate(home), newCa)).toBe(true);
+        const { exit, result } = await testConnection(home);
+        expect(result.error).toBeNull();
+        expect(result.layers.every((layer) => layer.ok)).toBe(true);
+        expect(exit).toBe(0);
+      }
 
-    // The admin CLI still works: the gateway re-issued its own admin credential with the new CA.
-    const listed = await nodesList(gateway);
-    expect(listed).toHaveLength(2);
-    expect(listed.every((n) => n.online)).toBe(true);
+      // The admin CLI still works: the gateway re-issued its own admin credential with the new CA.
+      const listed = await nodesList(gateway);
+      expect(listed).toHaveLength(2);
+      expect(listed.every((n) => n.online)).toBe(true);
 
-    // And the server certificate now chains to the new CA.
-    const presented = await presentedServerCertificate(gateway.url);
-    expect(presented.issuer && fingerprintOf(presented.issuer)).toBe(rotation.nextFingerprint);
-    expect(issuedBy(presented.leaf, newCa)).toBe(true);
+      // And the server certificate now chains to the new CA.
+      const presented = await presentedServerCertificate(gateway.url);
+      expect(presented.issuer && fingerprintOf(presented.issuer)).toBe(rotation.nextFingerprint);
+      expect(issuedBy(presented.leaf, newCa)).toBe(true);
 
-    for (const node of nodes) node.child.kill("SIGTERM");
-    for (const node of nodes) expect(await node.exited).toBe(0);
-    await gateway.stop();
-  });
+      for (const node of nodes) node.child.kill("SIGTERM");
+      for (const node of nodes) expect(await node.exited).toBe(0);
+      await gateway.stop();
+    },
+  );
 
-  it("leaves a working credential after kill -9 at any moment around renewals", async () => {
-    const gateway = await startTestGateway({ configure: (c) => (c.certificates = { clientTtl: "4s" }) });
-    const { home } = await registeredNode(gateway, "crashy");
-    const ca = new X509Certificate(readFileSync(path.join(gateway.home, "pki", "ca.pem")));
-    // Six kills over ~10 s, each a few ms after the moment the node's renewal is due (the node's
-    // own renewalTime), so they land before, inside and after the request and the file swap.
-    const offsetsMs = [0, 8, 16, 25, 40, 60];
-    const outcomes: string[] = [];
-    for (const offset of offsetsMs) {
-      const before = fingerprintOf(deviceCertificate(home));
+  it(
+    "leaves a working credential after kill -9 at any moment around renewals",
+    { timeout: LONG_TEST_MS },
+    async () => {
+      const gateway = await startTestGateway({
+        configure: shortLifetimes({ clientCert: CLIENT_CERT_SECONDS }),
+      });
+      const { home } = await registeredNode(gateway, "crashy");
+      const ca = new X509Certificate(readFileSync(path.join(gateway.home, "pki", "ca.pem")));
+      // Six kills, each a few ms after the moment the node's renewal is due (the node's
+      // own renewalTime), so they land before, inside and after the request and the file swap.
+      const offsetsMs = [0, 8, 16, 25, 40, 60];
+      const outcomes: string[] = [];
+      for (const offset of offsetsMs) {
+        const before = fingerprintOf(deviceCertificate(home));
+        const node = spawnCli(["node", "start", "--home", home]);
+        await waitConnected(node);
+        const { renewAt } = renewalTime(readFileSync(path.join(home, "device.pem"), "utf8"));
+        await sleep(Math.max(0, renewAt.getTime() - Date.now()) + offset);
+        node.child.kill("SIGKILL");
+        await node.exited;
+        // Whatever the moment, the files left behind are a certificate of this CA for this key.
+        expect(keyMatchesCertificate(home)).toBe(true);
+        expect(issuedBy(deviceCertificate(home), ca)).toBe(true);
+        const swapped = fingerprintOf(deviceCertificate(home)) !== before;
+        const logged = withMsg(node, "certificate renewed").length > 0;
+        outcomes.push(swapped ? (logged ? "after" : "after the swap, before the log") : "before the swap");
+      }
+      const leftovers = readdirSync(home).filter((name) => name.endsWith(".tmp"));
+      console.log(
+        `[lifecycle] kill -9 relative to the renewal: ${outcomes.join(", ")}; temporary files left: ${leftovers.length}`,
+      );
+
       const node = spawnCli(["node", "start", "--home", home]);
       await waitConnected(node);
-      const { renewAt } = renewalTime(readFileSync(path.join(home, "device.pem"), "utf8"));
-      await sleep(Math.max(0, renewAt.getTime() - Date.now()) + offset);
-      node.child.kill("SIGKILL");
-      await node.exited;
-      // Whatever the moment, the files left behind are a certificate of this CA for this key.
       expect(keyMatchesCertificate(home)).toBe(true);
-      expect(issuedBy(deviceCertificate(home), ca)).toBe(true);
-      const swapped = fingerprintOf(deviceCertificate(home)) !== before;
-      const logged = withMsg(node, "certificate renewed").length > 0;
-      outcomes.push(swapped ? (logged ? "after" : "after the swap, before the log") : "before the swap");
-    }
-    const leftovers = readdirSync(home).filter((name) => name.endsWith(".tmp"));
-    console.log(
-      `[lifecycle] kill -9 relative to the renewal: ${outcomes.join(", ")}; temporary files left: ${leftovers.length}`,
-    );
+      const { exit, result } = await testConnection(home);
+      expect(result.error).toBeNull();
+      expect(exit).toBe(0);
+      node.child.kill("SIGTERM");
+      expect(await node.exited).toBe(0);
+      await gateway.stop();
+    },
+  );
 
-    const node = spawnCli(["node", "start", "--home", home]);
-    await waitConnected(node);
-    expect(keyMatchesCertificate(home)).toBe(true);
-    const { exit, result } = await testConnection(home);
-    expect(result.error).toBeNull();
-    expect(exit).toBe(0);
-    node.child.kill("SIGTERM");
-    expect(await node.exited).toBe(0);
-    await gateway.stop();
-  });
+  it(
+    "renews and hot-swaps the gateway's own server certificate without a restart",
+    { timeout: LONG_TEST_MS },
+    async () => {
+      const gateway = await startTestGateway({
+        configure: shortLifetimes({ serverCert: SERVER_CERT_SECONDS }),
+      });
+      const { home } = await registeredNode(gateway, "watcher");
+      const node = spawnCli(["node", "start", "--home", home]);
+      await waitConnected(node);
+      const before = await presentedServerCertificate(gateway.url);
+      const renewedSoFar = withMsg(gateway.process, "server certificate renewed").length;
 
-  it("renews and hot-swaps the gateway's own server certificate without a restart", async () => {
-    const gateway = await startTestGateway({ configure: (c) => (c.certificates = { serverTtl: "9s" }) });
-    const { home } = await registeredNode(gateway, "watcher");
-    const node = spawnCli(["node", "start", "--home", home]);
-    await waitConnected(node);
-    const before = await presentedServerCertificate(gateway.url);
-    const renewedSoFar = withMsg(gateway.process, "server certificate renewed").length;
+      await waitForMsg(
+        gateway.process,
+        "server certificate renewed",
+        renewedSoFar + 1,
+        patiently(renewalAfter(SERVER_CERT_SECONDS)),
+      );
+      const after = await presentedServerCertificate(gateway.url);
+      expect(fingerprintOf(after.leaf)).not.toBe(fingerprintOf(before.leaf));
+      // Issued with the configured life (notBefore is backdated 60 s), not the year `gateway init` gave.
+      const life = new Date(after.leaf.validTo).getTime() - new Date(after.leaf.validFrom).getTime();
+      expect(life).toBe(60_000 + SERVER_CERT_SECONDS * 1000);
+      expect(after.issuer && fingerprintOf(after.issuer)).toBe(gateway.caFingerprint);
+      expect(withMsg(gateway.process, "gateway listening")).toHaveLength(1);
 
-    await waitForMsg(gateway.process, "server certificate renewed", renewedSoFar + 1);
-    const after = await presentedServerCertificate(gateway.url);
-    expect(fingerprintOf(after.leaf)).not.toBe(fingerprintOf(before.leaf));
-    // Issued with the configured 9 s (notBefore is backdated 60 s), not the year `gateway init` gave.
-    const life = new Date(after.leaf.validTo).getTime() - new Date(after.leaf.validFrom).getTime();
-    expect(life).toBe(60_000 + 9_000);
-    expect(after.issuer && fingerprintOf(after.issuer)).toBe(gateway.caFingerprint);
-    expect(withMsg(gateway.process, "gateway listening")).toHaveLength(1);
+      // The node's session lived through it.
+      expect(statesSinceConnected(node), node.stdout).toEqual(["connected"]);
+      const [listed] = await nodesList(gateway);
+      expect(listed?.online).toBe(true);
+      const { exit } = await testConnection(home);
+      expect(exit).toBe(0);
 
-    // The node's session lived through it.
-    expect(withState(node, "connected"), node.stdout).toHaveLength(1);
-    expect(withState(node, "backoff"), node.stdout).toHaveLength(0);
-    const [listed] = await nodesList(gateway);
-    expect(listed?.online).toBe(true);
-    const { exit } = await testConnection(home);
-    expect(exit).toBe(0);
-
-    node.child.kill("SIGTERM");
-    expect(await node.exited).toBe(0);
-    await gateway.stop();
-  });
+      node.child.kill("SIGTERM");
+      expect(await node.exited).toBe(0);
+      await gateway.stop();
+    },
+  );
 });

@@ -14,6 +14,7 @@ import {
   tempHome,
   type TestGateway,
 } from "./harness.js";
+import { ACCESS_TOKEN_SECONDS, shortLifetimes } from "./short-lifetimes.js";
 
 interface TokenResponse {
   access_token: string;
@@ -26,9 +27,10 @@ let gateway: TestGateway;
 let ca: string;
 
 beforeAll(async () => {
-  // Short access tokens, so a session's token expiry can be seen without waiting an hour.
-  gateway = await startTestGateway({ configure: (config) => (config.tokens = { accessTtl: "4s" }) });
-  ca = readFileSync(path.join(gateway.home, "pki/ca.pem"), "utf8");
+  // Access tokens of the default life: a test's CLI round trips on a loaded machine never outlast
+  // one. The session-expiry test has a gateway of its own with short tokens.
+  gateway = await startTestGateway();
+  ca = caOf(gateway);
 });
 afterAll(async () => {
   await gateway.stop();
@@ -60,12 +62,26 @@ function get(
   });
 }
 
-function postForm(route: string, form: Record<string, string>, tls: { key?: string; cert?: string } = {}) {
+function caOf(target: TestGateway): string {
+  return readFileSync(path.join(target.home, "pki/ca.pem"), "utf8");
+}
+
+function postForm(
+  route: string,
+  form: Record<string, string>,
+  tls: { key?: string; cert?: string } = {},
+  target = gateway,
+) {
   return new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
     const body = new URLSearchParams(form).toString();
     const request = https.request(
-      gateway.url + route,
-      { method: "POST", ca, ...tls, headers: { "content-type": "application/x-www-form-urlencoded" } },
+      target.url + route,
+      {
+        method: "POST",
+        ca: caOf(target),
+        ...tls,
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+      },
       (response) => {
         let text = "";
         response.on("data", (chunk: Buffer) => (text += chunk.toString()));
@@ -79,7 +95,7 @@ function postForm(route: string, form: Record<string, string>, tls: { key?: stri
   });
 }
 
-async function createKey(name: string, role: string): Promise<string> {
+async function createKey(name: string, role: string, target = gateway): Promise<string> {
   const created = await runJson<{ apiKey: string; key: { prefix: string } }>([
     "keys",
     "create",
@@ -88,7 +104,7 @@ async function createKey(name: string, role: string): Promise<string> {
     "--role",
     role,
     "--home",
-    gateway.home,
+    target.home,
   ]);
   expect(created.apiKey).toMatch(/^ghk_[a-z2-7]{8}[a-z2-7]{40}$/);
   expect(created.apiKey.startsWith(created.key.prefix)).toBe(true);
@@ -238,8 +254,8 @@ describe("a script with an API key", () => {
       "rotate",
       prefix,
       "--grace",
-      // Long enough for the two token requests below even on a loaded machine.
-      "8s",
+      // Long enough for the two token requests below (two CLI runs) even on a loaded machine.
+      "20s",
       "--home",
       gateway.home,
     ]);
@@ -315,17 +331,15 @@ describe("tokens and mutual TLS", () => {
   });
 
   it("closes a bearer session with 4401 token_expired unless the token is refreshed on the session", async () => {
-    const keyFile = await createKey("token-node", "node");
+    // Short access tokens, so a session's token expiry can be seen without waiting an hour.
+    const short = await startTestGateway({
+      configure: shortLifetimes({ accessToken: ACCESS_TOKEN_SECONDS }),
+    });
+    const keyFile = await createKey("token-node", "node", short);
     const open = async () => {
-      const tokens = await runJson<TokenResponse>([
-        "token",
-        "--api-key-file",
-        keyFile,
-        "--home",
-        gateway.home,
-      ]);
-      const socket = new WebSocket(gateway.url.replace("https:", "wss:") + "/api/v1/connect", {
-        ca,
+      const tokens = await runJson<TokenResponse>(["token", "--api-key-file", keyFile, "--home", short.home]);
+      const socket = new WebSocket(short.url.replace("https:", "wss:") + "/api/v1/connect", {
+        ca: caOf(short),
         headers: { authorization: `Bearer ${tokens.access_token}` },
       });
       const closed = new Promise<{ code: number; reason: string }>((resolve) =>
@@ -341,12 +355,14 @@ describe("tokens and mutual TLS", () => {
     const plain = await open();
     const refreshed = await open();
     // Token times have one-second resolution: wait past the next second so the fresh token
-    // expires strictly later than the first, then refresh directly (well within the 4 s life).
+    // expires strictly later than the first, then refresh directly (well within the token's life).
     await sleep(1100);
-    const minted = await postForm("/api/v1/auth/token", {
-      grant_type: "refresh_token",
-      refresh_token: refreshed.tokens.refresh_token,
-    });
+    const minted = await postForm(
+      "/api/v1/auth/token",
+      { grant_type: "refresh_token", refresh_token: refreshed.tokens.refresh_token },
+      {},
+      short,
+    );
     expect(minted.status).toBe(200);
     const fresh = minted.body as unknown as TokenResponse;
     const acknowledged = new Promise((resolve) =>
@@ -358,5 +374,6 @@ describe("tokens and mutual TLS", () => {
     expect(await plain.closed).toEqual({ code: 4401, reason: "token_expired" });
     expect(refreshed.socket.readyState).toBe(WebSocket.OPEN);
     refreshed.socket.close();
+    await short.stop();
   });
 });
