@@ -214,10 +214,11 @@ describe.concurrent("the certificate lifecycle, with real processes and real TLS
         nodes.push(node);
       }
 
-      // Nodes follow a rotation at their next renewal; an overlap of a renewal interval and more
-      // lets every node renew with the new CA before the previous one is retired.
+      // Nodes follow a rotation at their next renewal. The overlap is at least a certificate's life
+      // (the gateway requires it) and outlasts a renewal interval by seconds to spare, so every
+      // node renews with the new CA before the previous one is retired.
       const renewalSeconds = renewalAfter(CLIENT_CERT_SECONDS);
-      const overlapSeconds = Math.ceil(renewalSeconds) + 12;
+      const overlapSeconds = CLIENT_CERT_SECONDS + 8;
       const rotation = await runJson<{ nextFingerprint: string; previousFingerprint: string }>([
         "rotate",
         "ca",

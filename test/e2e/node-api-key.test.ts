@@ -3,80 +3,92 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { cleanupAll, runCli, runJson, spawnCli, startTestGateway, tempHome } from "./harness.js";
 import { waitConnected, waitForMsg, withState } from "./lifecycle-fixtures.js";
+import { ACCESS_TOKEN_SECONDS, renewalAfter, shortLifetimes } from "./short-lifetimes.js";
 
 afterAll(cleanupAll);
 
 describe("a node without a client certificate, on an API key behind a reference", () => {
-  it("connects, keeps its session across token expiries, runs commands, and is cut off when its key is revoked", async () => {
-    // Access tokens of 4 s: the session must outlive several of them by refreshing on the session.
-    const gateway = await startTestGateway({ configure: (c) => (c.tokens = { accessTtl: "4s" }) });
-    const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-      "keys",
-      "create",
-      "--name",
-      "ci-runner",
-      "--role",
-      "node",
-      "--home",
-      gateway.home,
-    ]);
-    const home = tempHome("api-node");
-    mkdirSync(home, { recursive: true, mode: 0o700 });
-    writeFileSync(
-      path.join(home, "node.json"),
-      JSON.stringify({
-        gatewayUrl: gateway.url,
-        caFingerprint: gateway.caFingerprint,
-        apiKey: "env://GH_NODE_API_KEY",
-        exec: { allow: ["uname"] },
-      }),
-      { mode: 0o600 },
-    );
-    const env = { ...process.env, GH_NODE_API_KEY: created.apiKey };
+  it(
+    "connects, keeps its session across token expiries, runs commands, and is cut off when its key is revoked",
+    { timeout: 180_000 },
+    async () => {
+      // Short access tokens: the session must outlive several of them by refreshing on the session.
+      const gateway = await startTestGateway({
+        configure: shortLifetimes({ accessToken: ACCESS_TOKEN_SECONDS }),
+      });
+      const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
+        "keys",
+        "create",
+        "--name",
+        "ci-runner",
+        "--role",
+        "node",
+        "--home",
+        gateway.home,
+      ]);
+      const home = tempHome("api-node");
+      mkdirSync(home, { recursive: true, mode: 0o700 });
+      writeFileSync(
+        path.join(home, "node.json"),
+        JSON.stringify({
+          gatewayUrl: gateway.url,
+          caFingerprint: gateway.caFingerprint,
+          apiKey: "env://GH_NODE_API_KEY",
+          exec: { allow: ["uname"] },
+        }),
+        { mode: 0o600 },
+      );
+      const env = { ...process.env, GH_NODE_API_KEY: created.apiKey };
 
-    const node = spawnCli(["node", "start", "--home", home], env);
-    await waitConnected(node);
-    // ca.pem was fetched once, by the pinned fingerprint.
-    expect(existsSync(path.join(home, "ca.pem"))).toBe(true);
-    const subject = `key:${created.key.keyId}`;
-    const { nodes } = await runJson<{ nodes: { deviceId: string }[] }>([
-      "nodes",
-      "list",
-      "--home",
-      gateway.home,
-    ]);
-    expect(nodes.map((n) => n.deviceId)).toEqual([subject]);
+      const node = spawnCli(["node", "start", "--home", home], env);
+      await waitConnected(node);
+      // ca.pem was fetched once, by the pinned fingerprint.
+      expect(existsSync(path.join(home, "ca.pem"))).toBe(true);
+      const subject = `key:${created.key.keyId}`;
+      const { nodes } = await runJson<{ nodes: { deviceId: string }[] }>([
+        "nodes",
+        "list",
+        "--home",
+        gateway.home,
+      ]);
+      expect(nodes.map((n) => n.deviceId)).toEqual([subject]);
 
-    await waitForMsg(node, "access token refreshed", 3, 30_000);
-    expect(withState(node, "connected")).toHaveLength(1);
-    expect(withState(node, "backoff")).toHaveLength(0);
-    expect(node.stdout + node.stderr).not.toContain(created.apiKey);
+      await waitForMsg(
+        node,
+        "access token refreshed",
+        3,
+        (3 * renewalAfter(ACCESS_TOKEN_SECONDS) + 20) * 1000,
+      );
+      expect(withState(node, "connected")).toHaveLength(1);
+      expect(withState(node, "backoff")).toHaveLength(0);
+      expect(node.stdout + node.stderr).not.toContain(created.apiKey);
 
-    const ran = await runCli(["nodes", "exec", subject, "--home", gateway.home, "--", "uname"]);
-    expect(ran.code, ran.stderr).toBe(0);
-    expect(ran.stdout.length).toBeGreaterThan(0);
+      const ran = await runCli(["nodes", "exec", subject, "--home", gateway.home, "--", "uname"]);
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(ran.stdout.length).toBeGreaterThan(0);
 
-    const check = await runCli(["node", "test-connection", "--home", home, "--json"], { env });
-    expect(check.code, check.stdout).toBe(0);
-    const layers = (JSON.parse(check.stdout) as { layers: { layer: string; detail: string }[] }).layers;
-    expect(layers.find((l) => l.layer === "auth")?.detail).toBe(`access token for ${subject}`);
-    expect(check.stdout).not.toContain(created.apiKey);
+      const check = await runCli(["node", "test-connection", "--home", home, "--json"], { env });
+      expect(check.code, check.stdout).toBe(0);
+      const layers = (JSON.parse(check.stdout) as { layers: { layer: string; detail: string }[] }).layers;
+      expect(layers.find((l) => l.layer === "auth")?.detail).toBe(`access token for ${subject}`);
+      expect(check.stdout).not.toContain(created.apiKey);
 
-    const doctor = await runCli(["doctor", "--home", home, "--json"], { env });
-    expect(doctor.code, doctor.stdout).toBe(0);
-    expect(doctor.stdout).toContain("authenticates with its API key");
+      const doctor = await runCli(["doctor", "--home", home, "--json"], { env });
+      expect(doctor.code, doctor.stdout).toBe(0);
+      expect(doctor.stdout).toContain("authenticates with its API key");
 
-    // Revoking the key ends it: the session closes when its token runs out, and no new token comes.
-    await runJson(["keys", "revoke", created.key.keyId, "--home", gateway.home]);
-    await node.waitFor(
-      () => withState(node, "backoff").some((l) => String(l.reason).includes("invalid_token")),
-      "a backoff naming invalid_token",
-      30_000,
-    );
-    node.child.kill("SIGTERM");
-    await node.exited;
-    await gateway.stop();
-  });
+      // Revoking the key ends it: the session closes when its token runs out, and no new token comes.
+      await runJson(["keys", "revoke", created.key.keyId, "--home", gateway.home]);
+      await node.waitFor(
+        () => withState(node, "backoff").some((l) => String(l.reason).includes("invalid_token")),
+        "a backoff naming invalid_token",
+        (ACCESS_TOKEN_SECONDS + 30) * 1000,
+      );
+      node.child.kill("SIGTERM");
+      await node.exited;
+      await gateway.stop();
+    },
+  );
 
   it("names a reference that does not resolve, and reports a plaintext key", async () => {
     const home = tempHome("api-node-bad");
