@@ -61,6 +61,18 @@ export const gatewayConfigSchema = z.strictObject({
         .refine((ms) => ms >= 100 && ms <= 600_000, "must be between 100ms and 10m"),
     })
     .prefault({}),
+  http: z
+    .strictObject({
+      /**
+       * How long a client may take to send a whole request (headers and body) before the gateway
+       * answers invalid_request and closes the connection. A client that trickles a body holds a
+       * file descriptor until then. Between 1s and 10m.
+       */
+      requestTimeout: durationSchema
+        .prefault("30s")
+        .refine((ms) => ms >= 1000 && ms <= 600_000, "must be between 1s and 10m"),
+    })
+    .prefault({}),
   sessions: z
     .strictObject({
       heartbeatInterval: durationSchema.prefault("15s"),

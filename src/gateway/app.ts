@@ -58,7 +58,10 @@ export function toGatehouseError(error: FastifyError | Error): GatehouseError {
 }
 
 export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Promise<FastifyInstance> {
+  const { requestTimeout } = ctx.config.http;
   const app = fastify({
+    // fastify's default (0) turns Node's request timeout off: set it back from the config.
+    requestTimeout,
     loggerInstance: ctx.logger as unknown as FastifyBaseLogger,
     // Refusals are logged by the error handler, one structured line each; routine requests are not.
     logController: new LogController({ disableRequestLogging: true }),
@@ -85,6 +88,12 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
       handshakeTimeout: ctx.config.tls.handshakeTimeout,
       // Node would answer a missing Host with an empty 400; http-edges.ts answers it instead.
       requireHostHeader: false,
+      // A request (headers and body) must arrive within http.requestTimeout, else it is answered
+      // and its connection destroyed (http-edges.ts): a trickled body holds no descriptor for long.
+      // Node checks at this interval, so it bounds how late past the timeout the check comes.
+      requestTimeout,
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4))),
     },
   });
 

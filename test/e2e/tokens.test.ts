@@ -279,7 +279,7 @@ describe("a script with an API key", () => {
       // Over the verifier's 8 KiB limit but within HTTP's header limit: refused by the verifier.
       ["a".repeat(12 * 1024), "invalid_token"],
       // A 64 KiB header never reaches the verifier: HTTP's own limit answers.
-      ["a".repeat(64 * 1024), "payload_too_large"],
+      ["a".repeat(64 * 1024), "headers_too_large"],
       [await new jose.UnsecuredJWT({ sub: "x", scope: "devices:read" }).encode(), "invalid_token"],
     ];
     const foreign = await jose.generateKeyPair("ES256");
