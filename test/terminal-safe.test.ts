@@ -81,4 +81,13 @@ describe("judgeExecAnswer: a node's answer is data", () => {
     expect(description).not.toMatch(TERMINAL_CONTROLS);
     expect(description.length).toBeLessThan(MAX_NODE_TEXT_CHARS + 100);
   });
+
+  it("escapes C1 codes, bidi overrides and lone surrogates too, for API clients and pages", () => {
+    // JSON.stringify alone leaves these raw in the error_description an API client shows.
+    const verdict = judgeExecAnswer(answer({ outcome: "failed", message: HOSTILE }));
+    const description = verdict.error!.message;
+    expect(description).not.toMatch(TERMINAL_CONTROLS);
+    expect(description).not.toMatch(/[\ud800-\udfff]/);
+    expect(JSON.parse(description.slice(description.indexOf('"')))).toBe(HOSTILE);
+  });
 });

@@ -1,4 +1,5 @@
 import { GatehouseError } from "../protocol/errors.js";
+import { escapeUnsafe, safeJson } from "../protocol/safe-text.js";
 
 export interface GlobalOptions {
   home?: string;
@@ -12,21 +13,6 @@ export const EXIT_USAGE = 2;
 export class UsageError extends Error {}
 
 /**
- * Characters a terminal may act on rather than show: C0 and C1 controls (ESC starts the escape
- * sequences that recolour, move the cursor, set the title or write to the clipboard), DEL, format
- * characters (bidi overrides U+202A–U+202E and isolates U+2066–U+2069, zero-width characters),
- * line and paragraph separators, and lone surrogates.
- */
-const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
-const UNSAFE_BUT_LINES = /(?![\n\t])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
-
-function escapeChar(char: string): string {
-  const code = char.codePointAt(0)!;
-  if (code < 0x100) return `\\x${code.toString(16).padStart(2, "0")}`;
-  return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, "0")}`;
-}
-
-/**
  * Text made safe for a terminal: every unsafe character (see UNSAFE) becomes a visible escape
  * such as `\x1b` or `\u202e`, so nothing a node, a registration or a gateway's error text says can
  * act on the operator's terminal, and the reader still sees that something was there.
@@ -34,7 +20,7 @@ function escapeChar(char: string): string {
  * stays on one line (a table cell, a name).
  */
 export function terminalSafe(text: string, options: { multiline?: boolean } = {}): string {
-  return text.replace(options.multiline ? UNSAFE_BUT_LINES : UNSAFE, escapeChar);
+  return escapeUnsafe(text, options);
 }
 
 /**
@@ -67,11 +53,7 @@ export function passThrough(stdout: string, stderr: string): void {
  * strings, so the replacement never touches the document's structure.
  */
 export function jsonText(value: unknown, indent?: number): string {
-  // Raw newlines in the output are the indentation's own (strings hold theirs as \n), so they stay.
-  return JSON.stringify(value, null, indent).replace(UNSAFE_BUT_LINES, (char) =>
-    // Per UTF-16 unit: an astral format character becomes a valid surrogate-pair escape.
-    char.replace(/[\s\S]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, "0")}`),
-  );
+  return safeJson(value, indent);
 }
 
 /** One JSON document on stdout (--json). */

@@ -1,18 +1,20 @@
 import { GatehouseError, type ErrorCode } from "../protocol/errors.js";
 import type { ExecResult } from "../protocol/messages.js";
+import { safeJson } from "../protocol/safe-text.js";
 
 /** The most of a node's own text that the gateway repeats in an error description. */
 export const MAX_NODE_TEXT_CHARS = 200;
 
 /**
  * A node's free text, made safe to carry as data: cut to MAX_NODE_TEXT_CHARS characters and
- * quoted as a JSON string, so that control characters arrive as visible `\u001b`-style escapes and
- * a reader can see where the node's words begin and end.
+ * quoted as a JSON string with every control, format or bidi character escaped (`safeJson`), so
+ * that they arrive as visible `\u001b`-style escapes wherever the description is shown (terminal,
+ * API client, page) and a reader can see where the node's words begin and end.
  */
 export function quoteNodeText(text: string): string {
   const chars = [...text];
   const cut = chars.length > MAX_NODE_TEXT_CHARS;
-  return JSON.stringify(chars.slice(0, MAX_NODE_TEXT_CHARS).join("")) + (cut ? " (cut)" : "");
+  return safeJson(chars.slice(0, MAX_NODE_TEXT_CHARS).join("")) + (cut ? " (cut)" : "");
 }
 
 /** What the gateway makes of a node's answer: the code it records, and the error it replies with. */

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { GatehouseError } from "../protocol/errors.js";
-import { judgeExecAnswer } from "./exec-answer.js";
+import { GatehouseError, isErrorCode } from "../protocol/errors.js";
+import { judgeExecAnswer, quoteNodeText } from "./exec-answer.js";
 import type { ExecRequest, ExecResponse, ExecResult } from "../protocol/messages.js";
 import type { Principal } from "../auth/roles.js";
 import type { GatewayContext } from "./context.js";
@@ -48,7 +48,7 @@ export class ExecBroker {
       entry.reject(
         new GatehouseError(
           "node_offline",
-          `the node went away while running the command (session closed ${code}${reason ? ` ${reason}` : ""})`,
+          `the node went away while running the command (session closed ${code}${closeReasonText(reason)})`,
         ),
       );
     }
@@ -186,4 +186,13 @@ export class ExecBroker {
       ...(verdict?.code ? { code: verdict.code } : {}),
     };
   }
+}
+
+/**
+ * A session's close reason as it may appear in an error description: one of the gateway's own
+ * codes as is, anything else (a node may close with any text) quoted and escaped as node text.
+ */
+function closeReasonText(reason: string): string {
+  if (!reason) return "";
+  return ` ${isErrorCode(reason) ? reason : quoteNodeText(reason)}`;
 }
