@@ -228,7 +228,7 @@ export function nodesCommands(): Command {
         if (result.truncated)
           printNotice(`\n✗ ${result.code}: the output passed the node's cap; the command was stopped\n`);
       }
-      process.exitCode = result.exitCode ?? 1;
+      process.exitCode = localExitStatus(result.exitCode);
     }),
   );
 
@@ -265,4 +265,14 @@ export function nodesCommands(): Command {
   );
 
   return nodes;
+}
+
+/**
+ * The exit status this CLI gives for a remote command's exit code: the code itself when a process
+ * can exit with it (0–255), otherwise 1. A node reporting 256 or -1 must not make `nodes exec`
+ * exit 0 (a process's status keeps only the low 8 bits), nor a Windows status over 255 look like
+ * success; no exit code at all (a signal, a refusal) is a failure too.
+ */
+export function localExitStatus(remote: number | null): number {
+  return remote !== null && Number.isInteger(remote) && remote >= 0 && remote <= 255 ? remote : 1;
 }

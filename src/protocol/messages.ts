@@ -9,7 +9,12 @@ export function printableSchema(field: string, max: number) {
   return z
     .string()
     .max(max, `${field} is longer than ${max} characters`)
-    .refine((value) => !/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(value), `${field} contains control characters`);
+    .refine((value) => !/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(value), `${field} contains control characters`)
+    .refine(
+      (value) => !/[\p{Default_Ignorable_Code_Point}\p{Co}\p{Cn}\uFFFD]|\p{Cs}/u.test(value),
+      `${field} contains invisible, private-use, unassigned or invalid characters`,
+    )
+    .refine((value) => !/\p{M}{5}/u.test(value), `${field} stacks more than four combining marks`);
 }
 
 // A name a person gives a device: the one set of rules is in device-name.ts.
@@ -118,7 +123,8 @@ export const nodeHelloSchema = z.object({
   version: printableSchema("version", 64),
   platform: printableSchema("platform", 64),
   hostname: printableSchema("hostname", 255).optional(),
-  uptimeSeconds: z.number().optional(),
+  /** Seconds since the node's host started: at most about 300 years. */
+  uptimeSeconds: z.number().finite().nonnegative().max(1e10).optional(),
 });
 export const heartbeatSchema = z.object({ type: z.literal("heartbeat"), ts: z.number() });
 /**
@@ -134,11 +140,18 @@ export const execResultSchema = z.object({
   type: z.literal("exec_result"),
   id: z.string().max(64),
   outcome: z.enum(["completed", "refused", "timeout", "truncated", "failed"]),
-  exitCode: z.number().int().nullable(),
-  signal: z.string().max(32).nullable(),
+  /** The process's exit code: any integer a platform reports (the CLI exits 1 for one outside 0–255). */
+  exitCode: z
+    .number()
+    .int()
+    .min(-(2 ** 31))
+    .max(2 ** 32 - 1)
+    .nullable(),
+  signal: printableSchema("signal", 32).nullable(),
   stdout: z.string().max(48 * 1024),
   stderr: z.string().max(48 * 1024),
-  durationMs: z.number(),
+  /** Milliseconds the command ran: at most a day (the longest timeout is 5 min). */
+  durationMs: z.number().finite().nonnegative().max(86_400_000),
   /** The node's own label for the outcome; informative only: the gateway picks every code itself. */
   code: z.string().max(64).optional(),
   /** The node's words: the gateway quotes them as data, never as an error code or raw terminal text. */
