@@ -99,6 +99,7 @@ describe("answers outside the routes", () => {
   it("answers what Node's HTTP layer would answer by itself with the catalogue", async () => {
     const cases: [string, string][] = [
       ["HTTP/1.1 without Host", "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"],
+      ["two Host headers", "GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"],
       [
         "an unknown expectation",
         "GET /health HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nConnection: close\r\n\r\n",

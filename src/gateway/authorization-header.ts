@@ -1,3 +1,4 @@
+import { rawHeaderValues } from "./raw-headers.js";
 import type { FastifyRequest } from "fastify";
 import { GatehouseError } from "../protocol/errors.js";
 
@@ -97,12 +98,7 @@ function formDecode(part: string, what: string): string {
  * rather than silently choosing one.
  */
 export function authorizationValues(request: FastifyRequest): string[] {
-  const raw = request.raw.rawHeaders;
-  const values: string[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === "authorization") values.push(raw[i + 1]!);
-  }
-  return values;
+  return rawHeaderValues(request.raw.rawHeaders, "authorization");
 }
 
 /** The request's Authorization credentials; see parseAuthorization for what is refused. */

@@ -7,6 +7,7 @@
  * left holding a file descriptor (a socket whose TLS handshake never started is not freed by
  * `end()`: it stays in CLOSE-WAIT for the life of the process once the peer leaves).
  */
+import { rawHeaderValues } from "./raw-headers.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -139,6 +140,13 @@ export function installHttpEdges(app: FastifyInstance): void {
   app.addHook("onRequest", async (request: FastifyRequest) => {
     if (request.raw.httpVersion === "1.1" && request.headers.host === undefined) {
       throw new GatehouseError("invalid_request", "an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)");
+    }
+    // Node keeps the first of several Host headers; RFC 9112 §3.2 says to refuse the request.
+    if (rawHeaderValues(request.raw.rawHeaders, "host").length > 1) {
+      throw new GatehouseError(
+        "invalid_request",
+        "the request has more than one Host header (RFC 9112 §3.2)",
+      );
     }
     if (!request.ws || request.is404) return;
     if (request.headers.upgrade?.toLowerCase() !== "websocket") {
