@@ -1,6 +1,7 @@
 /* eslint-disable no-control-regex -- these tests look for control characters on purpose */
 import { describe, expect, it } from "vitest";
-import { fields, jsonText, table, terminalSafe } from "../src/cli/output.js";
+import { fields, table } from "../src/cli/output.js";
+import { escapeUnsafe, safeJson } from "../src/protocol/safe-text.js";
 import { MAX_NODE_TEXT_CHARS, judgeExecAnswer } from "../src/gateway/exec-answer.js";
 import type { ExecResult } from "../src/protocol/messages.js";
 
@@ -8,9 +9,9 @@ const TERMINAL_CONTROLS =
   /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\u200b-\u200f\ufeff]/;
 const HOSTILE = "a\x1b[31mb\x07c\u009b2Jd\u202ee\u2067f\u200bg\rh\u2028i\ud800j\u{e0041}k\x7fl";
 
-describe("terminalSafe: what the CLI prints from nodes and registrations", () => {
+describe("escapeUnsafe: what the CLI prints from nodes and registrations", () => {
   it("shows every control, format and separator character as a visible escape", () => {
-    const safe = terminalSafe(HOSTILE);
+    const safe = escapeUnsafe(HOSTILE);
     expect(safe).not.toMatch(TERMINAL_CONTROLS);
     expect(safe).toBe(
       "a\\x1b[31mb\\x07c\\x9b2Jd\\u202ee\\u2067f\\u200bg\\x0dh\\u2028i\\ud800j\\u{e0041}k\\x7fl",
@@ -18,12 +19,12 @@ describe("terminalSafe: what the CLI prints from nodes and registrations", () =>
   });
 
   it("keeps a value on one line unless it is a block this CLI composed", () => {
-    expect(terminalSafe("one\ntwo\tthree")).toBe("one\\x0atwo\\x09three");
-    expect(terminalSafe("one\ntwo\tthree\x1b", { multiline: true })).toBe("one\ntwo\tthree\\x1b");
+    expect(escapeUnsafe("one\ntwo\tthree")).toBe("one\\x0atwo\\x09three");
+    expect(escapeUnsafe("one\ntwo\tthree\x1b", { multiline: true })).toBe("one\ntwo\tthree\\x1b");
   });
 
   it("leaves ordinary text alone, accents and emoji included", () => {
-    expect(terminalSafe("Zoë's laptop 🖥 — ok")).toBe("Zoë's laptop 🖥 — ok");
+    expect(escapeUnsafe("Zoë's laptop 🖥 — ok")).toBe("Zoë's laptop 🖥 — ok");
   });
 
   it("filters table cells and field values", () => {
@@ -32,13 +33,13 @@ describe("terminalSafe: what the CLI prints from nodes and registrations", () =>
   });
 });
 
-describe("jsonText: --json output", () => {
+describe("safeJson: --json output", () => {
   it("escapes what JSON.stringify leaves raw, and parses back to the same value", () => {
     const value = { name: HOSTILE, nested: [{ s: "\u0085\u202a" }] };
-    const text = jsonText(value, 2);
+    const text = safeJson(value, 2);
     expect(text).not.toMatch(TERMINAL_CONTROLS);
     expect(JSON.parse(text)).toEqual(value);
-    expect(JSON.parse(jsonText(value))).toEqual(value);
+    expect(JSON.parse(safeJson(value))).toEqual(value);
   });
 });
 

@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import type { DeviceView, ExecHistoryEntry, ExecResponse, NodeView } from "../protocol/messages.js";
+import { escapeUnsafe } from "../protocol/safe-text.js";
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
@@ -13,7 +14,6 @@ import {
   printNotice,
   printText,
   table,
-  terminalSafe,
 } from "./output.js";
 
 type GatewayOption = TargetOptions;
@@ -65,7 +65,7 @@ function describeDevice(d: DeviceView): string {
     ["revoked", d.revokedAt],
   ];
   const failures = d.recentFailures.map((f) =>
-    terminalSafe(`  ${f.at}  ${f.code}  from ${f.address}  ${f.route}  (${f.credential})`),
+    escapeUnsafe(`  ${f.at}  ${f.code}  from ${f.address}  ${f.route}  (${f.credential})`),
   );
   return fields(lines) + (failures.length ? `recent failures\n${failures.join("\n")}\n` : "");
 }

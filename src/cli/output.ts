@@ -13,28 +13,17 @@ export const EXIT_USAGE = 2;
 export class UsageError extends Error {}
 
 /**
- * Text made safe for a terminal: every unsafe character (see UNSAFE) becomes a visible escape
- * such as `\x1b` or `\u202e`, so nothing a node, a registration or a gateway's error text says can
- * act on the operator's terminal, and the reader still sees that something was there.
- * `multiline` keeps newlines and tabs (blocks of text this CLI composes); without it a value
- * stays on one line (a table cell, a name).
- */
-export function terminalSafe(text: string, options: { multiline?: boolean } = {}): string {
-  return escapeUnsafe(text, options);
-}
-
-/**
  * Every line this CLI prints for a person goes through here (stdout), or printNotice (stderr):
  * the one place where text from nodes, registrations and the gateway is filtered for the
  * terminal. The only exception is a command's own output in `nodes exec` (passThrough).
  */
 export function printText(text: string): void {
-  process.stdout.write(terminalSafe(text, { multiline: true }));
+  process.stdout.write(escapeUnsafe(text, { multiline: true }));
 }
 
 /** As printText, to stderr: progress and notices that must stay out of a pipe's data. */
 export function printNotice(text: string): void {
-  process.stderr.write(terminalSafe(text, { multiline: true }));
+  process.stderr.write(escapeUnsafe(text, { multiline: true }));
 }
 
 /**
@@ -46,24 +35,14 @@ export function passThrough(stdout: string, stderr: string): void {
   process.stderr.write(stderr);
 }
 
-/**
- * JSON as JSON.stringify writes it, with the characters it leaves raw (C1 controls, DEL, format
- * characters such as bidi overrides, U+2028/U+2029) written as `\uXXXX` escapes: the same value
- * for a parser, nothing for a terminal that shows the document. They can occur only inside
- * strings, so the replacement never touches the document's structure.
- */
-export function jsonText(value: unknown, indent?: number): string {
-  return safeJson(value, indent);
-}
-
 /** One JSON document on stdout (--json). */
 export function printJson(value: unknown): void {
-  process.stdout.write(jsonText(value, 2) + "\n");
+  process.stdout.write(safeJson(value, 2) + "\n");
 }
 
 /** One JSON document per line (audit export, audit tail -f --json). */
 export function printJsonLine(value: unknown): void {
-  process.stdout.write(jsonText(value) + "\n");
+  process.stdout.write(safeJson(value) + "\n");
 }
 
 /** `key  value` lines, keys padded; each value kept on its own line whatever it holds. */
@@ -71,7 +50,7 @@ export function fields(rows: [string, string | null | undefined][], keyWidth = 1
   return (
     rows
       .filter((row): row is [string, string] => row[1] !== null && row[1] !== undefined)
-      .map(([key, value]) => `${key.padEnd(keyWidth)} ${terminalSafe(value)}`)
+      .map(([key, value]) => `${key.padEnd(keyWidth)} ${escapeUnsafe(value)}`)
       .join("\n") + "\n"
   );
 }
@@ -85,7 +64,7 @@ export function printError(error: unknown, json: boolean): number {
         error_description: error.message,
         hint: "Run the command with --help.",
       });
-    else printNotice(`error: ${terminalSafe(error.message)}\n`);
+    else printNotice(`error: ${escapeUnsafe(error.message)}\n`);
     return EXIT_USAGE;
   }
   const named =
@@ -96,15 +75,15 @@ export function printError(error: unknown, json: boolean): number {
     printJson(named.toBody());
   } else {
     // The description and hint may quote a node or a registration: one line each, filtered.
-    printNotice(`✗ ${named.code}: ${terminalSafe(named.message)}\n  hint: ${terminalSafe(named.hint)}\n`);
+    printNotice(`✗ ${named.code}: ${escapeUnsafe(named.message)}\n  hint: ${escapeUnsafe(named.hint)}\n`);
   }
   return EXIT_FAILURE;
 }
 
-/** A plain text table: columns padded to their widest cell; every cell filtered by terminalSafe. */
+/** A plain text table: columns padded to their widest cell; every cell filtered by escapeUnsafe. */
 export function table(headers: string[], unsafeRows: string[][]): string {
   // Cells may hold names and addresses a node chose: one line each, nothing a terminal acts on.
-  const rows = unsafeRows.map((row) => row.map((cell) => terminalSafe(cell)));
+  const rows = unsafeRows.map((row) => row.map((cell) => escapeUnsafe(cell)));
   const widths = headers.map((header, i) =>
     Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)),
   );

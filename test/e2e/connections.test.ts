@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
 import path from "node:path";
 import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
+import { health, openDescriptors, waitUntil } from "./descriptors.js";
 import { cleanupAll, registeredNode, startTestGateway, type TestGateway } from "./harness.js";
 
 /**
@@ -14,42 +15,16 @@ import { cleanupAll, registeredNode, startTestGateway, type TestGateway } from "
  */
 
 const SOCKETS = 50;
-/** Generous: the machines are shared and loaded; only a leak takes this long to stay high. */
-const SETTLE_MS = 30_000;
 
 let gateway: TestGateway;
 let ca: string;
 
-function openDescriptors(): number {
-  return readdirSync(`/proc/${gateway.process.child.pid}/fd`).length;
-}
-
-async function waitUntil(predicate: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + SETTLE_MS;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(100);
-  }
-}
-
-/** GET /health on a fresh connection (no keep-alive agent, so it leaves no descriptor behind). */
-function health(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    https
-      .get(`${gateway.url}/health`, { ca, agent: false }, (response) => {
-        response.resume();
-        response.on("end", () => resolve(response.statusCode ?? 0));
-      })
-      .on("error", reject);
-  });
-}
-
 /** The descriptor count when nothing is connected, after a few requests have warmed everything up. */
 async function baseline(): Promise<number> {
-  for (let i = 0; i < 3; i++) expect(await health()).toBe(200);
+  for (let i = 0; i < 3; i++) expect(await health(gateway, ca)).toBe(200);
   // The server closes its side of those requests a moment after the client reads the answer.
   let previous = -1;
-  for (let count = openDescriptors(); count !== previous; count = openDescriptors()) {
+  for (let count = openDescriptors(gateway); count !== previous; count = openDescriptors(gateway)) {
     previous = count;
     await sleep(300);
   }
@@ -96,23 +71,23 @@ describe("connections the gateway gives up on", () => {
   it("destroys silent connections once the handshake timeout passes", async () => {
     const before = await baseline();
     const sockets = await Promise.all(Array.from({ length: SOCKETS }, connectRaw));
-    await waitUntil(() => openDescriptors() >= before + SOCKETS, "the gateway holds every socket");
+    await waitUntil(() => openDescriptors(gateway) >= before + SOCKETS, "the gateway holds every socket");
     // The clients say nothing; the gateway hangs up on each of them by itself.
     await hungUp(sockets);
     for (const socket of sockets) socket.destroy();
-    await waitUntil(() => openDescriptors() <= before, `descriptors return to ${before}`);
-    expect(await health()).toBe(200);
+    await waitUntil(() => openDescriptors(gateway) <= before, `descriptors return to ${before}`);
+    expect(await health(gateway, ca)).toBe(200);
   });
 
   it("frees silent connections whose clients leave after the handshake timeout", async () => {
     const before = await baseline();
     const sockets = await Promise.all(Array.from({ length: SOCKETS }, connectRaw));
-    await waitUntil(() => openDescriptors() >= before + SOCKETS, "the gateway holds every socket");
+    await waitUntil(() => openDescriptors(gateway) >= before + SOCKETS, "the gateway holds every socket");
     await hungUp(sockets);
     // The clients leave (FIN, as a crashed or impatient client would): nothing may stay in CLOSE-WAIT.
     await Promise.all(sockets.map((socket) => new Promise<void>((resolve) => socket.end(resolve))));
-    await waitUntil(() => openDescriptors() <= before, `descriptors return to ${before}`);
-    expect(await health()).toBe(200);
+    await waitUntil(() => openDescriptors(gateway) <= before, `descriptors return to ${before}`);
+    expect(await health(gateway, ca)).toBe(200);
   });
 
   it("destroys connections that send bytes that are not TLS", async () => {
@@ -121,8 +96,8 @@ describe("connections the gateway gives up on", () => {
     for (const socket of sockets) socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     await hungUp(sockets);
     for (const socket of sockets) socket.destroy();
-    await waitUntil(() => openDescriptors() <= before, `descriptors return to ${before}`);
-    expect(await health()).toBe(200);
+    await waitUntil(() => openDescriptors(gateway) <= before, `descriptors return to ${before}`);
+    expect(await health(gateway, ca)).toBe(200);
   });
 
   it("answers headers over 16 KiB with 431 and the catalogue body while the client goes on sending", async () => {
@@ -215,8 +190,8 @@ describe("connections the gateway gives up on", () => {
       expect(body.error).toBe("invalid_request");
     }
     // The clients still hold their sockets open; the gateway's side must be gone all the same.
-    await waitUntil(() => openDescriptors() <= before, `descriptors return to ${before}`);
+    await waitUntil(() => openDescriptors(gateway) <= before, `descriptors return to ${before}`);
     for (const { socket } of answers) socket.destroy();
-    expect(await health()).toBe(200);
+    expect(await health(gateway, ca)).toBe(200);
   });
 });

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readdirSync, readFileSync } from "node:fs";
-import https from "node:https";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
+import { health, openDescriptors, waitUntil } from "./descriptors.js";
 import { cleanupAll, startTestGateway, type TestGateway } from "./harness.js";
 
 /**
@@ -14,34 +14,9 @@ import { cleanupAll, startTestGateway, type TestGateway } from "./harness.js";
  */
 
 const CLIENTS = 30;
-/** Generous: only a connection that is never let go stays this long. */
-const SETTLE_MS = 60_000;
 
 let gateway: TestGateway;
 let ca: string;
-
-function openDescriptors(): number {
-  return readdirSync(`/proc/${gateway.process.child.pid}/fd`).length;
-}
-
-async function waitUntil(predicate: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + SETTLE_MS;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(100);
-  }
-}
-
-function health(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    https
-      .get(`${gateway.url}/health`, { ca, agent: false }, (response) => {
-        response.resume();
-        response.on("end", () => resolve(response.statusCode ?? 0));
-      })
-      .on("error", reject);
-  });
-}
 
 /** A TLS client that sends a POST's headers and one byte of its 100-byte body, then nothing. */
 function slowBody(): Promise<{ socket: tls.TLSSocket; answer: Promise<string> }> {
@@ -79,9 +54,9 @@ afterAll(async () => {
 
 describe("requests that never finish arriving", () => {
   it("are answered invalid_request after http.requestTimeout and their connections freed", async () => {
-    for (let i = 0; i < 3; i++) expect(await health()).toBe(200);
+    for (let i = 0; i < 3; i++) expect(await health(gateway, ca)).toBe(200);
     await sleep(500);
-    const before = openDescriptors();
+    const before = openDescriptors(gateway);
     const clients = await Promise.all(Array.from({ length: CLIENTS }, slowBody));
     // The clients never send the rest; the gateway answers and hangs up on each by itself.
     const answers = await Promise.all(clients.map((client) => client.answer));
@@ -90,7 +65,7 @@ describe("requests that never finish arriving", () => {
       const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)) as { error: string };
       expect(body.error).toBe("invalid_request");
     }
-    await waitUntil(() => openDescriptors() <= before, `descriptors return to ${before}`);
-    expect(await health()).toBe(200);
+    await waitUntil(() => openDescriptors(gateway) <= before, `descriptors return to ${before}`);
+    expect(await health(gateway, ca)).toBe(200);
   });
 });

@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
+import type { IncomingMessage } from "node:http";
 import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
@@ -51,6 +52,33 @@ export interface CallOptions {
   agent?: https.Agent;
 }
 
+/** The parsed JSON of a body, or undefined when it is not JSON. */
+export function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a whole HTTP response into a Reply. */
+export function readReply(response: IncomingMessage): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    response.on("data", (chunk: Buffer) => chunks.push(chunk));
+    response.on("end", () => {
+      const text = Buffer.concat(chunks).toString("utf8");
+      resolve({
+        status: response.statusCode ?? 0,
+        headers: response.headers,
+        text,
+        json: jsonOrUndefined(text),
+      });
+    });
+    response.on("error", reject);
+  });
+}
+
 /** A request that gets no answer in this long is a hang, and a failure of the property. */
 const HANG_MS = 20_000;
 
@@ -70,20 +98,10 @@ export function call(url: string, options: CallOptions): Promise<Reply> {
         },
       },
       (response) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => {
+        readReply(response).then((reply) => {
           clearTimeout(timer);
-          const text = Buffer.concat(chunks).toString("utf8");
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: response.statusCode ?? 0, headers: response.headers, text, json });
-        });
-        response.on("error", reject);
+          resolve(reply);
+        }, reject);
       },
     );
     const timer = setTimeout(() => {
@@ -329,19 +347,10 @@ export function upgradeWith(
       reject(new Error("the session opened"));
     });
     socket.on("unexpected-response", (_request, response) => {
-      const chunks: Buffer[] = [];
-      response.on("data", (chunk: Buffer) => chunks.push(chunk));
-      response.on("end", () => {
-        const text = Buffer.concat(chunks).toString();
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
+      readReply(response).then((reply) => {
         socket.terminate();
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, text, json });
-      });
+        resolve(reply);
+      }, reject);
     });
     socket.on("error", reject);
   });

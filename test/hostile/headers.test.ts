@@ -13,6 +13,8 @@ import { headerSafeString, junkString, TRICKY_CHARS } from "./arbitraries.js";
 import {
   expectCatalogueError,
   expectSuccessOrCatalogue,
+  jsonOrUndefined,
+  readReply,
   registerApprovedNode,
   runs,
   startHostileGateway,
@@ -311,18 +313,7 @@ function rawUpgrade(path: string, headers: Record<string, string>, credential?: 
         ...credential,
       },
       (response) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => {
-          const text = Buffer.concat(chunks).toString();
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: response.statusCode ?? 0, headers: response.headers, text, json });
-        });
+        readReply(response).then(resolve, reject);
       },
     );
     request.on("upgrade", (_response, socket) => {
@@ -359,13 +350,7 @@ function rawRequest(bytes: Buffer): Promise<Reply> {
       }
       const body =
         end >= 0 ? data.subarray(Buffer.byteLength(text.slice(0, end + 4), "latin1")).toString() : "";
-      let json: unknown;
-      try {
-        json = JSON.parse(body);
-      } catch {
-        json = undefined;
-      }
-      resolve({ status, headers, text: head + "\n\n" + body, json });
+      resolve({ status, headers, text: head + "\n\n" + body, json: jsonOrUndefined(body) });
     };
     socket.on("secureConnect", () => socket.write(bytes));
     socket.on("data", (chunk: Buffer) => {
