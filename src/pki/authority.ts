@@ -2,6 +2,7 @@ import { x509 } from "./x509.js";
 import { SIGNING_ALGORITHM, generateKeyPair, importKeyPairPem, exportPrivateKeyPem } from "./keys.js";
 import { randomSerialNumber } from "./serial.js";
 import { sha256Fingerprint } from "./fingerprint.js";
+import { encodePem } from "./pem.js";
 
 /** Certificates start a minute in the past so that a node whose clock lags slightly accepts them. */
 export const BACKDATE_MS = 60_000;
@@ -23,7 +24,7 @@ export interface IssuedCertificate {
 }
 
 function describe(cert: x509.X509Certificate): IssuedCertificate {
-  const pem = cert.toString("pem");
+  const pem = encodePem(cert.rawData, "CERTIFICATE");
   return {
     cert,
     pem,
@@ -55,7 +56,7 @@ export async function createCertificateAuthority(options: {
   });
   return {
     cert,
-    certPem: cert.toString("pem"),
+    certPem: encodePem(cert.rawData, "CERTIFICATE"),
     keys,
     keyPem: await exportPrivateKeyPem(keys.privateKey),
     fingerprint: sha256Fingerprint(cert.rawData),
@@ -68,7 +69,12 @@ export async function loadCertificateAuthority(
 ): Promise<CertificateAuthority> {
   const cert = new x509.X509Certificate(certPem);
   const keys = await importKeyPairPem(keyPem);
-  return { cert, certPem: cert.toString("pem"), keys, fingerprint: sha256Fingerprint(cert.rawData) };
+  return {
+    cert,
+    certPem: encodePem(cert.rawData, "CERTIFICATE"),
+    keys,
+    fingerprint: sha256Fingerprint(cert.rawData),
+  };
 }
 
 async function issue(

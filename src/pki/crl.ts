@@ -1,5 +1,6 @@
 import { x509 } from "./x509.js";
 import { SIGNING_ALGORITHM } from "./keys.js";
+import { encodePem } from "./pem.js";
 import type { CertificateAuthority } from "./authority.js";
 
 export interface RevokedEntry {
@@ -40,5 +41,5 @@ export async function issueCrl(
     })),
   });
   const der = new Uint8Array(crl.rawData);
-  return { der, pem: x509.PemConverter.encode(crl.rawData, "X509 CRL"), thisUpdate, nextUpdate };
+  return { der, pem: encodePem(crl.rawData, "X509 CRL"), thisUpdate, nextUpdate };
 }

@@ -2,6 +2,7 @@ import { x509, subtle } from "./x509.js";
 import { SIGNING_ALGORITHM } from "./keys.js";
 import { identityOfSpki, type KeyIdentity } from "./keys.js";
 import { GatehouseError } from "../protocol/errors.js";
+import { encodePem } from "./pem.js";
 
 /** The largest CSR we parse; a P-256 CSR is about 400 bytes of PEM. */
 export const MAX_CSR_PEM_BYTES = 8 * 1024;
@@ -12,7 +13,7 @@ export async function createCsr(keys: CryptoKeyPair, commonName: string): Promis
     keys,
     signingAlgorithm: SIGNING_ALGORITHM,
   });
-  return csr.toString("pem");
+  return encodePem(csr.rawData, "CERTIFICATE REQUEST");
 }
 
 export interface VerifiedCsr extends KeyIdentity {

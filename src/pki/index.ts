@@ -5,3 +5,4 @@ export * from "./keys.js";
 export { x509 } from "./x509.js";
 export * from "./crl.js";
 export * from "./ca-rotation.js";
+export * from "./pem.js";

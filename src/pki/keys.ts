@@ -1,5 +1,6 @@
 import { x509, subtle } from "./x509.js";
 import { spkiIdentity } from "./fingerprint.js";
+import { encodePem } from "./pem.js";
 
 /** The only signature algorithm this gateway issues with: ECDSA P-256 over SHA-256. */
 export const SIGNING_ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
@@ -10,7 +11,7 @@ export async function generateKeyPair(): Promise<CryptoKeyPair> {
 
 export async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
   const der = await subtle.exportKey("pkcs8", key);
-  return x509.PemConverter.encode(der, "PRIVATE KEY");
+  return encodePem(der, "PRIVATE KEY");
 }
 
 /** Imports a PKCS#8 P-256 private key and derives its public key (WebCrypto keeps them apart). */
