@@ -3,6 +3,7 @@ import path from "node:path";
 import { GATEWAY_FILES, NODE_FILES, readJsonFile } from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { requestJson, type TlsClientOptions } from "../client/https-json.js";
+import { readFlagFile } from "./flag-files.js";
 
 export interface TargetOptions {
   gateway?: string;
@@ -63,7 +64,7 @@ export class AdminClient {
     const target = typeof options === "string" ? { gateway: options } : options;
     const token = target.token ?? process.env.GATEHOUSE_TOKEN;
     const fromHome = credentialFromHome(home);
-    const ca = target.caFile ? readFileSync(target.caFile, "utf8") : fromHome?.ca;
+    const ca = target.caFile ? readFlagFile("--ca-file", target.caFile) : fromHome?.ca;
     const gatewayUrl = target.gateway ?? fromHome?.gatewayUrl;
     if (!ca || !gatewayUrl) {
       throw new GatehouseError(

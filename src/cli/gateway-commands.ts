@@ -1,9 +1,17 @@
 import { Command } from "commander";
-import { initGatewayHome, gatewayHomeExists, type GatewayInitResult } from "../gateway/home.js";
-import { startGateway } from "../gateway/start.js";
+import {
+  addServerNames,
+  initGatewayHome,
+  gatewayHomeExists,
+  type GatewayInitResult,
+} from "../gateway/home.js";
+import { initAndStartGateway } from "../gateway/first-start.js";
+import { describeGatewayHome, unreachableNamesWarning, type GatewayInfo } from "../gateway/info.js";
+import { startGateway, type RunningGateway } from "../gateway/start.js";
 import { action } from "./run.js";
 import { checkListen, checkSans } from "./validate.js";
-import { printJson, printNotice } from "./output.js";
+import { chooseLogFormat, logDestination, LOG_FORMAT_OPTION } from "./logger.js";
+import { fields, printJson, printNotice, printText } from "./output.js";
 
 function printInit(result: GatewayInitResult): void {
   printNotice(
@@ -17,6 +25,23 @@ function printInit(result: GatewayInitResult): void {
       `  ${result.registerCommand}`,
       ``,
     ].join("\n"),
+  );
+}
+
+/** The lines `gateway info` prints, and `gateway start` repeats once it listens. */
+function infoLines(info: GatewayInfo): string {
+  const previous = info.previousCaFingerprint
+    ? `${info.previousCaFingerprint} (trusted until ${info.previousCaRetiresAt ?? "the rotation ends"})`
+    : undefined;
+  return (
+    fields([
+      ["gateway id", info.gatewayId],
+      ["home", info.home],
+      ["listen", info.listen],
+      ["CA fingerprint", info.caFingerprint],
+      ["previous CA", previous],
+      ["server names", info.serverNames.join(", ")],
+    ]) + `\nRegister a node (on the node's machine):\n  ${info.registerCommand}\n`
   );
 }
 
@@ -47,17 +72,28 @@ export function gatewayCommands(): Command {
     .command("start")
     .description("serve HTTPS and WSS; creates the home first if there is none")
     .option("--listen <host:port>", "address to listen on for this run (overrides gateway.json)")
+    .option(...LOG_FORMAT_OPTION)
     .action(
-      action(async (ctx, options: { listen?: string }) => {
+      action(async (ctx, options: { listen?: string; logFormat?: string }) => {
         checkListen("--listen", options.listen);
-        if (!gatewayHomeExists(ctx.home)) {
-          const result = await initGatewayHome(ctx.home, options.listen ? { listen: options.listen } : {});
-          if (!ctx.json) printInit(result);
+        const flags = options.listen ? { listen: options.listen } : {};
+        const start = {
+          flags,
+          logDestination: logDestination(chooseLogFormat(options.logFormat), ["gatewayId"]),
+        };
+        let running: RunningGateway;
+        if (gatewayHomeExists(ctx.home)) {
+          running = await startGateway(ctx.home, start);
+        } else {
+          // Printed only once the gateway listens: a start that fails leaves no home and no claim of one.
+          const first = await initAndStartGateway(ctx.home, flags, start);
+          running = first.running;
+          if (!ctx.json) printNotice(`✓ Gateway home created at ${first.created.home}\n`);
         }
-        const running = await startGateway(ctx.home, {
-          flags: options.listen ? { listen: options.listen } : {},
-        });
-        if (!ctx.json && process.stderr.isTTY) printNotice(`✓ Gateway listening on ${running.url}\n`);
+        if (!ctx.json) {
+          const info = describeGatewayHome(ctx.home, flags);
+          printNotice(`✓ Gateway listening on ${running.url}\n${infoLines(info)}\n`);
+        }
         await new Promise<void>((resolve) => {
           const shutdown = (signal: string) => {
             running.ctx.logger.info({ signal }, "shutting down");
@@ -66,6 +102,38 @@ export function gatewayCommands(): Command {
           process.once("SIGINT", shutdown);
           process.once("SIGTERM", shutdown);
         });
+      }),
+    );
+
+  gateway
+    .command("info")
+    .description("this gateway's id, address, CA fingerprint(s) and the `node register` line")
+    .option("--listen <host:port>", "as `gateway start --listen` would serve")
+    .action(
+      action(async (ctx, options: { listen?: string }) => {
+        checkListen("--listen", options.listen);
+        const info = describeGatewayHome(ctx.home, options.listen ? { listen: options.listen } : {});
+        const warning = unreachableNamesWarning(info.listen, info.serverNames);
+        if (ctx.json) printJson({ ...info, ...(warning ? { warning } : {}) });
+        else printText(infoLines(info) + (warning ? `\n! ${warning}\n` : ""));
+      }),
+    );
+
+  gateway
+    .command("add-name")
+    .description("add a DNS name or address that nodes use to the server certificate (at the next start)")
+    .argument("<names...>", "host names or IP addresses, e.g. gateway.lan 192.168.1.20")
+    .action(
+      action(async (ctx, names: string[]) => {
+        checkSans(names, "name");
+        const result = addServerNames(ctx.home, names);
+        if (ctx.json) printJson({ ...result, restartNeeded: result.added.length > 0 });
+        else if (!result.added.length) printText(`✓ gateway.json already names ${names.join(", ")}\n`);
+        else
+          printText(
+            `✓ added ${result.added.join(", ")} to sans in gateway.json\n` +
+              "  The server certificate is re-issued with it when the gateway next starts: restart a running gateway (`gatehouse gateway start`).\n",
+          );
       }),
     );
 

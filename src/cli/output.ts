@@ -35,6 +35,14 @@ export function passThrough(stdout: string, stderr: string): void {
   process.stderr.write(stderr);
 }
 
+/**
+ * A readable log line from cli/logger.ts (gateway start, node start on a terminal), on stdout as
+ * it is: formatLogLine escaped every text in it, and its colour codes are the formatter's own.
+ */
+export function printLogLine(line: string): void {
+  process.stdout.write(line);
+}
+
 /** One JSON document on stdout (--json). */
 export function printJson(value: unknown): void {
   process.stdout.write(safeJson(value, 2) + "\n");

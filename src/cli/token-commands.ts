@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { GatehouseError } from "../protocol/errors.js";
 import { AdminClient } from "./admin-client.js";
+import { readFlagFile } from "./flag-files.js";
 import { action } from "./run.js";
 import { UsageError, printJson, printText } from "./output.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
@@ -15,8 +15,8 @@ interface TokenResponse {
 }
 
 /** Reads a secret from a file (or `-` for standard input), so it never sits in argv or history. */
-function readSecret(file: string): string {
-  const text = readFileSync(file === "-" ? 0 : file, "utf8").trim();
+function readSecret(flag: string, file: string): string {
+  const text = readFlagFile(flag, file, { stdin: true }).trim();
   if (!text)
     throw new GatehouseError("invalid_request", `${file === "-" ? "standard input" : file} is empty`);
   return text;
@@ -35,8 +35,14 @@ export function tokenCommand(): Command {
       }
       const client = AdminClient.fromHome(ctx.home, { ...options, token: "" }).anonymous();
       const body = options.apiKeyFile
-        ? { grant_type: "client_credentials", client_secret: readSecret(options.apiKeyFile) }
-        : { grant_type: "refresh_token", refresh_token: readSecret(options.refreshTokenFile!) };
+        ? {
+            grant_type: "client_credentials",
+            client_secret: readSecret("--api-key-file", options.apiKeyFile),
+          }
+        : {
+            grant_type: "refresh_token",
+            refresh_token: readSecret("--refresh-token-file", options.refreshTokenFile!),
+          };
       const response = await client.post<TokenResponse>("/api/v1/auth/token", body);
       if (ctx.json) printJson(response);
       else printText(response.access_token + "\n");

@@ -17,10 +17,10 @@ export function checkListen(flag: string, value: string | undefined): void {
 const HOSTNAME =
   /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
-export function checkSans(values: string[] | undefined): void {
+export function checkSans(values: string[] | undefined, what = "--san"): void {
   for (const value of values ?? []) {
     if (!isIP(value) && !HOSTNAME.test(value)) {
-      throw new UsageError(`--san ${JSON.stringify(value)} is neither an IP address nor a host name`);
+      throw new UsageError(`${what} ${JSON.stringify(value)} is neither an IP address nor a host name`);
     }
   }
 }

@@ -5,12 +5,14 @@ import {
   GATEWAY_FILES,
   ensurePrivateDir,
   isSecretReference,
+  readJsonFile,
   writeFileAtomic,
   writeJsonAtomic,
   type GatewayConfigInput,
 } from "../config/index.js";
 import {
   base32,
+  canonicalName,
   createCertificateAuthority,
   exportPrivateKeyPem,
   generateKeyPair,
@@ -105,12 +107,6 @@ export async function initGatewayHome(
   const config: GatewayConfigInput = { gatewayId, name, listen, sans };
   writeJsonAtomic(path.join(home, GATEWAY_FILES.config), config, 0o600);
 
-  // The URL a node on another machine uses: the first extra name if there is one.
-  const listenHost = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
-  const nodeUrl =
-    sans[0] && !/^(127\.|localhost)/.test(listenHost)
-      ? `https://${sans[0].includes(":") ? `[${sans[0]}]` : sans[0]}:${listen.split(":").pop()}`
-      : urlForListen(listen);
   return {
     home,
     gatewayId,
@@ -118,8 +114,21 @@ export async function initGatewayHome(
     listen,
     url: urlForListen(listen),
     adminDeviceId: admin.deviceId,
-    registerCommand: `gatehouse node register --gateway ${nodeUrl} --ca-fingerprint ${ca.fingerprint} --name NAME`,
+    registerCommand: registerCommandFor(listen, sans, ca.fingerprint),
   };
+}
+
+/**
+ * The line an operator runs on a node's machine: the URL a node on another machine uses (the
+ * first extra name when the gateway listens beyond loopback) and the CA fingerprint to pin.
+ */
+export function registerCommandFor(listen: string, sans: string[], caFingerprint: string): string {
+  const listenHost = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
+  const nodeUrl =
+    sans[0] && !/^(127\.|localhost)/.test(listenHost)
+      ? `https://${sans[0].includes(":") ? `[${sans[0]}]` : sans[0]}:${listen.split(":").pop()}`
+      : urlForListen(listen);
+  return `gatehouse node register --gateway ${nodeUrl} --ca-fingerprint ${caFingerprint} --name NAME`;
 }
 
 export async function writeServerCertificate(
@@ -257,4 +266,31 @@ function readHomeKey(home: string, relative: string, create: boolean): Buffer | 
       "Restore the file from the home's backup; it was damaged or replaced.",
     );
   return Buffer.from(text, "hex");
+}
+
+/**
+ * `gateway add-name`: adds names (DNS names or addresses) to `sans` in gateway.json, leaving the
+ * rest of the file as it is. The server certificate is re-issued with them when the gateway next
+ * starts (TlsState re-issues whenever the configured names differ from the certificate's).
+ * @returns the names added (ones already configured, in any spelling, are skipped) and the new `sans`.
+ * @throws GatehouseError `config_missing` / `config_invalid` when gateway.json is absent or not an object.
+ */
+export function addServerNames(home: string, names: string[]): { added: string[]; sans: string[] } {
+  const file = path.join(home, GATEWAY_FILES.config);
+  const config = readJsonFile(file);
+  if (!config || typeof config !== "object" || Array.isArray(config))
+    throw new GatehouseError("config_invalid", `${file} is not a JSON object`);
+  const input = config as Record<string, unknown>;
+  const sans = Array.isArray(input.sans)
+    ? input.sans.filter((name): name is string => typeof name === "string")
+    : [];
+  const have = new Set(sans.map(canonicalName));
+  const added: string[] = [];
+  for (const name of names) {
+    if (have.has(canonicalName(name))) continue;
+    have.add(canonicalName(name));
+    added.push(name);
+  }
+  if (added.length) writeJsonAtomic(file, { ...input, sans: [...sans, ...added] }, 0o600);
+  return { added, sans: [...sans, ...added] };
 }

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { pino, type Logger } from "pino";
+import { pino, type DestinationStream, type Logger } from "pino";
 import type { FastifyInstance } from "fastify";
 import {
   GATEWAY_FILES,
@@ -30,6 +30,8 @@ import { GatewayMetrics } from "./metrics.js";
 import { SigningKeys } from "../auth/signing-keys.js";
 import { TokenService } from "../auth/token-service.js";
 import { loadOrCreatePepper, signingKeyKekSource } from "./home.js";
+import { unreachableNamesWarning } from "./info.js";
+import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./listen-address.js";
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -43,6 +45,8 @@ export interface StartGatewayOptions {
   /** Per-run overrides from flags, e.g. { listen: "0.0.0.0:18789" }. */
   flags?: Record<string, unknown>;
   logger?: Logger;
+  /** Where the logger made from the config writes (default: pino's JSON on standard output). */
+  logDestination?: DestinationStream;
   now?: () => Date;
 }
 
@@ -55,8 +59,13 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const loaded = loadGatewayConfig(home, options.flags ?? {});
   const config = loaded.config;
   const now = options.now ?? (() => new Date());
-  const logger = options.logger ?? pino({ level: config.logLevel, base: { gatewayId: config.gatewayId } });
+  const settings = { level: config.logLevel, base: { gatewayId: config.gatewayId } };
+  const logger =
+    options.logger ?? (options.logDestination ? pino(settings, options.logDestination) : pino(settings));
   configureCustomRoles(config.roles);
+  // A taken address stops the start before it changes anything (sessions, certificates, files).
+  const listenAddress = { listen: config.listen, ...splitListen(config.listen) };
+  await checkAddressFree(home, config.gatewayId, listenAddress);
   // Secret references are resolved once, here: a failure names the reference and stops the start.
   const secrets = await resolveGatewaySecrets(config);
   const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
@@ -146,12 +155,26 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     }, 1000);
     upkeep.unref();
     undo.unshift(() => clearInterval(upkeep));
-    const { host, port } = splitListen(config.listen);
-    await app.listen({ host, port });
+    const { host, port } = listenAddress;
+    // fastify logs "Server listening at …" once per address (twice on a wildcard); the one line
+    // a start prints is "gateway listening", below.
+    const level = app.log.level;
+    app.log.level = "warn";
+    try {
+      await app.listen({ host, port });
+    } catch (error) {
+      throw await listenFailure(error, home, config.gatewayId, listenAddress);
+    } finally {
+      app.log.level = level;
+    }
+    writePidFile(home);
+    undo.unshift(() => removePidFile(home));
     const address = app.server.address();
     const boundPort = typeof address === "object" && address ? address.port : port;
     const url = urlForListen(`${host.includes(":") ? `[${host}]` : host}:${boundPort}`);
     logger.info({ url, listen: config.listen, home }, "gateway listening");
+    const unreachable = unreachableNamesWarning(config.listen, tls.serverNames());
+    if (unreachable) logger.warn({ listen: config.listen, names: tls.serverNames() }, unreachable);
     await audit.record({ type: "gateway.start", outcome: "success", details: { listen: config.listen } });
 
     let closing: Promise<void> | undefined;
@@ -171,6 +194,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
           await audit.close();
           await background.drain();
           await store.close();
+          removePidFile(home);
         })();
         return closing;
       },

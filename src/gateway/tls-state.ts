@@ -9,6 +9,9 @@ import {
   createCertificateAuthority,
   issueCrl,
   loadCertificateAuthority,
+  namesInCertificate,
+  sameNames,
+  serverCertificateNames,
   signCaRotation,
   type CaRotationStatement,
   type CertificateAuthority,
@@ -78,7 +81,29 @@ export class TlsState {
     this.serverKey = this.read(GATEWAY_FILES.serverKey);
     this.serverCert = this.read(GATEWAY_FILES.serverCert);
     await this.maintain();
+    await this.matchConfiguredNames();
     await this.issueCrls();
+  }
+
+  /** The DNS names and addresses the server certificate in use covers. */
+  serverNames(): string[] {
+    return namesInCertificate(this.serverCert);
+  }
+
+  /**
+   * The names configured (`sans` and a specific listen host in gateway.json) are the server
+   * certificate's from this start on: a name added or removed is not left waiting for the
+   * renewal at 2/3 of the certificate's year.
+   */
+  private async matchConfiguredNames(): Promise<void> {
+    const held = this.serverNames();
+    const configured = serverCertificateNames(this.options.serverSans);
+    if (sameNames(held, configured)) return;
+    await this.renewServerCertificate();
+    this.options.logger.info(
+      { previousNames: held, names: configured },
+      "server certificate re-issued for the names in gateway.json",
+    );
   }
 
   /** The CAs whose client certificates are accepted (the new one first during a rotation). */

@@ -3,6 +3,7 @@ import { SIGNING_ALGORITHM, generateKeyPair, importKeyPairPem, exportPrivateKeyP
 import { randomSerialNumber } from "./serial.js";
 import { sha256Fingerprint } from "./fingerprint.js";
 import { encodePem } from "./pem.js";
+import { serverCertificateNames } from "./server-names.js";
 
 /** Certificates start a minute in the past so that a node whose clock lags slightly accepts them. */
 export const BACKDATE_MS = 60_000;
@@ -111,8 +112,8 @@ export async function issueServerCertificate(
   ca: CertificateAuthority,
   options: { publicKey: CryptoKey; sans: string[]; now: Date; ttlMs: number },
 ): Promise<IssuedCertificate> {
-  const names = new Set(["localhost", "127.0.0.1", "::1", ...options.sans]);
-  const generalNames: x509.JsonGeneralName[] = [...names].map((name) =>
+  const names = serverCertificateNames(options.sans);
+  const generalNames: x509.JsonGeneralName[] = names.map((name) =>
     isIpAddress(name) ? { type: "ip", value: name } : { type: "dns", value: name },
   );
   return issue(ca, {

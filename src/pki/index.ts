@@ -6,3 +6,4 @@ export { x509 } from "./x509.js";
 export * from "./crl.js";
 export * from "./ca-rotation.js";
 export * from "./pem.js";
+export * from "./server-names.js";

@@ -215,6 +215,13 @@ export const ERROR_CATALOGUE = {
     description: "The connection to the gateway failed.",
     hint: "Run `gatehouse node test-connection` to find the failing layer.",
   },
+  // Codes only `gateway start` reports: failures on this machine, before anything is served.
+  address_in_use: {
+    status: 0,
+    close: 0,
+    description: "The address the gateway should listen on is already in use.",
+    hint: "Stop what holds it (`ss -ltnp` shows the process), or choose another address with --listen or `listen` in gateway.json.",
+  },
 } as const satisfies Record<string, { status: number; close: number; description: string; hint: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
