@@ -265,7 +265,8 @@ describe("SQLite store", () => {
     await store.createEnrollToken(token);
     for (const id of ["d1", "d2"]) {
       await store.upsertDevice(device(id));
-      await store.createRegistration(registration(`r-${id}`, id));
+      // Still pending at the approval below (an expired request is never approved).
+      await store.createRegistration(registration(`r-${id}`, id, { expiresAt: "2025-01-03T00:00:00.000Z" }));
     }
     const approve = (id: string, serial: string) =>
       store.recordApproval({

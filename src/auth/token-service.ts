@@ -169,7 +169,7 @@ export class TokenService {
     const record = prefix ? [...this.apiKeys.values()].find((k) => k.prefix === prefix) : undefined;
     const key = checkApiKey(record, secret, this.options.pepper, now);
     const role = key.role;
-    this.options.store.updateApiKey(key.keyId, { lastUsedAt: now.toISOString() }).catch(() => undefined);
+    await this.recordKeyUse(key, now);
     return this.startFamily(
       {
         subject: `key:${key.keyId}`,
@@ -181,6 +181,18 @@ export class TokenService {
       now,
       apiKeyEnd(key),
     );
+  }
+
+  /**
+   * Records that an API key was just used: in the cache `keys list` reads (at once, so a listing
+   * right after the use shows it) and in the store, before the grant answers (the grant writes
+   * its token family there too, so this adds no new way to fail).
+   */
+  private async recordKeyUse(key: ApiKeyRecord, now: Date): Promise<void> {
+    const lastUsedAt = now.toISOString();
+    const cached = this.apiKeys.get(key.keyId);
+    if (cached) this.apiKeys.set(key.keyId, { ...cached, lastUsedAt });
+    await this.options.store.updateApiKey(key.keyId, { lastUsedAt });
   }
 
   /** client_credentials with the client certificate alone: a token for that device, bound to it. */

@@ -97,12 +97,25 @@ export function auditCommands(): Command {
     }),
   );
 
-  withTarget(audit.command("export").description("every entry as JSON lines, oldest first")).action(
+  withTarget(
+    audit
+      .command("export")
+      .description("every entry, oldest first, as JSON Lines (one entry per line, streamed)")
+      .addHelpText(
+        "after",
+        "\nWithout --json: JSON Lines, one entry per line, written as it is read (for `jq -c`, log shippers).\n" +
+          'With --json: one document, {"entries": [...]}, as `audit tail --json` prints.',
+      ),
+  ).action(
     action(async (ctx, options: TargetOptions) => {
       const client = AdminClient.fromHome(ctx.home, options);
+      // --json promises one document on every command; JSON Lines is export's own format.
+      const all: Entry[] = [];
       for await (const page of pages(client, 0)) {
-        for (const entry of page) printJsonLine(entry);
+        if (ctx.json) all.push(...page);
+        else for (const entry of page) printJsonLine(entry);
       }
+      if (ctx.json) printJson({ entries: all });
     }),
   );
 

@@ -17,7 +17,7 @@ const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
   .version(GATEHOUSE_VERSION)
   .option("--home <dir>", "the home folder (default: $GATEHOUSE_HOME or ~/.gatehouse)")
-  .option("--json", "print one JSON document on stdout")
+  .option("--json", "print one JSON document on stdout (`node register`: JSON Lines, see its --help)")
   .showHelpAfterError()
   .exitOverride();
 
@@ -48,13 +48,18 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
-    const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(error.code);
+    // Help that was asked for (--help, `help`) and --version exit 0. Help shown because a command
+    // is missing (a bare `gatehouse`, `gatehouse node`) goes to stderr and commander gives it
+    // exitCode 1: that is wrong usage.
+    const asked = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(error.code);
+    const ok = asked && error.exitCode === 0;
     process.exitCode = ok ? 0 : EXIT_USAGE;
     // Scripts that asked for --json get one JSON document even for wrong usage.
     if (!ok && process.argv.includes("--json")) {
       printJsonLine({
         error: "invalid_request",
-        error_description: error.message.replace(/^error: /, ""),
+        error_description:
+          error.code === "commander.help" ? "no command given" : error.message.replace(/^error: /, ""),
         hint: "Run the command with --help.",
       });
     }

@@ -5,9 +5,25 @@ import { prepareNode } from "../node/home.js";
 import { NodeAgent } from "../node/agent.js";
 import { action } from "./run.js";
 import { checkFingerprint, checkGatewayUrl } from "./validate.js";
-import { Progress, UsageError, fields, printJson, printText } from "./output.js";
+import { Progress, UsageError, fields, printJson, printJsonLine, printText } from "./output.js";
+import type { EnrollResponse } from "../protocol/messages.js";
 import { testConnection, type LayerResult } from "../node/test-connection.js";
 import { readNodeStatus } from "../node/status.js";
+
+/** What `node register --help` says about --json: the contract scripts rely on. */
+const REGISTER_JSON_HELP = `
+With --json the output is JSON Lines (one JSON document per line on stdout):
+  while the request waits for approval, first
+    {"status":"pending","requestId","deviceId","name","userCode","keyFingerprint","expiresAt"}
+  then one last line: the result {"status":"approved","deviceId","name",...}
+  or the error {"error","error_description","hint"}.
+A registration approved at once (an enroll token) prints only the last line.`;
+
+/** The first line of `node register --json`: what a script needs to have the request approved. */
+function pendingLine(response: EnrollResponse) {
+  const { requestId, deviceId, name, userCode, keyFingerprint, status, expiresAt } = response;
+  return { status, requestId, deviceId, name, userCode, keyFingerprint, expiresAt };
+}
 
 export function nodeCommands(): Command {
   const node = new Command("node").description("register and run this machine as a node");
@@ -23,6 +39,7 @@ export function nodeCommands(): Command {
       "--enroll-token <token>",
       "approve at once with an enroll token (or GATEHOUSE_ENROLL_TOKEN, which stays out of the process list)",
     )
+    .addHelpText("after", REGISTER_JSON_HELP)
     .action(
       action(
         async (
@@ -51,7 +68,11 @@ export function nodeCommands(): Command {
                 say(`✓ Gateway CA matches ${event.caFingerprint}`);
                 break;
               case "submitted":
+                // JSON Lines: a script learns the user code while the request waits.
+                if (ctx.json && event.response.status === "pending")
+                  printJsonLine(pendingLine(event.response));
                 say(`Device id:        ${event.response.deviceId}`);
+                say(`Name:             ${event.response.name}`);
                 say(`Key fingerprint:  ${event.response.keyFingerprint}`);
                 say(`User code:        ${event.response.userCode}`);
                 if (event.response.status === "pending") {
@@ -78,9 +99,9 @@ export function nodeCommands(): Command {
               onProgress,
             });
             progress.stop();
-            if (ctx.json) printJson(result);
+            if (ctx.json) printJsonLine(result);
             else {
-              say(`✓ Approved. Certificate valid until ${result.certExpiresAt}.`);
+              say(`✓ Approved as ${result.name}. Certificate valid until ${result.certExpiresAt}.`);
               say(`Start the node: gatehouse node start --home ${result.home}`);
             }
           } finally {

@@ -63,11 +63,14 @@ export function fields(rows: [string, string | null | undefined][], keyWidth = 1
   );
 }
 
-/** Renders an error for a person (stderr) or a script (one JSON document on stdout). */
+/**
+ * Renders an error for a person (stderr) or a script (one JSON document on stdout, on one line, so
+ * it may also end a JSON Lines stream such as `node register --json`'s).
+ */
 export function printError(error: unknown, json: boolean): number {
   if (error instanceof UsageError) {
     if (json)
-      printJson({
+      printJsonLine({
         error: "invalid_request",
         error_description: error.message,
         hint: "Run the command with --help.",
@@ -80,7 +83,7 @@ export function printError(error: unknown, json: boolean): number {
       ? error
       : new GatehouseError("internal_error", error instanceof Error ? error.message : String(error));
   if (json) {
-    printJson(named.toBody());
+    printJsonLine(named.toBody());
   } else {
     // The description and hint may quote a node or a registration: one line each, filtered.
     printNotice(`✗ ${named.code}: ${escapeUnsafe(named.message)}\n  hint: ${escapeUnsafe(named.hint)}\n`);

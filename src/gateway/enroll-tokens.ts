@@ -3,6 +3,7 @@ import { hashSecret, randomToken } from "../auth/secrets.js";
 import { isKnownRole, scopesForRole } from "../auth/roles.js";
 import { weakCredentialReason } from "../auth/weak-credentials.js";
 import { GatehouseError } from "../protocol/errors.js";
+import { enrollTokenRefusal } from "../protocol/enroll-token-refusal.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { EnrollTokenRecord, Store } from "../store/types.js";
 
@@ -94,20 +95,17 @@ export class EnrollTokenService {
   /**
    * The token, if it can still be used; or why it cannot. The use itself is taken in the approval's
    * transaction (see RegistrationService), so a crash between the two cannot cost a use.
+   *
+   * @throws GatehouseError from enrollTokenRefusal: `invalid_token` (unknown, revoked, no
+   *   uses left) or `token_expired`.
    */
   async check(token: string): Promise<EnrollTokenRecord> {
     const record = await this.store.findEnrollTokenByHash(hashSecret(this.pepper, token));
     const at = this.now().toISOString();
-    if (!record) throw new GatehouseError("invalid_token", "the enroll token is not known to this gateway");
-    if (record.revokedAt)
-      throw new GatehouseError("invalid_token", `enroll token ${record.tokenId} was revoked`);
-    if (record.expiresAt <= at)
-      throw new GatehouseError(
-        "token_expired",
-        `enroll token ${record.tokenId} expired at ${record.expiresAt}`,
-      );
-    if (record.usesLeft <= 0)
-      throw new GatehouseError("invalid_token", `enroll token ${record.tokenId} has no uses left`);
+    if (!record) throw enrollTokenRefusal("unknown");
+    if (record.revokedAt) throw enrollTokenRefusal("revoked", record);
+    if (record.expiresAt <= at) throw enrollTokenRefusal("expired", record);
+    if (record.usesLeft <= 0) throw enrollTokenRefusal("spent", record);
     return record;
   }
 

@@ -215,10 +215,16 @@ export class RegistrationService {
     return this.enrollResponse(result.registration, csr.keyFingerprint);
   }
 
+  /** The name the device has on this gateway: an enroll token's prefix, or its approved name. */
+  private deviceName(reg: RegistrationRecord): string {
+    return this.deps.devices.get(reg.deviceId)?.name ?? reg.name;
+  }
+
   private enrollResponse(reg: RegistrationRecord, keyFingerprint: string): EnrollResponse {
     return {
       requestId: reg.requestId,
       deviceId: reg.deviceId,
+      name: this.deviceName(reg),
       userCode: formatUserCode(reg.userCode),
       keyFingerprint,
       status: reg.status,
@@ -238,6 +244,7 @@ export class RegistrationService {
     const response: EnrollStatusResponse = {
       requestId: reg.requestId,
       deviceId: reg.deviceId,
+      name: this.deviceName(reg),
       status: reg.status,
       expiresAt: reg.expiresAt,
     };
@@ -286,22 +293,29 @@ export class RegistrationService {
         `device ${device.deviceId} has no pending registration`,
       );
     }
-    if (registration.expiresAt <= this.deps.now().toISOString()) {
-      await this.deps.store.updateRegistration(registration.requestId, { status: "expired" });
-      throw new GatehouseError(
-        "registration_expired",
-        `the registration of ${device.deviceId} expired at ${registration.expiresAt}`,
-      );
+    // One reading of the clock decides and dates the approval; the store refuses it again if the
+    // request has expired by then, so no path can approve a request past its expiry.
+    const at = this.deps.now();
+    try {
+      if (registration.expiresAt <= at.toISOString())
+        throw new GatehouseError(
+          "registration_expired",
+          `the registration of ${device.deviceId} expired at ${registration.expiresAt}`,
+        );
+      return await this.approveRegistration(registration, role, actor, at);
+    } catch (error) {
+      if (error instanceof GatehouseError && error.code === "registration_expired")
+        await this.deps.store.updateRegistration(registration.requestId, { status: "expired" });
+      throw error;
     }
-    return this.approveRegistration(registration, role, actor);
   }
 
   private async approveRegistration(
     registration: RegistrationRecord,
     role: string,
     actor: string,
+    at: Date,
   ): Promise<DeviceRecord> {
-    const at = this.deps.now();
     const csr = await verifyCsr(registration.csr);
     const certificate = await this.issueCertificate(csr.publicKey, registration.deviceId, at);
     const result = await this.deps.store.recordApproval({

@@ -12,6 +12,7 @@ import {
 import { GatehouseError } from "../protocol/errors.js";
 import { fetchPinnedCa } from "../client/ca-pin.js";
 import { AccessTokenSource } from "./access-tokens.js";
+import { refuseStartWithoutCertificate } from "./registration-state.js";
 
 /** The node's trust and identity. Key and certificate are absent for a node that uses an API key. */
 export interface NodeCredentials {
@@ -58,8 +59,11 @@ export async function prepareNode(home: string): Promise<PreparedNode> {
   const loaded = loadNodeConfig(home);
   const { config } = loaded;
   const file = (name: string) => path.join(home, name);
-  if (existsSync(file(NODE_FILES.deviceCert)) || !config.apiKey)
+  if (existsSync(file(NODE_FILES.deviceCert)) || !config.apiKey) {
+    // No certificate yet: the registration's state (pending, denied, expired) says why.
+    if (!existsSync(file(NODE_FILES.deviceCert))) await refuseStartWithoutCertificate(home, config);
     return { loaded, credentials: readNodeCredentials(home) };
+  }
 
   const apiKey = await resolveSecret(config.apiKey, "apiKey", { vault: vaultAccess(config) });
   let caPem: string;

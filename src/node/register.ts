@@ -25,6 +25,7 @@ import { normaliseName } from "../protocol/device-name.js";
 import type { EnrollResponse, EnrollStatusResponse } from "../protocol/messages.js";
 import { fetchPinnedCa } from "../client/ca-pin.js";
 import { requestJson } from "../client/https-json.js";
+import { recordRegistrationOutcome, writeRegistrationFile } from "./registration-state.js";
 
 /** Failures worth waiting out while polling for approval. */
 const TRANSIENT: ReadonlySet<ErrorCode> = new Set([
@@ -58,6 +59,8 @@ export type RegisterProgress =
 
 export interface RegisterResult {
   deviceId: string;
+  /** The device's name on the gateway (with an enroll token's prefix), as node.json now holds it. */
+  name: string;
   userCode: string;
   keyFingerprint: string;
   status: "approved";
@@ -134,7 +137,7 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
     tls,
   });
   options.onProgress?.({ state: "submitted", response: submitted });
-  writeJsonAtomic(path.join(home, NODE_FILES.registration), {
+  writeRegistrationFile(home, {
     requestId: submitted.requestId,
     userCode: submitted.userCode,
     expiresAt: submitted.expiresAt,
@@ -171,12 +174,15 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   }
 
   if (status.status === "denied") {
+    // The home remembers it: `node start` says device_denied even when the gateway is away.
+    recordRegistrationOutcome(home, "denied", status.reason);
     throw new GatehouseError(
       "device_denied",
       `the registration was denied${status.reason ? `: ${status.reason}` : ""}`,
     );
   }
   if (status.status === "expired") {
+    recordRegistrationOutcome(home, "expired");
     throw new GatehouseError(
       "registration_expired",
       `the registration expired at ${status.expiresAt} before an admin approved it`,
@@ -195,8 +201,17 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
     throw new GatehouseError("invalid_request", "the gateway issued a certificate for another key");
   }
   writeFileAtomic(path.join(home, NODE_FILES.deviceCert), status.certificate, 0o644);
+  // The name the gateway gave the device (an enroll token's --name-prefix changes it) is the one
+  // operators use (`nodes exec NAME`): node.json says the same.
+  const assigned = status.name ?? submitted.name ?? name;
+  if (assigned !== name)
+    writeJsonAtomic(
+      path.join(home, NODE_FILES.config),
+      mergeExistingConfig(home, { ...config, name: assigned }),
+    );
   return {
     deviceId: identity.deviceId,
+    name: assigned,
     userCode: submitted.userCode,
     keyFingerprint: identity.keyFingerprint,
     status: "approved",

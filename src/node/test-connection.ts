@@ -7,9 +7,10 @@ import WebSocket from "ws";
 import { NODE_FILES, describeSecret, loadNodeConfig, resolveSecret, vaultAccess } from "../config/index.js";
 import { AccessTokenSource } from "./access-tokens.js";
 import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
-import type { HealthResponse, EnrollStatusResponse } from "../protocol/messages.js";
+import type { HealthResponse } from "../protocol/messages.js";
 import { CaPinError, checkPinnedChain, readPresentedChain } from "../client/ca-pin.js";
 import { describeNetworkError, requestJson, type TlsClientOptions } from "../client/https-json.js";
+import { explainMissingCertificate, readRegistrationFile } from "./registration-state.js";
 
 export const LAYERS = [
   "config",
@@ -134,12 +135,7 @@ export async function testConnection(
         credentials.cert = readFileSync(file(NODE_FILES.deviceCert), "utf8");
         credentials.key = readFileSync(file(NODE_FILES.deviceKey), "utf8");
       }
-      const registration = existsSync(file(NODE_FILES.registration))
-        ? (JSON.parse(readFileSync(file(NODE_FILES.registration), "utf8")) as {
-            requestId: string;
-            userCode: string;
-          })
-        : undefined;
+      const registration = readRegistrationFile(home);
       // No certificate but an API key: resolve its reference now, so a bad one is named here.
       const apiKey =
         !credentials.cert && loaded.config.apiKey
@@ -349,51 +345,6 @@ async function explainMismatch(
     `${error.message}. It is not a Gatehouse gateway at all: something else answers on that port`,
     "Find what holds the port (a forgotten container or an old service: `ss -ltnp`), stop it, and start the gateway there.",
   );
-}
-
-/** No certificate yet: the registration's state says why. */
-async function explainMissingCertificate(
-  origin: string,
-  tls: TlsClientOptions,
-  registration: { requestId: string; userCode: string } | undefined,
-  home: string,
-  timeoutMs: number,
-): Promise<never> {
-  if (!registration) {
-    throw new GatehouseError(
-      "config_missing",
-      `${path.join(home, NODE_FILES.deviceCert)} does not exist`,
-      "Register this node: `gatehouse node register`.",
-    );
-  }
-  const { body } = await requestJson<EnrollStatusResponse>(
-    `${origin}/api/v1/enroll/${registration.requestId}`,
-    { tls, timeoutMs },
-  );
-  switch (body.status) {
-    case "pending":
-      throw new GatehouseError(
-        "device_pending",
-        `device ${body.deviceId} is waiting for approval (user code ${registration.userCode})`,
-        `Ask an admin to run \`gatehouse devices approve ${registration.userCode}\`.`,
-      );
-    case "denied":
-      throw new GatehouseError(
-        "device_denied",
-        `the registration of ${body.deviceId} was denied${body.reason ? `: ${body.reason}` : ""}`,
-      );
-    case "expired":
-      throw new GatehouseError(
-        "registration_expired",
-        `the registration of ${body.deviceId} expired at ${body.expiresAt}`,
-      );
-    default:
-      throw new GatehouseError(
-        "config_missing",
-        `the device was approved but ${path.join(home, NODE_FILES.deviceCert)} was never written`,
-        "Run `gatehouse node register` again to fetch the certificate.",
-      );
-  }
 }
 
 function openSession(

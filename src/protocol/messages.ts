@@ -34,6 +34,8 @@ export type EnrollRequest = z.infer<typeof enrollRequestSchema>;
 export interface EnrollResponse {
   requestId: string;
   deviceId: string;
+  /** The device's name on the gateway: the one asked for, with an enroll token's name prefix. */
+  name: string;
   userCode: string;
   keyFingerprint: string;
   status: "pending" | "approved" | "denied" | "expired";
@@ -44,6 +46,8 @@ export interface EnrollResponse {
 export interface EnrollStatusResponse {
   requestId: string;
   deviceId: string;
+  /** The device's name on the gateway now (an enroll token's name prefix included). */
+  name?: string;
   status: "pending" | "approved" | "denied" | "expired";
   reason?: string;
   certificate?: string;

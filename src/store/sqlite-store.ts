@@ -7,6 +7,7 @@ import fs from "node:fs";
 import Database from "better-sqlite3";
 import { CamelCasePlugin, Kysely, SqliteDialect, sql } from "kysely";
 import { GatehouseError } from "../protocol/errors.js";
+import { enrollTokenRefusal } from "../protocol/enroll-token-refusal.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
 import { KyselyTokenStore } from "./token-store.js";
 import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
@@ -495,7 +496,7 @@ async function approveIn(trx: Kysely<Tables>, input: ApprovalInput): Promise<App
   const certificate = row(input.certificate, CERTIFICATE);
   // An approval by enroll token takes its use in the same commit: both happen, or neither.
   if (input.enrollTokenId !== undefined && !(await takeEnrollTokenUse(trx, input.enrollTokenId, at)))
-    throw new GatehouseError("invalid_token", `enroll token ${input.enrollTokenId} has no uses left`);
+    throw await enrollTokenUseRefused(trx, input.enrollTokenId, at);
   // Conditional on the state the caller decided from: an approval that raced a revocation or
   // denial must lose, never silently undo it.
   const expected = input.expectedStatus ?? "pending";
@@ -542,9 +543,22 @@ async function approveIn(trx: Kysely<Tables>, input: ApprovalInput): Promise<App
     .where("requestId", "=", requestId)
     .where("deviceId", "=", deviceId)
     .where("status", "=", "pending")
+    // However the approval got here, a request past its expiry is never approved.
+    .where("expiresAt", ">", at)
     .returningAll()
     .executeTakeFirst();
   if (registration === undefined) {
+    const stale = await trx
+      .selectFrom("registration_requests")
+      .select(["status", "expiresAt"])
+      .where("requestId", "=", requestId)
+      .where("deviceId", "=", deviceId)
+      .executeTakeFirst();
+    if (stale && (stale.status === "expired" || (stale.status === "pending" && stale.expiresAt <= at)))
+      throw new GatehouseError(
+        "registration_expired",
+        `the registration of ${deviceId} expired at ${stale.expiresAt}, before this approval at ${at}`,
+      );
     throw new GatehouseError("not_found", `No registration ${requestId} for device ${deviceId}.`);
   }
 
@@ -563,6 +577,23 @@ async function takeEnrollTokenUse(db: Kysely<Tables>, tokenId: string, at: strin
     .where("expiresAt", ">", at)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
+}
+
+/** Why the use could not be taken (another registration took the last one, a revocation won). */
+async function enrollTokenUseRefused(
+  db: Kysely<Tables>,
+  tokenId: string,
+  at: string,
+): Promise<GatehouseError> {
+  const token = await db
+    .selectFrom("enroll_tokens")
+    .selectAll()
+    .where("tokenId", "=", tokenId)
+    .executeTakeFirst();
+  if (!token) return enrollTokenRefusal("unknown");
+  if (token.revokedAt) return enrollTokenRefusal("revoked", token);
+  if (token.expiresAt <= at) return enrollTokenRefusal("expired", token);
+  return enrollTokenRefusal("spent", token);
 }
 
 /** Opens (creating, owner-only) a SQLite database file; call migrate() before use. */

@@ -134,6 +134,7 @@ export interface ApprovalInput {
   /** The request to approve, or null for the device's newest pending one. */
   requestId: string | null;
   role: string;
+  /** When the approval happens (ISO-8601): a request whose expiresAt is not after it is refused. */
   at: string;
   certificate: CertificateRecord;
   /** The device state the caller decided from (default "pending"); anything else fails. */

@@ -25,11 +25,14 @@ export interface ShortLifetimes {
   clientCert?: number;
   serverCert?: number;
   accessToken?: number;
+  /** How long a registration waits for approval before it expires (`enroll.pendingTtl`). */
+  pendingRegistration?: number;
 }
 
 /**
  * A `configure` function for `startTestGateway` that sets the given lifetimes (seconds) in
- * gateway.json: `certificates.clientTtl`, `certificates.serverTtl`, `tokens.accessTtl`.
+ * gateway.json: `certificates.clientTtl`, `certificates.serverTtl`, `tokens.accessTtl`,
+ * `enroll.pendingTtl`.
  */
 export function shortLifetimes(lifetimes: ShortLifetimes): (config: Record<string, unknown>) => void {
   return (config) => {
@@ -41,6 +44,12 @@ export function shortLifetimes(lifetimes: ShortLifetimes): (config: Record<strin
       config.tokens = {
         ...(config.tokens as Record<string, unknown> | undefined),
         accessTtl: `${lifetimes.accessToken}s`,
+      };
+    }
+    if (lifetimes.pendingRegistration !== undefined) {
+      config.enroll = {
+        ...(config.enroll as Record<string, unknown> | undefined),
+        pendingTtl: `${lifetimes.pendingRegistration}s`,
       };
     }
   };
