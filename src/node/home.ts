@@ -54,6 +54,10 @@ export interface PreparedNode {
  * What `node start` runs with: the device certificate when the home has one; otherwise the API key
  * that `apiKey` references (resolved now, so a bad reference fails the start by name), with the
  * gateway's CA fetched once by its pinned fingerprint when ca.pem is not there yet.
+ *
+ * @throws GatehouseError for a home with neither: `device_pending` (with the user code),
+ *   `device_denied`, `registration_expired`, or `config_missing` when it was never registered
+ *   (see refuseStartWithoutCertificate).
  */
 export async function prepareNode(home: string): Promise<PreparedNode> {
   const loaded = loadNodeConfig(home);
