@@ -1,5 +1,6 @@
 import https from "node:https";
 import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
+import { sanMismatch } from "./san-mismatch.js";
 
 export interface TlsClientOptions {
   ca: string;
@@ -25,12 +26,14 @@ export function networkErrorCode(error: NodeJS.ErrnoException): ErrorCode {
     case "ESOCKETTIMEDOUT":
     case "ECONNABORTED":
       return "connection_timeout";
+    // Node checks the name only after the chain verified against our CAs: the right gateway.
+    case "ERR_TLS_CERT_ALTNAME_INVALID":
+      return "san_mismatch";
     case "DEPTH_ZERO_SELF_SIGNED_CERT":
     case "SELF_SIGNED_CERT_IN_CHAIN":
     case "UNABLE_TO_VERIFY_LEAF_SIGNATURE":
     case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
     case "CERT_SIGNATURE_FAILURE":
-    case "ERR_TLS_CERT_ALTNAME_INVALID":
     case "INVALID_PURPOSE":
     case "CERT_UNTRUSTED":
     case "CERT_REJECTED":
@@ -44,11 +47,15 @@ export function networkErrorCode(error: NodeJS.ErrnoException): ErrorCode {
 const TLS_MEANING: Record<string, string> = {
   INVALID_PURPOSE:
     "the server's certificate is from the pinned CA but is not a server certificate (a node's client certificate?): this is not the gateway",
-  ERR_TLS_CERT_ALTNAME_INVALID: "the gateway's certificate does not cover this host name or address",
 };
 
 export function describeNetworkError(url: string, error: NodeJS.ErrnoException): GatehouseError {
   const code = networkErrorCode(error);
+  if (code === "san_mismatch") {
+    // tls.checkServerIdentity's error carries the certificate it judged.
+    const peer = (error as { cert?: { subjectaltname?: string } }).cert;
+    return sanMismatch(url, peer?.subjectaltname);
+  }
   const meaning = error.code ? TLS_MEANING[error.code] : undefined;
   return new GatehouseError(
     code,

@@ -22,6 +22,7 @@ import { registerAuthRoutes } from "./routes/auth.js";
 import { registerKeyRoutes } from "./routes/keys.js";
 import { registerEnrollTokenRoutes } from "./routes/enroll-tokens.js";
 import { registerCertificateRoutes } from "./routes/certs.js";
+import { registerCaRoutes } from "./routes/ca.js";
 import { registerAuditRoutes } from "./routes/audit.js";
 
 export interface TlsMaterial {
@@ -160,6 +161,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   registerKeyRoutes(app, ctx);
   registerEnrollTokenRoutes(app, ctx);
   registerCertificateRoutes(app, ctx);
+  registerCaRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
   registerMetricsRoute(app, ctx);
   return app;

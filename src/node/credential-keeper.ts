@@ -14,6 +14,7 @@ import {
   importKeyPairPem,
   sha256Fingerprint,
   verifyCaRotation,
+  checkCaBundle,
 } from "../pki/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import type { CaRotationNotice, CertificateResponse } from "../protocol/messages.js";
@@ -180,8 +181,12 @@ export class CredentialKeeper {
       (pem) => sha256Fingerprint(new X509Certificate(pem).raw) === this.config.caFingerprint,
     );
     if (!pinned) throw new GatehouseError("ca_mismatch", "ca.pem does not hold the pinned CA");
+    // The notice must hand over to a real CA (verifyCaRotation); the bundle that results passes the
+    // same check as registration's: the pinned CA vouches for every CA that joins it.
     const next = verifyCaRotation(pinned, statement, notice.signature);
-    const bundle = pinned.trimEnd() + "\n" + next.toString().trimEnd() + "\n";
+    const bundle = checkCaBundle(pinned + "\n" + next.toString(), this.config.caFingerprint, notice)
+      .map((ca) => ca.toString().trimEnd() + "\n")
+      .join("");
     writeFileAtomic(path.join(this.home, NODE_FILES.caCert), bundle, 0o644);
     const file = path.join(this.home, NODE_FILES.config);
     writeJsonAtomic(file, { ...readJsonFile(file), caFingerprint: statement.nextFingerprint });

@@ -10,7 +10,7 @@ import {
   type NodeConfig,
 } from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
-import { fetchPinnedCa } from "../client/ca-pin.js";
+import { fetchGatewayTrust } from "../client/ca-pin.js";
 import { AccessTokenSource } from "./access-tokens.js";
 import { refuseStartWithoutCertificate } from "./registration-state.js";
 
@@ -73,7 +73,7 @@ export async function prepareNode(home: string): Promise<PreparedNode> {
   let caPem: string;
   if (existsSync(file(NODE_FILES.caCert))) caPem = readFileSync(file(NODE_FILES.caCert), "utf8");
   else {
-    caPem = (await fetchPinnedCa(config.gatewayUrl, config.caFingerprint)).caPem;
+    caPem = (await fetchGatewayTrust(config.gatewayUrl, config.caFingerprint)).caPem;
     writeFileAtomic(file(NODE_FILES.caCert), caPem, 0o644);
   }
   const credentials: NodeCredentials = { caPem };

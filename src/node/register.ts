@@ -16,14 +16,13 @@ import {
   importKeyPairPem,
   identityOfSpki,
   normaliseFingerprint,
-  sha256Fingerprint,
   spkiOf,
   x509,
 } from "../pki/index.js";
 import { GatehouseError, type ErrorCode } from "../protocol/errors.js";
 import { normaliseName } from "../protocol/device-name.js";
 import type { EnrollResponse, EnrollStatusResponse } from "../protocol/messages.js";
-import { fetchPinnedCa } from "../client/ca-pin.js";
+import { fetchGatewayTrust } from "../client/ca-pin.js";
 import { requestJson } from "../client/https-json.js";
 import { recordRegistrationOutcome, writeRegistrationFile } from "./registration-state.js";
 
@@ -115,7 +114,7 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   });
 
   // Nothing is sent until the gateway proves it holds a certificate from the pinned CA.
-  const pinned = await fetchPinnedCa(gatewayUrl, pin);
+  const pinned = await fetchGatewayTrust(gatewayUrl, pin);
   options.onProgress?.({ state: "pinned", caFingerprint: pin });
 
   ensurePrivateDir(home);
@@ -190,12 +189,8 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   }
   if (!status.certificate)
     throw new GatehouseError("unavailable", "the gateway approved the device but sent no certificate");
-  if (status.caBundle && sha256Fingerprint(new x509.X509Certificate(status.caBundle).rawData) !== pin) {
-    throw new GatehouseError(
-      "ca_mismatch",
-      "the CA bundle the gateway sent does not match the pinned fingerprint",
-    );
-  }
+  // The CAs to trust were settled before the request was sent (fetchGatewayTrust wrote ca.pem):
+  // nothing about the CA is refused after the gateway approved, which may have spent a token's use.
   const cert = new x509.X509Certificate(status.certificate);
   if (identityOfSpki(new Uint8Array(cert.publicKey.rawData)).deviceId !== identity.deviceId) {
     throw new GatehouseError("invalid_request", "the gateway issued a certificate for another key");

@@ -1,14 +1,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import dns from "node:dns/promises";
 import net from "node:net";
-import https from "node:https";
 import path from "node:path";
 import WebSocket from "ws";
 import { NODE_FILES, describeSecret, loadNodeConfig, resolveSecret, vaultAccess } from "../config/index.js";
 import { AccessTokenSource } from "./access-tokens.js";
 import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
 import type { HealthResponse } from "../protocol/messages.js";
-import { CaPinError, checkPinnedChain, readPresentedChain } from "../client/ca-pin.js";
+import { readPresentedChain, verifyPresentedChain } from "../client/ca-pin.js";
+import { certificatesOfBundle, sha256Fingerprint } from "../pki/index.js";
 import { describeNetworkError, requestJson, type TlsClientOptions } from "../client/https-json.js";
 import { explainMissingCertificate, readRegistrationFile } from "./registration-state.js";
 
@@ -193,18 +193,20 @@ export async function testConnection(
 
     await step("tls", async () => {
       const presented = await readPresentedChain(url.origin, timeoutMs);
-      try {
-        checkPinnedChain(url.origin, presented, config.caFingerprint);
-      } catch (error) {
-        // A foreign chain may be another gateway: ask it. A certificate from our own CA that is
-        // not a server certificate, or does not name this host, is already described exactly.
-        if (error instanceof CaPinError && (error.reason === "foreign_ca" || error.reason === "not_signed"))
-          throw await explainMismatch(error, url.origin, timeoutMs);
-        throw error;
-      }
+      // Judged as the node's own connections are: against every CA in its ca.pem (both CAs of a
+      // rotation it followed), not against the pin alone.
+      const issuer = await verifyPresentedChain(
+        url.origin,
+        presented,
+        certificatesOfBundle(credentials.ca),
+        timeoutMs,
+      );
+      const issuerFingerprint = sha256Fingerprint(issuer.raw);
       return {
         value: undefined,
-        detail: `server certificate for ${host}, from the pinned CA ${config.caFingerprint.slice(0, 19)}…`,
+        detail: `server certificate for ${host}, from ${
+          issuerFingerprint === config.caFingerprint ? "the pinned CA" : "a CA in ca.pem"
+        } ${issuerFingerprint.slice(0, 19)}…`,
       };
     });
 
@@ -306,45 +308,6 @@ export async function testConnection(
   }
   result.totalMs = Math.round(performance.now() - started);
   return result;
-}
-
-/** A TLS server that is not ours: say whether it is another Gatehouse gateway or something else. */
-async function explainMismatch(
-  error: GatehouseError,
-  origin: string,
-  timeoutMs: number,
-): Promise<GatehouseError> {
-  const health = await new Promise<Partial<HealthResponse> | undefined>((resolve) => {
-    const request = https.get(
-      `${origin}/health`,
-      { rejectUnauthorized: false, timeout: timeoutMs },
-      (response) => {
-        let text = "";
-        response.on("data", (chunk: Buffer) => (text += chunk.toString()));
-        response.on("end", () => {
-          try {
-            resolve(JSON.parse(text) as Partial<HealthResponse>);
-          } catch {
-            resolve(undefined);
-          }
-        });
-      },
-    );
-    request.on("timeout", () => request.destroy());
-    request.on("error", () => resolve(undefined));
-  });
-  if (health?.service === "gatehouse") {
-    return new GatehouseError(
-      "ca_mismatch",
-      `${error.message}. It is another Gatehouse gateway (${health.gatewayId}), not the one this node registered with`,
-      "Point gatewayUrl in node.json at the right gateway, or register this node with that one.",
-    );
-  }
-  return new GatehouseError(
-    "ca_mismatch",
-    `${error.message}. It is not a Gatehouse gateway at all: something else answers on that port`,
-    "Find what holds the port (a forgotten container or an old service: `ss -ltnp`), stop it, and start the gateway there.",
-  );
 }
 
 function openSession(

@@ -203,6 +203,12 @@ export const ERROR_CATALOGUE = {
     description: "The server's certificate does not chain to the pinned CA.",
     hint: "Another gateway or another TLS service answers there; check the URL and the CA fingerprint from `gatehouse gateway init`.",
   },
+  san_mismatch: {
+    status: 0,
+    close: 0,
+    description: "The gateway's server certificate does not cover the name or address used to reach it.",
+    hint: "Add the name on the gateway (`gatehouse gateway add-name HOST`), or use a name the certificate covers.",
+  },
   clock_skew: {
     status: 0,
     close: 0,

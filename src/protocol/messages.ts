@@ -61,6 +61,8 @@ export interface HealthResponse {
   version: string;
   gatewayId: string;
   time: string;
+  /** The CAs this gateway's certificates chain to: a client behind a TLS-terminating proxy learns it reached its gateway. */
+  caFingerprints?: string[];
 }
 
 /** The device as the API and `--json` show it. */
@@ -118,8 +120,20 @@ export const caRotationNoticeSchema = z.object({
     issuedAt: z.string(),
   }),
   signature: z.string().max(512),
+  /** The new CA's succession signature: lets a node that pinned the new CA trust the previous one. */
+  nextSignature: z.string().max(512).optional(),
 });
 export type CaRotationNotice = z.infer<typeof caRotationNoticeSchema>;
+
+/**
+ * GET /api/v1/ca (no credential): every CA the gateway's certificates may chain to now, and the
+ * rotation that vouches for the CAs besides the pinned one. A client trusts it only after
+ * checking it against its pin (pki checkCaBundle), so it may be read before TLS is verified.
+ */
+export interface CaBundleResponse {
+  caBundle: string;
+  caRotation?: CaRotationNotice;
+}
 
 // Messages on the node session (WebSocket, JSON text frames).
 export const nodeHelloSchema = z.object({

@@ -9,5 +9,6 @@ export function registerHealthRoutes(app: FastifyInstance, ctx: GatewayContext):
     version: GATEHOUSE_VERSION,
     gatewayId: ctx.config.gatewayId,
     time: ctx.now().toISOString(),
+    caFingerprints: ctx.tls.trustedCas().map((ca) => ca.fingerprint),
   }));
 }
