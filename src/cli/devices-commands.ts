@@ -5,6 +5,7 @@ import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
 import {
+  EXIT_EXEC_OWN_FAILURE,
   UsageError,
   ago,
   duration,
@@ -201,35 +202,40 @@ export function nodesCommands(): Command {
         );
     }),
   );
-  withGateway(
-    nodes
-      .command("exec")
-      .description(
-        "run a command on a node (no shell; the node's exec.allow decides): nodes exec ID -- CMD [ARGS...]",
-      )
-      .argument("<node>", "device id, or the name of an approved node")
-      .argument("<command...>", "the command and its arguments, after --")
-      .option("--timeout <ms>", "kill the command after this long", "30000"),
-  ).action(
-    action(async (ctx, node: string, argv: string[], options: GatewayOption & { timeout: string }) => {
-      const [command, ...args] = argv;
-      const timeoutMs = Number(options.timeout);
-      if (!command || !Number.isInteger(timeoutMs))
-        throw new UsageError("usage: gatehouse nodes exec ID [--timeout MS] -- CMD [ARGS...]");
-      const client = AdminClient.fromHome(ctx.home, options);
-      const result = await client.post<ExecResponse>(
-        `/api/v1/nodes/${encodeURIComponent(node)}/exec`,
-        { command, args, timeoutMs },
-        timeoutMs + 15_000,
-      );
-      if (ctx.json) printJson(result);
-      else {
-        passThrough(result.stdout, result.stderr);
-        if (result.truncated)
-          printNotice(`\n✗ ${result.code}: the output passed the node's cap; the command was stopped\n`);
-      }
-      process.exitCode = localExitStatus(result.exitCode);
-    }),
+  const exec = nodes
+    .command("exec")
+    .description(
+      "run a command on a node (no shell; the node's exec.allow decides): nodes exec ID -- CMD [ARGS...]; " +
+        "exits with the command's status, or 125 when gatehouse itself fails",
+    )
+    .argument("<node>", "device id, or the name of an approved node")
+    .argument("<command...>", "the command and its arguments, after --")
+    .option("--timeout <ms>", "kill the command after this long", "30000");
+  ownUsageStatus(exec, EXIT_EXEC_OWN_FAILURE);
+  withGateway(exec).action(
+    action(
+      async (ctx, node: string, argv: string[], options: GatewayOption & { timeout: string }) => {
+        const [command, ...args] = argv;
+        const timeoutMs = Number(options.timeout);
+        if (!command || !Number.isInteger(timeoutMs))
+          throw new UsageError("usage: gatehouse nodes exec ID [--timeout MS] -- CMD [ARGS...]");
+        const client = AdminClient.fromHome(ctx.home, options);
+        const result = await client.post<ExecResponse>(
+          `/api/v1/nodes/${encodeURIComponent(node)}/exec`,
+          { command, args, timeoutMs },
+          timeoutMs + 15_000,
+        );
+        if (ctx.json) printJson(result);
+        else {
+          passThrough(result.stdout, result.stderr);
+          if (result.truncated)
+            printNotice(`\n✗ ${result.code}: the output passed the node's cap; the command was stopped\n`);
+        }
+        // Output cut at the node's cap: gatehouse stopped the command, so it is gatehouse's failure.
+        process.exitCode = result.truncated ? EXIT_EXEC_OWN_FAILURE : localExitStatus(result.exitCode);
+      },
+      { failureStatus: EXIT_EXEC_OWN_FAILURE },
+    ),
   );
 
   withGateway(
@@ -271,8 +277,19 @@ export function nodesCommands(): Command {
  * The exit status this CLI gives for a remote command's exit code: the code itself when a process
  * can exit with it (0–255), otherwise 1. A node reporting 256 or -1 must not make `nodes exec`
  * exit 0 (a process's status keeps only the low 8 bits), nor a Windows status over 255 look like
- * success; no exit code at all (a signal, a refusal) is a failure too.
+ * success; no exit code at all (a signal) is a failure too. The CLI's own failures are not
+ * decided here: they exit EXIT_EXEC_OWN_FAILURE (125).
  */
 export function localExitStatus(remote: number | null): number {
   return remote !== null && Number.isInteger(remote) && remote >= 0 && remote <= 255 ? remote : 1;
+}
+
+/**
+ * Makes a command's wrong usage, as commander finds it (a missing argument, an unknown option),
+ * exit with `status` instead of 2: commander's own `error()` carries the status to the CLI's
+ * entry point as `CommanderError.exitCode`.
+ */
+function ownUsageStatus(command: Command, status: number): void {
+  const usageError = command.error.bind(command);
+  command.error = (message, options) => usageError(message, { ...options, exitCode: status });
 }

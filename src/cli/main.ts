@@ -53,7 +53,8 @@ try {
     // exitCode 1: that is wrong usage.
     const asked = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(error.code);
     const ok = asked && error.exitCode === 0;
-    process.exitCode = ok ? 0 : EXIT_USAGE;
+    // A command may name its own status for wrong usage (`nodes exec`: 125, see ownUsageStatus).
+    process.exitCode = ok ? 0 : error.exitCode > EXIT_USAGE ? error.exitCode : EXIT_USAGE;
     // Scripts that asked for --json get one JSON document even for wrong usage.
     if (!ok && process.argv.includes("--json")) {
       printJsonLine({

@@ -9,6 +9,12 @@ export interface GlobalOptions {
 /** Exit codes of the contract: 0 success, 1 a failure we explain, 2 wrong usage. */
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/**
+ * `nodes exec`'s status for its own failures (wrong usage, no gateway, a refused credential, an
+ * unknown or offline node, a refused or stopped command), as `docker run` does: every status from
+ * 0 to 255 but this one is the remote command's.
+ */
+export const EXIT_EXEC_OWN_FAILURE = 125;
 
 export class UsageError extends Error {}
 

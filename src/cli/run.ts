@@ -9,10 +9,15 @@ export interface CommandContext {
 
 /**
  * Wraps a command's action: resolves --home and --json (given before or after the subcommand),
- * renders any error with its code, and sets the exit code. Actions that keep running (gateway
+ * renders any error with its code, and sets the exit code (1 for a failure it explains, 2 for
+ * wrong usage, or `options.failureStatus` for both: `nodes exec` exits 125 for its own failures,
+ * so that any status from 0 to 255 is the remote command's). Actions that keep running (gateway
  * start, node start) resolve only when they are done.
  */
-export function action<A extends unknown[]>(fn: (ctx: CommandContext, ...args: A) => Promise<void>) {
+export function action<A extends unknown[]>(
+  fn: (ctx: CommandContext, ...args: A) => Promise<void>,
+  options: { failureStatus?: number } = {},
+) {
   return async (...args: unknown[]): Promise<void> => {
     const command = args[args.length - 1] as Command;
     const globals = command.optsWithGlobals<GlobalOptions>();
@@ -20,7 +25,8 @@ export function action<A extends unknown[]>(fn: (ctx: CommandContext, ...args: A
     try {
       await fn(ctx, ...(args.slice(0, -1) as A));
     } catch (error) {
-      process.exitCode = printError(error, ctx.json);
+      const status = printError(error, ctx.json);
+      process.exitCode = options.failureStatus ?? status;
     }
   };
 }

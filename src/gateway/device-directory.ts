@@ -1,6 +1,7 @@
 import type { DeviceRecord, Store } from "../store/types.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { nameKey } from "../protocol/device-name.js";
+import { safeJson } from "../protocol/safe-text.js";
 import { spkiIdentity } from "../pki/fingerprint.js";
 
 /** The canonical SPKI of a P-256 key starts with these bytes and is 91 long (RFC 5480). */
@@ -70,11 +71,13 @@ export class DeviceDirectory {
   }
 
   /**
-   * The node an operator means by an id or a name. An id wins. A name is compared as a person
-   * reads it (`nameKey`), among approved nodes only: a pending, denied or revoked registration
-   * can neither take an approved node's name nor make it ambiguous.
-   * @returns the device, or undefined when no approved node has that id or name.
-   * @throws GatehouseError `invalid_request` when several approved nodes share the name.
+   * The device an operator means by an id or a name, as `resolveNodeTarget` (node-target.ts) asks
+   * for it. An id wins (any status and kind, so a revoked node's history stays readable). A name is
+   * compared as a person reads it (`nameKey`), among approved nodes only: a pending, denied or
+   * revoked registration can neither take an approved node's name nor make it ambiguous.
+   * @returns the device, or undefined when no device has that id and no approved node that name.
+   * @throws GatehouseError `invalid_request` naming every device id when several approved nodes
+   *   share the name (an operator's command must never go to whichever of them is online).
    */
   resolveNode(idOrName: string): DeviceRecord | undefined {
     const byId = this.devices.get(idOrName) ?? this.devices.get(idOrName.toLowerCase());
@@ -83,12 +86,15 @@ export class DeviceDirectory {
     const named = this.list().filter(
       (device) => device.kind === "node" && device.status === "approved" && nameKey(device.name) === key,
     );
-    if (named.length > 1)
+    if (named.length > 1) {
+      const name = safeJson(idOrName);
+      const ids = named.map((device) => device.deviceId);
       throw new GatehouseError(
         "invalid_request",
-        `${named.length} nodes are named ${JSON.stringify(idOrName)}; use the device id`,
-        "`gatehouse devices list` shows the ids.",
+        `${name} is ambiguous: ${named.length} nodes are named ${name} (${ids.join(", ")})`,
+        `Use the device id, e.g. \`gatehouse nodes exec ${ids[0]} -- …\`; \`gatehouse devices list\` shows each node's name and id.`,
       );
+    }
     return named[0];
   }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { GatehouseError, isErrorCode } from "../protocol/errors.js";
 import { judgeExecAnswer, quoteNodeText } from "./exec-answer.js";
+import { resolveNodeTarget } from "./node-target.js";
 import type { ExecRequest, ExecResponse, ExecResult } from "../protocol/messages.js";
 import type { Principal } from "../auth/roles.js";
 import type { GatewayContext } from "./context.js";
@@ -55,22 +56,23 @@ export class ExecBroker {
   }
 
   /**
-   * The session of the node an operator named, by device id or by name (`DeviceDirectory.resolveNode`:
-   * names among approved nodes, online or not, so an offline "laptop" is never stood in for by
-   * another node that calls itself "laptop", and a pending namesake changes nothing).
+   * The session of the node an operator named (`resolveNodeTarget`: by device id, by the name of
+   * an approved node — online or not, so an offline "laptop" is never stood in for by another node
+   * that calls itself "laptop" — or by an API-key node's subject); its newest session when it has
+   * several.
+   * @throws GatehouseError `node_not_found`, `invalid_request` (ambiguous name), `node_offline`.
    */
   private findSession(idOrName: string): { deviceId: string; session: LiveSession } {
-    const device = this.ctx.devices.resolveNode(idOrName);
-    // A session opened with a node API key's token has no device record: it is found by its id.
-    const deviceId = device?.deviceId ?? idOrName;
+    const { deviceId, device } = resolveNodeTarget(this.ctx, idOrName);
     const session = this.ctx.sessions
       .all()
       .filter((s) => s.deviceId === deviceId)
       .sort((a, b) => b.connectedAt.getTime() - a.connectedAt.getTime())[0];
     if (session) return { deviceId, session };
-    if (device && device.kind === "node")
-      throw new GatehouseError("node_offline", `node ${device.deviceId} (${device.name}) is not connected`);
-    throw new GatehouseError("node_not_found", `no node ${JSON.stringify(idOrName)}`);
+    throw new GatehouseError(
+      "node_offline",
+      `node ${deviceId}${device ? ` (${device.name})` : ""} is not connected`,
+    );
   }
 
   async run(
@@ -103,6 +105,7 @@ export class ExecBroker {
     let failure: GatehouseError | undefined;
     try {
       result = await new Promise<ExecResult>((resolve, reject) => {
+        // eslint-disable-next-line no-restricted-syntax -- timeoutMs is at most MAX_EXEC_TIMEOUT_MS (the route checks)
         const timer = setTimeout(() => {
           this.pending.delete(execId);
           reject(

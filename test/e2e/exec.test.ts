@@ -117,7 +117,8 @@ describe("commands on nodes, by role, with history and audit", () => {
     expect(list.nodes[0]!.uptimeSeconds).toBeGreaterThan(0);
 
     const refused = await exec(viewer.token, deviceId, ["uname", "-a"]);
-    expect(refused.code).toBe(1);
+    // 125: `nodes exec`'s own failure, apart from any status the remote command could give.
+    expect(refused.code).toBe(125);
     const body = JSON.parse(refused.stdout) as ErrorBody;
     expect(body.error).toBe("insufficient_scope");
     expect(body.error_description).toContain("node:execute");
@@ -149,7 +150,7 @@ describe("commands on nodes, by role, with history and audit", () => {
     expect(failing).toMatchObject({ code: 3, stdout: "out\n", stderr: "err\n" });
 
     const refused = await exec(operator.token, deviceId, ["cat", "/etc/hostname"]);
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(125);
     expect(JSON.parse(refused.stdout)).toMatchObject({ error: "command_not_allowed" });
     await waitForMsg(node, "refused to run cat");
 
@@ -189,16 +190,16 @@ describe("commands on nodes, by role, with history and audit", () => {
     };
 
     expect(await codeOf("no-such-node", ["uname"])).toMatchObject({
-      exit: 1,
+      exit: 125,
       body: { error: "node_not_found" },
     });
     expect(await codeOf(deviceId, ["sleep", "10"], ["--timeout", "300"])).toMatchObject({
-      exit: 1,
+      exit: 125,
       body: { error: "exec_timeout" },
     });
     const capped = await codeOf(deviceId, ["yes"]);
     expect(capped.body).toMatchObject({ truncated: true, code: "payload_too_large" });
-    expect(capped.exit).not.toBe(0);
+    expect(capped.exit).toBe(125);
     expect(capped.body.stdout.length).toBe(16 * 1024);
 
     // The node dies in the middle of a command: the operator hears it at once, not after the timeout.
@@ -206,11 +207,11 @@ describe("commands on nodes, by role, with history and audit", () => {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     node.child.kill("SIGKILL");
     const gone = await pending;
-    expect(gone.code).toBe(1);
+    expect(gone.code).toBe(125);
     expect(JSON.parse(gone.stdout)).toMatchObject({ error: "node_offline" });
 
     // Offline from the start is the same code, named by device.
-    expect(await codeOf(deviceId, ["uname"])).toMatchObject({ exit: 1, body: { error: "node_offline" } });
+    expect(await codeOf(deviceId, ["uname"])).toMatchObject({ exit: 125, body: { error: "node_offline" } });
 
     node = spawnCli(["node", "start", "--home", nodeHome]);
     await waitConnected(node);
@@ -254,7 +255,7 @@ describe("commands on nodes, by role, with history and audit", () => {
     // A second node calls itself "worker" too (it is registered, not even online).
     await registeredNode(gateway, "worker");
     const result = await exec(operator.token, "worker", ["uname"]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(125);
     expect(JSON.parse(result.stdout)).toMatchObject({
       error: "invalid_request",
       error_description: expect.stringContaining('2 nodes are named "worker"'),

@@ -106,7 +106,8 @@ afterAll(async () => {
 describe("a rogue node cannot choose the operator's error or write to the operator's terminal", () => {
   it("a refusal claiming device_revoked reaches the operator as command_not_allowed, escapes filtered", async () => {
     const human = await exec("refuse", false);
-    expect(human.code).toBe(1);
+    // 125: gatehouse's own failure, never a status the remote command could have given.
+    expect(human.code).toBe(125);
     expect(human.stderr).toMatch(/^✗ command_not_allowed: the node refused the command/);
     expect(human.stderr).not.toContain("device_revoked:");
     expect(human.stdout + human.stderr).not.toMatch(TERMINAL_CONTROLS);
@@ -114,7 +115,7 @@ describe("a rogue node cannot choose the operator's error or write to the operat
     expect(human.stderr).toContain("device revoked");
 
     const json = await exec("refuse", true);
-    expect(json.code).toBe(1);
+    expect(json.code).toBe(125);
     expect(json.stdout).not.toMatch(TERMINAL_CONTROLS);
     const body = JSON.parse(json.stdout) as { error: string; error_description: string };
     expect(body.error).toBe("command_not_allowed");
@@ -123,7 +124,7 @@ describe("a rogue node cannot choose the operator's error or write to the operat
 
   it("a failure claiming insufficient_scope is the gateway's invalid_request, escapes filtered", async () => {
     const human = await exec("fail", false);
-    expect(human.code).toBe(1);
+    expect(human.code).toBe(125);
     expect(human.stderr).toMatch(/^✗ invalid_request: /);
     expect(human.stdout + human.stderr).not.toMatch(TERMINAL_CONTROLS);
   });

@@ -5,6 +5,7 @@ import type { ExecHistoryEntry } from "../../protocol/messages.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, MAX_EXEC_TIMEOUT_MS } from "../exec.js";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
+import { resolveNodeTarget } from "../node-target.js";
 
 export function registerNodeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get("/api/v1/nodes", { onRequest: requireScopeHook(ctx, "node:status") }, async () => {
@@ -36,8 +37,8 @@ export function registerNodeRoutes(app: FastifyInstance, ctx: GatewayContext): v
     { onRequest: requireScopeHook(ctx, "audit:read") },
     async (request) => {
       const limit = Math.min(500, Math.max(1, Number(request.query.limit ?? 50) || 50));
-      // The same resolver as exec: an id, or the name of an approved node.
-      const deviceId = ctx.devices.resolveNode(request.params.id)?.deviceId ?? request.params.id;
+      // The same resolver as exec: an unknown node is node_not_found, never an empty history.
+      const { deviceId } = resolveNodeTarget(ctx, request.params.id);
       const rows = await ctx.store.listExecs(deviceId, limit);
       const history: ExecHistoryEntry[] = rows.map((h) => ({ ...h, args: JSON.parse(h.args) as string[] }));
       return { history };
