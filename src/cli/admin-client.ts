@@ -1,9 +1,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { GATEWAY_FILES, NODE_FILES, readJsonFile } from "../config/index.js";
+import { GATEWAY_FILES, NODE_FILES, loadGatewayConfig, readJsonFile } from "../config/index.js";
+import { dialUrlForListen } from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { requestJson, type TlsClientOptions } from "../client/https-json.js";
 import { readFlagFile } from "./flag-files.js";
+import { nameFailure, type CredentialSource, type UrlSource } from "./credential-source.js";
 
 export interface TargetOptions {
   gateway?: string;
@@ -14,26 +16,41 @@ export interface TargetOptions {
 
 interface HomeCredential {
   gatewayUrl: string;
+  urlSource: UrlSource;
   ca: string;
-  key?: string;
-  cert?: string;
+  /** The home's client certificate, and where it lies (named when the gateway refuses it). */
+  certificate?: { key: string; cert: string; source: CredentialSource & { file: string } };
 }
 
 /**
  * Where the CLI finds a gateway and a credential in a home: the admin credential that
  * `gateway init` wrote into `admin/` (a gateway home, or a copy of its admin folder), else a
- * node's own certificate (a node home).
+ * node's own certificate (a node home). On a gateway home the address is `listen` in its
+ * gateway.json, the one source of truth (the URL `init` stored in admin/gateway.json goes stale
+ * when listen is edited); only a copy of admin/ away from its gateway uses that stored URL.
+ * @throws GatehouseError `config_invalid` when gateway.json or admin/gateway.json is unreadable.
  */
 function credentialFromHome(home: string): HomeCredential | undefined {
   const at = (name: string) => path.join(home, name);
   const read = (name: string) => readFileSync(at(name), "utf8");
   if (existsSync(at(GATEWAY_FILES.adminGateway))) {
     const meta = readJsonFile(at(GATEWAY_FILES.adminGateway), "config_invalid") as { gatewayUrl: string };
+    let gatewayUrl = meta.gatewayUrl;
+    let urlSource: UrlSource = { kind: "admin-copy", file: at(GATEWAY_FILES.adminGateway) };
+    if (existsSync(at(GATEWAY_FILES.config))) {
+      const { listen } = loadGatewayConfig(home).config;
+      gatewayUrl = dialUrlForListen(listen);
+      urlSource = { kind: "listen", file: at(GATEWAY_FILES.config), listen };
+    }
     return {
-      gatewayUrl: meta.gatewayUrl,
+      gatewayUrl,
+      urlSource,
       ca: read(GATEWAY_FILES.adminCa),
-      key: read(GATEWAY_FILES.adminKey),
-      cert: read(GATEWAY_FILES.adminCert),
+      certificate: {
+        key: read(GATEWAY_FILES.adminKey),
+        cert: read(GATEWAY_FILES.adminCert),
+        source: { kind: "admin-certificate", file: at(GATEWAY_FILES.adminCert) },
+      },
     };
   }
   if (existsSync(at(NODE_FILES.config)) && existsSync(at(NODE_FILES.caCert))) {
@@ -41,65 +58,120 @@ function credentialFromHome(home: string): HomeCredential | undefined {
     const hasCert = existsSync(at(NODE_FILES.deviceCert)) && existsSync(at(NODE_FILES.deviceKey));
     return {
       gatewayUrl: meta.gatewayUrl,
+      urlSource: { kind: "node-config", file: at(NODE_FILES.config) },
       ca: read(NODE_FILES.caCert),
-      ...(hasCert ? { key: read(NODE_FILES.deviceKey), cert: read(NODE_FILES.deviceCert) } : {}),
+      ...(hasCert
+        ? {
+            certificate: {
+              key: read(NODE_FILES.deviceKey),
+              cert: read(NODE_FILES.deviceCert),
+              source: { kind: "device-certificate", file: at(NODE_FILES.deviceCert) },
+            },
+          }
+        : {}),
     };
   }
   return undefined;
 }
 
 /**
+ * The credential an admin command presents, by precedence: the `--token` flag, the
+ * `GATEHOUSE_TOKEN` variable, then the home's certificate. An empty `--token ""` means "no token"
+ * (the variable is not read either). The source goes with it, so a refusal can name it.
+ */
+function chooseCredential(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  certificate: HomeCredential["certificate"],
+): { token?: string; source: CredentialSource } {
+  const fallback = certificate
+    ? `this home's ${certificate.source.kind === "admin-certificate" ? "admin" : "device"} certificate (${certificate.source.file})`
+    : undefined;
+  const variable = env.GATEHOUSE_TOKEN || undefined;
+  if (flag) {
+    const next = variable ? "the GATEHOUSE_TOKEN variable" : fallback;
+    return { token: flag, source: { kind: "token-flag", ...(next ? { next } : {}) } };
+  }
+  if (flag === undefined && variable)
+    return { token: variable, source: { kind: "token-variable", ...(fallback ? { next: fallback } : {}) } };
+  return { source: certificate?.source ?? { kind: "none" } };
+}
+
+/**
  * The CLI's way to the gateway's API: HTTPS verified against the gateway's CA, authenticated with
- * a bearer token when one is given (--token or GATEHOUSE_TOKEN), else with the home's client
- * certificate (the admin credential, or a node's certificate).
+ * a bearer token when one is given (--token, else GATEHOUSE_TOKEN), else with the home's client
+ * certificate (the admin credential, or a node's certificate). Its failures name their origin:
+ * which credential was refused and how to stop using it, where an unreachable URL came from.
  */
 export class AdminClient {
   private constructor(
     readonly gatewayUrl: string,
     private readonly tls: TlsClientOptions,
     private readonly headers: Record<string, string>,
+    /** Where the credential came from: every refusal names it (credential-source.ts). */
+    readonly credentialSource: CredentialSource,
+    /** Where the URL came from: a gateway that does not answer there names it. */
+    readonly urlSource: UrlSource,
   ) {}
 
-  static fromHome(home: string, options: TargetOptions | string = {}): AdminClient {
+  static fromHome(
+    home: string,
+    options: TargetOptions | string = {},
+    env: NodeJS.ProcessEnv = process.env,
+  ): AdminClient {
     const target = typeof options === "string" ? { gateway: options } : options;
-    const token = target.token ?? process.env.GATEHOUSE_TOKEN;
     const fromHome = credentialFromHome(home);
     const ca = target.caFile ? readFlagFile("--ca-file", target.caFile) : fromHome?.ca;
     const gatewayUrl = target.gateway ?? fromHome?.gatewayUrl;
-    if (!ca || !gatewayUrl) {
+    const urlSource: UrlSource | undefined = target.gateway ? { kind: "flag" } : fromHome?.urlSource;
+    if (!ca || !gatewayUrl || !urlSource) {
       throw new GatehouseError(
         "config_missing",
         `no gateway credential in ${home}: neither ${GATEWAY_FILES.adminGateway} nor ${NODE_FILES.config} is there`,
         "Run this with the gateway's home (--home DIR or GATEHOUSE_HOME), a copy of its admin/ folder, a node home, or --gateway URL --ca-file FILE.",
       );
     }
-    if (token)
-      return new AdminClient(gatewayUrl.replace(/\/+$/, ""), { ca }, { authorization: `Bearer ${token}` });
+    const url = gatewayUrl.replace(/\/+$/, "");
+    const { token, source } = chooseCredential(target.token, env, fromHome?.certificate);
+    if (token) return new AdminClient(url, { ca }, { authorization: `Bearer ${token}` }, source, urlSource);
     const tls: TlsClientOptions = { ca };
-    if (fromHome?.key && fromHome.cert) {
-      tls.key = fromHome.key;
-      tls.cert = fromHome.cert;
+    if (fromHome?.certificate) {
+      tls.key = fromHome.certificate.key;
+      tls.cert = fromHome.certificate.cert;
     }
-    return new AdminClient(gatewayUrl.replace(/\/+$/, ""), tls, {});
+    return new AdminClient(url, tls, {}, source, urlSource);
   }
 
-  /** The same gateway and CA, with no client credential (for exchanging an API key). */
-  anonymous(): AdminClient {
-    return new AdminClient(this.gatewayUrl, { ca: this.tls.ca }, {});
+  /**
+   * The same gateway and CA, with no client credential (for exchanging an API key or a refresh
+   * token): `presenting` names the credential the request body carries instead.
+   */
+  anonymous(presenting: CredentialSource = { kind: "none" }): AdminClient {
+    return new AdminClient(this.gatewayUrl, { ca: this.tls.ca }, {}, presenting, this.urlSource);
   }
 
   async get<T>(route: string): Promise<T> {
-    return (await requestJson<T>(this.gatewayUrl + route, { tls: this.tls, headers: this.headers })).body;
+    return this.send<T>(route, {});
   }
 
   async post<T>(route: string, body: unknown = {}, timeoutMs?: number): Promise<T> {
-    const options = {
-      method: "POST",
-      body,
-      tls: this.tls,
-      headers: this.headers,
-      ...(timeoutMs ? { timeoutMs } : {}),
-    };
-    return (await requestJson<T>(this.gatewayUrl + route, options)).body;
+    return this.send<T>(route, { method: "POST", body, ...(timeoutMs ? { timeoutMs } : {}) });
+  }
+
+  /** One request; a failure comes back with its credential's or its URL's origin named. */
+  private async send<T>(
+    route: string,
+    options: { method?: string; body?: unknown; timeoutMs?: number },
+  ): Promise<T> {
+    try {
+      const response = await requestJson<T>(this.gatewayUrl + route, {
+        ...options,
+        tls: this.tls,
+        headers: this.headers,
+      });
+      return response.body;
+    } catch (error) {
+      throw nameFailure(error, this.credentialSource, this.urlSource);
+    }
   }
 }

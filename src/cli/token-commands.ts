@@ -33,7 +33,12 @@ export function tokenCommand(): Command {
       if (!options.apiKeyFile === !options.refreshTokenFile) {
         throw new UsageError("give exactly one of --api-key-file and --refresh-token-file");
       }
-      const client = AdminClient.fromHome(ctx.home, { ...options, token: "" }).anonymous();
+      // The body carries the credential: a refusal names its file (credential-source.ts).
+      const client = AdminClient.fromHome(ctx.home, { ...options, token: "" }).anonymous(
+        options.apiKeyFile
+          ? { kind: "api-key-file", file: options.apiKeyFile }
+          : { kind: "refresh-token-file", file: options.refreshTokenFile! },
+      );
       const body = options.apiKeyFile
         ? {
             grant_type: "client_credentials",
