@@ -1,6 +1,18 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/**
+ * setTimeout and setInterval hold at most 2^31-1 ms (24.8 days); a longer delay fires at once. A
+ * delay that is not a literal or a named constant may come from a configured or credential-derived
+ * duration: such timers go through setLongTimeout in src/protocol/long-timer.ts.
+ */
+const LONG_DELAY = {
+  selector:
+    "CallExpression[callee.name=/^set(Timeout|Interval)$/][arguments.length>1]:not([arguments.1.type='Literal']):not([arguments.1.name=/^[A-Z][A-Z0-9_]*$/])",
+  message:
+    "A delay that is not a literal or a constant may pass 2^31-1 ms: use setLongTimeout (src/protocol/long-timer.ts).",
+};
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "coverage/"] },
   js.configs.recommended,
@@ -9,6 +21,14 @@ export default tseslint.config(
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "no-console": "off",
+    },
+  },
+  {
+    // Timers whose delay may pass 2^31-1 ms (see LONG_DELAY).
+    files: ["src/**/*.ts"],
+    ignores: ["src/protocol/long-timer.ts"],
+    rules: {
+      "no-restricted-syntax": ["error", LONG_DELAY],
     },
   },
   {
@@ -28,6 +48,8 @@ export default tseslint.config(
           selector: "MemberExpression[object.name='console']",
           message: "Print through printText/printNotice/printJson in src/cli/output.ts.",
         },
+        // This block replaces the rule's options for src/cli: keep the timer check too.
+        LONG_DELAY,
       ],
     },
   },

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { runExecRequest } from "../src/node/executor.js";
+import { runExecRequest, runningCommands, stopRunningCommands } from "../src/node/executor.js";
 import type { ExecRequest } from "../src/protocol/messages.js";
 
 function request(command: string, args: string[] = [], over: Partial<ExecRequest> = {}): ExecRequest {
@@ -73,6 +73,30 @@ describe("the node's executor", () => {
     // a process that escaped the kill never does.
     const deadline = Date.now() + 10_000;
     while (stillRunning(`sleep ${unique}`).length > 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(stillRunning(`sleep ${unique}`)).toEqual([]);
+  });
+});
+
+describe("stopping the node's running commands", () => {
+  it("ends each command's process group: SIGTERM, then SIGKILL for what ignores it", async () => {
+    const unique = `${80 + Math.floor(Math.random() * 9)}.${process.pid}2`;
+    // A shell that ignores SIGTERM, with a child of its own: only the group's SIGKILL ends both.
+    const pending = runExecRequest(
+      request("sh", ["-c", `trap '' TERM; sleep ${unique} & wait`], { timeoutMs: 300_000 }),
+      ["sh"],
+    );
+    const deadline = Date.now() + 10_000;
+    while (stillRunning(`sleep ${unique}`).length === 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(runningCommands().map((c) => c.command)).toEqual(["sh"]);
+    const ended = await stopRunningCommands(200);
+    expect(ended.map((c) => c.command)).toEqual(["sh"]);
+    const result = await pending;
+    expect(result.signal).toBe("SIGKILL");
+    expect(runningCommands()).toEqual([]);
+    const gone = Date.now() + 10_000;
+    while (stillRunning(`sleep ${unique}`).length > 0 && Date.now() < gone)
       await new Promise((resolve) => setTimeout(resolve, 100));
     expect(stillRunning(`sleep ${unique}`)).toEqual([]);
   });

@@ -1,4 +1,5 @@
 import type { AuditEvent } from "./audit-log.js";
+import { setLongTimeout } from "../protocol/long-timer.js";
 
 /**
  * Where refusal entries go. `background` starts a write and resolves once it settled (it never
@@ -240,9 +241,8 @@ export class RefusalSummary {
   }
 }
 
-/** setTimeout, unref'd so a pending summary never keeps a process alive (stop() writes it). */
+/** A long timer, unref'd so a pending summary never keeps a process alive (stop() writes it). */
 function realSchedule(fire: () => void, delayMs: number): () => void {
-  const timer = setTimeout(fire, Math.max(0, delayMs));
-  timer.unref();
-  return () => clearTimeout(timer);
+  const timer = setLongTimeout(fire, delayMs, { unref: true });
+  return () => timer.cancel();
 }

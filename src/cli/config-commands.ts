@@ -8,6 +8,8 @@ import {
   loadGatewayConfig,
   loadNodeConfig,
   nodeConfigSchema,
+  shortLifetimesAllowed,
+  SHORT_LIFETIMES_WARNING,
   type ExplainedSetting,
 } from "../config/index.js";
 import { action } from "./run.js";
@@ -17,6 +19,8 @@ export interface ExplainedHome {
   kind: "gateway" | "node";
   file: string;
   settings: ExplainedSetting[];
+  /** What the environment changes about how this file is read (tests' short lifetimes). */
+  warnings?: string[];
 }
 
 /** The config of each party whose file is in this home, explained; flags as a run would get them. */
@@ -32,6 +36,7 @@ export function explainHome(
       kind: "gateway",
       file: loaded.file,
       settings: explainConfig(loaded, gatewayConfigSchema, GATEWAY_SECRET_SETTINGS),
+      ...(shortLifetimesAllowed() ? { warnings: [SHORT_LIFETIMES_WARNING] } : {}),
     });
   }
   if (parties.node) {
@@ -82,6 +87,7 @@ export function configCommands(): Command {
               ]),
             ),
           );
+          for (const warning of explained.warnings ?? []) printText(`warning: ${warning}\n`);
         }
       }),
     );

@@ -3,6 +3,8 @@ import { pino } from "pino";
 import { registerNode, type RegisterProgress } from "../node/register.js";
 import { prepareNode } from "../node/home.js";
 import { NodeAgent } from "../node/agent.js";
+import { acquireAgentLock } from "../node/agent-lock.js";
+import { killRunningCommands } from "../node/executor.js";
 import { action } from "./run.js";
 import { checkFingerprint, checkGatewayUrl } from "./validate.js";
 import { Progress, UsageError, fields, printJson, printJsonLine, printText } from "./output.js";
@@ -118,16 +120,37 @@ export function nodeCommands(): Command {
       action(async (ctx) => {
         const { loaded, credentials, tokens } = await prepareNode(ctx.home);
         const logger = pino({ level: loaded.config.logLevel, base: { deviceId: loaded.config.deviceId } });
+        // One agent per home: a second would share the certificate, the status file and the name.
+        const lock = acquireAgentLock(ctx.home);
         const agent = new NodeAgent(ctx.home, loaded.config, credentials, logger, tokens);
-        await new Promise<void>((resolve, reject) => {
-          agent.once("fatal", reject);
-          const shutdown = () => {
-            agent.stop().then(resolve, resolve);
-          };
-          process.once("SIGINT", shutdown);
-          process.once("SIGTERM", shutdown);
-          agent.start();
-        });
+        let stopping: Promise<void> | undefined;
+        let stopped = () => {};
+        const shutdown = (signal: NodeJS.Signals) => {
+          if (stopping) {
+            // A second Ctrl-C: no more grace for the running commands, but never leave them behind.
+            logger.warn({ signal }, `${signal} again: killing the running commands now`);
+            killRunningCommands();
+            lock.release();
+            process.exit(130);
+          }
+          stopping = agent.stop().then(
+            () => stopped(),
+            () => stopped(),
+          );
+        };
+        process.on("SIGINT", shutdown);
+        process.on("SIGTERM", shutdown);
+        try {
+          await new Promise<void>((resolve, reject) => {
+            stopped = resolve;
+            agent.once("fatal", reject);
+            agent.start();
+          });
+        } finally {
+          process.removeListener("SIGINT", shutdown);
+          process.removeListener("SIGTERM", shutdown);
+          lock.release();
+        }
       }),
     );
 
@@ -146,8 +169,10 @@ export function nodeCommands(): Command {
       action(async (ctx, options: { gateway?: string; token?: string; timeout: string }) => {
         if (options.gateway) checkGatewayUrl(options.gateway);
         const timeoutMs = Number(options.timeout);
-        if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
-          throw new UsageError("--timeout must be a number of milliseconds");
+        // At most 10 minutes: a layer's timeout is a timer (ws's handshake timer among them), and a
+        // Node timer past 2^31-1 ms fires at once.
+        if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 600_000)
+          throw new UsageError("--timeout must be a number of milliseconds, at most 600000 (10 minutes)");
         const result = await testConnection(ctx.home, {
           ...(options.gateway ? { gatewayUrl: options.gateway } : {}),
           ...(options.token ? { token: options.token } : {}),

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { durationSchema } from "./duration.js";
+import { DURATION_SCHEMAS } from "./duration.js";
 
 /** The little of zod's schema tree that walking it needs. */
 interface SchemaNode {
@@ -10,7 +10,7 @@ interface SchemaNode {
 /** Looks through defaults, prefaults, optionals and pipes to the schema that holds the value. */
 function unwrap(node: unknown): SchemaNode | undefined {
   let current = node as SchemaNode | undefined;
-  for (let i = 0; i < 8 && current?._zod?.def && current !== (durationSchema as unknown); i++) {
+  for (let i = 0; i < 8 && current?._zod?.def && !DURATION_SCHEMAS.has(current); i++) {
     const def = current._zod.def;
     const inner = def.type === "pipe" ? def.in : def.innerType;
     if (!inner) break;
@@ -30,7 +30,7 @@ export function knownKeysAt(schema: z.ZodType, parts: readonly PropertyKey[]): s
 export function durationKeys(schema: z.ZodType, prefix = ""): string[] {
   const shape = unwrap(schema)?.shape ?? {};
   return Object.entries(shape).flatMap(([key, child]) => {
-    if (unwrap(child) === (durationSchema as unknown)) return [prefix + key];
+    if (DURATION_SCHEMAS.has(unwrap(child))) return [prefix + key];
     return unwrap(child)?.shape ? durationKeys(child as z.ZodType, `${prefix}${key}.`) : [];
   });
 }

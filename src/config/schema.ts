@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { deviceNameSchema } from "../protocol/device-name.js";
-import { durationSchema } from "./duration.js";
+import { durationSchema, lifetimeSchema } from "./duration.js";
 import { BUILTIN_ROLES, SCOPES } from "../protocol/scopes.js";
 
 export const listenSchema = z
@@ -31,14 +31,14 @@ export const gatewayConfigSchema = z.strictObject({
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   certificates: z
     .strictObject({
-      clientTtl: durationSchema.prefault("24h"),
-      serverTtl: durationSchema.prefault("365d"),
-      adminTtl: durationSchema.prefault("365d"),
+      clientTtl: lifetimeSchema.prefault("24h"),
+      serverTtl: lifetimeSchema.prefault("365d"),
+      adminTtl: lifetimeSchema.prefault("365d"),
     })
     .prefault({}),
   enroll: z
     .strictObject({
-      pendingTtl: durationSchema.prefault("15m"),
+      pendingTtl: lifetimeSchema.prefault("15m"),
       maxPending: z.number().int().positive().default(100),
       /** Registrations one address may start per minute (a token bucket of this size). */
       perAddressPerMinute: z.number().int().positive().default(20),
@@ -94,8 +94,8 @@ export const gatewayConfigSchema = z.strictObject({
     .strictObject({
       /** ES256 by default: P-256 verifies about 1.8x faster than Ed25519 with Node's OpenSSL. */
       algorithm: z.enum(["ES256", "EdDSA"]).default("ES256"),
-      accessTtl: durationSchema.prefault("1h"),
-      refreshTtl: durationSchema.prefault("30d"),
+      accessTtl: lifetimeSchema.prefault("1h"),
+      refreshTtl: lifetimeSchema.prefault("30d"),
       /**
        * A secret (write a reference: op://, vault://, env://, file://): the HMAC key that API keys
        * and refresh tokens are stored under. Unset, the gateway uses pki/token-hmac.key, made at

@@ -13,6 +13,9 @@ import {
   resolveSecret,
   vaultAccess,
   NODE_SECRET_SETTINGS,
+  SHORT_LIFETIMES_VARIABLE,
+  SHORT_LIFETIMES_WARNING,
+  shortLifetimesAllowed,
   type GatewayConfig,
   type NodeConfig,
 } from "../config/index.js";
@@ -229,6 +232,13 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
     );
   }
   findings.push(...checkConflictingSources(env));
+  if (shortLifetimesAllowed(env))
+    findings.push({
+      severity: "warning",
+      check: "short-lifetimes",
+      message: SHORT_LIFETIMES_WARNING,
+      fix: `Unset ${SHORT_LIFETIMES_VARIABLE} and give every lifetime in gateway.json at least 1m.`,
+    });
   return findings;
 }
 

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Principal } from "../auth/roles.js";
 import { GatehouseError, closeCodeFor } from "../protocol/errors.js";
+import { setLongTimeout, type LongTimer } from "../protocol/long-timer.js";
 import { MAX_SESSION_MESSAGE_BYTES, nodeMessageSchema, type GatewayMessage } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
 import { closeFirmly, type LiveSession } from "./sessions.js";
@@ -90,19 +91,20 @@ export function runNodeSession(
       : {}),
   });
 
-  let expiryTimer: NodeJS.Timeout | undefined;
+  let expiryTimer: LongTimer | undefined;
   const armExpiry = (expiresAt: Date | undefined) => {
-    clearTimeout(expiryTimer);
+    expiryTimer?.cancel();
     if (!expiresAt) return;
     const delay = Math.max(0, expiresAt.getTime() - ctx.now().getTime());
     // The session ends with its credential: a token (unless refreshed here) or a certificate.
+    // A credential may live longer than one Node timer holds (30-day certificates): a long timer.
     const reason = principal.kind === "certificate" ? "cert_expired" : "token_expired";
-    expiryTimer = setTimeout(() => closeFirmly(socket, 4401, reason), delay);
-    expiryTimer.unref();
+    expiryTimer = setLongTimeout(() => closeFirmly(socket, 4401, reason), delay, { unref: true });
   };
   armExpiry(principal.expiresAt);
   if (principal.kind === "certificate") session.setCredentialExpiry = armExpiry;
 
+  // eslint-disable-next-line no-restricted-syntax -- at most 5 s
   const idleCheck = setInterval(
     () => {
       if (ctx.now().getTime() - session.lastHeartbeat.getTime() > ctx.config.sessions.heartbeatTimeout) {
@@ -183,7 +185,7 @@ export function runNodeSession(
 
   socket.on("close", (code, reasonBuffer) => {
     clearInterval(idleCheck);
-    clearTimeout(expiryTimer);
+    expiryTimer?.cancel();
     ctx.sessions.remove(session);
     ctx.exec.sessionClosed(session, code, reasonBuffer.toString());
     const at = ctx.now().toISOString();

@@ -5,6 +5,8 @@ import {
   GATEWAY_FILES,
   loadGatewayConfig,
   resolveGatewaySecrets,
+  shortLifetimesAllowed,
+  SHORT_LIFETIMES_WARNING,
   type LoadedConfig,
   type GatewayConfig,
 } from "../config/index.js";
@@ -62,6 +64,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   const settings = { level: config.logLevel, base: { gatewayId: config.gatewayId } };
   const logger =
     options.logger ?? (options.logDestination ? pino(settings, options.logDestination) : pino(settings));
+  if (shortLifetimesAllowed()) logger.warn(SHORT_LIFETIMES_WARNING);
   configureCustomRoles(config.roles);
   // A taken address stops the start before it changes anything (sessions, certificates, files).
   const listenAddress = { listen: config.listen, ...splitListen(config.listen) };

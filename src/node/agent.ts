@@ -6,13 +6,14 @@ import type { Logger } from "pino";
 import { X509Certificate } from "node:crypto";
 import { NODE_FILES, writeJsonAtomic, type NodeConfig } from "../config/index.js";
 import { GatehouseError, closeCodeFor, isErrorCode, type ErrorCode } from "../protocol/errors.js";
+import { MAX_TIMER_MS, setLongTimeout, type LongTimer } from "../protocol/long-timer.js";
 import { GATEHOUSE_VERSION, gatewayMessageSchema, type NodeMessage } from "../protocol/index.js";
 import { describeNetworkError } from "../client/https-json.js";
 import type { NodeCredentials } from "./home.js";
 import { backoffDelay } from "./backoff.js";
 import { CredentialKeeper } from "./credential-keeper.js";
 import type { CaRotationNotice, ExecRequest } from "../protocol/messages.js";
-import { runExecRequest } from "./executor.js";
+import { runExecRequest, runningCommands, stopRunningCommands } from "./executor.js";
 import type { AccessToken, AccessTokenSource } from "./access-tokens.js";
 
 export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
@@ -21,7 +22,9 @@ export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
 const PERMANENT: ReadonlySet<ErrorCode> = new Set(["device_revoked", "device_denied"]);
 
 /** The slowest heartbeat a timer can hold (setInterval takes at most 2^31-1 ms, about 24.8 days). */
-const MAX_HEARTBEAT_MS = 2 ** 31 - 1;
+const MAX_HEARTBEAT_MS = MAX_TIMER_MS;
+/** How long running commands get to end after SIGTERM when the agent stops, before SIGKILL: 2 s. */
+export const COMMAND_STOP_GRACE_MS = 2000;
 /** The fastest heartbeat the agent keeps, whatever the gateway asks: 1 s. */
 const MIN_HEARTBEAT_MS = 1000;
 
@@ -53,7 +56,7 @@ export interface AgentStatus {
 export class NodeAgent extends EventEmitter {
   private socket: WebSocket | undefined;
   private attempt = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: LongTimer | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private stopping = false;
   private readonly startedAt = Date.now();
@@ -87,13 +90,26 @@ export class NodeAgent extends EventEmitter {
     this.connect();
   }
 
-  /** Closes the session cleanly; resolves when the socket is gone. */
+  /**
+   * Ends the commands this node runs (SIGTERM to their process groups, SIGKILL after
+   * COMMAND_STOP_GRACE_MS), then closes the session cleanly; resolves when both are gone.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     this.keeper.stop();
-    clearTimeout(this.timer);
-    clearTimeout(this.tokenTimer);
+    this.timer?.cancel();
+    this.tokenTimer?.cancel();
     clearInterval(this.heartbeat);
+    const commands = runningCommands();
+    if (commands.length > 0) {
+      const names = commands.map((c) => `${c.command} (pid ${c.pid})`).join(", ");
+      this.logger.warn(
+        { commands, graceMs: COMMAND_STOP_GRACE_MS },
+        `stopping ${commands.length} running command${commands.length === 1 ? "" : "s"}: ${names}; SIGTERM to ${commands.length === 1 ? "its process group" : "their process groups"}, SIGKILL after ${COMMAND_STOP_GRACE_MS} ms`,
+      );
+      await stopRunningCommands(COMMAND_STOP_GRACE_MS);
+      this.logger.info({ commands }, "running commands stopped");
+    }
     const socket = this.socket;
     if (socket && socket.readyState !== WebSocket.CLOSED) {
       await new Promise<void>((resolve) => {
@@ -177,7 +193,8 @@ export class NodeAgent extends EventEmitter {
       hint,
       delayMs: delay,
     });
-    this.timer = setTimeout(() => this.connect(), delay);
+    // reconnect.maxDelay is configured: it may be longer than one Node timer holds.
+    this.timer = setLongTimeout(() => this.connect(), delay);
   }
 
   private connect(): void {
@@ -207,15 +224,16 @@ export class NodeAgent extends EventEmitter {
   }
 
   private accessToken: AccessToken | undefined;
-  private tokenTimer: NodeJS.Timeout | undefined;
+  private tokenTimer: LongTimer | undefined;
 
   /** Refreshes the session's access token at 2/3 of its life, on the session (no reconnect). */
   private scheduleTokenRefresh(socket: WebSocket): void {
-    clearTimeout(this.tokenTimer);
+    this.tokenTimer?.cancel();
     const token = this.accessToken;
     if (!this.tokens || !token) return;
     const delay = Math.max(1000, token.expiresAt - token.lifetimeMs / 3 - Date.now());
-    this.tokenTimer = setTimeout(() => {
+    // A token may live longer than one Node timer holds (tokens.accessTtl "30d"): a long timer.
+    this.tokenTimer = setLongTimeout(() => {
       this.tokens!.fetch().then(
         (fresh) => {
           if (socket.readyState !== WebSocket.OPEN) return;
@@ -231,11 +249,11 @@ export class NodeAgent extends EventEmitter {
             error instanceof GatehouseError ? error : new GatehouseError("connection_failed", String(error));
           this.logger.warn({ code: named.code }, `access token refresh failed (${named.message}); retrying`);
           if (socket.readyState === WebSocket.OPEN)
-            this.tokenTimer = setTimeout(() => this.scheduleTokenRefresh(socket), 5000);
+            this.tokenTimer = setLongTimeout(() => this.scheduleTokenRefresh(socket), 5000);
         },
       );
     }, delay);
-    this.tokenTimer.unref?.();
+    this.tokenTimer.unref();
   }
 
   private open(
@@ -254,7 +272,7 @@ export class NodeAgent extends EventEmitter {
     let opened = false;
     const report = (code: ErrorCode, message: string, hint?: string) => {
       clearInterval(this.heartbeat);
-      clearTimeout(this.tokenTimer);
+      this.tokenTimer?.cancel();
       if (reported || this.socket !== socket) return;
       reported = true;
       this.status.sessionId = null;
@@ -396,6 +414,7 @@ export class NodeAgent extends EventEmitter {
   private startHeartbeat(socket: WebSocket, interval: number): void {
     clearInterval(this.heartbeat);
     this.lastMessageAt = Date.now();
+    // eslint-disable-next-line no-restricted-syntax -- heartbeatPace holds it to 1 s .. MAX_TIMER_MS
     this.heartbeat = setInterval(() => {
       if (Date.now() - this.lastMessageAt > interval * 3) {
         this.logger.warn("no answer from the gateway for three heartbeats; reconnecting");

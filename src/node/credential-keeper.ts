@@ -17,6 +17,7 @@ import {
   checkCaBundle,
 } from "../pki/index.js";
 import { GatehouseError } from "../protocol/errors.js";
+import { setLongTimeout, type LongTimer } from "../protocol/long-timer.js";
 import type { CaRotationNotice, CertificateResponse } from "../protocol/messages.js";
 import { requestJson } from "../client/https-json.js";
 import type { NodeCredentials } from "./home.js";
@@ -48,7 +49,7 @@ function reissueProof(deviceId: string, challenge: string): Buffer {
  * so a crash at any moment leaves a working credential (the old one, or the new one).
  */
 export class CredentialKeeper {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: LongTimer | undefined;
   private failures = 0;
   private stopped = false;
 
@@ -61,7 +62,7 @@ export class CredentialKeeper {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.timer?.cancel();
   }
 
   /** The device key and certificate; a node that runs on an API key has neither to keep. */
@@ -75,14 +76,15 @@ export class CredentialKeeper {
   /** Arms the renewal timer for the current certificate (re-arming replaces the old timer). */
   schedule(): void {
     if (this.stopped || !this.credentials.certPem) return;
-    clearTimeout(this.timer);
+    this.timer?.cancel();
     const { renewAt, notAfter, lifeMs } = renewalTime(this.identity().certPem);
     const delay = Math.max(0, renewAt.getTime() - Date.now());
     this.logger.debug(
       { renewAt: renewAt.toISOString(), notAfter: notAfter.toISOString() },
       "certificate renewal scheduled",
     );
-    this.timer = setTimeout(() => {
+    // Renewal of a long-lived certificate is weeks away: a long timer (setTimeout overflows).
+    this.timer = setLongTimeout(() => {
       this.renew()
         .then(() => {
           this.failures = 0;
@@ -102,10 +104,10 @@ export class CredentialKeeper {
             `certificate renewal failed (${named.code}: ${named.message}); retrying in ${retryIn} ms`,
           );
           if (this.stopped) return;
-          this.timer = setTimeout(() => this.schedule(), retryIn);
+          this.timer = setLongTimeout(() => this.schedule(), retryIn);
         });
     }, delay);
-    this.timer.unref?.();
+    this.timer.unref();
   }
 
   private tls() {

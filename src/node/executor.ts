@@ -1,7 +1,8 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import os from "node:os";
 import type { ExecRequest, ExecResult } from "../protocol/messages.js";
 import { GATEHOUSE_VERSION } from "../protocol/version.js";
+import { setLongTimeout } from "../protocol/long-timer.js";
 
 /** Always allowed: what the node is, without running anything. */
 export const BUILTIN_STATUS = "status";
@@ -10,6 +11,76 @@ const MAX_CONCURRENT = 8;
 /** After the command exits, how long its output may still arrive from what it left behind. */
 const EXIT_GRACE_MS = 500;
 let running = 0;
+/** The commands that run now, each the leader of its own process group (spawned detached). */
+const children = new Set<ChildProcess>();
+
+/** A running command as the agent reports it when it stops: its name and its process group. */
+export interface RunningCommand {
+  command: string;
+  pid: number;
+}
+
+/** The commands running now (for the agent's stop message). */
+export function runningCommands(): RunningCommand[] {
+  return [...children].flatMap((child) =>
+    child.pid === undefined ? [] : [{ command: child.spawnfile, pid: child.pid }],
+  );
+}
+
+/** Sends a signal to a command's whole process group (what it started too); false if it is gone. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): boolean {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false;
+  try {
+    process.kill(-child.pid, signal);
+    return true;
+  } catch {
+    return child.kill(signal); // the group is gone already; make sure the child is
+  }
+}
+
+/**
+ * Ends every running command when the agent stops: SIGTERM to each command's process group, then
+ * SIGKILL to the groups still there after `graceMs` ms. Resolves (with the commands it ended) once
+ * every command has exited, so that nothing the node ran outlives it.
+ */
+export async function stopRunningCommands(graceMs: number): Promise<RunningCommand[]> {
+  const stopping = [...children];
+  const ended = runningCommands();
+  if (stopping.length === 0) return ended;
+  const exited = stopping.map(
+    (child) =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) resolve();
+        else child.once("exit", () => resolve());
+      }),
+  );
+  for (const child of stopping) signalGroup(child, "SIGTERM");
+  const grace = setLongTimeout(() => {
+    for (const child of stopping) signalGroup(child, "SIGKILL");
+  }, graceMs);
+  await Promise.all(exited);
+  grace.cancel();
+  // The leader exited; what it left behind in its group goes too.
+  for (const child of stopping) {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // nothing left in the group
+    }
+  }
+  return ended;
+}
+
+/** Ends every running command's process group at once (a second Ctrl-C: no grace). */
+export function killRunningCommands(): void {
+  for (const child of children) {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+    } catch {
+      child.kill("SIGKILL");
+    }
+  }
+}
 
 function result(request: ExecRequest, fields: Omit<ExecResult, "type" | "id">): ExecResult {
   return { type: "exec_result", id: request.id, ...fields };
@@ -78,6 +149,9 @@ function spawnCapped(request: ExecRequest, elapsed: () => number): Promise<ExecR
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
+    children.add(child);
+    child.once("exit", () => children.delete(child));
+    child.once("error", () => children.delete(child));
     const killGroup = () => {
       try {
         if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
@@ -99,7 +173,8 @@ function spawnCapped(request: ExecRequest, elapsed: () => number): Promise<ExecR
         child.stderr.destroy();
       }, EXIT_GRACE_MS).unref();
     });
-    const timer = setTimeout(() => kill("timeout"), request.timeoutMs);
+    // The timeout comes from the gateway's request: a long timer, whatever its size.
+    const timer = setLongTimeout(() => kill("timeout"), request.timeoutMs);
     const collect = (into: Buffer[]) => (chunk: Buffer) => {
       const room = request.maxOutputBytes - bytes;
       if (room > 0) into.push(chunk.subarray(0, room));
@@ -109,7 +184,7 @@ function spawnCapped(request: ExecRequest, elapsed: () => number): Promise<ExecR
     child.stdout.on("data", collect(stdout));
     child.stderr.on("data", collect(stderr));
     child.on("error", (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
+      timer.cancel();
       resolve(
         result(request, {
           outcome: "failed",
@@ -124,7 +199,7 @@ function spawnCapped(request: ExecRequest, elapsed: () => number): Promise<ExecR
       );
     });
     child.on("close", (exitCode, signal) => {
-      clearTimeout(timer);
+      timer.cancel();
       const codes = { timeout: "exec_timeout", truncated: "payload_too_large" } as Record<string, string>;
       const code = codes[outcome];
       resolve(

@@ -67,6 +67,7 @@ function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> 
   return Promise.race([
     work,
     new Promise<T>((_, reject) =>
+      // eslint-disable-next-line no-restricted-syntax -- ms is `--timeout`, at most 10 minutes (the CLI checks)
       setTimeout(
         () => reject(new GatehouseError("connection_timeout", `${what} did not answer within ${ms} ms`)),
         ms,
@@ -322,6 +323,7 @@ function openSession(
       headers,
       handshakeTimeout: timeoutMs,
     });
+    // eslint-disable-next-line no-restricted-syntax -- timeoutMs is `--timeout`, at most 10 minutes (the CLI checks)
     const timer = setTimeout(() => {
       socket.terminate();
       reject(new GatehouseError("connection_timeout", `no welcome on the session within ${timeoutMs} ms`));

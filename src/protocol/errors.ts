@@ -228,6 +228,13 @@ export const ERROR_CATALOGUE = {
     description: "The address the gateway should listen on is already in use.",
     hint: "Stop what holds it (`ss -ltnp` shows the process), or choose another address with --listen or `listen` in gateway.json.",
   },
+  // A code only `node start` reports: the home already has its agent.
+  already_running: {
+    status: 0,
+    close: 0,
+    description: "A node agent already runs on this home.",
+    hint: "Stop it first, or run this one with another --home.",
+  },
 } as const satisfies Record<string, { status: number; close: number; description: string; hint: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -7,7 +7,14 @@
  * so a renewal has 1/3 of the life to complete before anything expires. The lifetimes are chosen
  * so that third is several seconds: a renewal is one request inside a running process, which takes
  * well under a second even on two cores shared with other test files and CPU-bound processes.
+ *
+ * The config refuses lifetimes under a minute unless GATEHOUSE_ALLOW_SHORT_LIFETIMES=1 is in the
+ * environment of every process that reads the gateway's config (the gateway warns at start, and
+ * `doctor` and `config explain` report it). `shortLifetimes` sets it in this test file's process,
+ * whose children (the gateway, the CLI) inherit it; no other test file sets it.
  */
+
+import { SHORT_LIFETIMES_VARIABLE } from "../../src/config/duration.js";
 
 /** A client certificate's life: renewed every 8 s, with 4 s to spare. */
 export const CLIENT_CERT_SECONDS = 12;
@@ -32,9 +39,11 @@ export interface ShortLifetimes {
 /**
  * A `configure` function for `startTestGateway` that sets the given lifetimes (seconds) in
  * gateway.json: `certificates.clientTtl`, `certificates.serverTtl`, `tokens.accessTtl`,
- * `enroll.pendingTtl`.
+ * `enroll.pendingTtl`; and allows them, by setting GATEHOUSE_ALLOW_SHORT_LIFETIMES=1 for this
+ * process and its children.
  */
 export function shortLifetimes(lifetimes: ShortLifetimes): (config: Record<string, unknown>) => void {
+  process.env[SHORT_LIFETIMES_VARIABLE] = "1";
   return (config) => {
     const certificates = { ...(config.certificates as Record<string, unknown> | undefined) };
     if (lifetimes.clientCert !== undefined) certificates.clientTtl = `${lifetimes.clientCert}s`;

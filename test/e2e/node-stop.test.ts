@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { randomInt } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import {
+  cleanupAll,
+  registeredNode,
+  spawnCli,
+  startTestGateway,
+  type Running,
+  type TestGateway,
+} from "./harness.js";
+import { waitConnected } from "./lifecycle-fixtures.js";
+
+let gateway: TestGateway;
+
+beforeAll(async () => {
+  gateway = await startTestGateway();
+});
+
+afterAll(async () => {
+  await gateway.stop();
+  cleanupAll();
+});
+
+/** Pids of processes whose command line is exactly `sleep <seconds>`. */
+function sleepers(seconds: string): number[] {
+  try {
+    return execFileSync("pgrep", ["-f", `^sleep ${seconds.replace(/\./g, "\\.")}$`], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+/** A node that allows `sleep`, running, with a `nodes exec … sleep` in flight on it. */
+async function nodeRunningASleep(name: string): Promise<{ node: Running; seconds: string; exec: Running }> {
+  const { home } = await registeredNode(gateway, name);
+  const file = path.join(home, "node.json");
+  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  config.exec = { allow: ["sleep"] };
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  const node = spawnCli(["node", "start", "--home", home]);
+  await waitConnected(node);
+  // A unique argument, so that only this test's command is found: 300.<random> seconds.
+  const seconds = `300.${randomInt(100_000, 999_999)}`;
+  const exec = spawnCli([
+    "nodes",
+    "exec",
+    name,
+    "--home",
+    gateway.home,
+    "--timeout",
+    "300000",
+    "--",
+    "sleep",
+    seconds,
+  ]);
+  await node.waitFor(() => sleepers(seconds).length > 0, `sleep ${seconds} to run`);
+  return { node, seconds, exec };
+}
+
+describe("stopping a node while a command runs", () => {
+  it("Ctrl-C ends the running command's process group and the agent exits", async () => {
+    const { node, seconds, exec } = await nodeRunningASleep("interrupted");
+    node.child.kill("SIGINT");
+    const exitCode = await Promise.race([
+      node.exited,
+      new Promise((resolve) => setTimeout(() => resolve("still running"), 30_000)),
+    ]);
+    expect(exitCode, node.stdout + node.stderr).toBe(0);
+    expect(sleepers(seconds)).toEqual([]);
+    const said = node.logLines().map((line) => String(line.msg));
+    expect(said.some((msg) => /stopping 1 running command/.test(msg))).toBe(true);
+    expect(said).toContain("node stopped: stopped by the operator");
+    exec.child.kill("SIGKILL");
+  });
+
+  it("a second Ctrl-C does not leave the command behind", async () => {
+    const { node, seconds, exec } = await nodeRunningASleep("impatient");
+    node.child.kill("SIGINT");
+    node.child.kill("SIGINT");
+    await Promise.race([node.exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
+    // Whatever the agent did with the second Ctrl-C, the command is gone (not orphaned).
+    await node.waitFor(() => sleepers(seconds).length === 0, `sleep ${seconds} to end`, 10_000);
+    expect(sleepers(seconds)).toEqual([]);
+    exec.child.kill("SIGKILL");
+  });
+});
