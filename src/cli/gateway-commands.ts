@@ -92,7 +92,7 @@ export function gatewayCommands(): Command {
         }
         if (!ctx.json) {
           const info = describeGatewayHome(ctx.home, flags);
-          printNotice(`✓ Gateway listening on ${running.url}\n${infoLines(info)}\n`);
+          printNotice(`✓ Gateway started: ${running.url}\n${infoLines(info)}\n`);
         }
         await new Promise<void>((resolve) => {
           const shutdown = (signal: string) => {

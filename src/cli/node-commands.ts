@@ -1,11 +1,11 @@
 import { Command } from "commander";
-import { pino } from "pino";
 import { registerNode, type RegisterProgress } from "../node/register.js";
 import { prepareNode } from "../node/home.js";
 import { NodeAgent } from "../node/agent.js";
 import { acquireAgentLock } from "../node/agent-lock.js";
 import { killRunningCommands } from "../node/executor.js";
 import { action } from "./run.js";
+import { chooseLogFormat, createLogger, LOG_FORMAT_OPTION } from "./logger.js";
 import { checkFingerprint, checkGatewayUrl } from "./validate.js";
 import { Progress, UsageError, fields, printJson, printJsonLine, printText } from "./output.js";
 import type { EnrollResponse } from "../protocol/messages.js";
@@ -116,10 +116,16 @@ export function nodeCommands(): Command {
   node
     .command("start")
     .description("run the node agent: connect, heartbeat, reconnect")
+    .option(...LOG_FORMAT_OPTION)
     .action(
-      action(async (ctx) => {
+      action(async (ctx, options: { logFormat?: string }) => {
+        const format = chooseLogFormat(options.logFormat);
         const { loaded, credentials, tokens } = await prepareNode(ctx.home);
-        const logger = pino({ level: loaded.config.logLevel, base: { deviceId: loaded.config.deviceId } });
+        const logger = createLogger({
+          level: loaded.config.logLevel,
+          base: { deviceId: loaded.config.deviceId },
+          format,
+        });
         // One agent per home: a second would share the certificate, the status file and the name.
         const lock = acquireAgentLock(ctx.home);
         const agent = new NodeAgent(ctx.home, loaded.config, credentials, logger, tokens);
