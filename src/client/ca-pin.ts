@@ -204,10 +204,13 @@ export async function explainForeignChain(
         "Make the proxy pass TLS through untouched (TCP passthrough: nginx `stream` with `ssl_preread`, HAProxy `mode tcp`, a Traefik TCP router with `passthrough`), or point the node at the gateway's own address. Where the proxy must terminate TLS, run the node on an API key (`apiKey` in node.json: a bearer token crosses the proxy) with the proxy's CA in its ca.pem.",
       );
     }
+    const theirs = health.caFingerprints?.length
+      ? `, CA ${health.caFingerprints.map((fingerprint) => fingerprint.slice(0, 19) + "…").join(", ")}`
+      : "";
     return new GatehouseError(
       "ca_mismatch",
-      `${error.message}. It is another Gatehouse gateway (${health.gatewayId}), not the one this node registered with`,
-      "Point gatewayUrl in node.json at the right gateway, or register this node with that one.",
+      `${error.message}. It is another Gatehouse gateway (${health.gatewayId}${theirs}) than the one whose CA is trusted here`,
+      "Check the URL and the CA fingerprint: `gatehouse gateway info` on the right gateway prints both. For a registered node, point gatewayUrl in node.json at its own gateway, or register it with this one.",
     );
   }
   return new GatehouseError(

@@ -43,7 +43,7 @@ export function sanMismatch(gatewayUrl: string, subjectAltName: string | undefin
     `the gateway's certificate at ${url.host} is from its CA but does not cover ${host}, the ${
       isIP(host) ? "address" : "name"
     } used to reach it; it covers ${covered.join(", ") || "no name at all"}`,
-    `On the gateway, add the ${isIP(host) ? "address" : "name"} to its server certificate: \`gatehouse gateway add-name ${host}\`; or use a name it covers${
+    `On the gateway, add the ${isIP(host) ? "address" : "name"} to its server certificate: \`gatehouse gateway add-name ${host}\`, then restart the gateway; or use a name it covers${
       example ? ` (${example.origin})` : ""
     }.`,
   );

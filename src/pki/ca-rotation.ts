@@ -202,7 +202,7 @@ export function checkCaBundle(
       throw new GatehouseError(
         "ca_mismatch",
         `the gateway's CA bundle holds ${fingerprint.slice(0, 19)}… besides the pinned CA ${pinnedFingerprint.slice(0, 19)}…, and the pinned CA does not vouch for it`,
-        "Check the CA fingerprint you were given: during a CA rotation either the previous or the new CA may be pinned (`gatehouse rotate ca` printed both).",
+        "Check the CA fingerprint you were given: during a CA rotation either the previous or the new CA may be pinned (`gatehouse gateway info` on the gateway shows both).",
       );
     }
     trusted.push(cert);

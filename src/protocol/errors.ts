@@ -201,13 +201,13 @@ export const ERROR_CATALOGUE = {
     status: 0,
     close: 0,
     description: "The server's certificate does not chain to the pinned CA.",
-    hint: "Another gateway or another TLS service answers there; check the URL and the CA fingerprint from `gatehouse gateway init`.",
+    hint: "Another gateway, another TLS service or a TLS-terminating proxy answers there (`gatehouse node test-connection` says which); check the URL and the CA fingerprint from `gatehouse gateway init` or `gatehouse gateway info`.",
   },
   san_mismatch: {
     status: 0,
     close: 0,
     description: "The gateway's server certificate does not cover the name or address used to reach it.",
-    hint: "Add the name on the gateway (`gatehouse gateway add-name HOST`), or use a name the certificate covers.",
+    hint: "Add the name on the gateway (`gatehouse gateway add-name HOST`, then restart it), or use a name the certificate covers.",
   },
   clock_skew: {
     status: 0,

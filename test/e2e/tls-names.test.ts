@@ -101,6 +101,16 @@ describe("a server certificate that does not cover the name used", () => {
     expect(body.error_description).toMatch(/covers[^\n]*127\.0\.0\.1/);
     expect(body.hint).toContain("gatehouse gateway add-name 127.0.0.2");
   });
+
+  it("the command the hint names makes the address work, after a restart", async () => {
+    const added = await runCli(["gateway", "add-name", "127.0.0.2", "--home", gateway.home]);
+    expect(added.code, added.stderr).toBe(0);
+    await gateway.stop();
+    await gateway.restart();
+    const { exit, result } = await testConnection(nodeHomeAt(uncoveredUrl));
+    expect(result.error).toBeNull();
+    expect(exit).toBe(0);
+  });
 });
 
 describe("a TLS-terminating reverse proxy in front of the gateway", () => {
