@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { GATEWAY_FILES, NODE_FILES, loadGatewayConfig, readJsonFile } from "../config/index.js";
+import { GATEWAY_FILES, NODE_FILES, gatewayConfigSchema, readJsonFile } from "../config/index.js";
 import { dialUrlForListen } from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { requestJson, type TlsClientOptions } from "../client/https-json.js";
@@ -38,7 +38,7 @@ function credentialFromHome(home: string): HomeCredential | undefined {
     let gatewayUrl = meta.gatewayUrl;
     let urlSource: UrlSource = { kind: "admin-copy", file: at(GATEWAY_FILES.adminGateway) };
     if (existsSync(at(GATEWAY_FILES.config))) {
-      const { listen } = loadGatewayConfig(home).config;
+      const listen = gatewayListen(at(GATEWAY_FILES.config));
       gatewayUrl = dialUrlForListen(listen);
       urlSource = { kind: "listen", file: at(GATEWAY_FILES.config), listen };
     }
@@ -72,6 +72,23 @@ function credentialFromHome(home: string): HomeCredential | undefined {
     };
   }
   return undefined;
+}
+
+/**
+ * The `listen` of a gateway home's gateway.json, read with the config schema's own rule for it
+ * (default 127.0.0.1:18789). Only this key is read: an admin command must keep working while
+ * another setting is being fixed (the gateway names those at start, `doctor` at any time).
+ * @throws GatehouseError `config_invalid` when the file is not JSON or listen is not HOST:PORT.
+ */
+function gatewayListen(file: string): string {
+  const parsed = gatewayConfigSchema.shape.listen.safeParse(readJsonFile(file, "config_invalid").listen);
+  if (!parsed.success)
+    throw new GatehouseError(
+      "config_invalid",
+      `listen in ${file}: ${parsed.error.issues[0]?.message ?? "invalid"}`,
+      `Fix listen in ${file}: HOST:PORT, e.g. 127.0.0.1:18789.`,
+    );
+  return parsed.data;
 }
 
 /**

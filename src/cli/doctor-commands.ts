@@ -1,7 +1,10 @@
 import os from "node:os";
 import { Command } from "commander";
-import { homeParties } from "../config/index.js";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { NODE_FILES, homeParties } from "../config/index.js";
 import { checkGatewayHome, checkNodeHome } from "../doctor/home-checks.js";
+import { checkAdminCopy, isAdminCopy } from "../doctor/admin-copy-checks.js";
 import { doctorExitCode, worstSeverity, type Finding, type Severity } from "../doctor/findings.js";
 import { scanLegacyTokens, type LegacyReport } from "../doctor/legacy-scan.js";
 import { action } from "./run.js";
@@ -56,8 +59,14 @@ export function doctorCommand(): Command {
           return;
         }
         const now = new Date();
-        const parties = homeParties(ctx.home);
-        const sections: { kind: "gateway" | "node"; findings: Finding[] }[] = [];
+        // A copy of admin/ (an operator's machine) is a home of its own kind: its stored URL can go stale.
+        const adminCopy = isAdminCopy(ctx.home);
+        const parties = adminCopy
+          ? { gateway: false, node: existsSync(path.join(ctx.home, NODE_FILES.config)) }
+          : homeParties(ctx.home);
+        const sections: { kind: "gateway" | "node" | "admin"; findings: Finding[] }[] = [];
+        if (adminCopy)
+          sections.push({ kind: "admin", findings: await checkAdminCopy(ctx.home, now, process.env) });
         if (parties.gateway)
           sections.push({ kind: "gateway", findings: await checkGatewayHome(ctx.home, now, process.env) });
         if (parties.node)

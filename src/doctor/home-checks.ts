@@ -19,6 +19,7 @@ import {
   type GatewayConfig,
   type NodeConfig,
 } from "../config/index.js";
+import { dialUrlForListen, urlReachesListen } from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
 import { TOKEN_VARIABLE } from "./legacy-scan.js";
@@ -34,7 +35,7 @@ function modeOf(file: string): number {
 const octal = (mode: number) => "0" + mode.toString(8);
 
 /** The home folder itself: 0700, since it holds keys. */
-function checkHomeMode(home: string): Finding {
+export function checkHomeMode(home: string): Finding {
   const mode = modeOf(home);
   if (mode & 0o077)
     return {
@@ -48,7 +49,7 @@ function checkHomeMode(home: string): Finding {
 }
 
 /** Private keys and the database: 0600. */
-function checkPrivateFiles(home: string, names: readonly string[]): Finding[] {
+export function checkPrivateFiles(home: string, names: readonly string[]): Finding[] {
   return names
     .map((name) => path.join(home, name))
     .filter((file) => existsSync(file))
@@ -82,7 +83,12 @@ function certificatesIn(file: string): X509Certificate[] {
  * A certificate's remaining life: expired is an error unless something renews it by itself,
  * less than a third left means the automatic renewal (at 2/3) has not happened.
  */
-function checkExpiry(file: string, what: string, now: Date, renewsItself: string | undefined): Finding {
+export function checkExpiry(
+  file: string,
+  what: string,
+  now: Date,
+  renewsItself: string | undefined,
+): Finding {
   if (!existsSync(file))
     return { severity: "error", check: "certificate", file, message: `${what} ${file} is missing` };
   const [cert] = certificatesIn(file);
@@ -157,13 +163,14 @@ async function checkSecrets(
 }
 
 /** Old and new credentials side by side: a token in the environment overrides the home's certificate. */
-function checkConflictingSources(env: NodeJS.ProcessEnv): Finding[] {
+export function checkConflictingSources(env: NodeJS.ProcessEnv): Finding[] {
   const findings: Finding[] = [];
   if (env.GATEHOUSE_TOKEN)
     findings.push({
       severity: "info",
       check: "conflicting-sources",
-      message: "GATEHOUSE_TOKEN is set: admin commands use it instead of this home's certificate",
+      message:
+        "GATEHOUSE_TOKEN is set: admin commands use it instead of this home's certificate (precedence: --token, then GATEHOUSE_TOKEN, then the home's certificate)",
       fix: "Unset GATEHOUSE_TOKEN unless that is what you want.",
     });
   const legacy = Object.keys(env).filter((name) => TOKEN_VARIABLE.test(name));
@@ -175,6 +182,45 @@ function checkConflictingSources(env: NodeJS.ProcessEnv): Finding[] {
       fix: "Run `gatehouse doctor --legacy` to find every copy and how to retire them.",
     });
   return findings;
+}
+
+/**
+ * The URL `gateway init` stored in admin/gateway.json for the admin credential. Admin commands on
+ * this home follow gateway.json's listen, but a copy of admin/ on another machine dials the stored
+ * URL: once listen is edited, that copy fails with connection_refused while the gateway runs.
+ */
+function checkAdminUrl(home: string, config: GatewayConfig): Finding | undefined {
+  const file = path.join(home, GATEWAY_FILES.adminGateway);
+  if (!existsSync(file)) return undefined;
+  let stored: unknown;
+  try {
+    stored = (JSON.parse(readFileSync(file, "utf8")) as { gatewayUrl?: unknown }).gatewayUrl;
+  } catch (error) {
+    return {
+      severity: "error",
+      check: "admin-url",
+      file,
+      message: `${file} is not valid JSON: ${(error as Error).message}`,
+      fix: "Restore it from a backup of the gateway home.",
+    };
+  }
+  const dialled = dialUrlForListen(config.listen);
+  if (typeof stored === "string" && urlReachesListen(stored, config.listen))
+    return {
+      severity: "ok",
+      check: "admin-url",
+      file,
+      message: `admin/gateway.json's gatewayUrl ${stored} matches listen ${config.listen}`,
+    };
+  return {
+    severity: "warning",
+    check: "admin-url",
+    file,
+    message:
+      `admin/gateway.json says the gateway is at ${JSON.stringify(stored)}, but gateway.json listens on ${config.listen} (${dialled}): ` +
+      "admin commands on this home follow gateway.json, but a copy of admin/ on another machine dials the stale URL",
+    fix: `Set "gatewayUrl" in ${file} to ${dialled} (from another machine: the gateway's name or address with port ${new URL(dialled).port}), and in every copy of admin/; or pass --gateway URL where a copy is used.`,
+  };
 }
 
 function isLoopback(listen: string): boolean {
@@ -230,6 +276,10 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
             fix: "Registration is open to that network (rate-limited, admin approval): keep it on a network you trust.",
           },
     );
+  }
+  if (config) {
+    const adminUrl = checkAdminUrl(home, config);
+    if (adminUrl) findings.push(adminUrl);
   }
   findings.push(...checkConflictingSources(env));
   if (shortLifetimesAllowed(env))

@@ -190,6 +190,22 @@ describe("admin commands follow gateway.json's listen", () => {
     expect(body.error_description).toContain(path.join(laptop, "admin", "gateway.json"));
     expect(body.hint).toContain("gatewayUrl");
 
+    // doctor on the copy asks the gateway at the stored URL and names the stale URL and its fix.
+    const onCopy = await runCli(["doctor", "--home", laptop, "--json"]);
+    expect(onCopy.code).toBe(1);
+    const copyReport = JSON.parse(onCopy.stdout) as {
+      sections: {
+        kind: string;
+        findings: { check: string; severity: string; message: string; fix?: string }[];
+      }[];
+    };
+    expect(copyReport.sections.map((s) => s.kind)).toEqual(["admin"]);
+    const stored = copyReport.sections[0]!.findings.find((f) => f.check === "admin-url");
+    expect(stored).toMatchObject({ severity: "warning" });
+    expect(stored!.message).toContain("connection_refused");
+    expect(stored!.message).toContain(oldUrl);
+    expect(stored!.fix).toContain(`"gatewayUrl" in ${path.join(laptop, "admin", "gateway.json")}`);
+
     const doctor = await runCli(["doctor", "--home", gateway.home, "--json"]);
     const report = JSON.parse(doctor.stdout) as {
       sections: { findings: { check: string; severity: string; message: string; fix?: string }[] }[];
