@@ -8,6 +8,7 @@ import {
 import { initAndStartGateway } from "../gateway/first-start.js";
 import { describeGatewayHome, unreachableNamesWarning, type GatewayInfo } from "../gateway/info.js";
 import { startGateway, type RunningGateway } from "../gateway/start.js";
+import { livePid } from "../gateway/listen-address.js";
 import { action } from "./run.js";
 import { checkListen, checkSans } from "./validate.js";
 import { chooseLogFormat, logDestination, LOG_FORMAT_OPTION } from "./logger.js";
@@ -127,12 +128,16 @@ export function gatewayCommands(): Command {
       action(async (ctx, names: string[]) => {
         checkSans(names, "name");
         const result = addServerNames(ctx.home, names);
-        if (ctx.json) printJson({ ...result, restartNeeded: result.added.length > 0 });
+        // The certificate is re-issued at start: a running gateway serves the old one until then.
+        const pid = livePid(ctx.home);
+        if (ctx.json) printJson({ ...result, restartNeeded: result.added.length > 0 && pid !== undefined });
         else if (!result.added.length) printText(`✓ gateway.json already names ${names.join(", ")}\n`);
         else
           printText(
             `✓ added ${result.added.join(", ")} to sans in gateway.json\n` +
-              "  The server certificate is re-issued with it when the gateway next starts: restart a running gateway (`gatehouse gateway start`).\n",
+              (pid
+                ? `  The running gateway (pid ${pid}) serves its old certificate until it restarts: stop it and run \`gatehouse gateway start\` again.\n`
+                : "  The next `gatehouse gateway start` re-issues the server certificate with it.\n"),
           );
       }),
     );

@@ -141,8 +141,8 @@ async function ownGatewayAnswers(home: string, gatewayId: string, address: Liste
   });
 }
 
-/** The pid in the home's pid file when that process is alive, else undefined. */
-function livePid(home: string): number | undefined {
+/** The pid of the home's running gateway (its pid file, when that process is alive), else undefined. */
+export function livePid(home: string): number | undefined {
   try {
     const pid = Number(readFileSync(path.join(home, PID_FILE), "utf8").trim());
     if (!Number.isInteger(pid) || pid <= 0) return undefined;

@@ -131,6 +131,9 @@ describe("the names in the server certificate", () => {
     const added = await runCli(["gateway", "add-name", "127.0.0.3", "--home", gateway.home]);
     expect(added.code).toBe(0);
     expect(added.stdout).toContain("added 127.0.0.3");
+    expect(added.stdout).toContain(
+      `The running gateway (pid ${gateway.process.child.pid}) serves its old certificate`,
+    );
     const config = JSON.parse(readFileSync(path.join(gateway.home, "gateway.json"), "utf8")) as {
       sans: string[];
     };
