@@ -1,5 +1,6 @@
 import https from "node:https";
 import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
+import { NTP_HINT, explainTimeValidity, isTimeValidityError, timeValidityMeaning } from "./clock-skew.js";
 import { sanMismatch } from "./san-mismatch.js";
 
 export interface TlsClientOptions {
@@ -13,8 +14,13 @@ export interface JsonResponse<T = unknown> {
   body: T;
 }
 
-/** Network failures below HTTP, named with the catalogue's codes. */
+/**
+ * Network failures below HTTP, named with the catalogue's codes. A certificate outside its
+ * validity period is `clock_skew` (requestJson confirms it against the gateway's clock: see
+ * explainTimeValidity).
+ */
 export function networkErrorCode(error: NodeJS.ErrnoException): ErrorCode {
+  if (isTimeValidityError(error)) return "clock_skew";
   switch (error.code) {
     case "ECONNREFUSED":
       return "connection_refused";
@@ -51,6 +57,13 @@ const TLS_MEANING: Record<string, string> = {
 
 export function describeNetworkError(url: string, error: NodeJS.ErrnoException): GatehouseError {
   const code = networkErrorCode(error);
+  if (code === "clock_skew") {
+    return new GatehouseError(
+      code,
+      `${url}: ${timeValidityMeaning(error.code!)} (${error.code}); this machine's clock says ${new Date().toISOString()}`,
+      NTP_HINT,
+    );
+  }
   if (code === "san_mismatch") {
     // tls.checkServerIdentity's error carries the certificate it judged.
     const peer = (error as { cert?: { subjectaltname?: string } }).cert;
@@ -66,7 +79,9 @@ export function describeNetworkError(url: string, error: NodeJS.ErrnoException):
 /**
  * One HTTPS JSON request. The server is verified against the given CA only (never the system
  * store): this client talks to one gateway whose CA it has pinned. Error bodies from the gateway
- * become GatehouseErrors with the gateway's code, description and hint.
+ * become GatehouseErrors with the gateway's code, description and hint; a certificate outside its
+ * validity period is named by the gateway's clock (`clock_skew` with the skew, see
+ * explainTimeValidity).
  */
 export function requestJson<T = unknown>(
   url: string,
@@ -137,7 +152,10 @@ export function requestJson<T = unknown>(
       request.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }));
     });
     request.on("error", (error: NodeJS.ErrnoException) => {
-      reject(error instanceof GatehouseError ? error : describeNetworkError(url, error));
+      if (error instanceof GatehouseError) reject(error);
+      else if (isTimeValidityError(error))
+        void explainTimeValidity(new URL(url).origin, error, options.tls.ca, options.timeoutMs).then(reject);
+      else reject(describeNetworkError(url, error));
     });
     request.end(payload);
   });

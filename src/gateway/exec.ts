@@ -106,7 +106,6 @@ export class ExecBroker {
     try {
       result = await new Promise<ExecResult>((resolve, reject) => {
         // eslint-disable-next-line no-restricted-syntax -- timeoutMs is at most MAX_EXEC_TIMEOUT_MS (the route checks)
-        // eslint-disable-next-line no-restricted-syntax -- timeoutMs is at most MAX_EXEC_TIMEOUT_MS (the route checks)
         const timer = setTimeout(() => {
           this.pending.delete(execId);
           reject(

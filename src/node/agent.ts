@@ -9,6 +9,7 @@ import { GatehouseError, closeCodeFor, isErrorCode, type ErrorCode } from "../pr
 import { MAX_TIMER_MS, setLongTimeout, type LongTimer } from "../protocol/long-timer.js";
 import { GATEHOUSE_VERSION, gatewayMessageSchema, type NodeMessage } from "../protocol/index.js";
 import { describeNetworkError } from "../client/https-json.js";
+import { explainTimeValidity, isTimeValidityError } from "../client/clock-skew.js";
 import type { NodeCredentials } from "./home.js";
 import { backoffDelay } from "./backoff.js";
 import { CredentialKeeper } from "./credential-keeper.js";
@@ -332,6 +333,9 @@ export class NodeAgent extends EventEmitter {
       const message = result.data;
       this.lastMessageAt = Date.now();
       if (message.type === "ca_rotation") this.followCaRotation(message.caRotation);
+      // A heartbeat's answer carries the gateway's time, read halfway through the round trip.
+      if (message.type === "heartbeat_ack")
+        this.keeper.observeGatewayTime(new Date(message.serverTime), (message.ts + Date.now()) / 2);
       if (message.type === "exec") this.execute(socket, message);
       if (message.type === "welcome") {
         this.attempt = 0;
@@ -344,14 +348,19 @@ export class NodeAgent extends EventEmitter {
           heartbeatPace(message.heartbeatIntervalMs, this.config.heartbeatInterval),
         );
         if (message.caRotation) this.followCaRotation(message.caRotation);
+        // Renewals follow the gateway's clock: the welcome says what time it is there.
+        this.keeper.observeGatewayTime(new Date(message.serverTime), Date.now());
         this.keeper.schedule();
         this.scheduleTokenRefresh(socket);
         this.setState("connected", `session ${message.sessionId} open`, { sessionId: message.sessionId });
       }
     });
 
+    // A certificate outside its dates is judged by the gateway's clock before it is reported.
+    let judgingClock = false;
     socket.on("close", (code, reasonBuffer) => {
       const reason = reasonBuffer.toString();
+      if (judgingClock) return;
       if (!opened) {
         report("connection_failed", `the connection closed before the session opened (${code})`);
         return;
@@ -369,6 +378,13 @@ export class NodeAgent extends EventEmitter {
 
     socket.on("error", (error: NodeJS.ErrnoException) => {
       if (opened) return; // the close that follows is the report
+      if (isTimeValidityError(error)) {
+        judgingClock = true;
+        void explainTimeValidity(this.config.gatewayUrl, error, auth.ca).then((named) =>
+          report(named.code, named.message, named.hint),
+        );
+        return;
+      }
       const named = describeNetworkError(this.config.gatewayUrl, error);
       report(named.code, named.message, named.hint);
     });

@@ -116,6 +116,9 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   // Nothing is sent until the gateway proves it holds a certificate from the pinned CA.
   const pinned = await fetchGatewayTrust(gatewayUrl, pin);
   options.onProgress?.({ state: "pinned", caFingerprint: pin });
+  // The first fully verified request, before anything is written: a clock so far off that TLS
+  // fails is named here (clock_skew, measured by requestJson), and the home stays as it was.
+  await requestJson(`${gatewayUrl}/health`, { tls: { ca: pinned.caPem } });
 
   ensurePrivateDir(home);
   const keys = await loadOrCreateDeviceKey(home, options.newKey ?? false);

@@ -11,6 +11,7 @@ import { readPresentedChain, verifyPresentedChain } from "../client/ca-pin.js";
 import { certificatesOfBundle, sha256Fingerprint } from "../pki/index.js";
 import { describeNetworkError, requestJson, type TlsClientOptions } from "../client/https-json.js";
 import { explainMissingCertificate, readRegistrationFile } from "./registration-state.js";
+import { ClockSkewError, NTP_HINT, SKEW_TOLERANCE_MS, describeSkew } from "../client/clock-skew.js";
 
 export const LAYERS = [
   "config",
@@ -212,12 +213,24 @@ export async function testConnection(
     });
 
     const tls: TlsClientOptions = { ca: credentials.ca };
+    // What a skewed clock broke on the way (a certificate "not yet valid"), for the clock layer.
+    let brokenBySkew: string | undefined;
     const health = await step("http", async () => {
       const sentAt = Date.now();
       let response;
       try {
         response = await requestJson<HealthResponse>(`${url.origin}/health`, { tls, timeoutMs });
       } catch (error) {
+        // The gateway answered on a connection that ignored the certificate's dates: HTTP works,
+        // and the clock layer names the skew.
+        if (error instanceof ClockSkewError && error.clock.health) {
+          brokenBySkew = error.failure;
+          const { health, gatewayTime, skewMs } = error.clock;
+          return {
+            value: { body: health, midpoint: gatewayTime.getTime() - skewMs },
+            detail: `Gatehouse ${health.version}, gateway ${health.gatewayId} (read ignoring certificate dates: ${error.failure})`,
+          };
+        }
         if (error instanceof GatehouseError && error.code !== "not_a_gateway" && error.status >= 400) {
           throw new GatehouseError(
             "not_a_gateway",
@@ -242,10 +255,12 @@ export async function testConnection(
     await step("clock", async () => {
       const skewMs = new Date(health.body.time).getTime() - health.midpoint;
       const seconds = (skewMs / 1000).toFixed(1);
-      if (Math.abs(skewMs) > (options.maxSkewMs ?? 60_000)) {
+      const allowedMs = options.maxSkewMs ?? SKEW_TOLERANCE_MS;
+      if (Math.abs(skewMs) > allowedMs || brokenBySkew) {
         throw new GatehouseError(
           "clock_skew",
-          `this machine's clock is ${Math.abs(Number(seconds))} s ${skewMs > 0 ? "behind" : "ahead of"} the gateway's; tokens and certificates allow 60 s`,
+          `${describeSkew(skewMs)}; tokens and certificates allow ${allowedMs / 1000} s${brokenBySkew ? `; ${brokenBySkew}` : ""}`,
+          NTP_HINT,
         );
       }
       return { value: undefined, detail: `skew ${skewMs >= 0 ? "+" : ""}${seconds} s` };

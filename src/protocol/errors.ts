@@ -213,7 +213,7 @@ export const ERROR_CATALOGUE = {
     status: 0,
     close: 0,
     description: "This machine's clock differs too much from the gateway's.",
-    hint: "Enable time synchronisation (NTP) on both machines.",
+    hint: "Enable time synchronisation (NTP) on this machine: `timedatectl set-ntp true` (systemd), or start chronyd/ntpd; check the gateway's clock the same way. Then retry.",
   },
   connection_failed: {
     status: 0,
