@@ -208,7 +208,7 @@ export function nodesCommands(): Command {
       "run a command on a node (no shell; the node's exec.allow decides): nodes exec ID -- CMD [ARGS...]; " +
         "exits with the command's status, or 125 when gatehouse itself fails",
     )
-    .argument("<node>", "device id, or the name of an approved node")
+    .argument("<node>", "device id, the name of an approved node, or key:ID for a node on an API key")
     .argument("<command...>", "the command and its arguments, after --")
     .option("--timeout <ms>", "kill the command after this long", "30000");
   ownUsageStatus(exec, EXIT_EXEC_OWN_FAILURE);
@@ -242,7 +242,7 @@ export function nodesCommands(): Command {
     nodes
       .command("history")
       .description("commands run on a node: who, what, when, exit code, duration, output size")
-      .argument("<node>", "device id, or the name of an approved node")
+      .argument("<node>", "device id, the name of an approved node, or key:ID for a node on an API key")
       .option("-n, --limit <count>", "how many", "50"),
   ).action(
     action(async (ctx, node: string, options: GatewayOption & { limit: string }) => {
