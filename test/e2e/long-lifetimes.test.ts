@@ -139,4 +139,33 @@ describe("lifetimes that make no sense are refused", () => {
       expect(start.stdout + start.stderr).toContain("certificates.clientTtl");
     });
   }
+
+  it("accepts seconds only with GATEHOUSE_ALLOW_SHORT_LIFETIMES=1, and then says so everywhere", async () => {
+    const home = tempHome("short-ttl-escape");
+    await runJson(["gateway", "init", "--home", home, "--listen", "127.0.0.1:18997"]);
+    const file = path.join(home, "gateway.json");
+    const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+    config.certificates = { clientTtl: "30s" };
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    const env = { ...process.env, GATEHOUSE_ALLOW_SHORT_LIFETIMES: "1" };
+
+    const explained = await runCli(["config", "explain", "--home", home], { env });
+    expect(explained.code, explained.stderr).toBe(0);
+    expect(explained.stdout).toMatch(/certificates\.clientTtl\s+30s/);
+    expect(explained.stdout).toContain("GATEHOUSE_ALLOW_SHORT_LIFETIMES=1 is set");
+
+    const doctor = await runCli(["doctor", "--home", home, "--json"], { env });
+    const findings = (
+      JSON.parse(doctor.stdout) as { sections: { findings: { check: string; severity: string }[] }[] }
+    ).sections.flatMap((section) => section.findings);
+    expect(findings).toContainEqual(
+      expect.objectContaining({ check: "short-lifetimes", severity: "warning" }),
+    );
+
+    // Any other value is no escape.
+    const other = await runCli(["config", "explain", "--home", home], {
+      env: { ...process.env, GATEHOUSE_ALLOW_SHORT_LIFETIMES: "true" },
+    });
+    expect(other.code).toBe(1);
+  });
 });
