@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "no
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { AGENT_LOCK_FILE, acquireAgentLock, processStartTime } from "../src/node/agent-lock.js";
+import { AGENT_LOCK_FILE, acquireAgentLock } from "../src/node/agent-lock.js";
+import { processStartTime } from "../src/config/processes.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 
 const homes: string[] = [];

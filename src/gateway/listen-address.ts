@@ -3,6 +3,7 @@ import https from "node:https";
 import net from "node:net";
 import path from "node:path";
 import { GATEWAY_FILES, writeFileAtomic } from "../config/index.js";
+import { isProcessAlive } from "../config/processes.js";
 import { GatehouseError } from "../protocol/errors.js";
 
 /** The running gateway's process id, beside its gateway.json; removed at a clean stop. */
@@ -145,9 +146,7 @@ async function ownGatewayAnswers(home: string, gatewayId: string, address: Liste
 export function livePid(home: string): number | undefined {
   try {
     const pid = Number(readFileSync(path.join(home, PID_FILE), "utf8").trim());
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    process.kill(pid, 0);
-    return pid;
+    return isProcessAlive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }

@@ -1,6 +1,7 @@
 import { existsSync, linkSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { GatehouseError } from "../protocol/errors.js";
+import { isProcessAlive, processStartTime } from "../config/processes.js";
 
 /** The lock file in a node home: present while an agent runs there. */
 export const AGENT_LOCK_FILE = "agent.lock";
@@ -12,30 +13,6 @@ export interface AgentLockHolder {
   processStart: string | null;
   /** When the agent took the lock (ISO 8601). */
   startedAt: string;
-}
-
-/**
- * The start time of a process, from /proc/PID/stat (field 22, in clock ticks since boot): with the
- * pid it names one process for good, since a pid is reused only by a process that starts later.
- * Null where /proc is not there (macOS): then the pid alone is judged.
- */
-export function processStartTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) is in parentheses and may hold spaces: count from the last ")".
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** The holder a lock file names, or undefined when the file is unreadable or half written. */
@@ -51,7 +28,7 @@ function readHolder(file: string): AgentLockHolder | undefined {
 
 /** True while the process a lock names still runs: the same pid and the same start time. */
 export function holderRuns(holder: AgentLockHolder): boolean {
-  if (!isAlive(holder.pid)) return false;
+  if (!isProcessAlive(holder.pid)) return false;
   if (holder.processStart === null) return true;
   const now = processStartTime(holder.pid);
   return now === null || now === holder.processStart;

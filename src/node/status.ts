@@ -3,6 +3,7 @@ import { X509Certificate } from "node:crypto";
 import path from "node:path";
 import { NODE_FILES, loadNodeConfig } from "../config/index.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
+import { isProcessAlive } from "../config/processes.js";
 import type { AgentStatus } from "./agent.js";
 
 export interface NodeStatusReport {
@@ -20,15 +21,6 @@ export interface NodeStatusReport {
   backoffMs: number | null;
   sessionId: string | null;
   since: string | null;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /**
@@ -53,7 +45,7 @@ export function readNodeStatus(home: string): NodeStatusReport {
   const saved = existsSync(stateFile)
     ? (JSON.parse(readFileSync(stateFile, "utf8")) as AgentStatus & { pid?: number })
     : undefined;
-  const running = saved?.pid !== undefined && saved.state !== "stopped" && isAlive(saved.pid);
+  const running = saved?.pid !== undefined && saved.state !== "stopped" && isProcessAlive(saved.pid);
   return {
     state: running && saved ? saved.state : "not running",
     running,
