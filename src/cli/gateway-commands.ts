@@ -1,11 +1,6 @@
 import { Command } from "commander";
-import {
-  addServerNames,
-  initGatewayHome,
-  gatewayHomeExists,
-  type GatewayInitResult,
-} from "../gateway/home.js";
-import { initAndStartGateway } from "../gateway/first-start.js";
+import { addServerNames, gatewayHomeExists, type GatewayInitResult } from "../gateway/home.js";
+import { initAndStartGateway, initGatewayHomeOrNothing } from "../gateway/first-start.js";
 import { describeGatewayHome, unreachableNamesWarning, type GatewayInfo } from "../gateway/info.js";
 import { startGateway, type RunningGateway } from "../gateway/start.js";
 import { livePid } from "../gateway/listen-address.js";
@@ -59,7 +54,7 @@ export function gatewayCommands(): Command {
       action(async (ctx, options: { listen: string; name?: string; san?: string[] }) => {
         checkListen("--listen", options.listen);
         checkSans(options.san);
-        const result = await initGatewayHome(ctx.home, {
+        const result = await initGatewayHomeOrNothing(ctx.home, {
           listen: options.listen,
           name: options.name,
           sans: options.san,

@@ -1,5 +1,5 @@
-import { isIP } from "node:net";
 import { listenSchema } from "../config/schema.js";
+import { serverNameProblem } from "../config/server-name.js";
 import { normaliseFingerprint } from "../pki/fingerprint.js";
 import { UsageError } from "./output.js";
 
@@ -7,21 +7,22 @@ import { UsageError } from "./output.js";
 // and must not leave a half-made home behind.
 
 export function checkListen(flag: string, value: string | undefined): void {
-  if (value !== undefined && !listenSchema.safeParse(value).success) {
-    throw new UsageError(
-      `${flag} ${JSON.stringify(value)} is not HOST:PORT (e.g. 127.0.0.1:18789 or 0.0.0.0:18789)`,
-    );
-  }
+  if (value === undefined) return;
+  const parsed = listenSchema.safeParse(value);
+  if (parsed.success) return;
+  const custom = parsed.error.issues.find((issue) => issue.code === "custom");
+  throw new UsageError(
+    custom
+      ? `${flag} ${JSON.stringify(value)}: ${custom.message}`
+      : `${flag} ${JSON.stringify(value)} is not HOST:PORT (e.g. 127.0.0.1:18789 or 0.0.0.0:18789)`,
+  );
 }
 
-const HOSTNAME =
-  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-
+/** Names for the server certificate, by the one rule gateway.json's `sans` follows too. */
 export function checkSans(values: string[] | undefined, what = "--san"): void {
   for (const value of values ?? []) {
-    if (!isIP(value) && !HOSTNAME.test(value)) {
-      throw new UsageError(`${what} ${JSON.stringify(value)} is neither an IP address nor a host name`);
-    }
+    const problem = serverNameProblem(value);
+    if (problem) throw new UsageError(`${what} ${JSON.stringify(value)} ${problem}`);
   }
 }
 

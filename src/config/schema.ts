@@ -1,11 +1,25 @@
 import { z } from "zod";
 import { deviceNameSchema } from "../protocol/device-name.js";
 import { durationSchema, lifetimeSchema } from "./duration.js";
+import { serverNameProblem } from "./server-name.js";
 import { BUILTIN_ROLES, SCOPES } from "../protocol/scopes.js";
 
 export const listenSchema = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be HOST:PORT, e.g. 127.0.0.1:18789");
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be HOST:PORT, e.g. 127.0.0.1:18789")
+  .superRefine((value, ctx) => {
+    // The host goes into the server certificate: it follows the rule for `sans` (a wildcard
+    // address is fine here: it is how a gateway listens on every interface).
+    const host = value.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+    const problem = host === "0.0.0.0" || host === "::" ? undefined : serverNameProblem(host);
+    if (problem) ctx.addIssue({ code: "custom", message: `host ${JSON.stringify(host)} ${problem}` });
+  });
+
+/** A name for the server certificate (server-name.ts says which names are refused, and why). */
+const serverNameSchema = z.string().superRefine((value, ctx) => {
+  const problem = serverNameProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} ${problem}` });
+});
 
 const vaultSchema = z
   .strictObject({
@@ -27,7 +41,7 @@ export const gatewayConfigSchema = z.strictObject({
   name: z.string().default("gatehouse"),
   listen: listenSchema.default("127.0.0.1:18789"),
   /** Extra names and addresses for the server certificate, besides localhost and loopback. */
-  sans: z.array(z.string()).default([]),
+  sans: z.array(serverNameSchema).default([]),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   certificates: z
     .strictObject({

@@ -26,6 +26,24 @@ export async function initAndStartGateway(
   }
 }
 
+/**
+ * `gateway init`, leaving nothing behind when it fails part-way (a certificate that cannot be
+ * issued, a full disk): the same clean-up as a first start's, so the command can be run again.
+ * @throws whatever the init throws, after the clean-up.
+ */
+export async function initGatewayHomeOrNothing(
+  home: string,
+  init: GatewayInitOptions,
+): Promise<GatewayInitResult> {
+  const undo = undoCreation(home);
+  try {
+    return await initGatewayHome(home, init);
+  } catch (error) {
+    undo();
+    throw error;
+  }
+}
+
 /** A function that removes what is created in `home` from now on (and its missing parents). */
 function undoCreation(home: string): () => void {
   const folder = path.resolve(home);
