@@ -4,7 +4,13 @@ import { GATEWAY_FILES } from "../config/index.js";
 import { requestJson } from "../client/https-json.js";
 import { GatehouseError } from "../protocol/errors.js";
 import type { Finding } from "./findings.js";
-import { checkConflictingSources, checkExpiry, checkHomeMode, checkPrivateFiles } from "./home-checks.js";
+import {
+  checkConflictingSources,
+  checkExpiry,
+  checkHomeMode,
+  checkPrivateFiles,
+  readAdminGatewayFile,
+} from "./home-checks.js";
 
 /** How long doctor waits for the gateway's /health (a refused port answers at once). */
 const PROBE_TIMEOUT_MS = 5000;
@@ -38,18 +44,9 @@ export async function checkAdminCopy(home: string, now: Date, env: NodeJS.Proces
 
 async function checkStoredUrl(home: string): Promise<Finding> {
   const file = path.join(home, GATEWAY_FILES.adminGateway);
-  let meta: { gatewayUrl?: unknown; gatewayId?: unknown };
-  try {
-    meta = JSON.parse(readFileSync(file, "utf8")) as typeof meta;
-  } catch (error) {
-    return {
-      severity: "error",
-      check: "admin-url",
-      file,
-      message: `${file} is not valid JSON: ${(error as Error).message}`,
-      fix: "Copy admin/ again from the gateway's home.",
-    };
-  }
+  const read = readAdminGatewayFile(file, "Copy admin/ again from the gateway's home.");
+  if ("finding" in read) return read.finding;
+  const meta = read.meta;
   const url = typeof meta.gatewayUrl === "string" ? meta.gatewayUrl.replace(/\/+$/, "") : "";
   const moved = `If the gateway's listen address changed, write its URL into "gatewayUrl" in ${file} (\`gatehouse gateway info\` on the gateway prints it), or pass --gateway URL to admin commands`;
   try {

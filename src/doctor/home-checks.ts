@@ -184,6 +184,35 @@ export function checkConflictingSources(env: NodeJS.ProcessEnv): Finding[] {
   return findings;
 }
 
+/** What admin/gateway.json holds about the gateway an admin credential belongs to. */
+export interface AdminGatewayMeta {
+  gatewayUrl?: unknown;
+  gatewayId?: unknown;
+}
+
+/**
+ * Reads admin/gateway.json for doctor: its fields, or the `admin-url` error finding that names the
+ * file and the parse error (with `fix`, which differs between a gateway home and a copy of admin/).
+ */
+export function readAdminGatewayFile(
+  file: string,
+  fix: string,
+): { meta: AdminGatewayMeta } | { finding: Finding } {
+  try {
+    return { meta: JSON.parse(readFileSync(file, "utf8")) as AdminGatewayMeta };
+  } catch (error) {
+    return {
+      finding: {
+        severity: "error",
+        check: "admin-url",
+        file,
+        message: `${file} is not valid JSON: ${(error as Error).message}`,
+        fix,
+      },
+    };
+  }
+}
+
 /**
  * The URL `gateway init` stored in admin/gateway.json for the admin credential. Admin commands on
  * this home follow gateway.json's listen, but a copy of admin/ on another machine dials the stored
@@ -192,18 +221,9 @@ export function checkConflictingSources(env: NodeJS.ProcessEnv): Finding[] {
 function checkAdminUrl(home: string, config: GatewayConfig): Finding | undefined {
   const file = path.join(home, GATEWAY_FILES.adminGateway);
   if (!existsSync(file)) return undefined;
-  let stored: unknown;
-  try {
-    stored = (JSON.parse(readFileSync(file, "utf8")) as { gatewayUrl?: unknown }).gatewayUrl;
-  } catch (error) {
-    return {
-      severity: "error",
-      check: "admin-url",
-      file,
-      message: `${file} is not valid JSON: ${(error as Error).message}`,
-      fix: "Restore it from a backup of the gateway home.",
-    };
-  }
+  const read = readAdminGatewayFile(file, "Restore it from a backup of the gateway home.");
+  if ("finding" in read) return read.finding;
+  const stored = read.meta.gatewayUrl;
   const dialled = dialUrlForListen(config.listen);
   if (typeof stored === "string" && urlReachesListen(stored, config.listen))
     return {
