@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { AdminClient } from "../src/cli/admin-client.js";
-import { nameFailure } from "../src/cli/credential-source.js";
+import { nameFailure } from "../src/client/credential-source.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 
 const dirs: string[] = [];

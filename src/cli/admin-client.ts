@@ -5,7 +5,7 @@ import { dialUrlForListen } from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { requestJson, type TlsClientOptions } from "../client/https-json.js";
 import { readFlagFile } from "./flag-files.js";
-import { nameFailure, type CredentialSource, type UrlSource } from "./credential-source.js";
+import { nameFailure, type CredentialSource, type UrlSource } from "../client/credential-source.js";
 
 export interface TargetOptions {
   gateway?: string;

@@ -12,6 +12,7 @@ import { certificatesOfBundle, sha256Fingerprint } from "../pki/index.js";
 import { describeNetworkError, requestJson, type TlsClientOptions } from "../client/https-json.js";
 import { explainMissingCertificate, readRegistrationFile } from "./registration-state.js";
 import { ClockSkewError, NTP_HINT, SKEW_TOLERANCE_MS, describeSkew } from "../client/clock-skew.js";
+import { nameCredentialRefusal, type CredentialSource } from "../client/credential-source.js";
 
 export const LAYERS = [
   "config",
@@ -267,6 +268,21 @@ export async function testConnection(
     });
 
     let token = options.token ?? process.env.GATEHOUSE_TOKEN;
+    // A refused token names where it came from, as the admin commands do: a stale GATEHOUSE_TOKEN
+    // would otherwise read like a fault of the node's own certificate.
+    const deviceCertificate = credentials.cert
+      ? `this home's device certificate (${path.join(home, NODE_FILES.deviceCert)})`
+      : undefined;
+    const tokenSource: CredentialSource | undefined = options.token
+      ? {
+          kind: "token-flag",
+          ...(process.env.GATEHOUSE_TOKEN || deviceCertificate
+            ? { next: process.env.GATEHOUSE_TOKEN ? "the GATEHOUSE_TOKEN variable" : deviceCertificate }
+            : {}),
+        }
+      : token
+        ? { kind: "token-variable", ...(deviceCertificate ? { next: deviceCertificate } : {}) }
+        : undefined;
     const authTls: TlsClientOptions = token || apiKey ? { ca: credentials.ca } : { ...credentials };
     const headers: Record<string, string> = {};
     let deviceFailure: GatehouseError | undefined;
@@ -300,7 +316,7 @@ export async function testConnection(
             detail: credentials.cert ? "credential accepted" : "no certificate yet",
           };
         }
-        throw error;
+        throw tokenSource ? nameCredentialRefusal(error, tokenSource) : error;
       }
     });
 

@@ -1,9 +1,22 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { cleanupAll, freePort, runCli, runJson, tempHome } from "./harness.js";
+import {
+  cleanupAll,
+  freePort,
+  registeredNode,
+  runCli,
+  runJson,
+  startTestGateway,
+  tempHome,
+  type TestGateway,
+} from "./harness.js";
 
-afterAll(() => cleanupAll());
+const gateways: TestGateway[] = [];
+afterAll(async () => {
+  for (const gateway of gateways) await gateway.stop();
+  cleanupAll();
+});
 
 async function initHome(): Promise<{ home: string; port: number }> {
   const home = tempHome("names");
@@ -58,5 +71,44 @@ describe("names for the server certificate follow one rule, wherever they are gi
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`config_invalid: sans.1 in ${file}`);
     expect(result.stderr).not.toContain("internal_error");
+  });
+});
+
+describe("node test-connection names the credential it was refused, as the admin commands do", () => {
+  it("a stale GATEHOUSE_TOKEN or --token is named, with how to go back to the device certificate", async () => {
+    const gateway = await startTestGateway();
+    gateways.push(gateway);
+    const node = await registeredNode(gateway, "laptop");
+    const stale = "eyJhbGciOiJFUzI1NiIsImtpZCI6InNrX3N0YWxlIiwidHlwIjoiYXQrand0In0.e30.c3RhbGU";
+    const certificate = `this home's device certificate (${path.join(node.home, "device.pem")})`;
+
+    const fromVariable = await runCli(["node", "test-connection", "--home", node.home, "--json"], {
+      env: { ...process.env, GATEHOUSE_TOKEN: stale },
+    });
+    expect(fromVariable.code).toBe(1);
+    const variableError = (
+      JSON.parse(fromVariable.stdout) as {
+        error: { code: string; layer: string; description: string; hint: string };
+      }
+    ).error;
+    expect(variableError.layer).toBe("auth");
+    expect(variableError.description).toContain(
+      `the credential was the access token in the GATEHOUSE_TOKEN variable, which takes precedence over ${certificate}`,
+    );
+    expect(variableError.hint).toContain(`unset GATEHOUSE_TOKEN to use ${certificate}`);
+
+    const env = { ...process.env };
+    delete env.GATEHOUSE_TOKEN;
+    const fromFlag = await runCli(["node", "test-connection", "--home", node.home, "--token", stale], {
+      env,
+    });
+    expect(fromFlag.code).toBe(1);
+    expect(fromFlag.stdout + fromFlag.stderr).toContain(
+      "the credential was the access token given with the --token flag",
+    );
+    expect(fromFlag.stdout + fromFlag.stderr).toContain(`drop --token to use ${certificate}`);
+
+    const withCertificate = await runCli(["node", "test-connection", "--home", node.home], { env });
+    expect(withCertificate.code).toBe(0);
   });
 });

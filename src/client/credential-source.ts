@@ -1,9 +1,9 @@
 import { GatehouseError, type ErrorCode } from "../protocol/errors.js";
 
 /**
- * Where the credential an admin command presents came from. Precedence, highest first: the
- * `--token` flag, the `GATEHOUSE_TOKEN` variable, then the home's certificate (the admin
- * credential in `admin/`, else a node's device certificate). The `token` command presents the
+ * Where the credential an admin command (or `node test-connection`) presents came from.
+ * Precedence, highest first: the `--token` flag, the `GATEHOUSE_TOKEN` variable, then the home's
+ * certificate (the admin credential in `admin/`, else a node's device certificate). The `token` command presents the
  * file it was given instead. `next` names what would be used if this source were dropped.
  */
 export type CredentialSource =
@@ -134,14 +134,7 @@ function urlFix(source: UrlSource): string {
  */
 export function nameFailure(error: unknown, credential: CredentialSource, url: UrlSource): unknown {
   if (!(error instanceof GatehouseError)) return error;
-  if (CREDENTIAL_REFUSALS.has(error.code)) {
-    const what = describeCredential(credential);
-    return retold(
-      error,
-      `${error.message}; the credential was ${what}`,
-      `${error.hint} To stop using it: ${howToStop(credential)}.`,
-    );
-  }
+  if (CREDENTIAL_REFUSALS.has(error.code)) return nameCredentialRefusal(error, credential);
   if (UNREACHABLE.has(error.code))
     return retold(
       error,
@@ -153,6 +146,19 @@ export function nameFailure(error: unknown, credential: CredentialSource, url: U
         : error.hint,
     );
   return error;
+}
+
+/**
+ * A refusal of a credential, retold to say which credential it was and how to stop using it (as
+ * {@link nameFailure} does for a credential refusal); any other error is returned as it is.
+ */
+export function nameCredentialRefusal(error: unknown, credential: CredentialSource): unknown {
+  if (!(error instanceof GatehouseError) || !CREDENTIAL_REFUSALS.has(error.code)) return error;
+  return retold(
+    error,
+    `${error.message}; the credential was ${describeCredential(credential)}`,
+    `${error.hint} To stop using it: ${howToStop(credential)}.`,
+  );
 }
 
 function retold(error: GatehouseError, description: string, hint: string): GatehouseError {
