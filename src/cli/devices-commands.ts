@@ -230,6 +230,12 @@ export function nodesCommands(): Command {
           passThrough(result.stdout, result.stderr);
           if (result.truncated)
             printNotice(`\n✗ ${result.code}: the output passed the node's cap; the command was stopped\n`);
+          // A command ended by a signal has no status of its own: say so, or the exit status 1
+          // (a node stopped with Ctrl-C while it ran, a kill on the node) comes with no word at all.
+          else if (result.exitCode === null && result.signal)
+            printNotice(
+              `✗ the command was ended by ${result.signal} on the node (no exit status; exiting 1)\n`,
+            );
         }
         // Output cut at the node's cap: gatehouse stopped the command, so it is gatehouse's failure.
         process.exitCode = result.truncated ? EXIT_EXEC_OWN_FAILURE : localExitStatus(result.exitCode);

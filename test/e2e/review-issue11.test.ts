@@ -7,6 +7,7 @@ import {
   registeredNode,
   runCli,
   runJson,
+  spawnCli,
   startTestGateway,
   tempHome,
   type TestGateway,
@@ -110,5 +111,35 @@ describe("node test-connection names the credential it was refused, as the admin
 
     const withCertificate = await runCli(["node", "test-connection", "--home", node.home], { env });
     expect(withCertificate.code).toBe(0);
+  });
+});
+
+describe("nodes exec says when the command was ended by a signal", () => {
+  it("prints the signal instead of exiting 1 with no word", async () => {
+    const gateway = await startTestGateway();
+    gateways.push(gateway);
+    const node = await registeredNode(gateway, "worker");
+    const configFile = path.join(node.home, "node.json");
+    const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
+    writeFileSync(configFile, JSON.stringify({ ...config, exec: { allow: ["sh"] } }, null, 2));
+    const agent = spawnCli(["node", "start", "--home", node.home]);
+    await agent.waitFor(() => agent.stdout.includes('"state":"connected"'), "the node to connect");
+
+    const result = await runCli([
+      "nodes",
+      "exec",
+      "worker",
+      "--home",
+      gateway.home,
+      "--",
+      "sh",
+      "-c",
+      "kill -TERM $$",
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("the command was ended by SIGTERM on the node");
+
+    agent.child.kill("SIGTERM");
+    await agent.exited;
   });
 });
