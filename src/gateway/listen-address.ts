@@ -46,7 +46,8 @@ export async function checkAddressFree(
 
 /**
  * The named error for a failed listen: EADDRINUSE is `address_in_use` (saying so when this home's
- * own gateway holds the address), EADDRNOTAVAIL and EACCES are `config_invalid` naming `listen`;
+ * own gateway holds the address), EADDRNOTAVAIL, EACCES and a host that does not resolve
+ * (ENOTFOUND, EAI_AGAIN, EAI_FAIL) are `config_invalid` naming `listen`;
  * anything else is returned as it is.
  */
 export async function listenFailure(
@@ -68,6 +69,13 @@ export async function listenFailure(
       "config_invalid",
       `listen ${address.listen}: ports below 1024 need privileges this process lacks`,
       "Use a port of 1024 or above (the default is 18789).",
+    );
+  // A listen host is looked up before the bind: a name that does not resolve is the setting's fault.
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_FAIL")
+    return new GatehouseError(
+      "config_invalid",
+      `listen ${address.listen}: ${address.host} does not resolve to an address of this machine (${code})`,
+      "Listen on an address (127.0.0.1, 0.0.0.0 for every interface, or one of `ip -brief address`), or a name that resolves to one.",
     );
   return error;
 }

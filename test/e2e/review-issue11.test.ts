@@ -143,3 +143,20 @@ describe("nodes exec says when the command was ended by a signal", () => {
     await agent.exited;
   });
 });
+
+describe("gateway start on a listen host that does not resolve", () => {
+  it("is config_invalid naming listen, not internal_error, and a first start leaves no home", async () => {
+    const { home, port } = await initHome();
+    const existing = await runCli(["gateway", "start", "--home", home, "--listen", `nosuch.invalid:${port}`]);
+    expect(existing.code).toBe(1);
+    expect(existing.stderr).toContain(
+      `config_invalid: listen nosuch.invalid:${port}: nosuch.invalid does not resolve`,
+    );
+
+    const fresh = tempHome("unresolved");
+    const first = await runCli(["gateway", "start", "--home", fresh, "--listen", `nosuch.invalid:${port}`]);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain("config_invalid: listen");
+    expect(existsSync(fresh)).toBe(false);
+  });
+});
