@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import {
   cleanupAll,
+  nodeRegisterArgs,
   registeredNode,
   runCli,
   runJson,
@@ -13,8 +14,7 @@ import {
   type Running,
   type TestGateway,
 } from "./harness.js";
-import { fingerprintOf, pemBundle } from "./lifecycle-fixtures.js";
-import type { TestConnectionResult } from "../../src/node/test-connection.js";
+import { fingerprintOf, pemBundle, testConnection } from "./lifecycle-fixtures.js";
 
 /**
  * During a CA rotation's overlap the server certificate still chains to the previous CA while the
@@ -62,29 +62,7 @@ async function usesLeft(tokenId: string): Promise<number | undefined> {
 }
 
 function register(home: string, fingerprint: string, name: string, token: string) {
-  return runCli([
-    "node",
-    "register",
-    "--home",
-    home,
-    "--gateway",
-    gateway.url,
-    "--ca-fingerprint",
-    fingerprint,
-    "--name",
-    name,
-    "--enroll-token",
-    token,
-  ]);
-}
-
-async function testConnection(home: string): Promise<{ exit: number | null; result: TestConnectionResult }> {
-  const run = await runCli(["node", "test-connection", "--home", home, "--json"]);
-  try {
-    return { exit: run.code, result: JSON.parse(run.stdout) as TestConnectionResult };
-  } catch {
-    throw new Error(`test-connection printed no JSON (exit ${run.code})\n${run.stdout}\n${run.stderr}`);
-  }
+  return runCli([...nodeRegisterArgs(gateway, home, { name, fingerprint }), "--enroll-token", token]);
 }
 
 describe("during a CA rotation's overlap", () => {

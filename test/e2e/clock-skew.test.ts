@@ -5,7 +5,16 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { TestConnectionResult } from "../../src/node/test-connection.js";
 import type { NodeStatusReport } from "../../src/node/status.js";
-import { CLI, Running, cleanupAll, registeredNode, runJson, startTestGateway, tempHome } from "./harness.js";
+import {
+  CLI,
+  Running,
+  cleanupAll,
+  nodeRegisterArgs,
+  registeredNode,
+  runJson,
+  startTestGateway,
+  tempHome,
+} from "./harness.js";
 import { waitConnected, waitForMsg, withMsg } from "./lifecycle-fixtures.js";
 import { CLIENT_CERT_SECONDS, renewalAfter, shortLifetimes } from "./short-lifetimes.js";
 
@@ -84,16 +93,7 @@ describe.skipIf(!FAKETIME).concurrent("a node whose clock is off", () => {
     const gateway = await startTestGateway();
     const home = tempHome("behind-register");
     const { code, run } = await skewedRun("-10m", [
-      "node",
-      "register",
-      "--home",
-      home,
-      "--gateway",
-      gateway.url,
-      "--ca-fingerprint",
-      gateway.caFingerprint,
-      "--name",
-      "behind-register",
+      ...nodeRegisterArgs(gateway, home, { name: "behind-register" }),
       "--json",
     ]);
     const context = `${run.stdout}\n${run.stderr}`;

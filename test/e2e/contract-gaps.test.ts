@@ -5,6 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import {
   cleanupAll,
   listDevices,
+  nodeRegisterArgs,
   runCli,
   runJson,
   spawnCli,
@@ -35,18 +36,7 @@ interface ErrorJson {
 }
 
 function registerArgs(home: string, name: string): string[] {
-  return [
-    "node",
-    "register",
-    "--home",
-    home,
-    "--gateway",
-    gateway.url,
-    "--ca-fingerprint",
-    gateway.caFingerprint,
-    "--name",
-    name,
-  ];
+  return nodeRegisterArgs(gateway, home, { name });
 }
 
 async function enrollToken(...flags: string[]): Promise<{ token: string; tokenId: string }> {

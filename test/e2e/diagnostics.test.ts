@@ -25,6 +25,7 @@ import {
   Running,
   cleanupAll,
   freePort,
+  nodeRegisterArgs,
   probeHealth,
   registeredNode,
   runCli,
@@ -432,20 +433,7 @@ describe("the credential", () => {
 
     // The fix the hint names: register again with the same key; no admin, no waiting.
     // No admin approves anything here: a register that waited for approval would hit the time limit.
-    const again = await runCli(
-      [
-        "node",
-        "register",
-        "--home",
-        home,
-        "--gateway",
-        gateway.url,
-        "--ca-fingerprint",
-        gateway.caFingerprint,
-        "--json",
-      ],
-      { timeoutMs: 20_000 },
-    );
+    const again = await runCli([...nodeRegisterArgs(gateway, home), "--json"], { timeoutMs: 20_000 });
     expect(again.code, again.stdout + again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ deviceId, status: "approved" });
     const renewed = new X509Certificate(readFileSync(path.join(home, "device.pem")));

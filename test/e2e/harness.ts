@@ -190,6 +190,29 @@ export async function listDevices(gateway: TestGateway, pending = false): Promis
   return (await runJson<{ devices: DeviceJson[] }>(args)).devices;
 }
 
+/**
+ * The arguments of `gatehouse node register` for a node home: `--home`, `--gateway` (the gateway's
+ * URL unless `url` names another way to it), `--ca-fingerprint` (the gateway's CA unless
+ * `fingerprint` pins another) and `--name` when one is given. Callers append further flags.
+ */
+export function nodeRegisterArgs(
+  gateway: Pick<TestGateway, "url" | "caFingerprint">,
+  home: string,
+  options: { name?: string; url?: string; fingerprint?: string } = {},
+): string[] {
+  return [
+    "node",
+    "register",
+    "--home",
+    home,
+    "--gateway",
+    options.url ?? gateway.url,
+    "--ca-fingerprint",
+    options.fingerprint ?? gateway.caFingerprint,
+    ...(options.name === undefined ? [] : ["--name", options.name]),
+  ];
+}
+
 /** Starts `node register` and waits until the gateway lists the device as pending. */
 export async function startRegistration(
   gateway: TestGateway,
@@ -197,18 +220,7 @@ export async function startRegistration(
   fingerprint = gateway.caFingerprint,
 ) {
   const home = tempHome("node");
-  const register = spawnCli([
-    "node",
-    "register",
-    "--home",
-    home,
-    "--gateway",
-    gateway.url,
-    "--ca-fingerprint",
-    fingerprint,
-    "--name",
-    name,
-  ]);
+  const register = spawnCli(nodeRegisterArgs(gateway, home, { name, fingerprint }));
   let device: DeviceJson | undefined;
   const deadline = Date.now() + 20_000;
   while (!device) {

@@ -7,6 +7,7 @@ import {
   CLI,
   cleanupAll,
   freePort,
+  nodeRegisterArgs,
   runJson,
   startTestGateway,
   tempHome,
@@ -85,16 +86,7 @@ describe("home folder modes", () => {
       ]);
       for (const [index, home] of [openFolder("reg-open"), tempHome("reg-new")].entries()) {
         const result = await runWithUmask(umask, [
-          "node",
-          "register",
-          "--home",
-          home,
-          "--gateway",
-          gateway.url,
-          "--ca-fingerprint",
-          gateway.caFingerprint,
-          "--name",
-          `modes-${umask}-${index}`,
+          ...nodeRegisterArgs(gateway, home, { name: `modes-${umask}-${index}` }),
           "--enroll-token",
           token,
           "--json",

@@ -7,13 +7,14 @@ import path from "node:path";
 import {
   cleanupAll,
   listDevices,
+  nodeRegisterArgs,
   registeredNode,
   runCli,
   startTestGateway,
   tempHome,
   type TestGateway,
 } from "./harness.js";
-import type { TestConnectionResult } from "../../src/node/test-connection.js";
+import { testConnection } from "./lifecycle-fixtures.js";
 
 /**
  * The right gateway reached by a name its certificate does not hold is named as such (which names
@@ -49,30 +50,12 @@ function nodeHomeAt(url: string): string {
   return home;
 }
 
-async function testConnection(home: string): Promise<{ exit: number | null; result: TestConnectionResult }> {
-  const run = await runCli(["node", "test-connection", "--home", home, "--json"]);
-  try {
-    return { exit: run.code, result: JSON.parse(run.stdout) as TestConnectionResult };
-  } catch {
-    throw new Error(`test-connection printed no JSON (exit ${run.code})\n${run.stdout}\n${run.stderr}`);
-  }
-}
-
 describe("a server certificate that does not cover the name used", () => {
   it("register names the names covered, the one used and the command that adds it", async () => {
     const home = tempHome("lan-register");
-    const result = await runCli([
-      "node",
-      "register",
-      "--home",
-      home,
-      "--gateway",
-      uncoveredUrl,
-      "--ca-fingerprint",
-      gateway.caFingerprint,
-      "--name",
-      "by-lan-address",
-    ]);
+    const result = await runCli(
+      nodeRegisterArgs(gateway, home, { url: uncoveredUrl, name: "by-lan-address" }),
+    );
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("san_mismatch");
     expect(result.stderr).toContain("127.0.0.2");
@@ -175,18 +158,7 @@ describe("a TLS-terminating reverse proxy in front of the gateway", () => {
 
   it("register names the proxy before anything is sent", async () => {
     const home = tempHome("proxy-register");
-    const result = await runCli([
-      "node",
-      "register",
-      "--home",
-      home,
-      "--gateway",
-      proxyUrl,
-      "--ca-fingerprint",
-      gateway.caFingerprint,
-      "--name",
-      "behind-proxy",
-    ]);
+    const result = await runCli(nodeRegisterArgs(gateway, home, { url: proxyUrl, name: "behind-proxy" }));
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("ca_mismatch");
     expect(result.stderr).toMatch(/TLS-terminating proxy/);

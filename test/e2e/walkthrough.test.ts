@@ -5,6 +5,7 @@ import WebSocket from "ws";
 import {
   cleanupAll,
   listDevices,
+  nodeRegisterArgs,
   registeredNode,
   runCli,
   runJson,
@@ -86,31 +87,10 @@ describe("the README walkthrough, with the real CLI", () => {
     expect(refusal).toEqual({ status: 403, error: "device_revoked" });
 
     // The same key cannot register again; a new key can, as a new device that needs approval.
-    const sameKey = await runCli([
-      "node",
-      "register",
-      "--home",
-      nodeHome,
-      "--gateway",
-      gateway.url,
-      "--ca-fingerprint",
-      gateway.caFingerprint,
-    ]);
+    const sameKey = await runCli(nodeRegisterArgs(gateway, nodeHome));
     expect(sameKey.code).toBe(1);
     expect(sameKey.stderr).toContain("device_revoked");
-    const fresh = spawnCli([
-      "node",
-      "register",
-      "--new-key",
-      "--home",
-      nodeHome,
-      "--gateway",
-      gateway.url,
-      "--ca-fingerprint",
-      gateway.caFingerprint,
-      "--name",
-      "laptop-2",
-    ]);
+    const fresh = spawnCli([...nodeRegisterArgs(gateway, nodeHome, { name: "laptop-2" }), "--new-key"]);
     await fresh.waitFor(() => fresh.stdout.includes("User code:"), "the new registration");
     const pending = await listDevices(gateway, true);
     expect(pending.map((d) => d.name)).toEqual(["laptop-2"]);
@@ -142,18 +122,7 @@ describe("the README walkthrough, with the real CLI", () => {
     const gateway = await startTestGateway();
     const home = tempHome("node");
     const wrongPin = "sha256:" + "ab".repeat(32);
-    const result = await runCli([
-      "node",
-      "register",
-      "--home",
-      home,
-      "--gateway",
-      gateway.url,
-      "--ca-fingerprint",
-      wrongPin,
-      "--name",
-      "n1",
-    ]);
+    const result = await runCli(nodeRegisterArgs(gateway, home, { fingerprint: wrongPin, name: "n1" }));
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("ca_mismatch");
     expect(result.stderr).toContain(gateway.caFingerprint);
