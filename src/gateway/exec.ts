@@ -46,11 +46,19 @@ export class ExecBroker {
       if (entry.session !== session) continue;
       this.pending.delete(id);
       clearTimeout(entry.timer);
+      // 1001 is this gateway going away (a stop, Ctrl-C): the node is fine, so "start the node"
+      // would send the operator to the wrong machine.
       entry.reject(
-        new GatehouseError(
-          "node_offline",
-          `the node went away while running the command (session closed ${code}${closeReasonText(reason)})`,
-        ),
+        code === 1001
+          ? new GatehouseError(
+              "node_offline",
+              `the gateway stopped while the node ran the command (session closed ${code}${closeReasonText(reason)}); its result is lost`,
+              "Start the gateway again (`gatehouse gateway start`); the node reconnects by itself. `gatehouse nodes history NODE` shows what ran.",
+            )
+          : new GatehouseError(
+              "node_offline",
+              `the node went away while running the command (session closed ${code}${closeReasonText(reason)})`,
+            ),
       );
     }
   }

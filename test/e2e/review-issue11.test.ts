@@ -160,3 +160,39 @@ describe("gateway start on a listen host that does not resolve", () => {
     expect(existsSync(fresh)).toBe(false);
   });
 });
+
+describe("a gateway stopped while a node runs a command", () => {
+  it("tells the operator the gateway stopped, not to start the node", async () => {
+    const gateway = await startTestGateway();
+    const node = await registeredNode(gateway, "worker");
+    const configFile = path.join(node.home, "node.json");
+    const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
+    writeFileSync(configFile, JSON.stringify({ ...config, exec: { allow: ["sh"] } }, null, 2));
+    const agent = spawnCli(["node", "start", "--home", node.home]);
+    await agent.waitFor(() => agent.stdout.includes('"state":"connected"'), "the node to connect");
+
+    // The command marks that it runs (the node is on this machine), then waits.
+    const marker = path.join(path.dirname(node.home), "running");
+    const running = runCli([
+      "nodes",
+      "exec",
+      "worker",
+      "--home",
+      gateway.home,
+      "--",
+      "sh",
+      "-c",
+      `touch '${marker}'; sleep 60`,
+    ]);
+    await agent.waitFor(() => existsSync(marker), "the command to run on the node");
+    await gateway.stop();
+    const result = await running;
+    expect(result.code).toBe(125);
+    expect(result.stderr).toContain("node_offline: the gateway stopped while the node ran the command");
+    expect(result.stderr).toContain("Start the gateway again");
+    expect(result.stderr).not.toContain("Start the node");
+
+    agent.child.kill("SIGTERM");
+    await agent.exited;
+  });
+});
