@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import type { DeviceView, ExecHistoryEntry, ExecResponse, NodeView } from "../protocol/messages.js";
 import { escapeUnsafe } from "../protocol/safe-text.js";
+import { MAX_EXEC_TIMEOUT_MS } from "../gateway/exec.js";
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
@@ -219,6 +220,11 @@ export function nodesCommands(): Command {
         const timeoutMs = Number(options.timeout);
         if (!command || !Number.isInteger(timeoutMs))
           throw new UsageError("usage: gatehouse nodes exec ID [--timeout MS] -- CMD [ARGS...]");
+        // The gateway's bounds, checked here first: a wait of any length is then safe to arm.
+        if (timeoutMs < 100 || timeoutMs > MAX_EXEC_TIMEOUT_MS)
+          throw new UsageError(
+            `--timeout ${options.timeout}: give milliseconds from 100 to ${MAX_EXEC_TIMEOUT_MS} (5 minutes)`,
+          );
         const client = AdminClient.fromHome(ctx.home, options);
         const result = await client.post<ExecResponse>(
           `/api/v1/nodes/${encodeURIComponent(node)}/exec`,

@@ -196,3 +196,25 @@ describe("a gateway stopped while a node runs a command", () => {
     await agent.exited;
   });
 });
+
+describe("nodes exec --timeout outside the gateway's bounds", () => {
+  it("is the CLI's own usage error (125) naming the bounds, with no timer overflow warning", async () => {
+    const { home } = await initHome();
+    for (const timeout of ["99999999999", "50"]) {
+      const result = await runCli([
+        "nodes",
+        "exec",
+        "laptop",
+        "--home",
+        home,
+        "--timeout",
+        timeout,
+        "--",
+        "true",
+      ]);
+      expect(result.code, timeout).toBe(125);
+      expect(result.stderr, timeout).toContain(`--timeout ${timeout}: give milliseconds from 100 to 300000`);
+      expect(result.stderr, timeout).not.toContain("TimeoutOverflowWarning");
+    }
+  });
+});
