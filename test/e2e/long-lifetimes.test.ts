@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
@@ -13,7 +13,8 @@ import {
   tempHome,
   type Running,
 } from "./harness.js";
-import { statesSinceConnected, waitConnected } from "./lifecycle-fixtures.js";
+import { apiKeyNodeHome } from "./api-key-nodes.js";
+import { nodesList, statesSinceConnected, waitConnected } from "./lifecycle-fixtures.js";
 
 afterAll(cleanupAll);
 
@@ -55,13 +56,7 @@ describe("lifetimes longer than a timer holds (24.8 days)", () => {
       expect(statesSinceConnected(node)).toEqual(["connected"]);
       expect(troubles(node)).toEqual([]);
       expect(certificateCount(gateway.home, deviceId)).toBe(issued);
-      const { nodes } = await runJson<{ nodes: { deviceId: string }[] }>([
-        "nodes",
-        "list",
-        "--home",
-        gateway.home,
-      ]);
-      expect(nodes.map((n) => n.deviceId)).toEqual([deviceId]);
+      expect((await nodesList(gateway)).map((n) => n.deviceId)).toEqual([deviceId]);
       expect(node.stderr).not.toContain("TimeoutOverflowWarning");
       node.child.kill("SIGTERM");
       await node.exited;
@@ -75,31 +70,12 @@ describe("lifetimes longer than a timer holds (24.8 days)", () => {
       configure: (config) => (config.tokens = { accessTtl: "30d" }),
     });
     try {
-      const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-        "keys",
-        "create",
-        "--name",
-        "monthly-runner",
-        "--role",
-        "node",
-        "--home",
-        gateway.home,
-      ]);
-      const home = tempHome("long-token-node");
-      mkdirSync(home, { recursive: true, mode: 0o700 });
-      writeFileSync(
-        path.join(home, "node.json"),
-        JSON.stringify({
-          gatewayUrl: gateway.url,
-          caFingerprint: gateway.caFingerprint,
-          apiKey: "env://GH_NODE_API_KEY",
-        }),
-        { mode: 0o600 },
-      );
-      const node = spawnCli(["node", "start", "--home", home], {
-        ...process.env,
-        GH_NODE_API_KEY: created.apiKey,
+      const { home, env } = await apiKeyNodeHome(gateway, {
+        keyName: "monthly-runner",
+        homePrefix: "long-token-node",
+        variable: "GH_NODE_API_KEY",
       });
+      const node = spawnCli(["node", "start", "--home", home], env);
       await waitConnected(node);
       await sleep(WATCH_MS);
       expect(statesSinceConnected(node)).toEqual(["connected"]);

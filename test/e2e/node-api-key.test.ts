@@ -2,7 +2,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { cleanupAll, runCli, runJson, spawnCli, startTestGateway, tempHome } from "./harness.js";
-import { waitConnected, waitForMsg, withState } from "./lifecycle-fixtures.js";
+import { apiKeyNodeHome } from "./api-key-nodes.js";
+import { nodesList, waitConnected, waitForMsg, withState } from "./lifecycle-fixtures.js";
 import { ACCESS_TOKEN_SECONDS, renewalAfter, shortLifetimes } from "./short-lifetimes.js";
 
 afterAll(cleanupAll);
@@ -16,42 +17,18 @@ describe("a node without a client certificate, on an API key behind a reference"
       const gateway = await startTestGateway({
         configure: shortLifetimes({ accessToken: ACCESS_TOKEN_SECONDS }),
       });
-      const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-        "keys",
-        "create",
-        "--name",
-        "ci-runner",
-        "--role",
-        "node",
-        "--home",
-        gateway.home,
-      ]);
-      const home = tempHome("api-node");
-      mkdirSync(home, { recursive: true, mode: 0o700 });
-      writeFileSync(
-        path.join(home, "node.json"),
-        JSON.stringify({
-          gatewayUrl: gateway.url,
-          caFingerprint: gateway.caFingerprint,
-          apiKey: "env://GH_NODE_API_KEY",
-          exec: { allow: ["uname"] },
-        }),
-        { mode: 0o600 },
-      );
-      const env = { ...process.env, GH_NODE_API_KEY: created.apiKey };
+      const { home, apiKey, keyId, subject, env } = await apiKeyNodeHome(gateway, {
+        keyName: "ci-runner",
+        homePrefix: "api-node",
+        variable: "GH_NODE_API_KEY",
+        config: { exec: { allow: ["uname"] } },
+      });
 
       const node = spawnCli(["node", "start", "--home", home], env);
       await waitConnected(node);
       // ca.pem was fetched once, by the pinned fingerprint.
       expect(existsSync(path.join(home, "ca.pem"))).toBe(true);
-      const subject = `key:${created.key.keyId}`;
-      const { nodes } = await runJson<{ nodes: { deviceId: string }[] }>([
-        "nodes",
-        "list",
-        "--home",
-        gateway.home,
-      ]);
-      expect(nodes.map((n) => n.deviceId)).toEqual([subject]);
+      expect((await nodesList(gateway)).map((n) => n.deviceId)).toEqual([subject]);
 
       await waitForMsg(
         node,
@@ -61,7 +38,7 @@ describe("a node without a client certificate, on an API key behind a reference"
       );
       expect(withState(node, "connected")).toHaveLength(1);
       expect(withState(node, "backoff")).toHaveLength(0);
-      expect(node.stdout + node.stderr).not.toContain(created.apiKey);
+      expect(node.stdout + node.stderr).not.toContain(apiKey);
 
       const ran = await runCli(["nodes", "exec", subject, "--home", gateway.home, "--", "uname"]);
       expect(ran.code, ran.stderr).toBe(0);
@@ -71,14 +48,14 @@ describe("a node without a client certificate, on an API key behind a reference"
       expect(check.code, check.stdout).toBe(0);
       const layers = (JSON.parse(check.stdout) as { layers: { layer: string; detail: string }[] }).layers;
       expect(layers.find((l) => l.layer === "auth")?.detail).toBe(`access token for ${subject}`);
-      expect(check.stdout).not.toContain(created.apiKey);
+      expect(check.stdout).not.toContain(apiKey);
 
       const doctor = await runCli(["doctor", "--home", home, "--json"], { env });
       expect(doctor.code, doctor.stdout).toBe(0);
       expect(doctor.stdout).toContain("authenticates with its API key");
 
       // Revoking the key ends it: the session closes when its token runs out, and no new token comes.
-      await runJson(["keys", "revoke", created.key.keyId, "--home", gateway.home]);
+      await runJson(["keys", "revoke", keyId, "--home", gateway.home]);
       await node.waitFor(
         () => withState(node, "backoff").some((l) => String(l.reason).includes("invalid_token")),
         "a backoff naming invalid_token",

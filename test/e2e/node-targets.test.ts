@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import {
   cleanupAll,
@@ -9,10 +9,10 @@ import {
   runJson,
   spawnCli,
   startTestGateway,
-  tempHome,
   type Running,
   type TestGateway,
 } from "./harness.js";
+import { apiKeyNodeHome } from "./api-key-nodes.js";
 import { waitConnected } from "./lifecycle-fixtures.js";
 
 /**
@@ -138,29 +138,12 @@ describe("one resolver for every command that takes a node", () => {
   });
 
   it("reads a node on an API key by the subject `nodes list` shows, in exec and history", async () => {
-    const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-      "keys",
-      "create",
-      "--name",
-      "ci-runner",
-      "--role",
-      "node",
-      "--home",
-      gateway.home,
-    ]);
-    const home = tempHome("api-node");
-    mkdirSync(home, { recursive: true, mode: 0o700 });
-    writeFileSync(
-      path.join(home, "node.json"),
-      JSON.stringify({
-        gatewayUrl: gateway.url,
-        caFingerprint: gateway.caFingerprint,
-        apiKey: "env://GH_KEY",
-      }),
-      { mode: 0o600 },
-    );
-    await startNode(home, ["uname"], { ...process.env, GH_KEY: created.apiKey });
-    const subject = `key:${created.key.keyId}`;
+    const { home, subject, env } = await apiKeyNodeHome(gateway, {
+      keyName: "ci-runner",
+      homePrefix: "api-node",
+      variable: "GH_KEY",
+    });
+    await startNode(home, ["uname"], env);
     expect((await nodesCli(["exec", subject, "--", "uname"])).code).toBe(0);
     const { history } = await runJson<{ history: HistoryRow[] }>([
       "nodes",

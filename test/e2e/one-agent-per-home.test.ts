@@ -9,7 +9,7 @@ import {
   type Running,
   type TestGateway,
 } from "./harness.js";
-import { waitConnected } from "./lifecycle-fixtures.js";
+import { nodesList, waitConnected } from "./lifecycle-fixtures.js";
 
 let gateway: TestGateway;
 
@@ -52,13 +52,7 @@ describe("one node agent per home", () => {
     // The first agent is untouched: still the one session, and `node status` names it.
     const status = await runJson<StatusJson>(["node", "status", "--home", home]);
     expect(status).toMatchObject({ running: true, pid: first.child.pid, state: "connected" });
-    const { nodes } = await runJson<{ nodes: { deviceId: string }[] }>([
-      "nodes",
-      "list",
-      "--home",
-      gateway.home,
-    ]);
-    expect(nodes.map((n) => n.deviceId)).toEqual([deviceId]);
+    expect((await nodesList(gateway)).map((n) => n.deviceId)).toEqual([deviceId]);
 
     first.child.kill("SIGTERM");
     expect(await first.exited).toBe(0);

@@ -1,0 +1,57 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { runJson, tempHome, type TestGateway } from "./harness.js";
+
+/** A node home that connects on an API key instead of a client certificate. */
+export interface ApiKeyNodeHome {
+  home: string;
+  /** The API key itself: a secret, only for the environment of `node start`. */
+  apiKey: string;
+  keyId: string;
+  /** How `nodes list`, `nodes exec` and `nodes history` name the node: `key:<keyId>`. */
+  subject: string;
+  /** This process's environment plus the variable node.json's `env://` reference reads. */
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Creates a node-role API key named `keyName` (`keys create --role node`) and a node home for it:
+ * a 0700 folder from `tempHome(homePrefix)` holding a 0600 node.json that pins the gateway's CA
+ * fingerprint and reads the key from the environment variable `variable` (an `env://` reference,
+ * so the key itself is never written to the home). `config` adds settings to node.json, e.g.
+ * `{ exec: { allow: ["uname"] } }`. Throws when `keys create` fails.
+ */
+export async function apiKeyNodeHome(
+  gateway: TestGateway,
+  options: { keyName: string; homePrefix: string; variable: string; config?: Record<string, unknown> },
+): Promise<ApiKeyNodeHome> {
+  const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
+    "keys",
+    "create",
+    "--name",
+    options.keyName,
+    "--role",
+    "node",
+    "--home",
+    gateway.home,
+  ]);
+  const home = tempHome(options.homePrefix);
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  writeFileSync(
+    path.join(home, "node.json"),
+    JSON.stringify({
+      gatewayUrl: gateway.url,
+      caFingerprint: gateway.caFingerprint,
+      apiKey: `env://${options.variable}`,
+      ...options.config,
+    }),
+    { mode: 0o600 },
+  );
+  return {
+    home,
+    apiKey: created.apiKey,
+    keyId: created.key.keyId,
+    subject: `key:${created.key.keyId}`,
+    env: { ...process.env, [options.variable]: created.apiKey },
+  };
+}
