@@ -150,14 +150,22 @@ export class AdminClient {
     }
     const url = gatewayUrl.replace(/\/+$/, "");
     const { token, source } = chooseCredential(target.token, env, fromHome?.certificate);
-    if (token) return new AdminClient(url, { ca }, { authorization: `Bearer ${token}` }, source, urlSource);
-    const tls: TlsClientOptions = { ca };
-    if (fromHome?.certificate) {
-      tls.key = fromHome.certificate.key;
-      tls.cert = fromHome.certificate.cert;
+    let client: AdminClient;
+    if (token) client = new AdminClient(url, { ca }, { authorization: `Bearer ${token}` }, source, urlSource);
+    else {
+      const tls: TlsClientOptions = { ca };
+      if (fromHome?.certificate) {
+        tls.key = fromHome.certificate.key;
+        tls.cert = fromHome.certificate.cert;
+      }
+      client = new AdminClient(url, tls, {}, source, urlSource);
     }
-    return new AdminClient(url, tls, {}, source, urlSource);
+    client.caFile = target.caFile;
+    return client;
   }
+
+  /** The file --ca-file named, if the CA came from one: a chain it does not vouch for names it. */
+  private caFile: string | undefined;
 
   /**
    * The same gateway and CA, with no client credential (for exchanging an API key or a refresh
@@ -188,7 +196,22 @@ export class AdminClient {
       });
       return response.body;
     } catch (error) {
-      throw nameFailure(error, this.credentialSource, this.urlSource);
+      throw this.nameCaFile(nameFailure(error, this.credentialSource, this.urlSource));
     }
+  }
+
+  /**
+   * A chain that does not lead to the CAs in --ca-file says so: during a CA rotation the server
+   * certificate still chains to the previous CA, so a file with only the new one (pki/ca.pem)
+   * refuses the right gateway; the bundle of every CA it trusts (admin/ca.pem) does not.
+   */
+  private nameCaFile(error: unknown): unknown {
+    if (!this.caFile || !(error instanceof GatehouseError) || error.code !== "ca_mismatch") return error;
+    const count = (this.tls.ca?.toString().match(/-----BEGIN CERTIFICATE-----/g) ?? []).length;
+    return new GatehouseError(
+      "ca_mismatch",
+      `${error.message}; the CA came from --ca-file ${this.caFile} (${count} certificate${count === 1 ? "" : "s"})`,
+      `If the gateway is in a CA rotation, its server certificate still chains to the previous CA: give --ca-file the bundle of every CA it trusts (admin/ca.pem in the gateway's home, or a node's ca.pem), not pki/ca.pem. Otherwise: ${error.hint}`,
+    );
   }
 }

@@ -218,3 +218,21 @@ describe("nodes exec --timeout outside the gateway's bounds", () => {
     }
   });
 });
+
+describe("--ca-file during a CA rotation", () => {
+  it("a file with only the new CA names itself and points to the bundle, which works", async () => {
+    const gateway = await startTestGateway();
+    gateways.push(gateway);
+    await runJson(["rotate", "ca", "--home", gateway.home]);
+    const onlyNew = path.join(gateway.home, "pki", "ca.pem");
+    const refused = await runCli(["devices", "list", "--home", gateway.home, "--ca-file", onlyNew]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`ca_mismatch`);
+    expect(refused.stderr).toContain(`the CA came from --ca-file ${onlyNew} (1 certificate)`);
+    expect(refused.stderr).toContain("admin/ca.pem in the gateway's home");
+
+    const bundle = path.join(gateway.home, "admin", "ca.pem");
+    const listed = await runCli(["devices", "list", "--home", gateway.home, "--ca-file", bundle]);
+    expect(listed.code).toBe(0);
+  });
+});
