@@ -1,33 +1,23 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  cleanupAll,
   listDevices,
   nodeRegisterArgs,
   runCli,
   runJson,
   spawnCli,
   startRegistration,
-  startTestGateway,
   tempHome,
-  type TestGateway,
 } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 
 // Where the product's contract had gaps a user meets: hints that point at the wrong command,
 // a denied home misnamed, `--json` that hides the user code, a bare `gatehouse` that exits 0, a
 // name the gateway changed but the node never learnt, and an API key's LAST USED left blank.
 
-let gateway: TestGateway;
-
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-afterAll(async () => {
-  await gateway.stop();
-  cleanupAll();
-});
+const gateway = gatewayForFile();
 
 interface ErrorJson {
   error: string;

@@ -1,26 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import {
-  cleanupAll,
-  listDevices,
-  runCli,
-  runJson,
-  startTestGateway,
-  tempHome,
-  type TestGateway,
-} from "./harness.js";
+import { listDevices, runCli, runJson, tempHome } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 
-let gateway: TestGateway;
-
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-afterAll(async () => {
-  await gateway.stop();
-  cleanupAll();
-});
+const gateway = gatewayForFile();
 
 function register(name: string, token: string | undefined, env: NodeJS.ProcessEnv = process.env) {
   const args = ["node", "register", "--home", tempHome("enr-node"), "--gateway", gateway.url];

@@ -1,19 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, chmodSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import {
-  CLI,
-  cleanupAll,
-  freePort,
-  nodeRegisterArgs,
-  runJson,
-  startTestGateway,
-  tempHome,
-  type TestGateway,
-  type CliResult,
-} from "./harness.js";
+import { CLI, freePort, nodeRegisterArgs, runJson, tempHome, type CliResult } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 
 /** The CLI run under a given umask, as a shell user would (`umask 000; gatehouse ...`). */
 function runWithUmask(umask: string, args: string[]): Promise<CliResult> {
@@ -43,15 +34,7 @@ function openFolder(prefix: string): string {
   return dir;
 }
 
-let gateway: TestGateway;
-
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-afterAll(async () => {
-  await gateway.stop();
-  cleanupAll();
-});
+const gateway = gatewayForFile();
 
 describe("home folder modes", () => {
   for (const umask of ["022", "000"]) {

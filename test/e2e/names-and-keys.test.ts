@@ -13,17 +13,8 @@ import {
   spkiOf,
 } from "../../src/pki/index.js";
 import { compressedPointCsr } from "../fixtures/key-encodings.js";
-import {
-  cleanupAll,
-  listDevices,
-  registeredNode,
-  runCli,
-  runJson,
-  spawnCli,
-  startTestGateway,
-  type Running,
-  type TestGateway,
-} from "./harness.js";
+import { listDevices, registeredNode, runCli, runJson, spawnCli, type Running } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 import { waitConnected } from "./lifecycle-fixtures.js";
 
 interface Reply {
@@ -31,7 +22,7 @@ interface Reply {
   body: { error?: string; error_description?: string; deviceId?: string; [key: string]: unknown };
 }
 
-let gateway: TestGateway;
+const gateway = gatewayForFile();
 
 /** A real HTTPS request to the gateway, with the body bytes exactly as given. */
 function call(
@@ -61,15 +52,6 @@ function call(
     request.end(options.body);
   });
 }
-
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-
-afterAll(async () => {
-  await gateway.stop();
-  cleanupAll();
-});
 
 describe("names that a person could not read are refused at registration", () => {
   let csr: string;

@@ -1,28 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import {
-  cleanupAll,
-  registeredNode,
-  spawnCli,
-  startTestGateway,
-  type Running,
-  type TestGateway,
-} from "./harness.js";
+import { registeredNode, spawnCli, type Running } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 import { waitConnected } from "./lifecycle-fixtures.js";
 
-let gateway: TestGateway;
-
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-
-afterAll(async () => {
-  await gateway.stop();
-  cleanupAll();
-});
+const gateway = gatewayForFile();
 
 /** Pids of processes whose command line is exactly `sleep <seconds>`. */
 function sleepers(seconds: string): number[] {

@@ -1,26 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  cleanupAll,
-  registeredNode,
-  runCli,
-  runJson,
-  spawnCli,
-  startTestGateway,
-  type Running,
-  type TestGateway,
-} from "./harness.js";
+import { describe, expect, it } from "vitest";
+import { registeredNode, runCli, runJson, spawnCli, type Running } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 import { nodesList, waitConnected } from "./lifecycle-fixtures.js";
 
-let gateway: TestGateway;
-
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-
-afterAll(async () => {
-  await gateway.stop();
-  cleanupAll();
-});
+const gateway = gatewayForFile();
 
 /** A `node start` that either connects or exits: whichever comes first. */
 async function startOutcome(node: Running): Promise<{ exitCode: number | null } | "connected"> {

@@ -1,9 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { cleanupAll, runCli, runJson, startTestGateway, type TestGateway } from "./harness.js";
+import { runCli, runJson } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 
 interface AuditRow {
   type: string;
@@ -12,15 +13,7 @@ interface AuditRow {
   details: string;
 }
 
-let gateway: TestGateway;
-
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-afterAll(async () => {
-  await gateway.stop();
-  cleanupAll();
-});
+const gateway = gatewayForFile();
 
 /** Every audit row, read from the database file itself (what a flood costs on disk). */
 function auditRows(): AuditRow[] {
