@@ -23,6 +23,7 @@ import {
   startTestGateway,
   type TestGateway,
 } from "./harness.js";
+import { opensslSelfSigned } from "./openssl.js";
 
 interface Reply {
   status: number;
@@ -102,23 +103,7 @@ async function validCsr(): Promise<string> {
 function foreignCertificate(): { key: string; cert: string; rsaCsr: string } {
   const dir = mkdtempSync(path.join(os.tmpdir(), "gh-foreign-"));
   const run = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  run([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-subj",
-    "/CN=Forgotten Container CA",
-    "-days",
-    "2",
-  ]);
+  opensslSelfSigned(dir, "ca", { commonName: "Forgotten Container CA" });
   run([
     "req",
     "-newkey",

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -36,6 +36,7 @@ import {
   tempHome,
   type TestGateway,
 } from "./harness.js";
+import { opensslSelfSigned } from "./openssl.js";
 
 /** How long test-connection took per case (totalMs): the team reports these figures. */
 const timings: { name: string; code: string; totalMs: number }[] = [];
@@ -101,32 +102,7 @@ function close(server: net.Server): Promise<void> {
 
 /** A self-signed P-256 certificate made by openssl, as a forgotten container would have. */
 function selfSignedCertificate(): { key: string; cert: string } {
-  const dir = path.dirname(tempHome("forgotten"));
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      "server.key",
-      "-out",
-      "server.pem",
-      "-subj",
-      "/CN=localhost",
-      "-days",
-      "2",
-    ],
-    { cwd: dir, stdio: "pipe" },
-  );
-  return {
-    key: readFileSync(path.join(dir, "server.key"), "utf8"),
-    cert: readFileSync(path.join(dir, "server.pem"), "utf8"),
-  };
+  return opensslSelfSigned(path.dirname(tempHome("forgotten")), "server", { commonName: "localhost" });
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   tempHome,
   type TestGateway,
 } from "./harness.js";
+import { opensslSelfSigned } from "./openssl.js";
 import { testConnection } from "./lifecycle-fixtures.js";
 
 /**
@@ -102,29 +103,11 @@ describe("a TLS-terminating reverse proxy in front of the gateway", () => {
 
   beforeAll(async () => {
     // The proxy's own certificate, from a CA that is not the gateway's (a public CA, in real life).
-    const dir = path.dirname(tempHome("proxy"));
-    const key = path.join(dir, "proxy.key");
-    const cert = path.join(dir, "proxy.pem");
-    execFileSync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=gateway.example.com",
-      "-addext",
-      "subjectAltName=DNS:gateway.example.com,IP:127.0.0.1",
-    ]);
-    proxy = https.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (request, response) => {
+    const { key, cert } = opensslSelfSigned(path.dirname(tempHome("proxy")), "proxy", {
+      commonName: "gateway.example.com",
+      altNames: "DNS:gateway.example.com,IP:127.0.0.1",
+    });
+    proxy = https.createServer({ key, cert }, (request, response) => {
       const upstream = https.request(
         `${gateway.url}${request.url}`,
         { method: request.method, headers: request.headers, rejectUnauthorized: false },
