@@ -42,6 +42,19 @@ function serverNames(gateway: TestGateway): string {
   return new X509Certificate(readFileSync(path.join(gateway.home, "pki/server.pem"))).subjectAltName ?? "";
 }
 
+/** `devices list --json` reaching the gateway by `address` (its port), verifying the server's name. */
+function devicesListAt(gateway: TestGateway, address: string) {
+  return runCli([
+    "devices",
+    "list",
+    "--home",
+    gateway.home,
+    "--gateway",
+    `https://${address}:${gateway.port}`,
+    "--json",
+  ]);
+}
+
 /** 127.0.0.1:PORT as 0.0.0.0:PORT, so the gateway answers on 127.0.0.2 and 127.0.0.3 too. */
 function allAddresses(listen: unknown): string {
   return String(listen).replace("127.0.0.1:", "0.0.0.0:");
@@ -112,15 +125,7 @@ describe("the names in the server certificate", () => {
       },
     });
     expect(serverNames(gateway)).toContain("IP Address:127.0.0.2");
-    const byName = await runCli([
-      "devices",
-      "list",
-      "--home",
-      gateway.home,
-      "--gateway",
-      `https://127.0.0.2:${gateway.port}`,
-      "--json",
-    ]);
+    const byName = await devicesListAt(gateway, "127.0.0.2");
     expect(byName.code).toBe(0);
   });
 
@@ -150,15 +155,7 @@ describe("the names in the server certificate", () => {
     await gateway.stop();
     await gateway.restart();
     expect(serverNames(gateway)).toContain("IP Address:127.0.0.3");
-    const byName = await runCli([
-      "devices",
-      "list",
-      "--home",
-      gateway.home,
-      "--gateway",
-      `https://127.0.0.3:${gateway.port}`,
-      "--json",
-    ]);
+    const byName = await devicesListAt(gateway, "127.0.0.3");
     expect(byName.code).toBe(0);
   });
 

@@ -1,16 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { cleanupAll, runCli, startTestGateway, tempHome, type TestGateway } from "./harness.js";
+import { runCli, tempHome } from "./harness.js";
+import { gatewayForFile } from "./file-gateway.js";
 
-let gateway: TestGateway;
-beforeAll(async () => {
-  gateway = await startTestGateway();
-});
-afterAll(async () => {
-  await gateway?.stop();
-  cleanupAll();
-});
+const gateway = gatewayForFile();
+
+/** `devices list` against the gateway with `file` as --ca-file (and a token, so nothing else is missing). */
+function devicesListWithCaFile(file: string) {
+  return runCli(["devices", "list", "--gateway", gateway.url, "--ca-file", file, "--token", "x"]);
+}
 
 describe("a gateway start on a busy port", () => {
   it("is address_in_use naming the address, and leaves no new home behind", async () => {
@@ -75,16 +74,7 @@ describe("files given by flag", () => {
 
   it("a missing --ca-file is invalid_request naming the file", async () => {
     const missing = path.join(path.dirname(gateway.home), "no-such-ca.pem");
-    const result = await runCli([
-      "devices",
-      "list",
-      "--gateway",
-      gateway.url,
-      "--ca-file",
-      missing,
-      "--token",
-      "x",
-    ]);
+    const result = await devicesListWithCaFile(missing);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("✗ invalid_request:");
     expect(result.stderr).toContain(`--ca-file ${missing}`);
@@ -93,16 +83,7 @@ describe("files given by flag", () => {
 
   it("a folder given as --ca-file is invalid_request naming it", async () => {
     const folder = path.dirname(gateway.home);
-    const result = await runCli([
-      "devices",
-      "list",
-      "--gateway",
-      gateway.url,
-      "--ca-file",
-      folder,
-      "--token",
-      "x",
-    ]);
+    const result = await devicesListWithCaFile(folder);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`✗ invalid_request: --ca-file ${folder}`);
   });
