@@ -34,6 +34,7 @@ import { TokenService } from "../auth/token-service.js";
 import { loadOrCreatePepper, signingKeyKekSource } from "./home.js";
 import { unreachableNamesWarning } from "./info.js";
 import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./listen-address.js";
+import { acquireGatewayLock } from "./gateway-lock.js";
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -69,12 +70,22 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   // A taken address stops the start before it changes anything (sessions, certificates, files).
   const listenAddress = { listen: config.listen, ...splitListen(config.listen) };
   await checkAddressFree(home, config.gatewayId, listenAddress);
-  // Secret references are resolved once, here: a failure names the reference and stops the start.
-  const secrets = await resolveGatewaySecrets(config);
-  const store: Store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
+  // One gateway per home, whatever address it listens on: a second one would mark the first one's
+  // sessions closed in the database and re-issue its server certificate under it.
+  const lock = acquireGatewayLock(home, now);
+  let secrets: Awaited<ReturnType<typeof resolveGatewaySecrets>>;
+  let store: Store;
+  try {
+    // Secret references are resolved once, here: a failure names the reference and stops the start.
+    secrets = await resolveGatewaySecrets(config);
+    store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   // Whatever the start opened is closed again when a later step fails (a wrong key-encryption key,
   // a taken port), so an in-process caller is not left holding the database, a timer or a socket.
-  const undo: (() => unknown)[] = [() => store.close()];
+  const undo: (() => unknown)[] = [() => store.close(), () => lock.release()];
   try {
     await store.migrate();
     // Before anything else is written: a missing or wrong key-encryption key stops the start as is.
@@ -198,6 +209,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
           await background.drain();
           await store.close();
           removePidFile(home);
+          lock.release();
         })();
         return closing;
       },

@@ -236,3 +236,30 @@ describe("--ca-file during a CA rotation", () => {
     expect(listed.code).toBe(0);
   });
 });
+
+describe("one gateway per home", () => {
+  it("a second gateway start on the same home but another port is refused naming the first one, and changes nothing", async () => {
+    const gateway = await startTestGateway();
+    gateways.push(gateway);
+    const pid = gateway.process.child.pid;
+    const otherPort = await freePort();
+    const second = await runCli([
+      "gateway",
+      "start",
+      "--home",
+      gateway.home,
+      "--listen",
+      `127.0.0.1:${otherPort}`,
+    ]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`already_running: this home's gateway already runs (pid ${pid}`);
+    expect(second.stderr).toContain(`kill ${pid}`);
+    // The first one's record of itself is intact: a later add-name still names it.
+    expect(readFileSync(path.join(gateway.home, "gateway.pid"), "utf8").trim()).toBe(String(pid));
+
+    // A gateway that was killed leaves a lock that the next start takes over.
+    await gateway.stop(true);
+    await gateway.restart();
+    expect(gateway.process.child.pid).not.toBe(pid);
+  });
+});
