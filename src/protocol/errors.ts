@@ -232,7 +232,7 @@ export const ERROR_CATALOGUE = {
   already_running: {
     status: 0,
     close: 0,
-    description: "A node agent already runs on this home.",
+    description: "A node agent, or a gateway, already runs on this home.",
     hint: "Stop it first, or run this one with another --home.",
   },
 } as const satisfies Record<string, { status: number; close: number; description: string; hint: string }>;
