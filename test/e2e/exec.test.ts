@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import {
@@ -13,6 +13,7 @@ import {
   type Running,
   type TestGateway,
 } from "./harness.js";
+import { startAgentAllowing, stopAgent } from "./agents.js";
 import { waitConnected, waitForMsg } from "./lifecycle-fixtures.js";
 
 interface ErrorBody {
@@ -86,17 +87,11 @@ beforeAll(async () => {
   gateway = await startTestGateway();
   ({ home: nodeHome, deviceId } = await registeredNode(gateway, "worker"));
   // The node owner's allow-list: what this node will run for operators.
-  const configFile = path.join(nodeHome, "node.json");
-  const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
-  config.exec = { allow: ["uname", "sh", "sleep", "yes"] };
-  writeFileSync(configFile, JSON.stringify(config, null, 2));
-  node = spawnCli(["node", "start", "--home", nodeHome]);
-  await waitConnected(node);
+  node = await startAgentAllowing(nodeHome, ["uname", "sh", "sleep", "yes"]);
 });
 
 afterAll(async () => {
-  node.child.kill("SIGTERM");
-  await node.exited;
+  await stopAgent(node);
   await gateway.stop();
   cleanupAll();
 });

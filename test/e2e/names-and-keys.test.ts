@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
 import {
@@ -13,9 +13,9 @@ import {
   spkiOf,
 } from "../../src/pki/index.js";
 import { compressedPointCsr } from "../fixtures/key-encodings.js";
-import { listDevices, registeredNode, runCli, runJson, spawnCli, type Running } from "./harness.js";
+import { listDevices, registeredNode, runCli, runJson, type Running } from "./harness.js";
+import { startAgentAllowing, stopAgent } from "./agents.js";
 import { gatewayForFile } from "./file-gateway.js";
-import { waitConnected } from "./lifecycle-fixtures.js";
 
 interface Reply {
   status: number;
@@ -102,19 +102,11 @@ describe("names that a person could not read are refused at registration", () =>
 
 describe("a pending registration cannot take an approved node's name", () => {
   let node: Running | undefined;
-  afterAll(async () => {
-    node?.child.kill("SIGTERM");
-    await node?.exited;
-  });
+  afterAll(() => stopAgent(node));
 
   it("nodes exec NAME still reaches the approved node while a namesake waits for approval", async () => {
     const { home, deviceId } = await registeredNode(gateway, "namesake");
-    const configFile = path.join(home, "node.json");
-    const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
-    config.exec = { allow: ["uname"] };
-    writeFileSync(configFile, JSON.stringify(config, null, 2));
-    node = spawnCli(["node", "start", "--home", home]);
-    await waitConnected(node);
+    node = await startAgentAllowing(home, ["uname"]);
 
     // Anyone can ask to register under that name; written differently in case, too.
     for (const name of ["namesake", "NameSake"]) {

@@ -1,11 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { randomInt } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
-import path from "node:path";
 import { registeredNode, spawnCli, type Running } from "./harness.js";
+import { startAgentAllowing } from "./agents.js";
 import { gatewayForFile } from "./file-gateway.js";
-import { waitConnected } from "./lifecycle-fixtures.js";
 
 const gateway = gatewayForFile();
 
@@ -25,12 +23,7 @@ function sleepers(seconds: string): number[] {
 /** A node that allows `sleep`, running, with a `nodes exec … sleep` in flight on it. */
 async function nodeRunningASleep(name: string): Promise<{ node: Running; seconds: string; exec: Running }> {
   const { home } = await registeredNode(gateway, name);
-  const file = path.join(home, "node.json");
-  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  config.exec = { allow: ["sleep"] };
-  writeFileSync(file, JSON.stringify(config, null, 2));
-  const node = spawnCli(["node", "start", "--home", home]);
-  await waitConnected(node);
+  const node = await startAgentAllowing(home, ["sleep"]);
   // A unique argument, so that only this test's command is found: 300.<random> seconds.
   const seconds = `300.${randomInt(100_000, 999_999)}`;
   const exec = spawnCli([

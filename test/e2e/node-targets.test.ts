@@ -1,19 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync, writeFileSync } from "node:fs";
-import path from "node:path";
 import {
   cleanupAll,
   freePort,
   registeredNode,
   runCli,
   runJson,
-  spawnCli,
   startTestGateway,
   type Running,
   type TestGateway,
 } from "./harness.js";
 import { apiKeyNodeHome } from "./api-key-nodes.js";
-import { waitConnected } from "./lifecycle-fixtures.js";
+import { startAgentAllowing, stopAgent } from "./agents.js";
 
 /**
  * Every command that takes a node reads it the same way (device id, name, or an API-key node's
@@ -34,13 +31,7 @@ const nodes: Running[] = [];
 
 /** Allows these commands on a node home, then starts its agent and waits for its session. */
 async function startNode(home: string, allow: string[], env?: NodeJS.ProcessEnv): Promise<void> {
-  const file = path.join(home, "node.json");
-  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  config.exec = { allow };
-  writeFileSync(file, JSON.stringify(config, null, 2));
-  const node = spawnCli(["node", "start", "--home", home], env);
-  nodes.push(node);
-  await waitConnected(node);
+  nodes.push(await startAgentAllowing(home, allow, env));
 }
 
 /** `gatehouse nodes SUB --home GW ARGS…`: --home before any `--`, so a remote argv stays as given. */
@@ -56,10 +47,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const node of nodes) {
-    node.child.kill("SIGTERM");
-    await node.exited;
-  }
+  for (const node of nodes) await stopAgent(node);
   await gateway.stop();
   cleanupAll();
 });
