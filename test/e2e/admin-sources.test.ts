@@ -8,12 +8,12 @@ import {
   probeHealth,
   registeredNode,
   runCli,
-  runJson,
   spawnCli,
   startTestGateway,
   tempHome,
   type TestGateway,
 } from "./harness.js";
+import { apiKeyToken, type ApiKeyToken } from "./api-keys.js";
 
 /**
  * Admin commands on a gateway home follow its gateway.json (no second copy of the address to go
@@ -46,27 +46,8 @@ async function moveGateway(listen: string, dialled: string): Promise<void> {
 }
 
 /** A key of this role and an access token for it, as a script gets them. */
-async function apiKey(role: string) {
-  const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-    "keys",
-    "create",
-    "--name",
-    `${role}-${Date.now()}`,
-    "--role",
-    role,
-    "--home",
-    gateway.home,
-  ]);
-  const file = path.join(path.dirname(gateway.home), `${created.key.keyId}.key`);
-  writeFileSync(file, created.apiKey + "\n", { mode: 0o600 });
-  const { access_token } = await runJson<{ access_token: string }>([
-    "token",
-    "--api-key-file",
-    file,
-    "--home",
-    gateway.home,
-  ]);
-  return { keyId: created.key.keyId, file, token: access_token };
+function apiKey(role: string): Promise<ApiKeyToken> {
+  return apiKeyToken(gateway, role, `${role}-${Date.now()}`);
 }
 
 function withEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

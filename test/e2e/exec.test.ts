@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import {
@@ -13,6 +12,7 @@ import {
   type Running,
   type TestGateway,
 } from "./harness.js";
+import { apiKeyToken, type ApiKeyToken } from "./api-keys.js";
 import { startAgentAllowing, stopAgent } from "./agents.js";
 import { waitConnected, waitForMsg } from "./lifecycle-fixtures.js";
 
@@ -43,27 +43,8 @@ let deviceId: string;
 let node: Running;
 
 /** An access token for a fresh API key with this role, as a script would get one. */
-async function tokenFor(role: string): Promise<{ token: string; subject: string }> {
-  const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-    "keys",
-    "create",
-    "--name",
-    `${role}-script`,
-    "--role",
-    role,
-    "--home",
-    gateway.home,
-  ]);
-  const keyFile = path.join(gateway.home, `${role}.key`);
-  writeFileSync(keyFile, created.apiKey + "\n", { mode: 0o600 });
-  const { access_token } = await runJson<{ access_token: string }>([
-    "token",
-    "--api-key-file",
-    keyFile,
-    "--home",
-    gateway.home,
-  ]);
-  return { token: access_token, subject: `key:${created.key.keyId}` };
+function tokenFor(role: string): Promise<ApiKeyToken> {
+  return apiKeyToken(gateway, role, `${role}-script`);
 }
 
 /** `gatehouse nodes exec` as an operator types it; --json goes before `--` so the command keeps its argv. */

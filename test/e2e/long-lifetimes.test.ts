@@ -13,7 +13,7 @@ import {
   tempHome,
   type Running,
 } from "./harness.js";
-import { apiKeyNodeHome } from "./api-key-nodes.js";
+import { apiKeyNodeHome } from "./api-keys.js";
 import { nodesList, statesSinceConnected, waitConnected } from "./lifecycle-fixtures.js";
 
 afterAll(cleanupAll);

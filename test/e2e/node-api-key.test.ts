@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { cleanupAll, runCli, runJson, spawnCli, startTestGateway, tempHome } from "./harness.js";
-import { apiKeyNodeHome } from "./api-key-nodes.js";
+import { apiKeyNodeHome } from "./api-keys.js";
 import { nodesList, waitConnected, waitForMsg, withState } from "./lifecycle-fixtures.js";
 import { ACCESS_TOKEN_SECONDS, renewalAfter, shortLifetimes } from "./short-lifetimes.js";
 

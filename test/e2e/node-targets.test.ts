@@ -9,7 +9,7 @@ import {
   type Running,
   type TestGateway,
 } from "./harness.js";
-import { apiKeyNodeHome } from "./api-key-nodes.js";
+import { apiKeyNodeHome } from "./api-keys.js";
 import { startAgentAllowing, stopAgent } from "./agents.js";
 
 /**

@@ -2,6 +2,11 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { runJson, tempHome, type TestGateway } from "./harness.js";
 
+/**
+ * API keys as tests make them with the CLI: a node home that connects on one, and a key kept in a
+ * file by a script that trades it for access tokens.
+ */
+
 /** A node home that connects on an API key instead of a client certificate. */
 export interface ApiKeyNodeHome {
   home: string;
@@ -54,4 +59,42 @@ export async function apiKeyNodeHome(
     subject: `key:${created.key.keyId}`,
     env: { ...process.env, [options.variable]: created.apiKey },
   };
+}
+
+/** An API key kept in a file, and an access token for it. */
+export interface ApiKeyToken {
+  keyId: string;
+  /** The key's subject in tokens, audit entries and `nodes history`: `key:<keyId>`. */
+  subject: string;
+  /** `<keyId>.key` (mode 0600) beside the gateway's home, holding the key and a newline. */
+  file: string;
+  token: string;
+}
+
+/**
+ * What a script does to act on the gateway: `keys create --role <role>` named `name`, the key saved
+ * to a 0600 file, and an access token from `gatehouse token --api-key-file`. Throws when either
+ * command fails.
+ */
+export async function apiKeyToken(gateway: TestGateway, role: string, name: string): Promise<ApiKeyToken> {
+  const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
+    "keys",
+    "create",
+    "--name",
+    name,
+    "--role",
+    role,
+    "--home",
+    gateway.home,
+  ]);
+  const file = path.join(path.dirname(gateway.home), `${created.key.keyId}.key`);
+  writeFileSync(file, created.apiKey + "\n", { mode: 0o600 });
+  const { access_token } = await runJson<{ access_token: string }>([
+    "token",
+    "--api-key-file",
+    file,
+    "--home",
+    gateway.home,
+  ]);
+  return { keyId: created.key.keyId, subject: `key:${created.key.keyId}`, file, token: access_token };
 }
