@@ -7,6 +7,21 @@ import { runJson, tempHome, type TestGateway } from "./harness.js";
  * file by a script that trades it for access tokens.
  */
 
+/** What `keys create --json` prints: the key itself (shown once) and its record. */
+export interface CreatedApiKey {
+  apiKey: string;
+  key: { keyId: string; prefix: string };
+}
+
+/** `gatehouse keys create --name <name> --role <role>` on the gateway's home. Throws when it fails. */
+export function createApiKey(
+  gateway: Pick<TestGateway, "home">,
+  name: string,
+  role: string,
+): Promise<CreatedApiKey> {
+  return runJson<CreatedApiKey>(["keys", "create", "--name", name, "--role", role, "--home", gateway.home]);
+}
+
 /** A node home that connects on an API key instead of a client certificate. */
 export interface ApiKeyNodeHome {
   home: string;
@@ -30,16 +45,7 @@ export async function apiKeyNodeHome(
   gateway: TestGateway,
   options: { keyName: string; homePrefix: string; variable: string; config?: Record<string, unknown> },
 ): Promise<ApiKeyNodeHome> {
-  const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-    "keys",
-    "create",
-    "--name",
-    options.keyName,
-    "--role",
-    "node",
-    "--home",
-    gateway.home,
-  ]);
+  const created = await createApiKey(gateway, options.keyName, "node");
   const home = tempHome(options.homePrefix);
   mkdirSync(home, { recursive: true, mode: 0o700 });
   writeFileSync(
@@ -77,16 +83,7 @@ export interface ApiKeyToken {
  * command fails.
  */
 export async function apiKeyToken(gateway: TestGateway, role: string, name: string): Promise<ApiKeyToken> {
-  const created = await runJson<{ apiKey: string; key: { keyId: string } }>([
-    "keys",
-    "create",
-    "--name",
-    name,
-    "--role",
-    role,
-    "--home",
-    gateway.home,
-  ]);
+  const created = await createApiKey(gateway, name, role);
   const file = path.join(path.dirname(gateway.home), `${created.key.keyId}.key`);
   writeFileSync(file, created.apiKey + "\n", { mode: 0o600 });
   const { access_token } = await runJson<{ access_token: string }>([

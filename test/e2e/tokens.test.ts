@@ -14,6 +14,7 @@ import {
   tempHome,
   type TestGateway,
 } from "./harness.js";
+import { createApiKey } from "./api-keys.js";
 import { ACCESS_TOKEN_SECONDS, shortLifetimes } from "./short-lifetimes.js";
 
 interface TokenResponse {
@@ -96,16 +97,7 @@ function postForm(
 }
 
 async function createKey(name: string, role: string, target = gateway): Promise<string> {
-  const created = await runJson<{ apiKey: string; key: { prefix: string } }>([
-    "keys",
-    "create",
-    "--name",
-    name,
-    "--role",
-    role,
-    "--home",
-    target.home,
-  ]);
+  const created = await createApiKey(target, name, role);
   expect(created.apiKey).toMatch(/^ghk_[a-z2-7]{8}[a-z2-7]{40}$/);
   expect(created.apiKey.startsWith(created.key.prefix)).toBe(true);
   const file = path.join(path.dirname(tempHome("key")), `${name}.key`);
