@@ -93,7 +93,12 @@ export function devicesCommands(): Command {
     }),
   );
 
-  withGateway(devices.command("show").description("show one device").argument("<id-or-code>")).action(
+  withGateway(
+    devices
+      .command("show")
+      .description("show one device")
+      .argument("<device>", "device id, user code (ABCD-EFGH) or device name"),
+  ).action(
     action(async (ctx, id: string, options: GatewayOption) => {
       const client = AdminClient.fromHome(ctx.home, options);
       const result = await client.get<{ device: DeviceView; certificates: unknown[] }>(
@@ -108,7 +113,7 @@ export function devicesCommands(): Command {
     devices
       .command("approve")
       .description("approve a pending device by id or user code")
-      .argument("<id-or-code>")
+      .argument("<device>", "device id, user code (ABCD-EFGH) or device name")
       .option("--role <role>", "role to grant", "node"),
   ).action(
     action(async (ctx, id: string, options: GatewayOption & { role: string }) => {
@@ -129,7 +134,7 @@ export function devicesCommands(): Command {
     devices
       .command("deny")
       .description("deny a pending device")
-      .argument("<id-or-code>")
+      .argument("<device>", "device id, user code (ABCD-EFGH) or device name")
       .option("--reason <text>", "why"),
   ).action(
     action(async (ctx, id: string, options: GatewayOption & { reason?: string }) => {
@@ -147,7 +152,7 @@ export function devicesCommands(): Command {
     devices
       .command("revoke")
       .description("revoke a device and close its sessions")
-      .argument("<id-or-code>")
+      .argument("<device>", "device id, user code (ABCD-EFGH) or device name")
       .option("--reason <text>", "why"),
   ).action(
     action(async (ctx, id: string, options: GatewayOption & { reason?: string }) => {

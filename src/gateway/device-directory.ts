@@ -80,22 +80,38 @@ export class DeviceDirectory {
    *   share the name (an operator's command must never go to whichever of them is online).
    */
   resolveNode(idOrName: string): DeviceRecord | undefined {
-    const byId = this.devices.get(idOrName) ?? this.devices.get(idOrName.toLowerCase());
+    const byId = this.byId(idOrName);
     if (byId) return byId;
-    const key = nameKey(idOrName.trim());
-    const named = this.list().filter(
-      (device) => device.kind === "node" && device.status === "approved" && nameKey(device.name) === key,
-    );
-    if (named.length > 1) {
-      const name = safeJson(idOrName);
-      const ids = named.map((device) => device.deviceId);
-      throw new GatehouseError(
-        "invalid_request",
-        `${name} is ambiguous: ${named.length} nodes are named ${name} (${ids.join(", ")})`,
-        `Use the device id, e.g. \`gatehouse nodes exec ${ids[0]} -- …\`; \`gatehouse devices list\` shows each node's name and id.`,
-      );
-    }
+    const named = this.named(idOrName, (device) => device.kind === "node" && device.status === "approved");
+    if (named.length > 1) throw ambiguousName(idOrName, named, "nodes", "nodes exec", " -- …");
     return named[0];
+  }
+
+  /**
+   * The device an operator means by a device name, as `devices show|approve|deny|revoke` take it
+   * (after an id and a user code, which `Registrations.resolveDevice` tries first). Compared as a
+   * person reads it (`nameKey`), among the devices one acts on (pending and approved, nodes and
+   * operators); only when none of those has the name, among denied and revoked ones, so that a
+   * device that registered again under its old name is not made ambiguous by its own past.
+   * @returns the device, or undefined when no device has that name.
+   * @throws GatehouseError `invalid_request` naming every device id when several devices of the
+   *   same standing share the name.
+   */
+  resolveByName(name: string, verb = "show"): DeviceRecord | undefined {
+    const live = this.named(name, (device) => device.status === "pending" || device.status === "approved");
+    const named = live.length > 0 ? live : this.named(name, () => true);
+    if (named.length > 1) throw ambiguousName(name, named, "devices", `devices ${verb}`, "");
+    return named[0];
+  }
+
+  /** A device by its id, as typed (ids are lowercase; an id pasted in capitals still finds it). */
+  private byId(id: string): DeviceRecord | undefined {
+    return this.devices.get(id) ?? this.devices.get(id.toLowerCase());
+  }
+
+  private named(name: string, which: (device: DeviceRecord) => boolean): DeviceRecord[] {
+    const key = nameKey(name.trim());
+    return this.list().filter((device) => which(device) && nameKey(device.name) === key);
   }
 
   /** Keeps the cache in step with a record the store has just written. */
@@ -116,4 +132,24 @@ export class DeviceDirectory {
     if (updated) this.remember(updated);
     return updated;
   }
+}
+
+/**
+ * The refusal of a name several devices share: an operator's command must never go to whichever
+ * of them comes first. Names every id, and shows the command again with the first id.
+ */
+function ambiguousName(
+  input: string,
+  named: DeviceRecord[],
+  what: "nodes" | "devices",
+  command: string,
+  rest: string,
+): GatehouseError {
+  const name = safeJson(input);
+  const ids = named.map((device) => device.deviceId);
+  return new GatehouseError(
+    "invalid_request",
+    `${name} is ambiguous: ${named.length} ${what} are named ${name} (${ids.join(", ")})`,
+    `Use the device id, e.g. \`gatehouse ${command} ${ids[0]}${rest}\`; \`gatehouse devices list\` shows each ${what === "nodes" ? "node" : "device"}'s name and id.`,
+  );
 }

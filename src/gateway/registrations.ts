@@ -256,29 +256,45 @@ export class RegistrationService {
     return response;
   }
 
-  /** Finds a device by id or by the user code of its pending registration. */
+  /**
+   * The device an operator names in `devices show|approve|deny|revoke` (and `/api/v1/devices/:id…`),
+   * tried in this order: a device id (any status and kind); the user code of a registration
+   * (`ABCD-EFGH`, as `node register` prints it); a device name (`DeviceDirectory.resolveByName`,
+   * so a pending device is found by its name as well as by its code).
+   * @param verb the devices command, for the hint of an ambiguous name (`show`, `approve`, …).
+   * @throws GatehouseError `not_found` when nothing matches; `invalid_request` for a name several
+   *   devices share (naming their ids).
+   */
   async resolveDevice(
     idOrCode: string,
+    verb = "show",
   ): Promise<{ device: DeviceRecord; registration?: RegistrationRecord }> {
     const { store, devices } = this.deps;
+    const withRegistration = async (device: DeviceRecord) => {
+      const registration = await store.findPendingRegistrationByDevice(device.deviceId);
+      return registration ? { device, registration } : { device };
+    };
     const direct = devices.get(idOrCode) ?? devices.get(idOrCode.toLowerCase());
-    if (direct) {
-      const registration = await store.findPendingRegistrationByDevice(direct.deviceId);
-      return registration ? { device: direct, registration } : { device: direct };
-    }
+    if (direct) return withRegistration(direct);
     const code = parseUserCode(idOrCode);
     if (code) {
       const registration = await store.findRegistrationByUserCode(code);
       const device = registration && devices.get(registration.deviceId);
       if (registration && device) return { device, registration };
     }
-    throw new GatehouseError("not_found", `no device or user code ${JSON.stringify(idOrCode)}`);
+    const named = devices.resolveByName(idOrCode, verb);
+    if (named) return withRegistration(named);
+    throw new GatehouseError(
+      "not_found",
+      `no device, user code or device name ${JSON.stringify(idOrCode)}`,
+      "`gatehouse devices list` shows every device with its id and name; `--status pending` the ones waiting.",
+    );
   }
 
   async approve(idOrCode: string, role: string, actor: string): Promise<DeviceRecord> {
     if (!isKnownRole(role))
       throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(role)}`);
-    const { device, registration } = await this.resolveDevice(idOrCode);
+    const { device, registration } = await this.resolveDevice(idOrCode, "approve");
     if (device.status === "approved") return device;
     if (device.status !== "pending") {
       throw new GatehouseError(
@@ -376,7 +392,7 @@ export class RegistrationService {
   }
 
   async deny(idOrCode: string, reason: string | undefined, actor: string): Promise<DeviceRecord> {
-    const { device, registration } = await this.resolveDevice(idOrCode);
+    const { device, registration } = await this.resolveDevice(idOrCode, "deny");
     if (device.status !== "pending") {
       throw new GatehouseError(
         "invalid_request",
@@ -410,7 +426,7 @@ export class RegistrationService {
     reason: string | undefined,
     actor: string,
   ): Promise<{ device: DeviceRecord; sessionsClosed: number }> {
-    const { device, registration } = await this.resolveDevice(idOrCode);
+    const { device, registration } = await this.resolveDevice(idOrCode, "revoke");
     if (device.kind === "operator" && device.role === "admin" && actor === `device:${device.deviceId}`) {
       throw new GatehouseError("invalid_request", "an admin credential cannot revoke itself");
     }
