@@ -89,13 +89,24 @@ function validateUrl(input: string): string {
   return url.origin;
 }
 
-/** The device key is made here, once, and never leaves this home. Reused on a second register. */
-async function loadOrCreateDeviceKey(home: string, fresh: boolean): Promise<CryptoKeyPair> {
+/**
+ * The device key: the home's own on a second register, otherwise a new one, made here and never
+ * sent anywhere. A new key is only held in memory: `save` writes it once the gateway has accepted
+ * the request it signs, so a refused registration leaves no key (and keeps the old one with
+ * --new-key).
+ */
+async function loadOrCreateDeviceKey(
+  home: string,
+  fresh: boolean,
+): Promise<{ keys: CryptoKeyPair; save: () => Promise<void> }> {
   const file = path.join(home, NODE_FILES.deviceKey);
-  if (existsSync(file) && !fresh) return importKeyPairPem(readFileSync(file, "utf8"));
+  if (existsSync(file) && !fresh)
+    return { keys: await importKeyPairPem(readFileSync(file, "utf8")), save: async () => {} };
   const keys = await generateKeyPair();
-  writeFileAtomic(file, await exportPrivateKeyPem(keys.privateKey), 0o600);
-  return keys;
+  return {
+    keys,
+    save: async () => writeFileAtomic(file, await exportPrivateKeyPem(keys.privateKey), 0o600),
+  };
 }
 
 export async function registerNode(home: string, options: RegisterOptions): Promise<RegisterResult> {
@@ -120,12 +131,9 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   // fails is named here (clock_skew, measured by requestJson), and the home stays as it was.
   await requestJson(`${gatewayUrl}/health`, { tls: { ca: pinned.caPem } });
 
-  ensurePrivateDir(home);
-  const keys = await loadOrCreateDeviceKey(home, options.newKey ?? false);
+  const { keys, save: saveKey } = await loadOrCreateDeviceKey(home, options.newKey ?? false);
   const identity = identityOfSpki(await spkiOf(keys.publicKey));
-  writeFileAtomic(path.join(home, NODE_FILES.caCert), pinned.caPem, 0o644);
   const config: NodeConfigInput = { gatewayUrl, caFingerprint: pin, deviceId: identity.deviceId, name };
-  writeJsonAtomic(path.join(home, NODE_FILES.config), mergeExistingConfig(home, config));
 
   const tls = { ca: pinned.caPem };
   const csr = await createCsr(keys, identity.deviceId);
@@ -138,6 +146,12 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
     },
     tls,
   });
+  // The gateway has accepted the request (pending or approved): only now does the home change, so
+  // a refusal (a bad enroll token, a name taken, a device denied) leaves it as it was.
+  ensurePrivateDir(home);
+  await saveKey();
+  writeFileAtomic(path.join(home, NODE_FILES.caCert), pinned.caPem, 0o644);
+  writeJsonAtomic(path.join(home, NODE_FILES.config), mergeExistingConfig(home, config));
   options.onProgress?.({ state: "submitted", response: submitted });
   writeRegistrationFile(home, {
     requestId: submitted.requestId,
@@ -192,7 +206,7 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   }
   if (!status.certificate)
     throw new GatehouseError("unavailable", "the gateway approved the device but sent no certificate");
-  // The CAs to trust were settled before the request was sent (fetchGatewayTrust wrote ca.pem):
+  // The CAs to trust were settled before the request was sent (ca.pem holds what fetchGatewayTrust checked):
   // nothing about the CA is refused after the gateway approved, which may have spent a token's use.
   const cert = new x509.X509Certificate(status.certificate);
   if (identityOfSpki(new Uint8Array(cert.publicKey.rawData)).deviceId !== identity.deviceId) {
