@@ -2,7 +2,8 @@ import os from "node:os";
 import { Command } from "commander";
 import { GatehouseError } from "../protocol/errors.js";
 import { legacyTokenToImport, scanLegacyTokens } from "../doctor/legacy-scan.js";
-import type { EnrollTokenView } from "../gateway/enroll-tokens.js";
+import { ENROLL_TOKEN_MAX_LIFETIME_MS, type EnrollTokenView } from "../gateway/enroll-tokens.js";
+import { checkLifetime } from "./validate.js";
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
@@ -25,7 +26,7 @@ export function enrollCommands(): Command {
       .command("create")
       .description("a token that approves registrations at once (shown once)")
       .option("--uses <n>", "how many registrations it approves", "1")
-      .option("--expires <duration>", "how long it is valid (at most 30d)", "1h")
+      .option("--expires <duration>", "how long it is valid (from 1m to 30d)", "1h")
       .option("--role <role>", "the role of the devices it registers", "node")
       .option("--name-prefix <prefix>", "names of the devices it registers start with this")
       .option("--name <label>", "a label for the token", "enroll"),
@@ -41,6 +42,7 @@ export function enrollCommands(): Command {
           name: string;
         },
       ) => {
+        checkLifetime("--expires", options.expires, { maxMs: ENROLL_TOKEN_MAX_LIFETIME_MS });
         const result = await AdminClient.fromHome(ctx.home, options).post<{
           enrollToken: EnrollTokenView;
           token: string;
@@ -122,6 +124,7 @@ export function migrateCommand(): Command {
       ),
   ).action(
     action(async (ctx, options: TargetOptions & { uses: string; expires: string; fingerprint?: string }) => {
+      checkLifetime("--expires", options.expires, { maxMs: ENROLL_TOKEN_MAX_LIFETIME_MS });
       const scan = { userHome: os.homedir(), cwd: process.cwd(), env: process.env };
       const chosen = legacyTokenToImport(scan, options.fingerprint);
       const report = scanLegacyTokens(scan);

@@ -3,6 +3,7 @@ import { AdminClient } from "./admin-client.js";
 import { action } from "./run.js";
 import { ago, printJson, table, printText } from "./output.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
+import { checkLifetime } from "./validate.js";
 
 interface KeyView {
   keyId: string;
@@ -51,6 +52,7 @@ export function keysCommands(): Command {
       .option("--expires <duration>", "e.g. 90d; default: no expiry"),
   ).action(
     action(async (ctx, options: TargetOptions & { name: string; role: string; expires?: string }) => {
+      checkLifetime("--expires", options.expires);
       const client = AdminClient.fromHome(ctx.home, options);
       const body = {
         name: options.name,
@@ -115,9 +117,14 @@ export function keysCommands(): Command {
       .command("rotate")
       .description("replace an API key; the old one keeps working until the grace period ends")
       .argument("<key>")
-      .option("--grace <duration>", "how long the old key stays valid", "24h"),
+      .option(
+        "--grace <duration>",
+        "how long the old key stays valid (at least 1m, or 0 to end it at once)",
+        "24h",
+      ),
   ).action(
     action(async (ctx, id: string, options: TargetOptions & { grace: string }) => {
+      checkLifetime("--grace", options.grace, { allowZero: true });
       const client = AdminClient.fromHome(ctx.home, options);
       const result = await client.post<{ key: KeyView; apiKey: string; previous: KeyView }>(
         `/api/v1/keys/${encodeURIComponent(id)}/rotate`,
@@ -165,6 +172,7 @@ export function rotateCommands(): Command {
       ),
   ).action(
     action(async (ctx, options: TargetOptions & { overlap: string }) => {
+      checkLifetime("--overlap", options.overlap);
       const result = await AdminClient.fromHome(ctx.home, options).post<{
         previousFingerprint: string;
         nextFingerprint: string;

@@ -1,3 +1,4 @@
+import { lifetimeProblem, type LifetimeBounds } from "../config/duration.js";
 import { listenSchema } from "../config/schema.js";
 import { serverNameProblem } from "../config/server-name.js";
 import { normaliseFingerprint } from "../pki/fingerprint.js";
@@ -43,4 +44,16 @@ export function checkFingerprint(value: string): void {
       `--ca-fingerprint ${JSON.stringify(value)} is not sha256: followed by 64 hex digits`,
     );
   }
+}
+
+/**
+ * A lifetime given by flag (`keys create --expires`, `keys rotate --grace`, `enroll create
+ * --expires`, `rotate ca --overlap`), by the rule gateway.json and the API follow too
+ * (`lifetimeProblem`: at least 1m), checked before anything is sent. Undefined (flag not given)
+ * passes.
+ */
+export function checkLifetime(flag: string, value: string | undefined, bounds: LifetimeBounds = {}): void {
+  if (value === undefined) return;
+  const problem = lifetimeProblem(value, bounds);
+  if (problem !== undefined) throw new UsageError(`${flag} ${problem}`);
 }

@@ -55,24 +55,51 @@ export function shortLifetimesAllowed(env: NodeJS.ProcessEnv = process.env): boo
   return env[SHORT_LIFETIMES_VARIABLE] === "1";
 }
 
+/** What `lifetimeProblem` allows besides a lifetime of MIN_LIFETIME_MS up to MAX_DURATION_MS. */
+export interface LifetimeBounds {
+  /** 0 is accepted as "at once" (a rotation grace that ends the old key now). */
+  allowZero?: boolean;
+  /** A longer limit than MAX_DURATION_MS does not apply; in ms. */
+  maxMs?: number;
+}
+
 /**
- * The life of a credential or a pending request (a certificate, a token, a registration), written
- * and read like durationSchema, of at least MIN_LIFETIME_MS: anything shorter expires before a
- * node could renew it and makes no sense outside a test (see SHORT_LIFETIMES_VARIABLE). The
- * refusal names the value as written ("0.5m").
+ * The one rule for the life of a credential or a pending request (a certificate, a token, an
+ * enroll token, an API key, a rotation's grace or overlap), in gateway.json, in an API body and
+ * in a flag: a duration (`parseDuration`) of at least MIN_LIFETIME_MS, since anything shorter
+ * expires before a node or a person could act on it, and makes no sense outside a test (see
+ * SHORT_LIFETIMES_VARIABLE).
+ * @returns why the value is refused, quoting it as written ("0.5m"), or undefined when accepted.
  */
-export const lifetimeSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+export function lifetimeProblem(value: string | number, bounds: LifetimeBounds = {}): string | undefined {
   const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({ code: "custom", message: notADuration(value) });
-    return z.NEVER;
-  }
-  if (ms < MIN_LIFETIME_MS && !shortLifetimesAllowed()) {
-    ctx.addIssue({ code: "custom", message: `"${value}" is too short: a lifetime must be at least 1m` });
-    return z.NEVER;
-  }
-  return ms;
-});
+  if (ms === undefined) return notADuration(value);
+  if (ms === 0 && bounds.allowZero) return undefined;
+  if (ms < MIN_LIFETIME_MS && !shortLifetimesAllowed())
+    return `"${value}" is too short: a lifetime must be at least 1m${bounds.allowZero ? " (or 0 for at once)" : ""}`;
+  if (bounds.maxMs !== undefined && ms > bounds.maxMs)
+    return `"${value}" is too long: at most ${formatDuration(bounds.maxMs)}`;
+  return undefined;
+}
+
+/** A lifetime (`lifetimeProblem`) written like durationSchema and read as milliseconds. */
+export function lifetimeSchemaWithin(bounds: LifetimeBounds = {}) {
+  return z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const problem = lifetimeProblem(value, bounds);
+    if (problem !== undefined) {
+      ctx.addIssue({ code: "custom", message: problem });
+      return z.NEVER;
+    }
+    return parseDuration(value) as number;
+  });
+}
+
+/**
+ * The life of a credential or a pending request in gateway.json (`lifetimeProblem`: at least
+ * MIN_LIFETIME_MS, unless SHORT_LIFETIMES_VARIABLE is set). The refusal names the value as
+ * written ("0.5m").
+ */
+export const lifetimeSchema = lifetimeSchemaWithin();
 
 /** The schemas of settings written as durations and kept as milliseconds (for `config explain`). */
 export const DURATION_SCHEMAS: ReadonlySet<unknown> = new Set([durationSchema, lifetimeSchema]);

@@ -7,6 +7,9 @@ import { enrollTokenRefusal } from "../protocol/enroll-token-refusal.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { EnrollTokenRecord, Store } from "../store/types.js";
 
+/** The longest an enroll token lives (`enroll create --expires`), in ms: 30 days. */
+export const ENROLL_TOKEN_MAX_LIFETIME_MS = 30 * 86_400_000;
+
 /** What the API shows of an enroll token: never its hash. */
 export type EnrollTokenView = Omit<EnrollTokenRecord, "hash">;
 

@@ -12,12 +12,14 @@ import {
   tempHome,
 } from "./harness.js";
 import { gatewayForFile } from "./file-gateway.js";
+import { shortLifetimes } from "./short-lifetimes.js";
 
 // Where the product's contract had gaps a user meets: hints that point at the wrong command,
 // a denied home misnamed, `--json` that hides the user code, a bare `gatehouse` that exits 0, a
 // name the gateway changed but the node never learnt, and an API key's LAST USED left blank.
 
-const gateway = gatewayForFile();
+// An enroll token that expires within the test (`--expires 1s`) is a lifetime under a minute.
+const gateway = gatewayForFile({ configure: shortLifetimes({}) });
 
 interface ErrorJson {
   error: string;

@@ -11,12 +11,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as jose from "jose";
 import { ERROR_CATALOGUE } from "../../src/protocol/errors.js";
 import { cleanupAll, registeredNode, runJson, startTestGateway, type TestGateway } from "./harness.js";
+import { shortLifetimes } from "./short-lifetimes.js";
 
 let gateway: TestGateway;
 let ca: string;
 
 beforeAll(async () => {
-  gateway = await startTestGateway();
+  // An API key that expires within the test (`--expires 12s`) is a lifetime under a minute.
+  gateway = await startTestGateway({ configure: shortLifetimes({}) });
   ca = readFileSync(path.join(gateway.home, "pki/ca.pem"), "utf8");
 });
 afterAll(async () => {

@@ -4,7 +4,7 @@ import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
 import { GatehouseError } from "../../protocol/errors.js";
-import { durationSchema } from "../../config/duration.js";
+import { lifetimeSchemaWithin } from "../../config/duration.js";
 import { reissueLocalAdmin } from "../admin-credential.js";
 
 const renewBody = z.strictObject({ csr: z.string().min(1).max(8192) });
@@ -15,7 +15,7 @@ const reissueBody = z.strictObject({
   signature: z.string().max(256),
   csr: z.string().min(1).max(8192),
 });
-const rotateBody = z.strictObject({ overlap: durationSchema.prefault("7d") });
+const rotateBody = z.strictObject({ overlap: lifetimeSchemaWithin().prefault("7d") });
 
 export function registerCertificateRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const limited = {

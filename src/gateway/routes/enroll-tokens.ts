@@ -4,19 +4,15 @@ import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
 import { nameSchema, namePrefixSchema } from "../../protocol/device-name.js";
-import { durationSchema } from "../../config/duration.js";
-import { enrollTokenView } from "../enroll-tokens.js";
+import { lifetimeSchemaWithin } from "../../config/duration.js";
+import { ENROLL_TOKEN_MAX_LIFETIME_MS, enrollTokenView } from "../enroll-tokens.js";
 import { ENROLL_TOKEN_MAX_LENGTH } from "../../protocol/messages.js";
-
-const MAX_LIFETIME_MS = 30 * 86_400_000;
 
 const createBody = z.strictObject({
   name: nameSchema({ field: "name" }).default("enroll"),
   role: z.string().min(1).max(64).default("node"),
   uses: z.number().int().min(1).max(10_000).default(1),
-  expires: durationSchema
-    .prefault("1h")
-    .refine((ms) => ms > 0 && ms <= MAX_LIFETIME_MS, "expires must be more than 0 and at most 30d"),
+  expires: lifetimeSchemaWithin({ maxMs: ENROLL_TOKEN_MAX_LIFETIME_MS }).prefault("1h"),
   namePrefix: namePrefixSchema.optional(),
   /** The old shared token, imported by `gatehouse migrate --from-legacy`. */
   legacySecret: z.string().min(1).max(ENROLL_TOKEN_MAX_LENGTH).optional(),

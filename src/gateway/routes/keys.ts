@@ -5,17 +5,19 @@ import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
 import { nameSchema } from "../../protocol/device-name.js";
-import { durationSchema } from "../../config/duration.js";
+import { lifetimeSchemaWithin } from "../../config/duration.js";
 import type { ApiKeyRecord } from "../../store/token-types.js";
 import { apiKeyLabel } from "../../auth/api-keys.js";
 
 const createBody = z.strictObject({
   name: nameSchema({ field: "name" }),
   role: z.string().min(1).max(64),
-  expires: durationSchema.optional(),
+  expires: lifetimeSchemaWithin().optional(),
 });
 const revokeBody = z.strictObject({ reason: printableSchema("reason", 500).optional() });
-const rotateBody = z.strictObject({ grace: durationSchema.prefault("24h") });
+// A grace of 0 ends the old key at once (a leaked key is replaced now); anything else is a
+// lifetime, long enough for its holders to switch.
+const rotateBody = z.strictObject({ grace: lifetimeSchemaWithin({ allowZero: true }).prefault("24h") });
 
 /** An API key as the API shows it: never the secret, never its hash. */
 function keyView(key: ApiKeyRecord) {
