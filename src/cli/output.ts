@@ -70,10 +70,26 @@ export function fields(rows: [string, string | null | undefined][], keyWidth = 1
 }
 
 /**
- * Renders an error for a person (stderr) or a script (one JSON document on stdout, on one line, so
- * it may also end a JSON Lines stream such as `node register --json`'s).
+ * What an unexpected exception in the CLI's own process becomes: `internal_error` with a hint for
+ * a local failure (the gateway's log knows nothing of it). An `internal_error` the gateway sent
+ * arrives as a GatehouseError with the gateway's own hint (`GatehouseError.fromBody`) and is kept.
+ * @param command the command as typed, e.g. "gatehouse devices list", to quote in the report.
  */
-export function printError(error: unknown, json: boolean): number {
+export function localFailure(error: unknown, command = "gatehouse"): GatehouseError {
+  return new GatehouseError(
+    "internal_error",
+    error instanceof Error ? error.message : String(error),
+    `This failed in the CLI itself (\`${command}\`), not on the gateway: it is a bug in gatehouse. Please report it with the command and this message.`,
+  );
+}
+
+/**
+ * Renders an error for a person (stderr) or a script (one JSON document on stdout, on one line, so
+ * it may also end a JSON Lines stream such as `node register --json`'s). Anything that is not a
+ * GatehouseError failed in this process: `localFailure` names it.
+ * @param command the command as typed (e.g. "gatehouse devices list"), for a local failure's hint.
+ */
+export function printError(error: unknown, json: boolean, command?: string): number {
   if (error instanceof UsageError) {
     if (json)
       printJsonLine({
@@ -84,10 +100,7 @@ export function printError(error: unknown, json: boolean): number {
     else printNotice(`error: ${escapeUnsafe(error.message)}\n`);
     return EXIT_USAGE;
   }
-  const named =
-    error instanceof GatehouseError
-      ? error
-      : new GatehouseError("internal_error", error instanceof Error ? error.message : String(error));
+  const named = error instanceof GatehouseError ? error : localFailure(error, command);
   if (json) {
     printJsonLine(named.toBody());
   } else {

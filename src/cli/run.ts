@@ -25,8 +25,15 @@ export function action<A extends unknown[]>(
     try {
       await fn(ctx, ...(args.slice(0, -1) as A));
     } catch (error) {
-      const status = printError(error, ctx.json);
+      const status = printError(error, ctx.json, commandPath(command));
       process.exitCode = options.failureStatus ?? status;
     }
   };
+}
+
+/** "gatehouse devices list": the names of a command and its parents, as typed. */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let at: Command | null = command; at; at = at.parent) names.unshift(at.name());
+  return names.join(" ");
 }
