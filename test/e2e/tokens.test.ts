@@ -30,7 +30,8 @@ let ca: string;
 beforeAll(async () => {
   // Access tokens of the default life: a test's CLI round trips on a loaded machine never outlast
   // one. The session-expiry test has a gateway of its own with short tokens.
-  gateway = await startTestGateway();
+  // A rotated key's grace that ends within the test (`--grace 20s`) is a lifetime under a minute.
+  gateway = await startTestGateway({ configure: shortLifetimes({}) });
   ca = caOf(gateway);
 });
 afterAll(async () => {
