@@ -20,8 +20,8 @@ export function acquireGatewayLock(home: string, now: () => Date = () => new Dat
       held: (holder) =>
         new GatehouseError(
           "already_running",
-          `this home's gateway already runs (pid ${holder.pid}, started ${holder.startedAt}), on another address; one gateway per home`,
-          `It is already serving; to move it to another address, stop it first (\`kill ${holder.pid}\`, or Ctrl-C where it runs), then start it there.`,
+          `this home's gateway already runs (pid ${holder.pid}, started ${holder.startedAt}): it serves on another address, or is still stopping; one gateway per home`,
+          `If it is stopping, wait until it has exited; otherwise stop it first (\`kill ${holder.pid}\`, or Ctrl-C where it runs), then start this one.`,
         ),
       contended: (file) =>
         new GatehouseError(

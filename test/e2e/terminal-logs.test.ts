@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   CLI,
   Running,
@@ -30,14 +31,41 @@ function onTerminal(args: string[]): Running {
   return running;
 }
 
-/** Stops a process started with onTerminal (its whole process group: script and the CLI). */
+/**
+ * Stops a process started with onTerminal: its whole process group, script and the CLI. `script`
+ * may exit before the CLI has finished stopping, so this waits until no process of the group is
+ * left (kill(-pgid, 0) fails with ESRCH): the next start on the same home must not find the first
+ * one still holding it.
+ */
 async function stopGroup(running: Running): Promise<void> {
+  const group = -running.child.pid!;
   try {
-    process.kill(-running.child.pid!, "SIGTERM");
+    process.kill(group, "SIGTERM");
   } catch {
     // Already gone.
   }
   await running.exited;
+  for (let waited = 0; groupAlive(group); waited += 50) {
+    if (waited === 30_000) killGroup(group);
+    await sleep(50);
+  }
+}
+
+function killGroup(group: number): void {
+  try {
+    process.kill(group, "SIGKILL");
+  } catch {
+    // Gone meanwhile.
+  }
+}
+
+function groupAlive(group: number): boolean {
+  try {
+    process.kill(group, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const LISTENING = /listening/i;
