@@ -7,11 +7,11 @@ import {
   registeredNode,
   runCli,
   runJson,
-  spawnCli,
   startTestGateway,
   tempHome,
   type TestGateway,
 } from "./harness.js";
+import { startAgentAllowing, stopAgent } from "./agents.js";
 
 const gateways: TestGateway[] = [];
 afterAll(async () => {
@@ -119,11 +119,7 @@ describe("nodes exec says when the command was ended by a signal", () => {
     const gateway = await startTestGateway();
     gateways.push(gateway);
     const node = await registeredNode(gateway, "worker");
-    const configFile = path.join(node.home, "node.json");
-    const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
-    writeFileSync(configFile, JSON.stringify({ ...config, exec: { allow: ["sh"] } }, null, 2));
-    const agent = spawnCli(["node", "start", "--home", node.home]);
-    await agent.waitFor(() => agent.stdout.includes('"state":"connected"'), "the node to connect");
+    const agent = await startAgentAllowing(node.home, ["sh"]);
 
     const result = await runCli([
       "nodes",
@@ -139,8 +135,7 @@ describe("nodes exec says when the command was ended by a signal", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("the command was ended by SIGTERM on the node");
 
-    agent.child.kill("SIGTERM");
-    await agent.exited;
+    await stopAgent(agent);
   });
 });
 
@@ -165,11 +160,7 @@ describe("a gateway stopped while a node runs a command", () => {
   it("tells the operator the gateway stopped, not to start the node", async () => {
     const gateway = await startTestGateway();
     const node = await registeredNode(gateway, "worker");
-    const configFile = path.join(node.home, "node.json");
-    const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
-    writeFileSync(configFile, JSON.stringify({ ...config, exec: { allow: ["sh"] } }, null, 2));
-    const agent = spawnCli(["node", "start", "--home", node.home]);
-    await agent.waitFor(() => agent.stdout.includes('"state":"connected"'), "the node to connect");
+    const agent = await startAgentAllowing(node.home, ["sh"]);
 
     // The command marks that it runs (the node is on this machine), then waits.
     const marker = path.join(path.dirname(node.home), "running");
@@ -192,8 +183,7 @@ describe("a gateway stopped while a node runs a command", () => {
     expect(result.stderr).toContain("Start the gateway again");
     expect(result.stderr).not.toContain("Start the node");
 
-    agent.child.kill("SIGTERM");
-    await agent.exited;
+    await stopAgent(agent);
   });
 });
 
