@@ -1,10 +1,14 @@
 import { isIP } from "node:net";
 
-/** `HOST:PORT` split, the host without its IPv6 brackets. */
-function splitListen(listen: string): { host: string; port: string } {
+/**
+ * A listen address `HOST:PORT` split: the host without its IPv6 brackets (RFC 3986 §3.2.2), the
+ * port as a number.
+ * @throws TypeError when `listen` is not `HOST:PORT` (the config schema refuses such a value first).
+ */
+export function splitListen(listen: string): { host: string; port: number } {
   const match = /^(.*):(\d{1,5})$/.exec(listen);
   if (!match) throw new TypeError(`listen must be HOST:PORT, not ${JSON.stringify(listen)}`);
-  return { host: (match[1] ?? "").replace(/^\[(.*)\]$/, "$1"), port: match[2] ?? "" };
+  return { host: (match[1] ?? "").replace(/^\[(.*)\]$/, "$1"), port: Number(match[2]) };
 }
 
 /** Which wildcard (all addresses of a family) a listen host is, if any. */

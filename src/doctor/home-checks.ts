@@ -19,7 +19,7 @@ import {
   type GatewayConfig,
   type NodeConfig,
 } from "../config/index.js";
-import { dialUrlForListen, urlReachesListen } from "../config/listen-url.js";
+import { dialUrlForListen, splitListen, urlReachesListen } from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
 import { TOKEN_VARIABLE } from "./legacy-scan.js";
@@ -244,7 +244,7 @@ function checkAdminUrl(home: string, config: GatewayConfig): Finding | undefined
 }
 
 function isLoopback(listen: string): boolean {
-  const host = listen.slice(0, listen.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  const { host } = splitListen(listen);
   return host === "localhost" || host === "::1" || host.startsWith("127.");
 }
 

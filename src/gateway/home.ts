@@ -23,6 +23,7 @@ import {
   type CertificateAuthority,
 } from "../pki/index.js";
 import { GatehouseError } from "../protocol/errors.js";
+import { dialUrlForListen } from "../config/listen-url.js";
 import { keyEncryptionKey, type KeyEncryptionKeySource } from "../auth/key-encryption.js";
 import { openSqliteStore } from "../store/index.js";
 
@@ -41,15 +42,6 @@ export interface GatewayInitResult {
   url: string;
   adminDeviceId: string;
   registerCommand: string;
-}
-
-/** The URL a local client uses for a listen address: a wildcard listen is reached on loopback. */
-export function urlForListen(listen: string): string {
-  const match = /^(.*):(\d+)$/.exec(listen);
-  const host = match?.[1] ?? "127.0.0.1";
-  const port = match?.[2] ?? "18789";
-  const reachable = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host;
-  return `https://${reachable}:${port}`;
 }
 
 /** The names the server certificate carries besides localhost and loopback: --san, and a specific listen host. */
@@ -101,7 +93,7 @@ export async function initGatewayHome(
 
   await writeServerCertificate(home, ca, serverSansFor(listen, sans), now, 365 * 86_400_000);
 
-  const admin = await writeAdminCredential(home, ca, urlForListen(listen), gatewayId, now);
+  const admin = await writeAdminCredential(home, ca, dialUrlForListen(listen), gatewayId, now);
 
   // Written last: gateway.json is what marks a home as made, so a failed init can be run again.
   const config: GatewayConfigInput = { gatewayId, name, listen, sans };
@@ -112,7 +104,7 @@ export async function initGatewayHome(
     gatewayId,
     caFingerprint: ca.fingerprint,
     listen,
-    url: urlForListen(listen),
+    url: dialUrlForListen(listen),
     adminDeviceId: admin.deviceId,
     registerCommand: registerCommandFor(listen, sans, ca.fingerprint),
   };
@@ -127,7 +119,7 @@ export function registerCommandFor(listen: string, sans: string[], caFingerprint
   const nodeUrl =
     sans[0] && !/^(127\.|localhost)/.test(listenHost)
       ? `https://${sans[0].includes(":") ? `[${sans[0]}]` : sans[0]}:${listen.split(":").pop()}`
-      : urlForListen(listen);
+      : dialUrlForListen(listen);
   return `gatehouse node register --gateway ${nodeUrl} --ca-fingerprint ${caFingerprint} --name NAME`;
 }
 

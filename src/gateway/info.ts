@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { GATEWAY_FILES, loadGatewayConfig } from "../config/index.js";
 import { isLoopbackName, namesInCertificate, sha256Fingerprint } from "../pki/index.js";
-import { registerCommandFor, urlForListen } from "./home.js";
+import { registerCommandFor } from "./home.js";
+import { dialUrlForListen } from "../config/listen-url.js";
 
 /** Files of a CA rotation in progress (written by tls-state.ts). */
 const PREVIOUS_CA_CERT = "pki/ca-previous.pem";
@@ -54,7 +55,7 @@ export function describeGatewayHome(home: string, flags: Record<string, unknown>
     gatewayId: config.gatewayId,
     name: config.name,
     listen: config.listen,
-    url: urlForListen(config.listen),
+    url: dialUrlForListen(config.listen),
     caFingerprint: fingerprint(ca),
     ...(previous ? { previousCaFingerprint: fingerprint(previous) } : {}),
     ...(retireAt ? { previousCaRetiresAt: retireAt } : {}),

@@ -4,6 +4,7 @@ import net from "node:net";
 import path from "node:path";
 import { GATEWAY_FILES, writeFileAtomic } from "../config/index.js";
 import { isProcessAlive } from "../config/processes.js";
+import { dialUrlForListen } from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
 
 /** The running gateway's process id, beside its gateway.json; removed at a clean stop. */
@@ -114,11 +115,8 @@ async function ownGatewayAnswers(home: string, gatewayId: string, address: Liste
     .filter((file) => existsSync(file))
     .map((file) => readFileSync(file, "utf8"));
   if (!ca.length) return false;
-  const host = ["0.0.0.0", ""].includes(address.host)
-    ? "127.0.0.1"
-    : address.host === "::"
-      ? "::1"
-      : address.host;
+  // Where a client on this machine dials that listen address (a wildcard as loopback).
+  const host = new URL(dialUrlForListen(address.listen)).hostname.replace(/^\[|\]$/g, "");
   return new Promise((resolve) => {
     const request = https.get(
       {

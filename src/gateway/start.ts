@@ -18,7 +18,8 @@ import { SessionRegistry } from "./sessions.js";
 import { RegistrationService } from "./registrations.js";
 import { RateLimiter } from "./rate-limit.js";
 import { buildGatewayApp } from "./app.js";
-import { serverSansFor, urlForListen } from "./home.js";
+import { serverSansFor } from "./home.js";
+import { dialUrlForListen, splitListen } from "../config/listen-url.js";
 import { TlsState } from "./tls-state.js";
 import { CertificateService } from "./certificates.js";
 import { ExecBroker } from "./exec.js";
@@ -51,11 +52,6 @@ export interface StartGatewayOptions {
   /** Where the logger made from the config writes (default: pino's JSON on standard output). */
   logDestination?: DestinationStream;
   now?: () => Date;
-}
-
-function splitListen(listen: string): { host: string; port: number } {
-  const match = /^(.*):(\d+)$/.exec(listen);
-  return { host: (match?.[1] ?? "127.0.0.1").replace(/^\[|\]$/g, ""), port: Number(match?.[2] ?? 18789) };
 }
 
 export async function startGateway(home: string, options: StartGatewayOptions = {}): Promise<RunningGateway> {
@@ -185,7 +181,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     undo.unshift(() => removePidFile(home));
     const address = app.server.address();
     const boundPort = typeof address === "object" && address ? address.port : port;
-    const url = urlForListen(`${host.includes(":") ? `[${host}]` : host}:${boundPort}`);
+    const url = dialUrlForListen(`${host.includes(":") ? `[${host}]` : host}:${boundPort}`);
     logger.info({ url, listen: config.listen, home }, "gateway listening");
     const unreachable = unreachableNamesWarning(config.listen, tls.serverNames());
     if (unreachable) logger.warn({ listen: config.listen, names: tls.serverNames() }, unreachable);
