@@ -12,6 +12,7 @@ import { configCommands } from "./config-commands.js";
 import { doctorCommand } from "./doctor-commands.js";
 import { serviceCommands } from "./service-commands.js";
 import { enrollCommands, migrateCommand } from "./enroll-commands.js";
+import { dashboardCommand } from "./dashboard-commands.js";
 
 const program = new Command("gatehouse")
   .description("Gatehouse: device registration, an embedded CA and mutual TLS for a gateway and its nodes")
@@ -36,6 +37,7 @@ const groups = [
   serviceCommands(),
   enrollCommands(),
   migrateCommand(),
+  dashboardCommand(),
 ];
 for (const group of groups) {
   // Sub-commands report usage errors through the same override, so they exit 2 as well.
