@@ -53,4 +53,50 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The dashboard runs in a browser. Values from nodes and registrations reach it, so it renders
+    // text only: no HTML strings into the DOM.
+    files: ["web/src/**/*.{ts,tsx}"],
+    languageOptions: {
+      globals: Object.fromEntries(
+        [
+          "window",
+          "document",
+          "location",
+          "navigator",
+          "fetch",
+          "EventSource",
+          "MessageEvent",
+          "URLSearchParams",
+          "Response",
+          "setTimeout",
+          "clearTimeout",
+          "setInterval",
+          "clearInterval",
+        ].map((name) => [name, "readonly"]),
+      ),
+    },
+    rules: {
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector: "JSXAttribute[name.name='dangerouslySetInnerHTML']",
+          message: "Render values as text: no dangerouslySetInnerHTML.",
+        },
+        {
+          selector: "MemberExpression[property.name=/^(innerHTML|outerHTML|insertAdjacentHTML)$/]",
+          message: "Render values as text: no HTML strings into the DOM.",
+        },
+        {
+          selector: "MemberExpression[object.name='document'][property.name=/^write(ln)?$/]",
+          message: "Render values as text: no document.write.",
+        },
+      ],
+    },
+  },
+  {
+    // The dashboard's build script runs in Node.
+    files: ["web/*.mjs"],
+    languageOptions: { globals: { process: "readonly", console: "readonly" } },
+  },
 );

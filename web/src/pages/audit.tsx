@@ -1,0 +1,148 @@
+import { useState } from "preact/hooks";
+import { getJson } from "../api.js";
+import { ErrorAlert } from "../components/error-alert.js";
+import { RelativeTime } from "../components/relative-time.js";
+import type { AuditEntry, ChainVerdict } from "../types.js";
+import { useResource } from "../use-resource.js";
+
+/** The API pages oldest first: read pages of PAGE until the end and keep the newest SHOWN. */
+const PAGE = 1000;
+const SHOWN = 200;
+
+interface Filters {
+  actor: string;
+  subject: string;
+  type: string;
+}
+
+async function loadNewest(filters: Filters): Promise<AuditEntry[]> {
+  let newest: AuditEntry[] = [];
+  let afterId = 0;
+  for (;;) {
+    const query = new URLSearchParams({ afterId: String(afterId), limit: String(PAGE) });
+    for (const [name, value] of Object.entries(filters)) if (value) query.set(name, value);
+    const { entries } = await getJson<{ entries: AuditEntry[] }>(`/api/v1/audit?${query.toString()}`);
+    newest = newest.concat(entries).slice(-SHOWN);
+    const last = entries[entries.length - 1];
+    if (entries.length < PAGE || !last) return newest.reverse();
+    afterId = last.id;
+  }
+}
+
+const loadVerdict = () => getJson<ChainVerdict>("/api/v1/audit/verify");
+
+/** Audit: the log, newest first, filtered by actor, device (subject) and kind (type or `prefix.`). */
+export function AuditPage({ canRead }: { canRead: boolean }) {
+  if (!canRead) {
+    return (
+      <section class="empty">
+        <p>Your role cannot read the audit log.</p>
+      </section>
+    );
+  }
+  return <AuditLog />;
+}
+
+function AuditLog() {
+  const [draft, setDraft] = useState<Filters>({ actor: "", subject: "", type: "" });
+  const [filters, setFilters] = useState<Filters>(draft);
+  const entries = useResource(["audit"], JSON.stringify(filters), () => loadNewest(filters));
+  const verdict = useResource(["audit"], "", loadVerdict);
+
+  const field = (name: keyof Filters, label: string, placeholder: string) => (
+    <label class="filter">
+      <span>{label}</span>
+      <input
+        type="text"
+        name={name}
+        aria-label={label}
+        placeholder={placeholder}
+        value={draft[name]}
+        onInput={(event) => setDraft({ ...draft, [name]: event.currentTarget.value })}
+      />
+    </label>
+  );
+
+  return (
+    <section>
+      <ChainState verdict={verdict.data} />
+      <ErrorAlert error={verdict.error} />
+      <form
+        class="filters"
+        onSubmit={(event) => {
+          event.preventDefault();
+          setFilters({ actor: draft.actor.trim(), subject: draft.subject.trim(), type: draft.type.trim() });
+        }}
+      >
+        {field("actor", "Actor", "e.g. admin")}
+        {field("subject", "Device", "device id")}
+        {field("type", "Kind", "e.g. device. or device.approved")}
+        <button type="submit">Filter</button>
+      </form>
+      <ErrorAlert error={entries.error} />
+      {entries.data && entries.data.length === 0 ? (
+        <div class="empty">
+          <p>No audit entry matches.</p>
+        </div>
+      ) : null}
+      {entries.data && entries.data.length > 0 ? (
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Time</th>
+                <th scope="col">Kind</th>
+                <th scope="col">Outcome</th>
+                <th scope="col">Actor</th>
+                <th scope="col">Device</th>
+                <th scope="col">Address</th>
+                <th scope="col">Details</th>
+              </tr>
+            </thead>
+            <tbody>
+              {entries.data.map((entry) => (
+                <tr key={entry.id} data-testid="audit-row">
+                  <td>
+                    <RelativeTime iso={entry.ts} />
+                  </td>
+                  <td>
+                    <code class="code-name">{entry.type}</code>
+                  </td>
+                  <td>
+                    <span class={`outcome outcome-${entry.outcome}`}>{entry.outcome}</span>
+                    {entry.code ? <div class="cell-sub">{entry.code}</div> : null}
+                  </td>
+                  <td>{entry.actor ?? "—"}</td>
+                  <td class="break">{entry.subject ?? "—"}</td>
+                  <td>{entry.address ?? "—"}</td>
+                  <td class="details">{detailsText(entry.details)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </section>
+  );
+}
+
+function detailsText(details: Record<string, unknown>): string {
+  const text = JSON.stringify(details ?? {});
+  return text === "{}" ? "" : text;
+}
+
+function ChainState({ verdict }: { verdict: ChainVerdict | undefined }) {
+  if (!verdict) return null;
+  const text = verdict.ok
+    ? `Chain verified: ${verdict.checked} entries`
+    : `Chain broken at entry ${verdict.firstBroken?.seq ?? verdict.checked + 1}`;
+  return (
+    <p
+      class={`chain-state ${verdict.ok ? "chain-ok" : "chain-broken"}`}
+      data-testid="chain-state"
+      title={verdict.firstBroken?.reason}
+    >
+      {text}
+    </p>
+  );
+}

@@ -1,0 +1,137 @@
+import { useState } from "preact/hooks";
+import { postJson } from "../api.js";
+import { ErrorAlert } from "../components/error-alert.js";
+import { RelativeTime } from "../components/relative-time.js";
+import type { DeviceView, NodeView } from "../types.js";
+
+interface Props {
+  devices: DeviceView[];
+  nodes: NodeView[];
+  canWrite: boolean;
+  onChanged: () => void;
+}
+
+/** Devices and nodes: every registered device, with the live session's version when online. */
+export function DevicesPage({ devices, nodes, canWrite, onChanged }: Props) {
+  if (devices.length === 0) {
+    return (
+      <section class="empty">
+        <p>No device has registered yet.</p>
+      </section>
+    );
+  }
+  const versions = new Map(nodes.map((node) => [node.deviceId, node.version]));
+  return (
+    <section class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Status</th>
+            <th scope="col">Role</th>
+            <th scope="col">Online</th>
+            <th scope="col">Last seen</th>
+            <th scope="col">Certificate expires</th>
+            <th scope="col">Platform</th>
+            <th scope="col">Version</th>
+            {canWrite ? <th scope="col">Actions</th> : null}
+          </tr>
+        </thead>
+        <tbody>
+          {devices.map((device) => (
+            <DeviceRow
+              key={device.deviceId}
+              device={device}
+              version={versions.get(device.deviceId) ?? null}
+              canWrite={canWrite}
+              onChanged={onChanged}
+            />
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+interface RowProps {
+  device: DeviceView;
+  version: string | null;
+  canWrite: boolean;
+  onChanged: () => void;
+}
+
+function DeviceRow({ device, version, canWrite, onChanged }: RowProps) {
+  const [confirming, setConfirming] = useState(false);
+  const [reason, setReason] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+
+  const revoke = async () => {
+    setBusy(true);
+    setError(undefined);
+    const trimmed = reason.trim();
+    try {
+      await postJson(
+        `/api/v1/devices/${encodeURIComponent(device.deviceId)}/revoke`,
+        trimmed ? { reason: trimmed } : {},
+      );
+      setConfirming(false);
+      onChanged();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <tr data-testid="device-row" data-device-id={device.deviceId}>
+      <td>
+        <div class="cell-main">{device.name}</div>
+        <div class="cell-sub">{device.kind}</div>
+      </td>
+      <td>
+        <span class={`status status-${device.status}`}>{device.status}</span>
+        {device.statusReason ? <div class="cell-sub">{device.statusReason}</div> : null}
+      </td>
+      <td>{device.role}</td>
+      <td>
+        <span class={device.online ? "online" : "offline"}>{device.online ? "online" : "offline"}</span>
+      </td>
+      <td>{device.online ? <span>now</span> : <RelativeTime iso={device.lastSeen} />}</td>
+      <td>
+        <RelativeTime iso={device.certExpiresAt} />
+      </td>
+      <td>{device.platform ?? "—"}</td>
+      <td>{version ?? "—"}</td>
+      {canWrite ? (
+        <td class="row-actions">
+          {device.status !== "approved" ? null : confirming ? (
+            <div class="revoke-confirm">
+              <input
+                type="text"
+                aria-label="Revoke reason"
+                placeholder="Reason (optional)"
+                maxLength={500}
+                value={reason}
+                disabled={busy}
+                onInput={(event) => setReason(event.currentTarget.value)}
+              />
+              <button type="button" class="danger" disabled={busy} onClick={() => void revoke()}>
+                Confirm revoke
+              </button>
+              <button type="button" disabled={busy} onClick={() => setConfirming(false)}>
+                Cancel
+              </button>
+            </div>
+          ) : (
+            <button type="button" class="danger-outline" onClick={() => setConfirming(true)}>
+              Revoke
+            </button>
+          )}
+          <ErrorAlert error={error} />
+        </td>
+      ) : null}
+    </tr>
+  );
+}
