@@ -29,10 +29,17 @@ export function PendingPage({ devices, canWrite, onChanged }: Props) {
     );
   }
   return (
-    <section class="cards">
-      {pending.map((device) => (
-        <PendingCard key={device.deviceId} device={device} canWrite={canWrite} onChanged={onChanged} />
-      ))}
+    <section>
+      <p class="section-lead">
+        {pending.length === 1
+          ? "1 device is waiting for approval."
+          : `${pending.length} devices are waiting for approval.`}
+      </p>
+      <div class="cards">
+        {pending.map((device) => (
+          <PendingCard key={device.deviceId} device={device} canWrite={canWrite} onChanged={onChanged} />
+        ))}
+      </div>
     </section>
   );
 }
