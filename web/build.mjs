@@ -1,13 +1,14 @@
 // Bundles the dashboard (web/src) into dist/web: index.html plus content-hashed app-<hash>.js and
 // app-<hash>.css under assets/. The gateway serves these files as they are, under a CSP that allows
 // only same-origin scripts and styles, so index.html carries no inline script or style.
+// Usage: node web/build.mjs [outDir]   (default dist/web; tests build into a temporary directory)
 import { build } from "esbuild";
 import { mkdir, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const outDir = join(root, "dist", "web");
+const outDir = process.argv[2] ? resolve(process.argv[2]) : join(root, "dist", "web");
 const assetsDir = join(outDir, "assets");
 
 // Old hashed files would otherwise pile up and be served forever.
