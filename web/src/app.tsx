@@ -38,6 +38,8 @@ export function App() {
       (session) => setState({ kind: "in", session }),
       (error: unknown) =>
         setState((current) => {
+          // After a logout the stream's end also reports the session gone: keep "You are logged out."
+          if (current.kind === "out") return current;
           if (error instanceof ApiError && error.loggedOut) return { kind: "out", reason: whenGone };
           // A page already in use keeps showing what it has while the gateway is unreachable.
           return current.kind === "in" ? current : { kind: "failed", error };
@@ -126,6 +128,7 @@ function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
     if (gone) onSessionGone();
   }, [gone, onSessionGone]);
 
+  const deviceNames = new Map((devices.data ?? []).map((device) => [device.deviceId, device.name]));
   const pendingCount = (devices.data ?? []).filter((device) => device.status === "pending").length;
   useEffect(() => {
     document.title = pendingCount > 0 ? `(${pendingCount}) Gatehouse` : "Gatehouse";
@@ -192,7 +195,7 @@ function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
           />
         ) : null}
         {tab === "refusals" ? <RefusalsPage /> : null}
-        {tab === "audit" ? <AuditPage canRead={scopes.has("audit:read")} /> : null}
+        {tab === "audit" ? <AuditPage canRead={scopes.has("audit:read")} deviceNames={deviceNames} /> : null}
       </main>
     </>
   );

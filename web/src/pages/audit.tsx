@@ -32,7 +32,7 @@ async function loadNewest(filters: Filters): Promise<AuditEntry[]> {
 const loadVerdict = () => getJson<ChainVerdict>("/api/v1/audit/verify");
 
 /** Audit: the log, newest first, filtered by actor, device (subject) and kind (type or `prefix.`). */
-export function AuditPage({ canRead }: { canRead: boolean }) {
+export function AuditPage({ canRead, deviceNames }: { canRead: boolean; deviceNames: Map<string, string> }) {
   if (!canRead) {
     return (
       <section class="empty">
@@ -40,10 +40,10 @@ export function AuditPage({ canRead }: { canRead: boolean }) {
       </section>
     );
   }
-  return <AuditLog />;
+  return <AuditLog deviceNames={deviceNames} />;
 }
 
-function AuditLog() {
+function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
   const [draft, setDraft] = useState<Filters>({ actor: "", subject: "", type: "" });
   const [filters, setFilters] = useState<Filters>(draft);
   const entries = useResource(["audit"], JSON.stringify(filters), () => loadNewest(filters));
@@ -76,7 +76,7 @@ function AuditLog() {
       >
         {field("actor", "Actor", "e.g. admin")}
         {field("subject", "Device", "device id")}
-        {field("type", "Kind", "e.g. device. or device.approved")}
+        {field("type", "Kind", "e.g. device.")}
         <button type="submit">Filter</button>
       </form>
       <ErrorAlert error={entries.error} />
@@ -112,10 +112,16 @@ function AuditLog() {
                     <span class={`outcome outcome-${entry.outcome}`}>{entry.outcome}</span>
                     {entry.code ? <div class="cell-sub">{entry.code}</div> : null}
                   </td>
-                  <td>{entry.actor ?? "—"}</td>
-                  <td class="break">{entry.subject ?? "—"}</td>
+                  <td>
+                    <Principal id={entry.actor} deviceNames={deviceNames} />
+                  </td>
+                  <td>
+                    <Principal id={entry.subject} deviceNames={deviceNames} />
+                  </td>
                   <td>{entry.address ?? "—"}</td>
-                  <td class="details">{detailsText(entry.details)}</td>
+                  <td class="details">
+                    <Details details={entry.details} />
+                  </td>
                 </tr>
               ))}
             </tbody>
@@ -126,9 +132,32 @@ function AuditLog() {
   );
 }
 
-function detailsText(details: Record<string, unknown>): string {
-  const text = JSON.stringify(details ?? {});
-  return text === "{}" ? "" : text;
+/** An actor or subject; a device (`ID` or `device:ID`) also shows its name when the page knows it. */
+function Principal({ id, deviceNames }: { id: string | null; deviceNames: Map<string, string> }) {
+  if (!id) return <span class="muted">—</span>;
+  const name = deviceNames.get(id.startsWith("device:") ? id.slice("device:".length) : id);
+  if (!name) return <span class="break">{id}</span>;
+  return (
+    <>
+      <div class="cell-main">{name}</div>
+      <code class="cell-sub id" title={id}>
+        {id}
+      </code>
+    </>
+  );
+}
+
+/** One `key: value` line per detail; nested values as compact JSON text. */
+function Details({ details }: { details: Record<string, unknown> }) {
+  return (
+    <>
+      {Object.entries(details ?? {}).map(([key, value]) => (
+        <div key={key}>
+          <span class="muted">{key}:</span> {typeof value === "string" ? value : JSON.stringify(value)}
+        </div>
+      ))}
+    </>
+  );
 }
 
 function ChainState({ verdict }: { verdict: ChainVerdict | undefined }) {
