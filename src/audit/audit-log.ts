@@ -31,6 +31,7 @@ export class AuditLog {
   private queue: Queued[] = [];
   private flushing = false;
   private readonly refusals: RefusalSummary;
+  private readonly appendedListeners: (() => void)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -87,6 +88,11 @@ export class AuditLog {
     this.refusals.refuse(event);
   }
 
+  /** Calls `listener` after each commit that appended entries (the dashboard's `audit` notice). */
+  onAppended(listener: () => void): void {
+    this.appendedListeners.push(listener);
+  }
+
   /** Writes the pending refusal summaries durably; call on a clean stop, before the store closes. */
   close(): Promise<void> {
     return this.refusals.stop();
@@ -102,6 +108,7 @@ export class AuditLog {
         // One bad write must not fail the others that shared its commit: write them one by one.
         for (const q of batch) await this.store.appendAudit([q.write]).then(q.resolve, q.reject);
       }
+      for (const listener of this.appendedListeners) listener();
     }
     this.flushing = false;
   }

@@ -22,9 +22,9 @@ export function isKnownRole(role: string): boolean {
 
 /** Who is asking, once a credential has been checked. */
 export interface Principal {
-  /** Which credential proved it: a client certificate or a bearer access token. */
-  kind: "certificate" | "access_token";
-  /** `device:<id>` or `key:<id>`: the stable name of who is asking (audit actor, token subject). */
+  /** Which credential proved it: a client certificate, a bearer access token or a dashboard cookie. */
+  kind: "certificate" | "access_token" | "dashboard_session";
+  /** `device:<id>`, `key:<id>` or `dashboard:<hash prefix>`: the stable name of who is asking (audit actor, token subject). */
   subject: string;
   /** The device behind a certificate, or behind a token minted over mutual TLS. */
   deviceId?: string;

@@ -9,7 +9,7 @@ import websocket from "@fastify/websocket";
 import { GatehouseError, refusesCaller } from "../protocol/errors.js";
 import { MAX_SESSION_MESSAGE_BYTES } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
-import { credentialSummary } from "./authenticate.js";
+import { recordRefusal } from "./refusal-record.js";
 import { installHttpEdges, onClientError } from "./http-edges.js";
 import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerBodyParsers } from "./body-parsers.js";
@@ -24,6 +24,9 @@ import { registerEnrollTokenRoutes } from "./routes/enroll-tokens.js";
 import { registerCertificateRoutes } from "./routes/certs.js";
 import { registerCaRoutes } from "./routes/ca.js";
 import { registerAuditRoutes } from "./routes/audit.js";
+import { registerEventRoutes } from "./routes/events.js";
+import { registerRefusalRoutes } from "./routes/refusals.js";
+import { registerDashboard } from "./dashboard/plugin.js";
 
 export interface TlsMaterial {
   key: string;
@@ -104,31 +107,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
       request.log.error({ err: error, route: request.url }, "request failed");
     } else if (refusesCaller(gatehouseError.code)) {
       // One structured line per refusal: who, where, which credential (prefix only), and why.
-      const credential = credentialSummary(request);
-      request.log.warn(
-        {
-          address: request.ip,
-          route: request.routeOptions.url ?? request.url,
-          ...credential,
-          code: gatehouseError.code,
-        },
-        "refused",
-      );
-      ctx.failures.record({
-        at: ctx.now().toISOString(),
-        code: gatehouseError.code,
-        address: request.ip,
-        route: request.routeOptions.url ?? request.url,
-        ...credential,
-      });
-      ctx.audit.recordRefusal({
-        type: "auth.refused",
-        outcome: "failure",
-        subject: credential.deviceId ?? null,
-        address: request.ip,
-        code: gatehouseError.code,
-        details: { route: request.routeOptions.url ?? request.url, ...credential },
-      });
+      recordRefusal(ctx, request, gatehouseError);
     }
     if (gatehouseError.retryAfterSeconds)
       reply.header("retry-after", String(gatehouseError.retryAfterSeconds));
@@ -152,6 +131,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   // 1009) only bounds the memory one frame can take.
   await app.register(websocket, { options: { maxPayload: 16 * MAX_SESSION_MESSAGE_BYTES } });
   installHttpEdges(app);
+  registerDashboard(app, ctx);
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);
   registerDeviceRoutes(app, ctx);
@@ -163,6 +143,8 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   registerCertificateRoutes(app, ctx);
   registerCaRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
+  registerRefusalRoutes(app, ctx);
+  registerEventRoutes(app, ctx);
   registerMetricsRoute(app, ctx);
   return app;
 }

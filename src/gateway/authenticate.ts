@@ -7,6 +7,8 @@ import { tokenFingerprint } from "../auth/token-service.js";
 import { GatehouseError } from "../protocol/errors.js";
 import type { GatewayContext } from "./context.js";
 import { requestAuthorization } from "./authorization-header.js";
+import { sessionCookieValue } from "./dashboard/cookie.js";
+import { dashboardPrincipal, secretHash, type DashboardSession } from "./dashboard/sessions.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -44,13 +46,42 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 }
 
 /**
- * The one function that turns a request's credential into a principal: a bearer token when one is
- * sent, otherwise the client certificate. Both paths read memory only.
+ * The one function that turns a request's credential into a principal, in this order: a bearer
+ * token when one is sent; else the dashboard session cookie when one is sent (a non-safe method
+ * must also carry its CSRF token, see DashboardSessions.authenticate); else the client certificate.
+ * Every path reads memory only.
+ * @throws GatehouseError with the catalogue code of the refusal (`invalid_token` for an ended
+ *   dashboard session, `csrf_failed`, the certificate's codes, …).
  */
 export async function authenticateRequest(ctx: GatewayContext, request: FastifyRequest): Promise<Principal> {
   const token = bearerToken(request);
   if (token !== undefined) return ctx.tokens.authenticateBearer(token, peerThumbprint(request));
+  if (sessionCookieValue(request) !== undefined) {
+    const session = authenticateDashboardSession(ctx, request);
+    return dashboardPrincipal(session, ctx.dashboard.expiresAt(session));
+  }
   return authenticateClientCertificate(socketOf(request), (id) => ctx.devices.get(id), ctx.now());
+}
+
+/**
+ * The dashboard session a request's cookie opens (routes that take only the cookie: the session
+ * description and logout). A non-safe method must carry the session's CSRF token.
+ * @throws GatehouseError `missing_credentials` without the cookie; `invalid_token` for an ended
+ *   session; `csrf_failed`.
+ */
+export function authenticateDashboardSession(ctx: GatewayContext, request: FastifyRequest): DashboardSession {
+  const cookie = sessionCookieValue(request);
+  if (cookie === undefined) {
+    throw new GatehouseError(
+      "missing_credentials",
+      "this route takes only a dashboard session's cookie, and none was sent",
+      "Run `gatehouse dashboard` and open the login link it prints.",
+    );
+  }
+  return ctx.dashboard.authenticate(cookie, {
+    method: request.method,
+    csrfToken: request.headers["x-csrf-token"],
+  });
 }
 
 /** An `onRequest` hook for a route that needs a scope. */
@@ -81,6 +112,10 @@ export function credentialSummary(request: FastifyRequest): {
       credential: "access_token",
       fingerprint: fingerprintPrefix(tokenFingerprint(credentials.token)),
     };
+  const cookie = sessionCookieValue(request);
+  // The session's fingerprint prefix (sha256 of the value, as stored), never the cookie itself.
+  if (cookie !== undefined)
+    return { credential: "dashboard_session", fingerprint: fingerprintPrefix(secretHash(cookie)) };
   const identity = peerIdentity(socketOf(request));
   const deviceId = identity.deviceId ?? identity.claimedDeviceId;
   if (identity.fingerprint) {

@@ -15,6 +15,8 @@ import type { FailureLog } from "./failures.js";
 import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
 import type { GatewayMetrics } from "./metrics.js";
+import type { DashboardSessions } from "./dashboard/sessions.js";
+import type { EventHub } from "./events.js";
 
 /** Everything a route needs, built once at start. */
 export interface GatewayContext {
@@ -36,6 +38,10 @@ export interface GatewayContext {
   tokens: TokenService;
   signingKeys: SigningKeys;
   audit: AuditLog;
+  /** The dashboard's login links and cookie sessions (in memory). */
+  dashboard: DashboardSessions;
+  /** Change notices (devices, nodes, refusals, audit) for the dashboard's live stream. */
+  events: EventHub;
   /** The one metrics registry; record through its named methods. */
   metrics: GatewayMetrics;
   logger: Logger;

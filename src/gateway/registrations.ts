@@ -26,6 +26,7 @@ import type {
 import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { EnrollTokenService } from "./enroll-tokens.js";
+import type { EventHub } from "./events.js";
 
 export interface RegistrationDeps {
   store: Store;
@@ -38,6 +39,8 @@ export interface RegistrationDeps {
   enrollTokens: EnrollTokenService;
   logger: Logger;
   now: () => Date;
+  /** Told of every change to a device's registration state (the dashboard's `devices` notice). */
+  events?: Pick<EventHub, "emit">;
 }
 
 const POLL_AFTER_MS = 2000;
@@ -208,6 +211,7 @@ export class RegistrationService {
       throw new Error(`registration ${registration.requestId} was ${result.outcome}`);
     devices.remember(result.device);
     await audit.record(enrolled);
+    this.changed();
     this.deps.logger.info(
       { deviceId: csr.deviceId, userCode: formatUserCode(registration.userCode), address },
       "registration pending approval",
@@ -240,6 +244,7 @@ export class RegistrationService {
     if (reg.status === "pending" && reg.expiresAt <= now().toISOString()) {
       await store.updateRegistration(requestId, { status: "expired" });
       reg = { ...reg, status: "expired" };
+      this.changed();
     }
     const response: EnrollStatusResponse = {
       requestId: reg.requestId,
@@ -320,8 +325,10 @@ export class RegistrationService {
         );
       return await this.approveRegistration(registration, role, actor, at);
     } catch (error) {
-      if (error instanceof GatehouseError && error.code === "registration_expired")
+      if (error instanceof GatehouseError && error.code === "registration_expired") {
         await this.deps.store.updateRegistration(registration.requestId, { status: "expired" });
+        this.changed();
+      }
       throw error;
     }
   }
@@ -388,6 +395,7 @@ export class RegistrationService {
       },
     });
     this.deps.logger.info({ deviceId: device.deviceId, role, actor }, "device approved");
+    this.changed();
     return result;
   }
 
@@ -418,6 +426,7 @@ export class RegistrationService {
       subject: device.deviceId,
       details: { reason: reason ?? null },
     });
+    this.changed();
     return updated!;
   }
 
@@ -454,6 +463,12 @@ export class RegistrationService {
       details: { reason: reason ?? null, sessionsClosed },
     });
     this.deps.logger.info({ deviceId: device.deviceId, sessionsClosed, actor }, "device revoked");
+    this.changed();
     return { device: updated!, sessionsClosed };
+  }
+
+  /** A device's registration state changed: tell the dashboard's stream. */
+  private changed(): void {
+    this.deps.events?.emit("devices");
   }
 }

@@ -34,6 +34,9 @@ export function closeFirmly(socket: WebSocket, code: number, reason: string): vo
 export class SessionRegistry {
   private readonly byDevice = new Map<string, Map<string, LiveSession>>();
 
+  /** @param changed called after a session is added or removed (the dashboard's `nodes` notice). */
+  constructor(private readonly changed: () => void = () => undefined) {}
+
   add(session: LiveSession): void {
     let sessions = this.byDevice.get(session.deviceId);
     if (!sessions) {
@@ -41,13 +44,15 @@ export class SessionRegistry {
       this.byDevice.set(session.deviceId, sessions);
     }
     sessions.set(session.sessionId, session);
+    this.changed();
   }
 
   remove(session: LiveSession): void {
     const sessions = this.byDevice.get(session.deviceId);
     if (!sessions) return;
-    sessions.delete(session.sessionId);
+    if (!sessions.delete(session.sessionId)) return;
     if (sessions.size === 0) this.byDevice.delete(session.deviceId);
+    this.changed();
   }
 
   isOnline(deviceId: string): boolean {

@@ -36,6 +36,8 @@ import { loadOrCreatePepper, signingKeyKekSource } from "./home.js";
 import { unreachableNamesWarning } from "./info.js";
 import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./listen-address.js";
 import { acquireGatewayLock } from "./gateway-lock.js";
+import { EventHub } from "./events.js";
+import { DashboardSessions } from "./dashboard/sessions.js";
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -105,9 +107,11 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
 
     const devices = new DeviceDirectory(store);
     await devices.load();
-    const sessions = new SessionRegistry();
+    const events = new EventHub();
+    const sessions = new SessionRegistry(() => events.emit("nodes"));
     const background = new BackgroundWrites();
     const audit = new AuditLog(store, logger, now, (work) => background.track(work));
+    audit.onAppended(() => events.emit("audit"));
     // A configured hash key (kept outside the home, by reference) wins over the home's key file.
     const pepper = secrets.hashKey ?? loadOrCreatePepper(home);
     const enrollTokens = new EnrollTokenService(store, pepper, audit, now);
@@ -137,7 +141,9 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       now,
       enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
       background,
-      failures: new FailureLog(),
+      failures: new FailureLog(() => events.emit("refusals")),
+      dashboard: new DashboardSessions(now),
+      events,
       tokens,
       signingKeys,
       enrollTokens,
@@ -151,6 +157,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
         enrollTokens,
         logger,
         now,
+        events,
       }),
     };
 

@@ -76,6 +76,12 @@ export const ERROR_CATALOGUE = {
     description: "The credential lacks a scope this action needs.",
     hint: "Use a credential whose role grants the scope named in the description.",
   },
+  csrf_failed: {
+    status: 403,
+    close: 4403,
+    description: "The request did not carry this dashboard session's CSRF token.",
+    hint: "Reload the dashboard page; scripts must send the X-CSRF-Token header from GET /api/v1/dashboard/session.",
+  },
   refresh_token_reused: {
     status: 401,
     close: 4401,

@@ -13,6 +13,7 @@ import { KyselyTokenStore } from "./token-store.js";
 import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
 import type { TokenStore } from "./token-types.js";
 import type {
+  AuditQuery,
   ApprovalInput,
   ApprovalResult,
   AuditWrite,
@@ -423,9 +424,7 @@ export class KyselyStore implements Store {
     });
   }
 
-  async listAudit(
-    options: { afterId?: number; limit?: number; subject?: string } = {},
-  ): Promise<AuditEventRecord[]> {
+  async listAudit(options: AuditQuery = {}): Promise<AuditEventRecord[]> {
     let query = this.db
       .selectFrom("audit_events")
       .selectAll()
@@ -433,6 +432,13 @@ export class KyselyStore implements Store {
       .orderBy("id")
       .limit(options.limit ?? 100);
     if (options.subject !== undefined) query = query.where("subject", "=", options.subject);
+    if (options.actor !== undefined) query = query.where("actor", "=", options.actor);
+    const { type } = options;
+    if (type !== undefined)
+      // A prefix is compared as a substring, not with LIKE, whose `_` and `%` are wildcards.
+      query = type.endsWith(".")
+        ? query.where(sql<string>`substr(type, 1, ${type.length})`, "=", type)
+        : query.where("type", "=", type);
     const rows = await query.execute();
     return rows.map((r) => ({ ...r, detailsJson: r.details, details: parseDetails(r.details) }));
   }

@@ -240,5 +240,18 @@ export interface Store {
    * each with the record it describes when there is one. Returns the new entries' ids.
    */
   appendAudit(writes: AuditWrite[]): Promise<number[]>;
-  listAudit(options?: { afterId?: number; limit?: number; subject?: string }): Promise<AuditEventRecord[]>;
+  /**
+   * Entries after `afterId` (default 0), oldest first, at most `limit` (default 100); the filters
+   * are AND-combined. `type` matches exactly, or as a prefix when it ends in `.` (`device.`).
+   */
+  listAudit(options?: AuditQuery): Promise<AuditEventRecord[]>;
+}
+
+/** Which audit entries to list (see Store.listAudit). */
+export interface AuditQuery {
+  afterId?: number;
+  limit?: number;
+  subject?: string;
+  actor?: string;
+  type?: string;
 }

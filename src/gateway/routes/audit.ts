@@ -10,6 +10,9 @@ const listQuery = z.object({
   afterId: z.coerce.number().int().min(0).default(0),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   subject: z.string().max(128).optional(),
+  actor: z.string().max(128).optional(),
+  /** A type (`device.approve`), or a prefix ending in `.` (`device.`). */
+  type: z.string().min(1).max(64).optional(),
 });
 
 /** An entry as the API shows it (the stored details text stays internal). */
@@ -24,8 +27,14 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: GatewayContext): 
     const parsed = listQuery.safeParse(request.query);
     if (!parsed.success)
       throw new GatehouseError("invalid_request", parsed.error.issues[0]?.message ?? "bad query");
-    const { afterId, limit, subject } = parsed.data;
-    const entries = await ctx.store.listAudit({ afterId, limit, ...(subject ? { subject } : {}) });
+    const { afterId, limit, subject, actor, type } = parsed.data;
+    const entries = await ctx.store.listAudit({
+      afterId,
+      limit,
+      ...(subject ? { subject } : {}),
+      ...(actor ? { actor } : {}),
+      ...(type ? { type } : {}),
+    });
     return { entries: entries.map(entryView) };
   });
 

@@ -17,7 +17,10 @@ export function registerConnectRoute(app: FastifyInstance, ctx: GatewayContext):
       onRequest: [
         requireScopeHook(ctx, "node:connect"),
         async (request) => {
-          // An operator's certificate (the admin credential) is not a node.
+          // An operator's certificate (the admin credential) is not a node, nor is a dashboard.
+          if (request.principal?.kind === "dashboard_session") {
+            throw new GatehouseError("insufficient_scope", "a dashboard session cannot open a node session");
+          }
           if (request.principal?.deviceKind === "operator") {
             throw new GatehouseError(
               "insufficient_scope",

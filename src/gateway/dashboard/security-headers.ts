@@ -1,0 +1,41 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+
+/**
+ * The Content-Security-Policy of every dashboard response (CSP Level 3): scripts, styles and
+ * connections from this origin only, no inline script or style, no framing, no plugins, forms post
+ * only here. The page is built to need nothing more (web/build.mjs emits external files only).
+ */
+export const DASHBOARD_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/** Headers every `/dashboard` and `/dashboard/*` response carries, whatever its status. */
+export const DASHBOARD_SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "content-security-policy": DASHBOARD_CSP,
+  // For browsers without frame-ancestors: no page may frame the dashboard (clickjacking).
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  // A login link's token must never leave in a Referer header.
+  "referrer-policy": "no-referrer",
+  "cross-origin-opener-policy": "same-origin",
+};
+
+/** Whether a request's path is the dashboard's (`/dashboard` or under `/dashboard/`). */
+export function isDashboardPath(request: FastifyRequest): boolean {
+  const url = request.raw.url ?? request.url;
+  const end = url.search(/[?#]/);
+  const path = end === -1 ? url : url.slice(0, end);
+  return path === "/dashboard" || path.startsWith("/dashboard/");
+}
+
+/**
+ * Adds DASHBOARD_SECURITY_HEADERS to every dashboard response, including refusals, 404s and the
+ * 503 of a gateway built without its web files. A hook on the root instance, so that the not-found
+ * and error handlers' answers are covered too.
+ */
+export function installDashboardSecurityHeaders(app: FastifyInstance): void {
+  app.addHook("onSend", async (request, reply, payload) => {
+    if (isDashboardPath(request)) reply.headers(DASHBOARD_SECURITY_HEADERS);
+    return payload;
+  });
+}

@@ -1,0 +1,95 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Principal } from "../../auth/roles.js";
+import { GatehouseError } from "../../protocol/errors.js";
+import { requireScopeHook } from "../authenticate.js";
+import type { GatewayContext } from "../context.js";
+import type { EventTopic } from "../events.js";
+
+/** Open event streams at most; one more is refused with `rate_limited`. */
+export const MAX_EVENT_STREAMS = 50;
+/** A comment line this often keeps proxies from closing an idle stream, in milliseconds. */
+export const KEEPALIVE_MS = 25_000;
+/** A client that leaves this much unread is dropped (it reconnects and refetches), in bytes. */
+const MAX_UNREAD_BYTES = 64 * 1024;
+
+/**
+ * Whether the credential a stream was opened with still holds: a dashboard session not ended or
+ * expired, a token not expired, a device not revoked since.
+ */
+function stillValid(ctx: GatewayContext, principal: Principal): boolean {
+  if (principal.kind === "dashboard_session")
+    return ctx.dashboard.find(principal.credentialFingerprint) !== undefined;
+  if (principal.expiresAt && principal.expiresAt <= ctx.now()) return false;
+  if (principal.deviceId && ctx.devices.get(principal.deviceId)?.status !== "approved") return false;
+  return true;
+}
+
+/**
+ * `GET /api/v1/events` (devices:read): Server-Sent Events (HTML Living Standard §9.2). First
+ * `event: ready`, then `event: change` with `{"topic": …}` for each change, and `: keepalive`
+ * every KEEPALIVE_MS. The stream ends when its credential no longer holds (checked at each
+ * keepalive and event), when the client reads too slowly, and when the gateway stops.
+ */
+export function registerEventRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const open = new Set<() => void>();
+
+  // Before the server closes: ended streams leave their connections idle, which close() then ends,
+  // so `gateway stop` never waits for a browser tab.
+  app.addHook("preClose", async () => {
+    for (const end of [...open]) end();
+  });
+
+  app.get("/api/v1/events", { onRequest: requireScopeHook(ctx, "devices:read") }, async (request, reply) => {
+    if (open.size >= MAX_EVENT_STREAMS) {
+      const error = new GatehouseError(
+        "rate_limited",
+        `this gateway already serves ${MAX_EVENT_STREAMS} event streams`,
+        "Close dashboard tabs you do not use, then reload.",
+      );
+      error.retryAfterSeconds = 30;
+      throw error;
+    }
+    const principal = request.principal!;
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      // One stream per connection: ending the stream frees the connection at once.
+      connection: "close",
+      "x-content-type-options": "nosniff",
+    });
+
+    let ended = false;
+    const send = (text: string): void => {
+      if (ended) return;
+      if (!stillValid(ctx, principal) || raw.writableLength > MAX_UNREAD_BYTES) {
+        end();
+        return;
+      }
+      raw.write(text);
+    };
+    const unsubscribe = ctx.events.subscribe((topic: EventTopic) =>
+      send(`event: change\ndata: ${JSON.stringify({ topic })}\n\n`),
+    );
+    const keepalive = setInterval(() => send(": keepalive\n\n"), KEEPALIVE_MS);
+    keepalive.unref();
+    function end(): void {
+      if (ended) return;
+      ended = true;
+      open.delete(end);
+      unsubscribe();
+      clearInterval(keepalive);
+      raw.end();
+    }
+    open.add(end);
+    raw.on("close", end);
+    raw.on("error", end);
+    logStream(request, "event stream opened");
+    raw.write("event: ready\ndata: {}\n\n");
+  });
+}
+
+function logStream(request: FastifyRequest, msg: string): void {
+  request.log.debug({ address: request.ip, subject: request.principal?.subject }, msg);
+}
