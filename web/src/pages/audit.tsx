@@ -87,7 +87,7 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
       ) : null}
       {entries.data && entries.data.length > 0 ? (
         <div class="table-wrap">
-          <table>
+          <table class="stack">
             <thead>
               <tr>
                 <th scope="col">Time</th>
@@ -102,24 +102,24 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
             <tbody>
               {entries.data.map((entry) => (
                 <tr key={entry.id} data-testid="audit-row">
-                  <td>
+                  <td data-label="Time">
                     <RelativeTime iso={entry.ts} />
                   </td>
-                  <td>
+                  <td data-label="Kind">
                     <code class="code-name">{entry.type}</code>
                   </td>
-                  <td>
+                  <td data-label="Outcome">
                     <span class={`outcome outcome-${entry.outcome}`}>{entry.outcome}</span>
                     {entry.code ? <div class="cell-sub">{entry.code}</div> : null}
                   </td>
-                  <td>
+                  <td data-label="Actor">
                     <Principal id={entry.actor} deviceNames={deviceNames} />
                   </td>
-                  <td>
+                  <td data-label="Device">
                     <Principal id={entry.subject} deviceNames={deviceNames} />
                   </td>
-                  <td>{entry.address ?? "—"}</td>
-                  <td class="details">
+                  <td data-label="Address">{entry.address ?? "—"}</td>
+                  <td data-label="Details" class="details">
                     <Details details={entry.details} />
                   </td>
                 </tr>

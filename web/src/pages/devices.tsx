@@ -23,7 +23,7 @@ export function DevicesPage({ devices, nodes, canWrite, onChanged }: Props) {
   const versions = new Map(nodes.map((node) => [node.deviceId, node.version]));
   return (
     <section class="table-wrap">
-      <table>
+      <table class="stack">
         <thead>
           <tr>
             <th scope="col">Name</th>
@@ -86,26 +86,28 @@ function DeviceRow({ device, version, canWrite, onChanged }: RowProps) {
 
   return (
     <tr data-testid="device-row" data-device-id={device.deviceId}>
-      <td>
+      <td data-label="Name">
         <div class="cell-main">{device.name}</div>
         <div class="cell-sub">{device.kind}</div>
       </td>
-      <td>
+      <td data-label="Status">
         <span class={`status status-${device.status}`}>{device.status}</span>
         {device.statusReason ? <div class="cell-sub">{device.statusReason}</div> : null}
       </td>
-      <td>{device.role}</td>
-      <td>
+      <td data-label="Role">{device.role}</td>
+      <td data-label="Online">
         <span class={device.online ? "online" : "offline"}>{device.online ? "online" : "offline"}</span>
       </td>
-      <td>{device.online ? <span>now</span> : <RelativeTime iso={device.lastSeen} />}</td>
-      <td>
+      <td data-label="Last seen">
+        {device.online ? <span>now</span> : <RelativeTime iso={device.lastSeen} />}
+      </td>
+      <td data-label="Certificate expires">
         <RelativeTime iso={device.certExpiresAt} />
       </td>
-      <td>{device.platform ?? "—"}</td>
-      <td>{version ?? "—"}</td>
+      <td data-label="Platform">{device.platform ?? "—"}</td>
+      <td data-label="Version">{version ?? "—"}</td>
       {canWrite ? (
-        <td class="row-actions">
+        <td data-label="Actions" class="row-actions">
           {device.status !== "approved" ? null : confirming ? (
             <div class="revoke-confirm">
               <input

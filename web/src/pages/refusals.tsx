@@ -23,7 +23,7 @@ export function RefusalsPage() {
       ) : null}
       {data && data.length > 0 ? (
         <div class="table-wrap">
-          <table>
+          <table class="stack">
             <thead>
               <tr>
                 <th scope="col">Time</th>
@@ -36,15 +36,15 @@ export function RefusalsPage() {
             <tbody>
               {data.map((refusal, index) => (
                 <tr key={`${refusal.at}-${index}`} data-testid="refusal-row">
-                  <td>
+                  <td data-label="Time">
                     <RelativeTime iso={refusal.at} />
                   </td>
-                  <td>{refusal.address}</td>
-                  <td>
+                  <td data-label="Address">{refusal.address}</td>
+                  <td data-label="Code">
                     <code class="code-name">{refusal.code}</code>
                     <div class="cell-sub">{refusal.route}</div>
                   </td>
-                  <td>
+                  <td data-label="Credential">
                     <div>{refusal.credential}</div>
                     {refusal.fingerprint ? (
                       <code class="cell-sub" title={refusal.fingerprint}>
@@ -52,7 +52,9 @@ export function RefusalsPage() {
                       </code>
                     ) : null}
                   </td>
-                  <td class="hint-cell">{refusal.hint}</td>
+                  <td data-label="Hint" class="hint-cell">
+                    {refusal.hint}
+                  </td>
                 </tr>
               ))}
             </tbody>
