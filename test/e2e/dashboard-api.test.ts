@@ -226,7 +226,7 @@ describe("dashboard login links and sessions", () => {
       hint: "Get a fresh token with `gatehouse token`.",
     });
     expect(refusals[0]!.fingerprint).toMatch(/^sha256:[0-9a-f]{12}$/);
-    expect(Date.parse(refusals[0]!.at)).toBeGreaterThanOrEqual(Date.parse(refusals[1]!.at));
+    expect(Date.parse(refusals[0]!.at!)).toBeGreaterThanOrEqual(Date.parse(refusals[1]!.at!));
     for (const bad of ["0", "201", "x", "1&limit=2"]) {
       const refused = await request("GET", `/api/v1/refusals?limit=${bad}`, { as: "admin" });
       expect(refused.status, bad).toBe(400);
@@ -239,7 +239,12 @@ describe("dashboard login links and sessions", () => {
     const { device, register } = await startRegistration(gateway, "csrf-node");
     const approve = `/api/v1/devices/${device.deviceId}/approve`;
 
-    for (const headers of [{}, { "x-csrf-token": "wrong" }, { "x-csrf-token": csrfToken.slice(1) + "A" }]) {
+    const tries: Record<string, string>[] = [
+      {},
+      { "x-csrf-token": "wrong" },
+      { "x-csrf-token": csrfToken.slice(1) + "A" },
+    ];
+    for (const headers of tries) {
       const refused = await request("POST", approve, { cookie, headers, body: { role: "node" } });
       expect(refused.status).toBe(403);
       expect(refused.json()).toMatchObject({
@@ -287,7 +292,8 @@ describe("dashboard login links and sessions", () => {
     expect((await listDevices(gateway, true)).map((d) => d.deviceId)).toContain(device.deviceId);
     register.child.kill("SIGKILL");
 
-    for (const csrf of [{ "x-csrf-token": csrfToken }, {}]) {
+    const withAndWithout: Record<string, string>[] = [{ "x-csrf-token": csrfToken }, {}];
+    for (const csrf of withAndWithout) {
       const link = await request("POST", "/api/v1/dashboard/login-links", {
         cookie,
         headers: csrf,

@@ -39,55 +39,59 @@ export function registerEventRoutes(app: FastifyInstance, ctx: GatewayContext): 
     for (const end of [...open]) end();
   });
 
-  app.get("/api/v1/events", { onRequest: requireScopeHook(ctx, "devices:read") }, async (request, reply) => {
-    if (open.size >= MAX_EVENT_STREAMS) {
-      const error = new GatehouseError(
-        "rate_limited",
-        `this gateway already serves ${MAX_EVENT_STREAMS} event streams`,
-        "Close dashboard tabs you do not use, then reload.",
-      );
-      error.retryAfterSeconds = 30;
-      throw error;
-    }
-    const principal = request.principal!;
-    reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-store",
-      // One stream per connection: ending the stream frees the connection at once.
-      connection: "close",
-      "x-content-type-options": "nosniff",
-    });
-
-    let ended = false;
-    const send = (text: string): void => {
-      if (ended) return;
-      if (!stillValid(ctx, principal) || raw.writableLength > MAX_UNREAD_BYTES) {
-        end();
-        return;
+  app.get(
+    "/api/v1/events",
+    { onRequest: requireScopeHook(ctx, "devices:read"), exposeHeadRoute: false },
+    async (request, reply) => {
+      if (open.size >= MAX_EVENT_STREAMS) {
+        const error = new GatehouseError(
+          "rate_limited",
+          `this gateway already serves ${MAX_EVENT_STREAMS} event streams`,
+          "Close dashboard tabs you do not use, then reload.",
+        );
+        error.retryAfterSeconds = 30;
+        throw error;
       }
-      raw.write(text);
-    };
-    const unsubscribe = ctx.events.subscribe((topic: EventTopic) =>
-      send(`event: change\ndata: ${JSON.stringify({ topic })}\n\n`),
-    );
-    const keepalive = setInterval(() => send(": keepalive\n\n"), KEEPALIVE_MS);
-    keepalive.unref();
-    function end(): void {
-      if (ended) return;
-      ended = true;
-      open.delete(end);
-      unsubscribe();
-      clearInterval(keepalive);
-      raw.end();
-    }
-    open.add(end);
-    raw.on("close", end);
-    raw.on("error", end);
-    logStream(request, "event stream opened");
-    raw.write("event: ready\ndata: {}\n\n");
-  });
+      const principal = request.principal!;
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+        // One stream per connection: ending the stream frees the connection at once.
+        connection: "close",
+        "x-content-type-options": "nosniff",
+      });
+
+      let ended = false;
+      const send = (text: string): void => {
+        if (ended) return;
+        if (!stillValid(ctx, principal) || raw.writableLength > MAX_UNREAD_BYTES) {
+          end();
+          return;
+        }
+        raw.write(text);
+      };
+      const unsubscribe = ctx.events.subscribe((topic: EventTopic) =>
+        send(`event: change\ndata: ${JSON.stringify({ topic })}\n\n`),
+      );
+      const keepalive = setInterval(() => send(": keepalive\n\n"), KEEPALIVE_MS);
+      keepalive.unref();
+      function end(): void {
+        if (ended) return;
+        ended = true;
+        open.delete(end);
+        unsubscribe();
+        clearInterval(keepalive);
+        raw.end();
+      }
+      open.add(end);
+      raw.on("close", end);
+      raw.on("error", end);
+      logStream(request, "event stream opened");
+      raw.write("event: ready\ndata: {}\n\n");
+    },
+  );
 }
 
 function logStream(request: FastifyRequest, msg: string): void {
