@@ -18,10 +18,10 @@ describe("web/build.mjs", () => {
   afterAll(() => rm(outDir, { recursive: true, force: true }));
 
   it("writes index.html and one hashed script and stylesheet", async () => {
-    const assets = (await readdir(join(outDir, "assets"))).sort();
+    const assets = await readdir(join(outDir, "assets"));
     expect(assets).toHaveLength(2);
-    expect(assets[0]).toMatch(/^app-[A-Z0-9]+\.css$/);
-    expect(assets[1]).toMatch(/^app-[A-Z0-9]+\.js$/);
+    expect(assets.filter((name) => /^app-[A-Z0-9]+\.css$/.test(name))).toHaveLength(1);
+    expect(assets.filter((name) => /^app-[A-Z0-9]+\.js$/.test(name))).toHaveLength(1);
     const html = await readFile(join(outDir, "index.html"), "utf8");
     for (const asset of assets) expect(html).toContain(`./assets/${asset}`);
   });

@@ -99,7 +99,8 @@ interface DashboardProps {
 
 function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
   const [tab, setTab] = useState<Tab>(tabFromHash);
-  const [live, setLive] = useState(false);
+  // undefined until the stream first answers: "Connecting…", not "Reconnecting…".
+  const [live, setLive] = useState<boolean>();
   const [logoutError, setLogoutError] = useState<unknown>();
   const scopes = new Set(session.scopes);
   const canWrite = scopes.has("devices:write");
@@ -160,9 +161,9 @@ function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
         <div class="session">
           <span
             class={`live ${live ? "live-on" : "live-off"}`}
-            title={live ? "Live updates" : "Reconnecting"}
+            title="Updates from the gateway as they happen"
           >
-            {live ? "Live" : "Reconnecting…"}
+            {live ? "Live" : live === undefined ? "Connecting…" : "Reconnecting…"}
           </span>
           <span class="role-badge" data-testid="role-badge" title={`Logged in as ${session.subject}`}>
             {session.role}
