@@ -28,8 +28,11 @@ export async function titleIs(page: Page, title: string): Promise<void> {
   await expect.poll(() => page.title(), { timeout: SHOWN_MS }).toBe(title);
 }
 
-/** Debian's Chromium (`apt-get install chromium`, see .ci/run); playwright-core brings no browser. */
-export const CHROMIUM = "/usr/bin/chromium";
+/**
+ * Debian's Chromium (`apt-get install chromium`, see .ci/run), or the Chromium or Chrome that
+ * `GATEHOUSE_CHROMIUM` names on another system: playwright-core brings no browser of its own.
+ */
+export const CHROMIUM = process.env.GATEHOUSE_CHROMIUM || "/usr/bin/chromium";
 
 /** The README's screenshot size. */
 export const VIEWPORT = { width: 1280, height: 800 };
