@@ -27,6 +27,7 @@ import { registerAuditRoutes } from "./routes/audit.js";
 import { registerEventRoutes } from "./routes/events.js";
 import { registerRefusalRoutes } from "./routes/refusals.js";
 import { registerDashboard } from "./dashboard/plugin.js";
+import { addDashboardSecurityHeaders } from "./dashboard/security-headers.js";
 
 export interface TlsMaterial {
   key: string;
@@ -61,7 +62,11 @@ export function toGatehouseError(error: FastifyError | Error): GatehouseError {
   return new GatehouseError("internal_error");
 }
 
-export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Promise<FastifyInstance> {
+export async function buildGatewayApp(
+  ctx: GatewayContext,
+  tls: TlsMaterial,
+  options: { webDir?: string } = {},
+): Promise<FastifyInstance> {
   const { requestTimeout } = ctx.config.http;
   const app = fastify({
     // fastify's default (0) turns Node's request timeout off: set it back from the config.
@@ -74,8 +79,10 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
     // there is an HTTP session to answer in, and a destroyed connection in every case.
     clientErrorHandler: onClientError,
     // Bad percent-encoding and over-long path parameters, which fastify would answer itself.
-    frameworkErrors: (error, _request, reply: FastifyReply) => {
+    frameworkErrors: (error, request, reply: FastifyReply) => {
       const gatehouseError = toGatehouseError(error);
+      // No hook runs for these answers: the dashboard's headers are set here.
+      addDashboardSecurityHeaders(request, reply);
       return reply.code(gatehouseError.status).send(gatehouseError.toBody());
     },
     https: {
@@ -131,7 +138,7 @@ export async function buildGatewayApp(ctx: GatewayContext, tls: TlsMaterial): Pr
   // 1009) only bounds the memory one frame can take.
   await app.register(websocket, { options: { maxPayload: 16 * MAX_SESSION_MESSAGE_BYTES } });
   installHttpEdges(app);
-  registerDashboard(app, ctx);
+  registerDashboard(app, ctx, options.webDir === undefined ? {} : { webDir: options.webDir });
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);
   registerDeviceRoutes(app, ctx);

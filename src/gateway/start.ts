@@ -54,6 +54,8 @@ export interface StartGatewayOptions {
   /** Where the logger made from the config writes (default: pino's JSON on standard output). */
   logDestination?: DestinationStream;
   now?: () => Date;
+  /** Where the dashboard's built files are (default: `dist/web` beside the gateway's modules). */
+  webDir?: string;
 }
 
 export async function startGateway(home: string, options: StartGatewayOptions = {}): Promise<RunningGateway> {
@@ -163,7 +165,11 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
 
     ctx.certificates = new CertificateService(ctx);
     ctx.exec = new ExecBroker(ctx);
-    const app = await buildGatewayApp(ctx, tls.secureContextOptions());
+    const app = await buildGatewayApp(
+      ctx,
+      tls.secureContextOptions(),
+      options.webDir === undefined ? {} : { webDir: options.webDir },
+    );
     undo.unshift(() => app.close());
     tls.attach(app.server as unknown as TlsServer);
     // Upkeep: CA rotation windows, server-certificate renewal, CRL re-issue. Cheap when idle.

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 /**
  * The Content-Security-Policy of every dashboard response (CSP Level 3): scripts, styles and
@@ -20,22 +20,42 @@ export const DASHBOARD_SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "cross-origin-opener-policy": "same-origin",
 };
 
-/** Whether a request's path is the dashboard's (`/dashboard` or under `/dashboard/`). */
+/**
+ * Whether a request's path is the dashboard's (`/dashboard` or under `/dashboard/`), as the router
+ * reads it: the raw path, its percent-decoded form (the router decodes `/%64ashboard/` to the
+ * dashboard's route) and the route it matched. A path that only looks like it gets the headers too,
+ * which costs nothing.
+ */
 export function isDashboardPath(request: FastifyRequest): boolean {
   const url = request.raw.url ?? request.url;
   const end = url.search(/[?#]/);
-  const path = end === -1 ? url : url.slice(0, end);
-  return path === "/dashboard" || path.startsWith("/dashboard/");
+  const raw = end === -1 ? url : url.slice(0, end);
+  let decoded = raw;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    // Malformed percent-encoding: the router refuses it; the raw path decides.
+  }
+  const routed = request.routeOptions?.url;
+  return [raw, decoded, routed].some(
+    (path) => path !== undefined && (path === "/dashboard" || path.startsWith("/dashboard/")),
+  );
+}
+
+/** Sets DASHBOARD_SECURITY_HEADERS on a reply to a dashboard path (see isDashboardPath). */
+export function addDashboardSecurityHeaders(request: FastifyRequest, reply: FastifyReply): void {
+  if (isDashboardPath(request)) reply.headers(DASHBOARD_SECURITY_HEADERS);
 }
 
 /**
  * Adds DASHBOARD_SECURITY_HEADERS to every dashboard response, including refusals, 404s and the
  * 503 of a gateway built without its web files. A hook on the root instance, so that the not-found
- * and error handlers' answers are covered too.
+ * and error handlers' answers are covered too; the answers fastify makes before any hook runs
+ * (bad percent-encoding: the app's `frameworkErrors`) call addDashboardSecurityHeaders themselves.
  */
 export function installDashboardSecurityHeaders(app: FastifyInstance): void {
   app.addHook("onSend", async (request, reply, payload) => {
-    if (isDashboardPath(request)) reply.headers(DASHBOARD_SECURITY_HEADERS);
+    addDashboardSecurityHeaders(request, reply);
     return payload;
   });
 }

@@ -4,6 +4,7 @@ import { GatehouseError } from "../../protocol/errors.js";
 import { requireScopeHook } from "../authenticate.js";
 import type { GatewayContext } from "../context.js";
 import type { EventTopic } from "../events.js";
+import { recordRefusal } from "../refusal-record.js";
 
 /** Open event streams at most; one more is refused with `rate_limited`. */
 export const MAX_EVENT_STREAMS = 50;
@@ -50,6 +51,9 @@ export function registerEventRoutes(app: FastifyInstance, ctx: GatewayContext): 
           "Close dashboard tabs you do not use, then reload.",
         );
         error.retryAfterSeconds = 30;
+        // Not a refusal of the credential, so the error handler would not record it: a stream
+        // turned away is still one the audit log and the refusals page must show.
+        recordRefusal(ctx, request, error);
         throw error;
       }
       const principal = request.principal!;
