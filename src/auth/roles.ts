@@ -20,6 +20,25 @@ export function isKnownRole(role: string): boolean {
   return Object.hasOwn(BUILTIN_ROLES, role) || Object.hasOwn(customRoles, role);
 }
 
+/** Every role name a credential may be given: the built-in ones, then those gateway.json defines. */
+export function knownRoles(): string[] {
+  return [...Object.keys(BUILTIN_ROLES), ...Object.keys(customRoles)];
+}
+
+/**
+ * Refuses a role name that is neither built in nor configured, naming the roles there are, so a
+ * typo is fixed without reading the docs.
+ * @throws GatehouseError `invalid_request`
+ */
+export function requireKnownRole(role: string): void {
+  if (isKnownRole(role)) return;
+  throw new GatehouseError(
+    "invalid_request",
+    `unknown role ${JSON.stringify(role)}; the roles are ${knownRoles().join(", ")}`,
+    `Use one of ${knownRoles().join(", ")}, or define the role under "roles" in gateway.json.`,
+  );
+}
+
 /** Who is asking, once a credential has been checked. */
 export interface Principal {
   /** Which credential proved it: a client certificate, a bearer access token or a dashboard cookie. */

@@ -5,7 +5,7 @@ import { verifyAccessToken, signAccessToken, CLOCK_LEEWAY_SECONDS, type AccessTo
 import type { SigningKeys } from "./signing-keys.js";
 import { apiKeyPrefix, apiKeyLabel, checkApiKey, checkApiKeyState, generateApiKey } from "./api-keys.js";
 import { hashSecret, randomToken } from "./secrets.js";
-import { isKnownRole, scopesForRole, scopesFromString, type Principal } from "./roles.js";
+import { requireKnownRole, scopesForRole, scopesFromString, type Principal } from "./roles.js";
 import type { DeviceLookup } from "./client-cert.js";
 
 export const REFRESH_TOKEN_PREFIX = "ghr_";
@@ -405,8 +405,7 @@ export class TokenService {
     role: string;
     expiresInMs?: number;
   }): Promise<{ record: ApiKeyRecord; secret: string }> {
-    if (!isKnownRole(input.role))
-      throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(input.role)}`);
+    requireKnownRole(input.role);
     const now = this.options.now();
     const { secret, prefix } = generateApiKey();
     const record: ApiKeyRecord = {

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { Command } from "commander";
 import { GATEWAY_FILES, NODE_FILES } from "../config/index.js";
+import { GatehouseError } from "../protocol/errors.js";
 import { AdminClient } from "./admin-client.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 import { action } from "./run.js";
@@ -40,6 +41,20 @@ function caBundleFile(home: string, options: TargetOptions): string {
 }
 
 /**
+ * An `insufficient_scope` refusal of the link (a node home's device certificate, a viewer's token),
+ * retold to say what credential is needed; any other error as it is.
+ */
+function needsAdminCredential(error: unknown): unknown {
+  if (!(error instanceof GatehouseError) || error.code !== "insufficient_scope") return error;
+  return new GatehouseError(
+    "insufficient_scope",
+    `${error.message}. A login link needs an admin credential`,
+    "Run it with the gateway's home (--home DIR: its admin/ folder holds the admin certificate) or a copy of that admin/ folder, " +
+      "or pass --token with an access token whose role has every scope of the session's role (or ask for less, e.g. --role viewer).",
+  );
+}
+
+/**
  * `gatehouse dashboard [--role ROLE] [--no-open]`: asks the gateway, with the home's credential,
  * for a single-use login link to the web dashboard (POST /api/v1/dashboard/login-links), prints
  * it (--json: `{url, role, expiresAt}`) and, on a desktop terminal, opens it in the browser.
@@ -55,9 +70,11 @@ export function dashboardCommand(): Command {
   ).action(
     action(async (ctx, options: DashboardOptions) => {
       const client = AdminClient.fromHome(ctx.home, options);
-      const link = await client.post<LoginLink>("/api/v1/dashboard/login-links", {
-        role: options.role ?? "admin",
-      });
+      const link = await client
+        .post<LoginLink>("/api/v1/dashboard/login-links", { role: options.role ?? "admin" })
+        .catch((error: unknown) => {
+          throw needsAdminCredential(error);
+        });
       const url = client.gatewayUrl + link.path;
       if (ctx.json) {
         printJson({ url, role: link.role, expiresAt: link.expiresAt });

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hashSecret, randomToken } from "../auth/secrets.js";
-import { isKnownRole, scopesForRole } from "../auth/roles.js";
+import { requireKnownRole, scopesForRole } from "../auth/roles.js";
 import { weakCredentialReason } from "../auth/weak-credentials.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { enrollTokenRefusal } from "../protocol/enroll-token-refusal.js";
@@ -44,8 +44,7 @@ export class EnrollTokenService {
     input: CreateEnrollToken,
     actor: string,
   ): Promise<{ token: string; record: EnrollTokenRecord }> {
-    if (!isKnownRole(input.role))
-      throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(input.role)}`);
+    requireKnownRole(input.role);
     // A token that can be handed around must not mint administrators.
     const powerful = scopesForRole(input.role).filter((s) => s === "devices:write" || s === "keys:write");
     if (powerful.length)

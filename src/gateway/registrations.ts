@@ -14,7 +14,7 @@ import {
 import { prefixedDeviceName } from "../protocol/device-name.js";
 import { verifyCsr, issueClientCertificate } from "../pki/index.js";
 import type { TlsState } from "./tls-state.js";
-import { isKnownRole } from "../auth/roles.js";
+import { requireKnownRole } from "../auth/roles.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type {
   CertificateRecord,
@@ -297,8 +297,7 @@ export class RegistrationService {
   }
 
   async approve(idOrCode: string, role: string, actor: string): Promise<DeviceRecord> {
-    if (!isKnownRole(role))
-      throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(role)}`);
+    requireKnownRole(role);
     const { device, registration } = await this.resolveDevice(idOrCode, "approve");
     if (device.status === "approved") return device;
     if (device.status !== "pending") {

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { isKnownRole, scopesForRole } from "../../auth/roles.js";
+import { requireKnownRole, scopesForRole } from "../../auth/roles.js";
 import { fingerprintPrefix } from "../../pki/fingerprint.js";
 import { GatehouseError } from "../../protocol/errors.js";
 import { authenticateDashboardSession, authenticateRequest } from "../authenticate.js";
@@ -55,8 +55,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
         );
       }
       const { role } = parseBody(linkBody, request.body);
-      if (!isKnownRole(role))
-        throw new GatehouseError("invalid_request", `unknown role ${JSON.stringify(role)}`);
+      requireKnownRole(role);
       const missing = scopesForRole(role).filter((scope) => !principal.scopes.includes(scope));
       if (missing.length > 0) {
         throw new GatehouseError(
