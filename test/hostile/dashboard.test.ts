@@ -532,6 +532,7 @@ describe("the static route", () => {
     "/dashboard/assets/a/../../../gateway.json",
     "/dashboard/index.html",
     "/dashboard/login%00",
+    `/dashboard/assets/${"a".repeat(300)}.js`,
   ];
 
   it("path traversal, NUL and double encoding reach no file outside the built assets", async () => {
