@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AdminClient } from "./admin-client.js";
 import { action } from "./run.js";
-import { printJson, printJsonLine, printText } from "./output.js";
+import { printJson, printJsonLine, printText, UsageError } from "./output.js";
 import { withTarget, type TargetOptions } from "./target-options.js";
 
 interface Entry {
@@ -65,6 +65,27 @@ async function* pages(client: AdminClient, afterId: number): AsyncGenerator<Entr
   }
 }
 
+/**
+ * The newest `count` entries, oldest first, and the id of the newest entry (0 for an empty log):
+ * read newest first (order=desc, paging back with beforeId), so only what is shown is fetched,
+ * however long the log is.
+ */
+async function newest(client: AdminClient, count: number): Promise<{ entries: Entry[]; newestId: number }> {
+  const found: Entry[] = [];
+  let before = "";
+  for (;;) {
+    // At least one entry even for -n 0: --follow starts after the newest.
+    const limit = Math.min(1000, Math.max(1, count - found.length));
+    const { entries } = await client.get<{ entries: Entry[] }>(
+      `/api/v1/audit?order=desc&limit=${limit}${before}`,
+    );
+    found.push(...entries);
+    if (entries.length < limit || found.length >= count) break;
+    before = `&beforeId=${entries[entries.length - 1]!.id}`;
+  }
+  return { entries: found.slice(0, count).reverse(), newestId: found[0]?.id ?? 0 };
+}
+
 export function auditCommands(): Command {
   const audit = new Command("audit").description("the tamper-evident audit log");
 
@@ -72,21 +93,24 @@ export function auditCommands(): Command {
     audit
       .command("tail")
       .description("the latest entries")
-      .option("-n, --lines <count>", "how many", "20")
+      .option("-n, --lines <count>", "how many (read newest first, however long the log is)", "20")
       .option("-f, --follow", "keep printing new entries"),
   ).action(
     action(async (ctx, options: TargetOptions & { lines: string; follow?: boolean }) => {
+      const count = Number(options.lines);
+      if (!/^\d+$/.test(options.lines) || !Number.isSafeInteger(count))
+        throw new UsageError(
+          `--lines ${options.lines}: give how many entries to show, a whole number (0 or more)`,
+        );
       const client = AdminClient.fromHome(ctx.home, options);
-      const all: Entry[] = [];
-      for await (const page of pages(client, 0)) all.push(...page);
-      const last = all.slice(-Number(options.lines));
+      const { entries: last, newestId } = await newest(client, count);
       if (ctx.json && !options.follow) {
         printJson({ entries: last });
         return;
       }
       const print = (entry: Entry) => (ctx.json ? printJsonLine(entry) : printText(line(entry)));
       last.forEach(print);
-      let cursor = all.at(-1)?.id ?? 0;
+      let cursor = newestId;
       while (options.follow) {
         await sleep(1000);
         for await (const page of pages(client, cursor)) {

@@ -425,12 +425,16 @@ export class KyselyStore implements Store {
   }
 
   async listAudit(options: AuditQuery = {}): Promise<AuditEventRecord[]> {
+    // Both orders walk the id (the rowid, or the subject index's rowid suffix) in its own order:
+    // no sort, and a desc page stops after `limit` rows instead of reading the whole log.
     let query = this.db
       .selectFrom("audit_events")
       .selectAll()
-      .where("id", ">", options.afterId ?? 0)
-      .orderBy("id")
+      .orderBy("id", options.order === "desc" ? "desc" : "asc")
       .limit(options.limit ?? 100);
+    if (options.order === "desc") {
+      if (options.beforeId !== undefined) query = query.where("id", "<", options.beforeId);
+    } else query = query.where("id", ">", options.afterId ?? 0);
     if (options.subject !== undefined) query = query.where("subject", "=", options.subject);
     if (options.actor !== undefined) query = query.where("actor", "=", options.actor);
     const { type } = options;

@@ -241,15 +241,21 @@ export interface Store {
    */
   appendAudit(writes: AuditWrite[]): Promise<number[]>;
   /**
-   * Entries after `afterId` (default 0), oldest first, at most `limit` (default 100); the filters
-   * are AND-combined. `type` matches exactly, or as a prefix when it ends in `.` (`device.`).
+   * At most `limit` (default 100) entries. `order` "asc" (default): those after `afterId`
+   * (default 0), oldest first. `order` "desc": those before `beforeId` (default: the newest
+   * included), newest first, so the latest page is one query however long the log is. The
+   * filters are AND-combined. `type` matches exactly, or as a prefix when it ends in `.` (`device.`).
    */
   listAudit(options?: AuditQuery): Promise<AuditEventRecord[]>;
 }
 
 /** Which audit entries to list (see Store.listAudit). */
 export interface AuditQuery {
+  /** "asc" (default) pages with `afterId`; "desc" pages with `beforeId`. */
+  order?: "asc" | "desc";
   afterId?: number;
+  /** Only with order "desc": entries whose id is below this one. */
+  beforeId?: number;
   limit?: number;
   subject?: string;
   actor?: string;

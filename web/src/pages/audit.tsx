@@ -1,13 +1,12 @@
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { getJson } from "../api.js";
 import { ErrorAlert } from "../components/error-alert.js";
 import { RelativeTime } from "../components/relative-time.js";
 import type { AuditEntry, ChainVerdict } from "../types.js";
 import { useResource } from "../use-resource.js";
 
-/** The API pages oldest first: read pages of PAGE until the end and keep the newest SHOWN. */
-const PAGE = 1000;
-const SHOWN = 200;
+/** Entries per request: the API pages newest first (order=desc), older ones with beforeId. */
+const PAGE = 200;
 
 interface Filters {
   actor: string;
@@ -15,18 +14,41 @@ interface Filters {
   type: string;
 }
 
-async function loadNewest(filters: Filters): Promise<AuditEntry[]> {
-  let newest: AuditEntry[] = [];
-  let afterId = 0;
+/** One newest-first page of the filtered log: entries below `beforeId`, or the newest ones. */
+async function loadPage(filters: Filters, beforeId?: number): Promise<AuditEntry[]> {
+  const query = new URLSearchParams({ order: "desc", limit: String(PAGE) });
+  if (beforeId !== undefined) query.set("beforeId", String(beforeId));
+  for (const [name, value] of Object.entries(filters)) if (value) query.set(name, value);
+  const { entries } = await getJson<{ entries: AuditEntry[] }>(`/api/v1/audit?${query.toString()}`);
+  return entries;
+}
+
+/** Newest entries first; `full`: the last page was full, so older entries may exist. */
+interface Loaded {
+  entries: AuditEntry[];
+  full: boolean;
+}
+
+/**
+ * The newest page, and when older pages are shown (`floor`: the id they start below), as many
+ * pages as reach down to it, so entries that arrived meanwhile never leave a gap above them.
+ */
+async function loadNewest(filters: Filters, floor: number | undefined): Promise<Loaded> {
+  let entries: AuditEntry[] = [];
+  let beforeId: number | undefined;
   for (;;) {
-    const query = new URLSearchParams({ afterId: String(afterId), limit: String(PAGE) });
-    for (const [name, value] of Object.entries(filters)) if (value) query.set(name, value);
-    const { entries } = await getJson<{ entries: AuditEntry[] }>(`/api/v1/audit?${query.toString()}`);
-    newest = newest.concat(entries).slice(-SHOWN);
-    const last = entries[entries.length - 1];
-    if (entries.length < PAGE || !last) return newest.reverse();
-    afterId = last.id;
+    const page = await loadPage(filters, beforeId);
+    entries = entries.concat(page);
+    const last = page[page.length - 1];
+    const full = page.length === PAGE;
+    if (!full || !last || floor === undefined || last.id <= floor) return { entries, full };
+    beforeId = last.id;
   }
+}
+
+/** Pages asked for with "Load older": the entries below `from`, newest first. */
+interface Older extends Loaded {
+  from: number;
 }
 
 const loadVerdict = () => getJson<ChainVerdict>("/api/v1/audit/verify");
@@ -46,8 +68,38 @@ export function AuditPage({ canRead, deviceNames }: { canRead: boolean; deviceNa
 function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
   const [draft, setDraft] = useState<Filters>({ actor: "", subject: "", type: "" });
   const [filters, setFilters] = useState<Filters>(draft);
-  const entries = useResource(["audit"], JSON.stringify(filters), () => loadNewest(filters));
+  const [older, setOlder] = useState<Older>();
+  const [olderBusy, setOlderBusy] = useState(false);
+  const [olderError, setOlderError] = useState<unknown>();
+  // Read by the loaders when they run, not when they were made (a live refresh, a late answer).
+  const floor = useRef<number | undefined>(undefined);
+  floor.current = older?.from;
+  const generation = useRef(0);
+  const newest = useResource(["audit"], JSON.stringify(filters), () => loadNewest(filters, floor.current));
   const verdict = useResource(["audit"], "", loadVerdict);
+
+  const top = newest.data?.entries ?? [];
+  const topLast = top[top.length - 1];
+  const bottom = older && topLast ? older.entries.filter((entry) => entry.id < topLast.id) : [];
+  const shown = top.concat(bottom);
+  const hasOlder = older ? older.full : (newest.data?.full ?? false);
+
+  const loadOlder = async () => {
+    const oldest = shown[shown.length - 1];
+    if (!oldest) return;
+    const asked = generation.current;
+    setOlderBusy(true);
+    try {
+      const page = await loadPage(filters, oldest.id);
+      if (asked !== generation.current) return;
+      setOlder({ from: older?.from ?? oldest.id, entries: bottom.concat(page), full: page.length === PAGE });
+      setOlderError(undefined);
+    } catch (failure) {
+      if (asked === generation.current) setOlderError(failure);
+    } finally {
+      if (asked === generation.current) setOlderBusy(false);
+    }
+  };
 
   const field = (name: keyof Filters, label: string, placeholder: string) => (
     <label class="filter">
@@ -71,6 +123,11 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
         class="filters"
         onSubmit={(event) => {
           event.preventDefault();
+          // New filters start again from the newest page; an older page still on its way is dropped.
+          generation.current += 1;
+          setOlder(undefined);
+          setOlderBusy(false);
+          setOlderError(undefined);
           setFilters({ actor: draft.actor.trim(), subject: draft.subject.trim(), type: draft.type.trim() });
         }}
       >
@@ -79,13 +136,13 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
         {field("type", "Kind", "e.g. device.")}
         <button type="submit">Filter</button>
       </form>
-      <ErrorAlert error={entries.error} />
-      {entries.data && entries.data.length === 0 ? (
+      <ErrorAlert error={newest.error} />
+      {newest.data && shown.length === 0 ? (
         <div class="empty">
           <p>No audit entry matches.</p>
         </div>
       ) : null}
-      {entries.data && entries.data.length > 0 ? (
+      {shown.length > 0 ? (
         <div class="table-wrap">
           <table class="stack">
             <thead>
@@ -100,7 +157,7 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
               </tr>
             </thead>
             <tbody>
-              {entries.data.map((entry) => (
+              {shown.map((entry) => (
                 <tr key={entry.id} data-testid="audit-row">
                   <td data-label="Time">
                     <RelativeTime iso={entry.ts} />
@@ -127,6 +184,14 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
             </tbody>
           </table>
         </div>
+      ) : null}
+      <ErrorAlert error={olderError} />
+      {shown.length > 0 && hasOlder ? (
+        <p>
+          <button type="button" disabled={olderBusy} onClick={() => void loadOlder()}>
+            {olderBusy ? "Loading…" : "Load older"}
+          </button>
+        </p>
       ) : null}
     </section>
   );
