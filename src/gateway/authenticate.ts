@@ -84,6 +84,22 @@ export function authenticateDashboardSession(ctx: GatewayContext, request: Fasti
   });
 }
 
+/**
+ * Refuses a dashboard session the routes that mint a credential (login links, API keys, enroll
+ * tokens): a browser session lasts hours at most, and a stolen or scripted one must not turn into a
+ * credential that outlives it. Those come from the CLI, with the admin credential.
+ * @param what the credential, as a sentence names it ("API keys").
+ * @throws GatehouseError `insufficient_scope` when `principal` is a dashboard session.
+ */
+export function refuseDashboardSession(principal: Principal, what: string): void {
+  if (principal.kind !== "dashboard_session") return;
+  throw new GatehouseError(
+    "insufficient_scope",
+    `a dashboard session cannot create ${what}: a credential made from a browser would outlive its session`,
+    "Use the CLI with the admin credential of the gateway's home (or a copy of its admin/).",
+  );
+}
+
 /** An `onRequest` hook for a route that needs a scope. */
 export function requireScopeHook(ctx: GatewayContext, scope: Scope) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {

@@ -168,6 +168,16 @@ describe("login links", () => {
     }
   });
 
+  it("a HEAD of the link (a mail filter or chat preview checking it) does not spend it", async () => {
+    const token = await linkToken();
+    const head = await browser({ path: `/dashboard/login?token=${token}`, method: "HEAD" });
+    expect(head.status).not.toBe(303);
+    expect(setCookieValue(head)).toBeUndefined();
+    const get = await browser({ path: `/dashboard/login?token=${token}` });
+    expect(get.status, get.text).toBe(303);
+    expect(setCookieValue(get)).toBeDefined();
+  });
+
   it("a cookie planted before login does not become the session (no fixation)", async () => {
     const planted = "planted-by-an-attacker-0123456789abcdefghijklmno";
     const token = await linkToken();
@@ -283,24 +293,23 @@ describe("what a dashboard session may open", () => {
     expectCatalogueError(token);
   });
 
-  it("API keys and enroll tokens follow the session's role: admin may (keys:write, devices:write), viewer may not", async () => {
+  it("a dashboard session never creates API keys or enroll tokens, whatever its role; the admin credential still does", async () => {
     const adminSession = await login("admin");
     const viewer = await login("viewer");
     const key = { path: "/api/v1/keys", body: JSON.stringify({ name: "from-dashboard", role: "viewer" }) };
     const enrollToken = { path: "/api/v1/enroll-tokens", body: JSON.stringify({}) };
     for (const request of [key, enrollToken]) {
-      const refused = await browser({
-        ...request,
-        headers: { cookie: viewer.header, "x-csrf-token": viewer.csrf },
-      });
-      expectCatalogueError(refused, `${request.path} as viewer`);
-      expect((refused.json as { error: string }).error).toBe("insufficient_scope");
+      for (const session of [viewer, adminSession]) {
+        const refused = await browser({
+          ...request,
+          headers: { cookie: session.header, "x-csrf-token": session.csrf },
+        });
+        expectCatalogueError(refused, `${request.path} from a dashboard session`);
+        expect((refused.json as { error: string }).error).toBe("insufficient_scope");
+      }
       const noCsrf = await browser({ ...request, headers: { cookie: adminSession.header } });
       expect((noCsrf.json as { error: string }).error).toBe("csrf_failed");
-      const allowed = await browser({
-        ...request,
-        headers: { cookie: adminSession.header, "x-csrf-token": adminSession.csrf },
-      });
+      const allowed = await admin(request);
       expect(allowed.status, allowed.text).toBe(201);
       for (const value of Object.values(allowed.json as Record<string, unknown>))
         if (typeof value === "string" && value.length >= 20) secrets.add(value);

@@ -3,7 +3,11 @@ import { z } from "zod";
 import { requireKnownRole, scopesForRole } from "../../auth/roles.js";
 import { fingerprintPrefix } from "../../pki/fingerprint.js";
 import { GatehouseError } from "../../protocol/errors.js";
-import { authenticateDashboardSession, authenticateRequest } from "../authenticate.js";
+import {
+  authenticateDashboardSession,
+  authenticateRequest,
+  refuseDashboardSession,
+} from "../authenticate.js";
 import type { GatewayContext } from "../context.js";
 import { parseBody } from "../parse-body.js";
 import { recordRefusal } from "../refusal-record.js";
@@ -47,13 +51,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
     },
     async (request, reply) => {
       const principal = request.principal!;
-      if (principal.kind === "dashboard_session") {
-        throw new GatehouseError(
-          "insufficient_scope",
-          "a dashboard session cannot create login links",
-          "Run `gatehouse dashboard` with the admin credential for another session.",
-        );
-      }
+      refuseDashboardSession(principal, "login links");
       const { role } = parseBody(linkBody, request.body);
       requireKnownRole(role);
       const missing = scopesForRole(role).filter((scope) => !principal.scopes.includes(scope));
@@ -84,7 +82,8 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
     },
   );
 
-  app.get("/dashboard/login", async (request, reply) => {
+  // No HEAD: a link scanner's HEAD (mail filters, chat previews) must not spend the link.
+  app.get("/dashboard/login", { exposeHeadRoute: false }, async (request, reply) => {
     const token = linkToken(request);
     let redeemed;
     try {

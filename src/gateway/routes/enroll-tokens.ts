@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { GatewayContext } from "../context.js";
-import { requireScopeHook } from "../authenticate.js";
+import { refuseDashboardSession, requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
 import { nameSchema, namePrefixSchema } from "../../protocol/device-name.js";
 import { lifetimeSchemaWithin } from "../../config/duration.js";
@@ -28,6 +28,7 @@ export function registerEnrollTokenRoutes(app: FastifyInstance, ctx: GatewayCont
   }));
 
   app.post("/api/v1/enroll-tokens", write, async (request, reply) => {
+    refuseDashboardSession(request.principal!, "enroll tokens");
     const body = parseBody(createBody, request.body);
     const { token, record } = await ctx.enrollTokens.create(
       {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { printableSchema } from "../../protocol/messages.js";
 import type { GatewayContext } from "../context.js";
-import { requireScopeHook } from "../authenticate.js";
+import { refuseDashboardSession, requireScopeHook } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
 import { nameSchema } from "../../protocol/device-name.js";
 import { lifetimeSchemaWithin } from "../../config/duration.js";
@@ -42,6 +42,7 @@ export function registerKeyRoutes(app: FastifyInstance, ctx: GatewayContext): vo
   app.get("/api/v1/keys", write, async () => ({ keys: ctx.tokens.listApiKeys().map(keyView) }));
 
   app.post("/api/v1/keys", write, async (request, reply) => {
+    refuseDashboardSession(request.principal!, "API keys");
     const body = parseBody(createBody, request.body);
     const { record, secret } = await ctx.tokens.createApiKey({
       name: body.name,
@@ -73,6 +74,7 @@ export function registerKeyRoutes(app: FastifyInstance, ctx: GatewayContext): vo
   });
 
   app.post<{ Params: { id: string } }>("/api/v1/keys/:id/rotate", write, async (request, reply) => {
+    refuseDashboardSession(request.principal!, "API keys");
     const { grace } = parseBody(rotateBody, request.body);
     const { record, secret, previous } = await ctx.tokens.rotateApiKey(request.params.id, grace);
     await ctx.audit.record({
