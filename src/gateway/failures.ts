@@ -8,6 +8,26 @@ export interface RecordedFailure {
   credential: string;
   fingerprint?: string;
   deviceId?: string;
+  /**
+   * The refusal's own description and hint, as its reply said them (a login link "already used",
+   * "Run `gatehouse dashboard` …"), not the catalogue's generic text for the code. Capped at
+   * MAX_REFUSAL_TEXT characters by FailureLog.record; absent only when a caller records none.
+   */
+  description?: string;
+  hint?: string;
+}
+
+/** Characters of a refusal's description or hint kept in memory (the rest is cut, with "…"). */
+export const MAX_REFUSAL_TEXT = 300;
+
+/** `text` cut to at most `max` characters (UTF-16 units), ending in "…" when it was longer. */
+export function boundedText(text: string, max = MAX_REFUSAL_TEXT): string {
+  if (text.length <= max) return text;
+  // Never split a surrogate pair: the cut text must still be valid UTF-16 for the JSON reply.
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return text.slice(0, end) + "…";
 }
 
 const PER_KEY = 5;
@@ -45,10 +65,28 @@ export class FailureLog {
   private readonly ring: RecordedFailure[] = [];
   private next = 0;
 
-  /** @param recorded called after each refusal is recorded (the dashboard's `refusals` notice). */
-  constructor(private readonly recorded: () => void = () => undefined) {}
+  /**
+   * When this log began (ISO 8601): it lives in memory, so a gateway restart empties it and the
+   * dashboard says the refusals it lists are those since then.
+   */
+  readonly since: string;
 
-  record(failure: RecordedFailure): void {
+  /**
+   * @param recorded called after each refusal is recorded (the dashboard's `refusals` notice).
+   * @param now the clock whose reading is `since`.
+   */
+  constructor(
+    private readonly recorded: () => void = () => undefined,
+    now: () => Date = () => new Date(),
+  ) {
+    this.since = now().toISOString();
+  }
+
+  /** Keeps `failure`, its description and hint capped at MAX_REFUSAL_TEXT characters each. */
+  record(input: RecordedFailure): void {
+    const failure: RecordedFailure = { ...input };
+    if (input.description !== undefined) failure.description = boundedText(input.description);
+    if (input.hint !== undefined) failure.hint = boundedText(input.hint);
     this.byAddress.add(failure.address, failure);
     if (failure.deviceId) this.byDevice.add(failure.deviceId, failure);
     this.ring[this.next] = failure;

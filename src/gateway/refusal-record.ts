@@ -6,8 +6,9 @@ import type { GatewayContext } from "./context.js";
 /**
  * What every refusal of a caller leaves behind, whatever renders it (the JSON error handler, the
  * dashboard's login page): one structured log line, an entry in the recent-refusals list that
- * `devices show` and the dashboard read, and an `auth.refused` audit entry. The credential is
- * named by its kind and fingerprint prefix only.
+ * `devices show` and the dashboard read (with the reply's own description and hint, so the
+ * dashboard repeats what the caller was told), and an `auth.refused` audit entry. The credential
+ * is named by its kind and fingerprint prefix only.
  */
 export function recordRefusal(ctx: GatewayContext, request: FastifyRequest, error: GatehouseError): void {
   const credential = credentialSummary(request);
@@ -19,6 +20,8 @@ export function recordRefusal(ctx: GatewayContext, request: FastifyRequest, erro
     address: request.ip,
     route,
     ...credential,
+    description: error.message,
+    hint: error.hint,
   });
   ctx.audit.recordRefusal({
     type: "auth.refused",
