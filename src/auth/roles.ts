@@ -55,6 +55,8 @@ export interface Principal {
   credentialFingerprint: string;
   /** When the credential stops being valid (access tokens). */
   expiresAt?: Date;
+  /** A dashboard session: the subject of the credential that asked for its login link. */
+  onBehalfOf?: string;
 }
 
 export function requireScope(principal: Principal, scope: Scope): void {

@@ -429,14 +429,29 @@ export class RegistrationService {
     return updated!;
   }
 
+  /**
+   * Revokes a device: its certificates go on the CRL and its sessions close with 4403.
+   * @param actor the audit actor; `onBehalfOf`, for a dashboard session, the credential that opened
+   *   it. An admin credential may not revoke itself, directly or through a dashboard session it
+   *   opened: that would lock the gateway's own admin out.
+   * @throws GatehouseError `not_found`, `invalid_request` (self-revocation).
+   */
   async revoke(
     idOrCode: string,
     reason: string | undefined,
     actor: string,
+    onBehalfOf?: string,
   ): Promise<{ device: DeviceRecord; sessionsClosed: number }> {
     const { device, registration } = await this.resolveDevice(idOrCode, "revoke");
-    if (device.kind === "operator" && device.role === "admin" && actor === `device:${device.deviceId}`) {
-      throw new GatehouseError("invalid_request", "an admin credential cannot revoke itself");
+    const self = `device:${device.deviceId}`;
+    if (device.kind === "operator" && device.role === "admin" && (actor === self || onBehalfOf === self)) {
+      throw new GatehouseError(
+        "invalid_request",
+        actor === self
+          ? "an admin credential cannot revoke itself"
+          : "an admin credential cannot revoke itself: this dashboard session was opened with it",
+        "Revoke it with another admin credential, if that is what you mean; revoking the credential you act with would lock you out.",
+      );
     }
     const at = this.deps.now().toISOString();
     if (registration)

@@ -265,7 +265,7 @@ describe("login links", () => {
 
 describe("what a dashboard session may open", () => {
   it("a dashboard session never opens a node session, whatever its role (insufficient_scope)", async () => {
-    for (const role of ["admin", "node"]) {
+    for (const role of ["admin", "viewer"]) {
       const session = await login(role);
       const reply = await upgradeWith({ url, caPem } as Parameters<typeof upgradeWith>[0], {
         cookie: session.header,
@@ -314,6 +314,36 @@ describe("what a dashboard session may open", () => {
       for (const value of Object.values(allowed.json as Record<string, unknown>))
         if (typeof value === "string" && value.length >= 20) secrets.add(value);
     }
+  });
+
+  it("a login link for a role that cannot read devices (node) is refused: such a page could show nothing", async () => {
+    const reply = await admin({
+      path: "/api/v1/dashboard/login-links",
+      body: JSON.stringify({ role: "node" }),
+    });
+    expectCatalogueError(reply);
+    const body = reply.json as { error: string; error_description: string };
+    expect(body.error).toBe("invalid_request");
+    expect(body.error_description).toContain("devices:read");
+  });
+
+  it("a dashboard session cannot revoke the admin credential that opened it (that would lock the admin out)", async () => {
+    const session = await login("admin");
+    const listed = await admin({ path: "/api/v1/devices" });
+    const self = (
+      listed.json as { devices: { deviceId: string; kind: string; role: string }[] }
+    ).devices.find((device) => device.kind === "operator" && device.role === "admin")!;
+    const refused = await browser({
+      path: `/api/v1/devices/${self.deviceId}/revoke`,
+      headers: { cookie: session.header, "x-csrf-token": session.csrf },
+      body: JSON.stringify({ reason: "clicked by mistake" }),
+    });
+    expectCatalogueError(refused);
+    const body = refused.json as { error: string; error_description: string };
+    expect(body.error).toBe("invalid_request");
+    expect(body.error_description).toContain("opened with it");
+    const after = await admin({ path: `/api/v1/devices/${self.deviceId}` });
+    expect((after.json as { device: { status: string } }).device.status).toBe("approved");
   });
 
   it("an unknown role for a login link names the known roles, built-in and configured", async () => {
@@ -676,9 +706,24 @@ describe("the event stream", () => {
     } finally {
       for (const stream of open) stream.destroy();
     }
-    const noScope = await login("auditor");
+    // No dashboard session lacks devices:read (its link is refused): a token of such a role is.
+    const key = await admin({
+      path: "/api/v1/keys",
+      body: JSON.stringify({ name: "auditor-key", role: "auditor" }),
+    });
+    const apiKey = (key.json as { apiKey: string }).apiKey;
+    secrets.add(apiKey);
+    const minted = await browser({
+      path: "/api/v1/auth/token",
+      body: JSON.stringify({ grant_type: "client_credentials", client_secret: apiKey }),
+    });
+    expect(minted.status, minted.text).toBe(200);
+    const accessToken = (minted.json as { access_token: string }).access_token;
     const beforeScope = await refusalsAudited("insufficient_scope");
-    const refused = await browser({ path: "/api/v1/events", headers: { cookie: noScope.header } });
+    const refused = await browser({
+      path: "/api/v1/events",
+      headers: { authorization: `Bearer ${accessToken}` },
+    });
     expect((refused.json as { error: string }).error).toBe("insufficient_scope");
     expect(await refusalsAudited("insufficient_scope")).toBe(beforeScope + 1);
   });

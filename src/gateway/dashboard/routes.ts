@@ -54,6 +54,14 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
       refuseDashboardSession(principal, "login links");
       const { role } = parseBody(linkBody, request.body);
       requireKnownRole(role);
+      // Every page of the dashboard reads devices (and its live stream needs devices:read).
+      if (!scopesForRole(role).includes("devices:read")) {
+        throw new GatehouseError(
+          "invalid_request",
+          `a dashboard session of role ${role} could not show anything: the dashboard needs devices:read, which ${role} lacks`,
+          "Ask for viewer, operator, admin, or a role from gateway.json that holds devices:read.",
+        );
+      }
       const missing = scopesForRole(role).filter((scope) => !principal.scopes.includes(scope));
       if (missing.length > 0) {
         throw new GatehouseError(

@@ -230,5 +230,6 @@ export function dashboardPrincipal(session: DashboardSession, expiresAt: Date): 
     scopes: session.scopes,
     credentialFingerprint: session.fingerprint,
     expiresAt,
+    onBehalfOf: session.createdBy,
   };
 }

@@ -63,6 +63,7 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       request.params.id,
       reason,
       actor(request),
+      request.principal?.onBehalfOf,
     );
     return { device: deviceView(device, false), sessionsClosed };
   });
