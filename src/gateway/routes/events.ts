@@ -10,6 +10,8 @@ import { recordRefusal } from "../refusal-record.js";
 export const MAX_EVENT_STREAMS = 50;
 /** A comment line this often keeps proxies from closing an idle stream, in milliseconds. */
 export const KEEPALIVE_MS = 25_000;
+/** Changes within this window reach a stream as one notice per topic, in milliseconds. */
+export const COALESCE_MS = 100;
 /** A client that leaves this much unread is dropped (it reconnects and refetches), in bytes. */
 const MAX_UNREAD_BYTES = 64 * 1024;
 
@@ -76,9 +78,19 @@ export function registerEventRoutes(app: FastifyInstance, ctx: GatewayContext): 
         }
         raw.write(text);
       };
-      const unsubscribe = ctx.events.subscribe((topic: EventTopic) =>
-        send(`event: change\ndata: ${JSON.stringify({ topic })}\n\n`),
-      );
+      // A flood (a thousand refusals a second, each also an audit entry) becomes at most one
+      // notice per topic per COALESCE_MS: the page refetches a list, not each change.
+      const pending = new Set<EventTopic>();
+      let flush: NodeJS.Timeout | undefined;
+      const unsubscribe = ctx.events.subscribe((topic: EventTopic) => {
+        pending.add(topic);
+        flush ??= setTimeout(() => {
+          flush = undefined;
+          for (const changed of pending)
+            send(`event: change\ndata: ${JSON.stringify({ topic: changed })}\n\n`);
+          pending.clear();
+        }, COALESCE_MS);
+      });
       const keepalive = setInterval(() => send(": keepalive\n\n"), KEEPALIVE_MS);
       keepalive.unref();
       function end(): void {
@@ -86,6 +98,7 @@ export function registerEventRoutes(app: FastifyInstance, ctx: GatewayContext): 
         ended = true;
         open.delete(end);
         unsubscribe();
+        clearTimeout(flush);
         clearInterval(keepalive);
         raw.end();
       }
