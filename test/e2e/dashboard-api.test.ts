@@ -223,7 +223,8 @@ describe("dashboard login links and sessions", () => {
       code: "invalid_token",
       route: "/dashboard/login",
       credential: "login_link",
-      hint: "Get a fresh token with `gatehouse token`.",
+      description: "This login link is not known to this gateway.",
+      hint: "Run `gatehouse dashboard` again for a new link.",
     });
     expect(refusals[0]!.fingerprint).toMatch(/^sha256:[0-9a-f]{12}$/);
     expect(Date.parse(refusals[0]!.at!)).toBeGreaterThanOrEqual(Date.parse(refusals[1]!.at!));

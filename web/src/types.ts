@@ -20,9 +20,21 @@ export interface Refusal {
   code: string;
   route: string;
   credential: string;
+  /** The presented credential's fingerprint prefix (a client certificate's: not its key's). */
   fingerprint?: string;
   deviceId?: string;
+  /** The name and KEY fingerprint prefix of the device `deviceId` names, when the gateway knows it. */
+  deviceName?: string;
+  deviceKeyFingerprint?: string;
+  /** What the refused reply said. */
+  description: string;
   hint: string;
+}
+
+/** GET /api/v1/refusals: the list, and when the gateway began keeping it (it is in memory). */
+export interface RefusalList {
+  since: string;
+  refusals: Refusal[];
 }
 
 /** One entry of GET /api/v1/audit (ids ascend with time). */
