@@ -5,7 +5,8 @@ import { absoluteTime, fingerprintPrefix } from "../format.js";
 import type { Refusal, RefusalList } from "../types.js";
 import { useResource } from "../use-resource.js";
 
-const LIMIT = 100;
+// All the gateway keeps (MAX_RECENT_REFUSALS in src/gateway/failures.ts).
+const LIMIT = 200;
 
 const loadRefusals = () => getJson<RefusalList>(`/api/v1/refusals?limit=${LIMIT}`);
 
