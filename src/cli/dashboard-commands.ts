@@ -65,7 +65,10 @@ export function dashboardCommand(): Command {
   return withTarget(
     new Command("dashboard")
       .description("print (and on a desktop open) a single-use login link to the web dashboard")
-      .option("--role <role>", "the session's role: admin, or viewer for a read-only session", "admin")
+      .option(
+        "--role <role>",
+        "the session's role: admin (default), viewer, or a role from gateway.json; the session must be able to read devices",
+      )
       .option("--no-open", "print the link only, do not open a browser"),
   ).action(
     action(async (ctx, options: DashboardOptions) => {

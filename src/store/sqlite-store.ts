@@ -427,23 +427,38 @@ export class KyselyStore implements Store {
   async listAudit(options: AuditQuery = {}): Promise<AuditEventRecord[]> {
     // Both orders walk the id (the rowid, or the subject index's rowid suffix) in its own order:
     // no sort, and a desc page stops after `limit` rows instead of reading the whole log.
-    let query = this.db
-      .selectFrom("audit_events")
-      .selectAll()
+    const filtered = (subject: string | undefined) => {
+      let query = this.db.selectFrom("audit_events").selectAll();
+      if (options.order === "desc") {
+        if (options.beforeId !== undefined) query = query.where("id", "<", options.beforeId);
+      } else query = query.where("id", ">", options.afterId ?? 0);
+      if (subject !== undefined) query = query.where("subject", "=", subject);
+      if (options.actor !== undefined) query = query.where("actor", "=", options.actor);
+      const { type } = options;
+      if (type !== undefined) {
+        // A prefix is compared as a substring, not with LIKE, whose `_` and `%` are wildcards.
+        // `device.` is everything under it; `device` is that type and everything under `device.`.
+        const under = type.endsWith(".") ? type : `${type}.`;
+        query = query.where((eb) => {
+          const inside = eb(sql<string>`substr(type, 1, ${under.length})`, "=", under);
+          return type === under ? inside : eb.or([eb("type", "=", type), inside]);
+        });
+      }
+      return query;
+    };
+    let query;
+    if (options.subject === undefined) query = filtered(undefined);
+    else {
+      // A device is the subject as `<id>` (device.approve) or `device:<id>` (session.open). Two
+      // index walks merged by id (UNION ALL), not `IN`, whose rows SQLite would have to sort.
+      const { subject } = options;
+      const id = subject.startsWith("device:") ? subject.slice("device:".length) : subject;
+      query = filtered(id).unionAll(filtered(`device:${id}`));
+    }
+    const rows = await query
       .orderBy("id", options.order === "desc" ? "desc" : "asc")
-      .limit(options.limit ?? 100);
-    if (options.order === "desc") {
-      if (options.beforeId !== undefined) query = query.where("id", "<", options.beforeId);
-    } else query = query.where("id", ">", options.afterId ?? 0);
-    if (options.subject !== undefined) query = query.where("subject", "=", options.subject);
-    if (options.actor !== undefined) query = query.where("actor", "=", options.actor);
-    const { type } = options;
-    if (type !== undefined)
-      // A prefix is compared as a substring, not with LIKE, whose `_` and `%` are wildcards.
-      query = type.endsWith(".")
-        ? query.where(sql<string>`substr(type, 1, ${type.length})`, "=", type)
-        : query.where("type", "=", type);
-    const rows = await query.execute();
+      .limit(options.limit ?? 100)
+      .execute();
     return rows.map((r) => ({ ...r, detailsJson: r.details, details: parseDetails(r.details) }));
   }
 }

@@ -244,7 +244,9 @@ export interface Store {
    * At most `limit` (default 100) entries. `order` "asc" (default): those after `afterId`
    * (default 0), oldest first. `order` "desc": those before `beforeId` (default: the newest
    * included), newest first, so the latest page is one query however long the log is. The
-   * filters are AND-combined. `type` matches exactly, or as a prefix when it ends in `.` (`device.`).
+   * filters are AND-combined. `subject` matches `<id>` and `device:<id>` (a device is the
+   * subject either way). `type` ending in `.` (`device.`) matches everything under it; without one
+   * (`device`), that type and everything under `device.`.
    */
   listAudit(options?: AuditQuery): Promise<AuditEventRecord[]>;
 }

@@ -1,11 +1,12 @@
-import { useCallback, useEffect, useState } from "preact/hooks";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, forgetSession, getJson, loadSession, postJson } from "./api.js";
 import { ErrorAlert } from "./components/error-alert.js";
-import { startLive } from "./live.js";
+import { startLive, type ClosedVerdict, type LiveState } from "./live.js";
 import { AuditPage } from "./pages/audit.js";
 import { DevicesPage } from "./pages/devices.js";
 import { PendingPage } from "./pages/pending.js";
 import { RefusalsPage } from "./pages/refusals.js";
+import { Command } from "./components/command.js";
 import type { DashboardSession, DeviceView, NodeView } from "./types.js";
 import { useResource } from "./use-resource.js";
 
@@ -17,8 +18,19 @@ const TABS = [
 ] as const;
 type Tab = (typeof TABS)[number]["id"];
 
+/** How long a status line ("Approved laptop as node.") stays. */
+const NOTICE_MS = 8_000;
+
+const LIVE_TEXT: Record<LiveState, string> = {
+  connecting: "Connecting…",
+  on: "Live",
+  reconnecting: "Reconnecting…",
+  off: "Live off",
+};
+
+/** The tab a hash names: `#/audit?actor=…` is the Audit tab (its filters follow the `?`). */
 function tabFromHash(): Tab {
-  const id = window.location.hash.replace(/^#\/?/, "");
+  const id = window.location.hash.replace(/^#\/?/, "").split("?")[0];
   return TABS.find((tab) => tab.id === id)?.id ?? "pending";
 }
 
@@ -48,6 +60,8 @@ export function App() {
   }, []);
 
   useEffect(() => checkSession("none"), [checkSession]);
+  // One function for the page's life: the event stream is opened again only when it changes.
+  const sessionGone = useCallback(() => checkSession("ended"), [checkSession]);
 
   if (state.kind === "loading") return <p class="splash muted">Loading…</p>;
   if (state.kind === "out") return <LoggedOut reason={state.reason} />;
@@ -65,7 +79,7 @@ export function App() {
   return (
     <Dashboard
       session={state.session}
-      onSessionGone={() => checkSession("ended")}
+      onSessionGone={sessionGone}
       onLoggedOut={() => setState({ kind: "out", reason: "logout" })}
     />
   );
@@ -85,7 +99,9 @@ function LoggedOut({ reason }: { reason: "none" | "ended" | "logout" }) {
     <main class="splash">
       <h1>Gatehouse</h1>
       <p>{lead}</p>
-      <p class="login-hint">Run `gatehouse dashboard` to log in.</p>
+      <p class="login-hint">
+        Run <Command text="gatehouse dashboard" /> to log in.
+      </p>
       <p class="muted">It prints a single-use link that opens this page with a new session.</p>
     </main>
   );
@@ -99,8 +115,11 @@ interface DashboardProps {
 
 function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
   const [tab, setTab] = useState<Tab>(tabFromHash);
-  // undefined until the stream first answers: "Connecting…", not "Reconnecting…".
-  const [live, setLive] = useState<boolean>();
+  const [live, setLive] = useState<LiveState>("connecting");
+  const [notice, setNotice] = useState("");
+  const noticeTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  // The last version each node reported while this page was open: an offline node keeps it.
+  const lastVersions = useRef(new Map<string, string>());
   const [logoutError, setLogoutError] = useState<unknown>();
   const scopes = new Set(session.scopes);
   const canWrite = scopes.has("devices:write");
@@ -112,7 +131,28 @@ function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
     return () => window.removeEventListener("hashchange", follow);
   }, []);
 
-  useEffect(() => startLive(onSessionGone, setLive), [onSessionGone]);
+  /** A short line saying what an action did (role="status"); it goes after a while. */
+  const announce = useCallback((message: string) => {
+    clearTimeout(noticeTimer.current);
+    setNotice(message);
+    noticeTimer.current = setTimeout(() => setNotice(""), NOTICE_MS);
+  }, []);
+  useEffect(() => () => clearTimeout(noticeTimer.current), []);
+
+  // Asked once per closed stream: a role without devices:read is refused the stream for good,
+  // so the page stops asking (and says so) instead of opening it again and again.
+  const whenClosed = useCallback(async (): Promise<ClosedVerdict> => {
+    forgetSession();
+    try {
+      const fresh = await loadSession();
+      return fresh.scopes.includes("devices:read") ? "retry" : "refused";
+    } catch (error) {
+      if (!(error instanceof ApiError && error.loggedOut)) return "retry";
+      onSessionGone();
+      return "ended";
+    }
+  }, [onSessionGone]);
+  useEffect(() => startLive(whenClosed, setLive), [whenClosed]);
 
   // A device's online flag changes with its node session: devices follow both topics.
   const devices = useResource(["devices", "nodes"], "", () =>
@@ -129,6 +169,8 @@ function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
     if (gone) onSessionGone();
   }, [gone, onSessionGone]);
 
+  for (const node of nodes.data ?? [])
+    if (node.version) lastVersions.current.set(node.deviceId, node.version);
   const deviceNames = new Map((devices.data ?? []).map((device) => [device.deviceId, device.name]));
   const pendingCount = (devices.data ?? []).filter((device) => device.status === "pending").length;
   useEffect(() => {
@@ -160,10 +202,11 @@ function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
         </div>
         <div class="session">
           <span
-            class={`live ${live ? "live-on" : "live-off"}`}
+            class={`live ${live === "on" ? "live-on" : "live-off"}`}
+            data-testid="live-state"
             title="Updates from the gateway as they happen"
           >
-            {live ? "Live" : live === undefined ? "Connecting…" : "Reconnecting…"}
+            {LIVE_TEXT[live]}
           </span>
           <span class="role-badge" data-testid="role-badge" title={`Logged in as ${session.subject}`}>
             {session.role}
@@ -177,26 +220,50 @@ function Dashboard({ session, onSessionGone, onLoggedOut }: DashboardProps) {
         {TABS.map(({ id, label }) => (
           <a key={id} href={`#/${id}`} class="tab" aria-current={tab === id ? "page" : undefined}>
             {label}
-            {id === "pending" && pendingCount > 0 ? <span class="count">{pendingCount}</span> : null}
+            {/* Always there, hidden at 0: the tabs after it do not move when the count goes. */}
+            {id === "pending" ? (
+              <span
+                class={pendingCount > 0 ? "count" : "count count-none"}
+                aria-hidden={pendingCount > 0 ? undefined : "true"}
+              >
+                {pendingCount > 0 ? pendingCount : "0"}
+              </span>
+            ) : null}
           </a>
         ))}
       </nav>
       <main class="content">
+        {live === "off" ? (
+          <p class="notice" data-testid="live-off">
+            Live updates are off: this session's role cannot read devices.
+          </p>
+        ) : null}
+        <p role="status" class="status-line" data-testid="action-status">
+          {notice}
+        </p>
         <ErrorAlert error={logoutError} />
         {tab === "pending" || tab === "devices" ? <ErrorAlert error={devices.error ?? nodes.error} /> : null}
         {tab === "pending" && devices.data ? (
-          <PendingPage devices={devices.data} canWrite={canWrite} onChanged={reloadDevices} />
+          <PendingPage
+            devices={devices.data}
+            canWrite={canWrite}
+            onChanged={reloadDevices}
+            onDone={announce}
+          />
         ) : null}
         {tab === "devices" && devices.data ? (
           <DevicesPage
             devices={devices.data}
-            nodes={nodes.data ?? []}
+            versions={lastVersions.current}
             canWrite={canWrite}
             onChanged={reloadDevices}
+            onDone={announce}
           />
         ) : null}
         {tab === "refusals" ? <RefusalsPage /> : null}
-        {tab === "audit" ? <AuditPage canRead={scopes.has("audit:read")} deviceNames={deviceNames} /> : null}
+        {tab === "audit" ? (
+          <AuditPage canRead={scopes.has("audit:read")} devices={devices.data} deviceNames={deviceNames} />
+        ) : null}
       </main>
     </>
   );

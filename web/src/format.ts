@@ -37,3 +37,9 @@ export function fingerprintPrefix(fingerprint: string, length = 12): string {
   const hex = fingerprint.startsWith("sha256:") ? fingerprint.slice(7) : fingerprint;
   return "sha256:" + hex.slice(0, length);
 }
+
+/** `text` ending with a full stop (or the `.`, `!`, `?` it already ends with). */
+export function asSentence(text: string): string {
+  const trimmed = text.trim();
+  return trimmed === "" || /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}

@@ -94,12 +94,13 @@ export class DashboardSessions {
 
   /**
    * Spends a login link and opens its session (ending the oldest one past MAX_SESSIONS).
-   * @throws GatehouseError `invalid_token` whose description says which: already used, expired, or
-   *   not known (also for a missing or malformed token).
+   * @throws GatehouseError `invalid_token` whose description says which: no token (missing or
+   *   empty), already used, expired, or not known (also for a malformed token).
    */
   redeemLink(token: string | undefined): RedeemedLink {
-    const key = token ? secretHash(token) : undefined;
-    const link = key === undefined ? undefined : this.links.get(key);
+    // A link cut short (no `token=` at all, or an empty one) is told so, not called unknown.
+    if (!token) throw new GatehouseError("invalid_token", "This login link has no token.", RELOGIN_HINT);
+    const link = this.links.get(secretHash(token));
     if (!link)
       throw new GatehouseError(
         "invalid_token",

@@ -17,9 +17,10 @@ const listQuery = z
     afterId: z.coerce.number({ message: "afterId must be a whole number" }).int().min(0).optional(),
     beforeId: z.coerce.number({ message: "beforeId must be a whole number" }).int().min(1).optional(),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
+    /** A device id: entries whose subject is `<id>` or `device:<id>`. */
     subject: z.string().max(128).optional(),
     actor: z.string().max(128).optional(),
-    /** A type (`device.approve`), or a prefix ending in `.` (`device.`). */
+    /** `device.` is every type under it; `device` (no dot) is that type and every type under `device.`. */
     type: z.string().min(1).max(64).optional(),
   })
   .refine((q) => q.order === "desc" || q.beforeId === undefined, {

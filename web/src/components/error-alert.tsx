@@ -1,14 +1,18 @@
 import { ApiError } from "../api.js";
+import { asSentence } from "../format.js";
 
-/** An error from the API as text: its description and hint, in a role="alert" element. */
+/**
+ * An error from the API as text in a role="alert" element: its description and its hint as two
+ * separate sentences (a description without a closing period gets one), never run together.
+ */
 export function ErrorAlert({ error }: { error: unknown }) {
   if (!error) return null;
   const [description, hint] =
     error instanceof ApiError ? [error.description, error.hint] : [String(error), ""];
   return (
     <div role="alert" class="alert">
-      <span class="alert-description">{description}</span>
-      {hint ? <span class="alert-hint"> {hint}</span> : null}
+      <p class="alert-description">{asSentence(description)}</p>
+      {hint ? <p class="alert-hint">{hint}</p> : null}
     </div>
   );
 }

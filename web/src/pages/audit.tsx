@@ -1,18 +1,22 @@
-import { useRef, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { getJson } from "../api.js";
+import {
+  filtersFromHash,
+  hashForFilters,
+  resolveAuditFilters,
+  type AuditFilterInput,
+  type ResolvedFilters,
+} from "../audit-filters.js";
 import { ErrorAlert } from "../components/error-alert.js";
 import { RelativeTime } from "../components/relative-time.js";
-import type { AuditEntry, ChainVerdict } from "../types.js";
+import type { AuditEntry, ChainVerdict, DeviceView } from "../types.js";
 import { useResource } from "../use-resource.js";
 
 /** Entries per request: the API pages newest first (order=desc), older ones with beforeId. */
 const PAGE = 200;
 
-interface Filters {
-  actor: string;
-  subject: string;
-  type: string;
-}
+/** The API's filters (see resolveAuditFilters). */
+type Filters = ResolvedFilters["query"];
 
 /** One newest-first page of the filtered log: entries below `beforeId`, or the newest ones. */
 async function loadPage(filters: Filters, beforeId?: number): Promise<AuditEntry[]> {
@@ -54,7 +58,16 @@ interface Older extends Loaded {
 const loadVerdict = () => getJson<ChainVerdict>("/api/v1/audit/verify");
 
 /** Audit: the log, newest first, filtered by actor, device (subject) and kind (type or `prefix.`). */
-export function AuditPage({ canRead, deviceNames }: { canRead: boolean; deviceNames: Map<string, string> }) {
+export function AuditPage({
+  canRead,
+  devices,
+  deviceNames,
+}: {
+  canRead: boolean;
+  /** Undefined while loading (or when the role cannot list devices): names are not resolved. */
+  devices: DeviceView[] | undefined;
+  deviceNames: Map<string, string>;
+}) {
   if (!canRead) {
     return (
       <section class="empty">
@@ -62,12 +75,18 @@ export function AuditPage({ canRead, deviceNames }: { canRead: boolean; deviceNa
       </section>
     );
   }
-  return <AuditLog deviceNames={deviceNames} />;
+  return <AuditLog devices={devices ?? []} deviceNames={deviceNames} />;
 }
 
-function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
-  const [draft, setDraft] = useState<Filters>({ actor: "", subject: "", type: "" });
-  const [filters, setFilters] = useState<Filters>(draft);
+const NO_ENTRIES: Loaded = { entries: [], full: false };
+
+function AuditLog({ devices, deviceNames }: { devices: DeviceView[]; deviceNames: Map<string, string> }) {
+  // The filters live in the URL hash (`#/audit?actor=…`): a reload or a shared link keeps them.
+  const [typed, setTyped] = useState<AuditFilterInput>(() => filtersFromHash(window.location.hash));
+  const [draft, setDraft] = useState<AuditFilterInput>(typed);
+  const resolved = resolveAuditFilters(typed, devices);
+  const filters = resolved.query;
+  const blocked = resolved.ambiguous.length > 0;
   const [older, setOlder] = useState<Older>();
   const [olderBusy, setOlderBusy] = useState(false);
   const [olderError, setOlderError] = useState<unknown>();
@@ -75,7 +94,29 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
   const floor = useRef<number | undefined>(undefined);
   floor.current = older?.from;
   const generation = useRef(0);
-  const newest = useResource(["audit"], JSON.stringify(filters), () => loadNewest(filters, floor.current));
+  const newest = useResource(["audit"], JSON.stringify(resolved), () =>
+    blocked ? Promise.resolve(NO_ENTRIES) : loadNewest(filters, floor.current),
+  );
+
+  // New filters start again from the newest page; an older page still on its way is dropped.
+  const restart = () => {
+    generation.current += 1;
+    setOlder(undefined);
+    setOlderBusy(false);
+    setOlderError(undefined);
+  };
+  useEffect(() => {
+    const follow = () => {
+      if (!window.location.hash.startsWith("#/audit")) return;
+      const next = filtersFromHash(window.location.hash);
+      restart();
+      setTyped(next);
+      setDraft(next);
+    };
+    window.addEventListener("hashchange", follow);
+    return () => window.removeEventListener("hashchange", follow);
+  }, []);
+  const example = devices.find((device) => device.status === "approved") ?? devices[0];
   const verdict = useResource(["audit"], "", loadVerdict);
 
   const top = newest.data?.entries ?? [];
@@ -101,7 +142,7 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
     }
   };
 
-  const field = (name: keyof Filters, label: string, placeholder: string) => (
+  const field = (name: keyof AuditFilterInput, label: string, placeholder: string) => (
     <label class="filter">
       <span>{label}</span>
       <input
@@ -123,21 +164,34 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
         class="filters"
         onSubmit={(event) => {
           event.preventDefault();
-          // New filters start again from the newest page; an older page still on its way is dropped.
-          generation.current += 1;
-          setOlder(undefined);
-          setOlderBusy(false);
-          setOlderError(undefined);
-          setFilters({ actor: draft.actor.trim(), subject: draft.subject.trim(), type: draft.type.trim() });
+          const next = { actor: draft.actor.trim(), device: draft.device.trim(), kind: draft.kind.trim() };
+          restart();
+          setTyped(next);
+          const hash = hashForFilters(next);
+          // replaceState: a filter is not a page of its own for the Back button, and no hashchange.
+          if (window.location.hash !== hash) window.history.replaceState(null, "", hash);
         }}
       >
-        {field("actor", "Actor", "e.g. admin")}
-        {field("subject", "Device", "device id")}
-        {field("type", "Kind", "e.g. device.")}
+        {field(
+          "actor",
+          "Actor",
+          `e.g. ${example ? example.name : "laptop"}, device:${example ? example.deviceId.slice(0, 8) : "3f2a9c1e"}…, dashboard:…, key:…`,
+        )}
+        {field(
+          "device",
+          "Device",
+          `e.g. ${example ? example.name : "laptop"} or ${example ? example.deviceId.slice(0, 8) : "3f2a9c1e"}`,
+        )}
+        {field("kind", "Kind", "e.g. device or device.approve")}
         <button type="submit">Filter</button>
       </form>
+      {resolved.ambiguous.map(({ field: name, value, count }) => (
+        <p key={name} class="notice" data-testid="filter-ambiguous">
+          {`${name === "actor" ? "Actor" : "Device"} “${value}” is ambiguous: ${count} devices have that name. Type its device id instead.`}
+        </p>
+      ))}
       <ErrorAlert error={newest.error} />
-      {newest.data && shown.length === 0 ? (
+      {newest.data && shown.length === 0 && !blocked ? (
         <div class="empty">
           <p>No audit entry matches.</p>
         </div>
@@ -201,7 +255,7 @@ function AuditLog({ deviceNames }: { deviceNames: Map<string, string> }) {
 function Principal({ id, deviceNames }: { id: string | null; deviceNames: Map<string, string> }) {
   if (!id) return <span class="muted">—</span>;
   const name = deviceNames.get(id.startsWith("device:") ? id.slice("device:".length) : id);
-  if (!name) return <span class="break">{id}</span>;
+  if (!name) return <Token text={id} />;
   return (
     <>
       <div class="cell-main">{name}</div>
@@ -209,6 +263,22 @@ function Principal({ id, deviceNames }: { id: string | null; deviceNames: Map<st
         {id}
       </code>
     </>
+  );
+}
+
+/**
+ * A stored identifier such as `dashboard:b6c9ab1e5901`: it may break after its `:` and nowhere
+ * else, so a narrow column never splits the hex in the middle.
+ */
+function Token({ text }: { text: string }) {
+  const colon = text.indexOf(":");
+  if (colon < 0) return <code class="token">{text}</code>;
+  return (
+    <code class="token">
+      {text.slice(0, colon + 1)}
+      <wbr />
+      {text.slice(colon + 1)}
+    </code>
   );
 }
 

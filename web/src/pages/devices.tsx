@@ -2,17 +2,20 @@ import { useState } from "preact/hooks";
 import { postJson } from "../api.js";
 import { ErrorAlert } from "../components/error-alert.js";
 import { RelativeTime } from "../components/relative-time.js";
-import type { DeviceView, NodeView } from "../types.js";
+import type { DeviceView } from "../types.js";
 
 interface Props {
   devices: DeviceView[];
-  nodes: NodeView[];
+  /** The last version each node reported (from /api/v1/nodes), kept when it goes offline. */
+  versions: ReadonlyMap<string, string>;
   canWrite: boolean;
   onChanged: () => void;
+  /** Says what an action did, in the page's status line. */
+  onDone: (message: string) => void;
 }
 
 /** Devices and nodes: every registered device, with the live session's version when online. */
-export function DevicesPage({ devices, nodes, canWrite, onChanged }: Props) {
+export function DevicesPage({ devices, versions, canWrite, onChanged, onDone }: Props) {
   if (devices.length === 0) {
     return (
       <section class="empty">
@@ -20,7 +23,6 @@ export function DevicesPage({ devices, nodes, canWrite, onChanged }: Props) {
       </section>
     );
   }
-  const versions = new Map(nodes.map((node) => [node.deviceId, node.version]));
   return (
     <section class="table-wrap">
       <table class="stack">
@@ -45,6 +47,7 @@ export function DevicesPage({ devices, nodes, canWrite, onChanged }: Props) {
               version={versions.get(device.deviceId) ?? null}
               canWrite={canWrite}
               onChanged={onChanged}
+              onDone={onDone}
             />
           ))}
         </tbody>
@@ -58,9 +61,10 @@ interface RowProps {
   version: string | null;
   canWrite: boolean;
   onChanged: () => void;
+  onDone: (message: string) => void;
 }
 
-function DeviceRow({ device, version, canWrite, onChanged }: RowProps) {
+function DeviceRow({ device, version, canWrite, onChanged, onDone }: RowProps) {
   const [confirming, setConfirming] = useState(false);
   const [reason, setReason] = useState("");
   const [busy, setBusy] = useState(false);
@@ -76,6 +80,7 @@ function DeviceRow({ device, version, canWrite, onChanged }: RowProps) {
         trimmed ? { reason: trimmed } : {},
       );
       setConfirming(false);
+      onDone(`Revoked ${device.name}.`);
       onChanged();
     } catch (failure) {
       setError(failure);
@@ -88,7 +93,7 @@ function DeviceRow({ device, version, canWrite, onChanged }: RowProps) {
     <tr data-testid="device-row" data-device-id={device.deviceId}>
       <td data-label="Name">
         <div class="cell-main">{device.name}</div>
-        <div class="cell-sub">{device.kind}</div>
+        <div class="cell-sub">{device.kind} device</div>
       </td>
       <td data-label="Status">
         <span class={`status status-${device.status}`}>{device.status}</span>
@@ -102,7 +107,12 @@ function DeviceRow({ device, version, canWrite, onChanged }: RowProps) {
         {device.online ? <span>now</span> : <RelativeTime iso={device.lastSeen} />}
       </td>
       <td data-label="Certificate expires">
-        <RelativeTime iso={device.certExpiresAt} />
+        {/* A revoked or denied device's certificate no longer counts: no expiry to show. */}
+        {device.status === "approved" ? (
+          <RelativeTime iso={device.certExpiresAt} />
+        ) : (
+          <span class="muted">—</span>
+        )}
       </td>
       <td data-label="Platform">{device.platform ?? "—"}</td>
       <td data-label="Version">{version ?? "—"}</td>

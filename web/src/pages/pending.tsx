@@ -12,10 +12,15 @@ interface Props {
   devices: DeviceView[];
   canWrite: boolean;
   onChanged: () => void;
+  /** Says what an action did, in the page's status line. */
+  onDone: (message: string) => void;
 }
 
+/** Said beside the select when it grants admin: an approval that is easy to give by mistake. */
+export const ADMIN_WARNING = "admin can approve devices and make keys.";
+
 /** Pending: one card per device waiting for approval, oldest first (the order they asked in). */
-export function PendingPage({ devices, canWrite, onChanged }: Props) {
+export function PendingPage({ devices, canWrite, onChanged, onDone }: Props) {
   const pending = devices.filter((device) => device.status === "pending");
   if (pending.length === 0) {
     return (
@@ -37,14 +42,25 @@ export function PendingPage({ devices, canWrite, onChanged }: Props) {
       </p>
       <div class="cards">
         {pending.map((device) => (
-          <PendingCard key={device.deviceId} device={device} canWrite={canWrite} onChanged={onChanged} />
+          <PendingCard
+            key={device.deviceId}
+            device={device}
+            canWrite={canWrite}
+            onChanged={onChanged}
+            onDone={onDone}
+          />
         ))}
       </div>
     </section>
   );
 }
 
-function PendingCard({ device, canWrite, onChanged }: { device: DeviceView } & Omit<Props, "devices">) {
+function PendingCard({
+  device,
+  canWrite,
+  onChanged,
+  onDone,
+}: { device: DeviceView } & Omit<Props, "devices">) {
   const [role, setRole] = useState("node");
   const [reason, setReason] = useState("");
   const [busy, setBusy] = useState(false);
@@ -57,6 +73,7 @@ function PendingCard({ device, canWrite, onChanged }: { device: DeviceView } & O
     const body = action === "approve" ? { role } : trimmed ? { reason: trimmed } : {};
     try {
       await postJson(`/api/v1/devices/${encodeURIComponent(device.deviceId)}/${action}`, body);
+      onDone(action === "approve" ? `Approved ${device.name} as ${role}.` : `Denied ${device.name}.`);
       onChanged();
     } catch (failure) {
       setError(failure);
@@ -113,6 +130,11 @@ function PendingCard({ device, canWrite, onChanged }: { device: DeviceView } & O
             <button type="button" class="primary" disabled={busy} onClick={() => void act("approve")}>
               Approve
             </button>
+            {role === "admin" ? (
+              <p class="role-warning" data-testid="role-warning">
+                {ADMIN_WARNING}
+              </p>
+            ) : null}
           </div>
           <div class="action-group">
             <input
