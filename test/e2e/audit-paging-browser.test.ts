@@ -3,8 +3,16 @@ import path from "node:path";
 import type { Browser, Page, Request } from "playwright-core";
 import { GATEWAY_FILES } from "../../src/config/index.js";
 import { openSqliteStore } from "../../src/store/index.js";
-import { cleanupAll, startTestGateway, type TestGateway } from "./harness.js";
-import { dashboardLink, launchBrowser, loginByLink, openTab, SHOWN_MS, visible } from "./browser.js";
+import type { TestGateway } from "./harness.js";
+import {
+  dashboardLink,
+  loginByLink,
+  openTab,
+  SHOWN_MS,
+  startGatewayAndBrowser,
+  stopGatewayAndBrowser,
+  visible,
+} from "./browser.js";
 
 /** The dashboard's Audit page asks for the newest page only, and older ones with "Load older". */
 
@@ -14,9 +22,7 @@ let gateway: TestGateway;
 let browser: Browser;
 
 beforeAll(async () => {
-  const started = startTestGateway();
-  browser = await launchBrowser();
-  gateway = await started;
+  ({ gateway, browser } = await startGatewayAndBrowser());
   // More entries than one page of the page (200): fillers numbered in their details.
   const store = await openSqliteStore(path.join(gateway.home, GATEWAY_FILES.database));
   try {
@@ -39,11 +45,7 @@ beforeAll(async () => {
   }
 }, 120_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await gateway?.stop();
-  cleanupAll();
-});
+afterAll(() => stopGatewayAndBrowser(gateway, browser));
 
 /** The filler numbers the rows show, top to bottom (other entries left out). */
 async function fillerNumbers(page: Page): Promise<number[]> {

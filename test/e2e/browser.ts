@@ -1,6 +1,6 @@
 import { expect } from "vitest";
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
-import { runJson, type TestGateway } from "./harness.js";
+import { cleanupAll, runJson, startTestGateway, type TestGateway } from "./harness.js";
 
 /**
  * How long the page may take to show something before a test fails: a margin for a loaded
@@ -21,6 +21,22 @@ export async function absent(locator: Locator): Promise<void> {
 /** Waits until the element's text contains `text`. */
 export async function showsText(locator: Locator, text: string): Promise<void> {
   await expect.poll(() => locator.innerText({ timeout: SHOWN_MS }), { timeout: SHOWN_MS }).toContain(text);
+}
+
+/**
+ * Waits until `locator` matches at least one element and every one's text passes `test` (a
+ * filtered list that shows only what the filter asked for, and not nothing).
+ */
+export async function everyShown(locator: Locator, test: (text: string) => boolean): Promise<void> {
+  await expect
+    .poll(
+      async () => {
+        const texts = await locator.allInnerTexts();
+        return texts.length > 0 && texts.every(test);
+      },
+      { timeout: SHOWN_MS },
+    )
+    .toBe(true);
 }
 
 /** Waits until the document's title is `title`. */
@@ -53,6 +69,35 @@ export function launchBrowser(): Promise<Browser> {
       "--no-first-run",
     ],
   });
+}
+
+/**
+ * Starts a test gateway (with `options`, as startTestGateway takes them) and Chromium side by
+ * side, for a test file's beforeAll. When either fails to start, the other is stopped before the
+ * error is thrown: nothing is left running. Stop both with stopGatewayAndBrowser.
+ */
+export async function startGatewayAndBrowser(
+  options?: Parameters<typeof startTestGateway>[0],
+): Promise<{ gateway: TestGateway; browser: Browser }> {
+  const [gateway, browser] = await Promise.allSettled([startTestGateway(options), launchBrowser()]);
+  if (gateway.status === "fulfilled" && browser.status === "fulfilled")
+    return { gateway: gateway.value, browser: browser.value };
+  if (browser.status === "fulfilled") await browser.value.close();
+  if (gateway.status === "fulfilled") await gateway.value.stop();
+  throw gateway.status === "rejected" ? gateway.reason : (browser as PromiseRejectedResult).reason;
+}
+
+/**
+ * For afterAll: closes the browser, stops the gateway (either may be undefined when beforeAll
+ * failed part-way) and removes the test's temporary homes.
+ */
+export async function stopGatewayAndBrowser(
+  gateway: TestGateway | undefined,
+  browser: Browser | undefined,
+): Promise<void> {
+  await browser?.close();
+  await gateway?.stop();
+  cleanupAll();
 }
 
 /**

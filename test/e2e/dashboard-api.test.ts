@@ -6,6 +6,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { cleanupAll, listDevices, startRegistration, startTestGateway, type TestGateway } from "./harness.js";
 import { apiKeyToken } from "./api-keys.js";
+import { readReply } from "../hostile/harness.js";
 
 /** The dashboard's API as a browser and the `gatehouse dashboard` command use it, on a real gateway. */
 
@@ -56,18 +57,11 @@ function request(
       gateway.url + url,
       { method, agent: false, ca, headers, ...(options.as === "admin" ? admin : {}) },
       (response) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            text,
-            json: <T>() => JSON.parse(text) as T,
-          });
-        });
-        response.on("error", reject);
+        readReply(response).then(
+          ({ status, text }) =>
+            resolve({ status, headers: response.headers, text, json: <T>() => JSON.parse(text) as T }),
+          reject,
+        );
       },
     );
     req.on("error", reject);

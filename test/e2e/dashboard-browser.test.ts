@@ -8,13 +8,11 @@ import type { Browser, Page } from "playwright-core";
 import { createCsr, generateKeyPair, spkiIdentity } from "../../src/pki/index.js";
 import { requestJson } from "../../src/client/https-json.js";
 import {
-  cleanupAll,
   listDevices,
   nodeRegisterArgs,
   registeredNode,
   runJson,
   spawnCli,
-  startTestGateway,
   tempHome,
   type Running,
   type TestGateway,
@@ -23,7 +21,6 @@ import { startAgentAllowing, stopAgent } from "./agents.js";
 import {
   absent,
   fetchInPage,
-  launchBrowser,
   loginByLink,
   newContext,
   openTab,
@@ -32,6 +29,8 @@ import {
   titleIs,
   VIEWPORT,
   visible,
+  startGatewayAndBrowser,
+  stopGatewayAndBrowser,
 } from "./browser.js";
 
 /** A device name `node register` would refuse (names cannot hold `<`): only the store can have it. */
@@ -39,8 +38,6 @@ const MARKUP_NAME = "<img src=x onerror=window.__xss=1>";
 const MARKUP_PLATFORM = "<img src=x onerror=window.__xss=2>";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-
-afterAll(cleanupAll);
 
 /**
  * Puts a device whose name is markup into the gateway's database, as an older version or a
@@ -103,9 +100,7 @@ describe("the dashboard in Chromium", () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    const started = startTestGateway();
-    browser = await launchBrowser();
-    gateway = await started;
+    ({ gateway, browser } = await startGatewayAndBrowser());
     // The markup device goes in while the gateway is stopped: it reads the store as it starts.
     await gateway.stop();
     await insertMarkupDevice(gateway.home);
@@ -117,10 +112,7 @@ describe("the dashboard in Chromium", () => {
     await denyAllPending(gateway);
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    await gateway?.stop();
-  });
+  afterAll(() => stopGatewayAndBrowser(gateway, browser));
 
   it("logs in by the link: the address bar keeps no token and the session cookie is HttpOnly", async () => {
     const { context, page } = await loginByLink(browser, gateway);

@@ -1,23 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Page, Route } from "playwright-core";
-import {
-  cleanupAll,
-  listDevices,
-  runJson,
-  startRegistration,
-  startTestGateway,
-  type TestGateway,
-} from "./harness.js";
+import { listDevices, runJson, startRegistration, type TestGateway } from "./harness.js";
 import {
   absent,
   dashboardLink,
-  launchBrowser,
+  everyShown,
   loginByLink,
   newContext,
   openTab,
   showsText,
   SHOWN_MS,
   visible,
+  startGatewayAndBrowser,
+  stopGatewayAndBrowser,
 } from "./browser.js";
 
 /** What a new user of the dashboard noticed: the live stream, the audit filters, layout, feedback. */
@@ -26,16 +21,10 @@ let gateway: TestGateway;
 let browser: Browser;
 
 beforeAll(async () => {
-  const started = startTestGateway();
-  browser = await launchBrowser();
-  gateway = await started;
+  ({ gateway, browser } = await startGatewayAndBrowser());
 }, 120_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await gateway?.stop();
-  cleanupAll();
-});
+afterAll(() => stopGatewayAndBrowser(gateway, browser));
 
 /** A catalogue refusal as the gateway answers it to a role without devices:read. */
 const NO_DEVICES_READ = {
@@ -169,16 +158,7 @@ describe("the dashboard, as a new user finds it", () => {
     expect(actorPlaceholder).toContain("dashboard:");
 
     /** Every row shown names the device, and there is at least one. */
-    const allRowsName = async (text: string) =>
-      expect
-        .poll(
-          async () => {
-            const texts = await rows.allInnerTexts();
-            return texts.length > 0 && texts.every((row) => row.includes(text));
-          },
-          { timeout: SHOWN_MS },
-        )
-        .toBe(true);
+    const allRowsName = (text: string) => everyShown(rows, (row) => row.includes(text));
 
     await page.getByLabel("Device").fill("polish-desktop-workstation");
     await page.getByRole("button", { name: "Filter" }).click();
@@ -197,15 +177,10 @@ describe("the dashboard, as a new user finds it", () => {
     await page.getByLabel("Device").fill("");
     await page.getByLabel("Kind").fill("device");
     await page.getByRole("button", { name: "Filter" }).click();
-    await expect
-      .poll(
-        async () => {
-          const kinds = await page.locator('[data-testid="audit-row"] td[data-label="Kind"]').allInnerTexts();
-          return kinds.length > 0 && kinds.every((kind) => kind === "device" || kind.startsWith("device."));
-        },
-        { timeout: SHOWN_MS },
-      )
-      .toBe(true);
+    await everyShown(
+      page.locator('[data-testid="audit-row"] td[data-label="Kind"]'),
+      (kind) => kind === "device" || kind.startsWith("device."),
+    );
 
     await page.getByLabel("Kind").fill("");
     await page.getByLabel("Device").fill("polish-twin");
@@ -217,17 +192,9 @@ describe("the dashboard, as a new user finds it", () => {
     await page.getByLabel("Device").fill("");
     await page.getByLabel("Actor").fill("admin");
     await page.getByRole("button", { name: "Filter" }).click();
-    await expect
-      .poll(
-        async () => {
-          const actors = await page
-            .locator('[data-testid="audit-row"] td[data-label="Actor"]')
-            .allInnerTexts();
-          return actors.length > 0 && actors.every((actor) => actor.includes("admin"));
-        },
-        { timeout: SHOWN_MS },
-      )
-      .toBe(true);
+    await everyShown(page.locator('[data-testid="audit-row"] td[data-label="Actor"]'), (actor) =>
+      actor.includes("admin"),
+    );
 
     // startRegistration finds a device by its name: deny both twins by their ids.
     for (const twin of (await listDevices(gateway, true)).filter((d) => d.name === "polish-twin"))

@@ -17,8 +17,9 @@ import tls from "node:tls";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import WebSocket from "ws";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { call, expectCatalogueError, runs, upgradeWith, type Reply } from "./harness.js";
+import { launchBrowser, newContext, openTab } from "../e2e/browser.js";
 import { GATEWAY_FILES, NODE_FILES, writeJsonAtomic } from "../../src/config/index.js";
 import { initGatewayHome } from "../../src/gateway/home.js";
 import { startGateway, type RunningGateway } from "../../src/gateway/start.js";
@@ -743,17 +744,7 @@ describe("markup from nodes and registrations renders as text", () => {
   let chromiumBrowser: Browser;
 
   beforeAll(async () => {
-    chromiumBrowser = await chromium.launch({
-      executablePath: process.env.GATEHOUSE_CHROMIUM || "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-      ],
-    });
+    chromiumBrowser = await launchBrowser();
   }, 60_000);
 
   afterAll(async () => {
@@ -811,7 +802,7 @@ describe("markup from nodes and registrations renders as text", () => {
     await browser({ path: `/dashboard/login?token=${encodeURIComponent(MARK)}` });
 
     const token = await linkToken();
-    const context = await chromiumBrowser.newContext({ ignoreHTTPSErrors: true });
+    const context = await newContext(chromiumBrowser);
     const page = await context.newPage();
     page.on("dialog", (dialog) => void dialog.dismiss());
     try {
@@ -827,13 +818,7 @@ describe("markup from nodes and registrations renders as text", () => {
         ["Refusals", "invalid_token"],
         ["Audit", "deny"],
       ] as const) {
-        const label = new RegExp(`^\\s*${tab}\\b`);
-        await page
-          .getByRole("tab", { name: label })
-          .or(page.getByRole("link", { name: label }))
-          .or(page.getByRole("button", { name: label }))
-          .first()
-          .click();
+        await openTab(page, tab);
         await page.getByText(expected).first().waitFor({ timeout: 30_000 });
         if (tab !== "Refusals")
           await page.getByText(MARK, { exact: false }).first().waitFor({ timeout: 30_000 });
