@@ -3,25 +3,19 @@ import { readFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
 import type { Browser } from "playwright-core";
-import {
-  cleanupAll,
-  listDevices,
-  registeredNode,
-  runCli,
-  runJson,
-  spawnCli,
-  startTestGateway,
-  type TestGateway,
-} from "./harness.js";
+import { listDevices, registeredNode, runCli, runJson, spawnCli, type TestGateway } from "./harness.js";
 import {
   dashboardLink,
-  launchBrowser,
   loginByLink,
   newContext,
   openTab,
   showsText,
   visible,
+  startGatewayAndBrowser,
+  stopGatewayAndBrowser,
 } from "./browser.js";
+import { readReply } from "../hostile/harness.js";
+import type { RefusalList } from "../../web/src/types.js";
 
 /**
  * The dashboard's Refusals page answers "why can't my node connect?": each refusal says what its
@@ -30,18 +24,6 @@ import {
 
 const NODE_NAME = "kitchen-laptop";
 const REVOKED_HINT = "a revoked device must register again with a new key";
-
-interface RefusalJson {
-  code: string;
-  route: string;
-  credential: string;
-  fingerprint?: string;
-  deviceId?: string;
-  deviceName?: string;
-  deviceKeyFingerprint?: string;
-  description: string;
-  hint: string;
-}
 
 let gateway: TestGateway;
 let browser: Browser;
@@ -55,25 +37,24 @@ function get(url: string, asAdmin: boolean): Promise<{ status: number; body: Rec
   return new Promise((resolve, reject) => {
     https
       .get(gateway.url + url, { agent: false, ca: read("admin/ca.pem"), ...tls }, (response) => {
-        let text = "";
-        response.on("data", (chunk: Buffer) => (text += chunk.toString()));
-        response.on("end", () =>
-          resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }),
+        readReply(response).then(
+          ({ status, text }) => resolve({ status, body: JSON.parse(text) as Record<string, unknown> }),
+          reject,
         );
       })
       .on("error", reject);
   });
 }
 
-async function refusals(): Promise<{ since: string; refusals: RefusalJson[] }> {
+/** The list as the dashboard reads it: the answer has the shape the page is written for. */
+async function refusals(): Promise<RefusalList> {
   const answer = await get("/api/v1/refusals?limit=200", true);
   expect(answer.status).toBe(200);
-  return answer.body as unknown as { since: string; refusals: RefusalJson[] };
+  return answer.body as unknown as RefusalList;
 }
 
 beforeAll(async () => {
-  gateway = await startTestGateway();
-  browser = await launchBrowser();
+  ({ gateway, browser } = await startGatewayAndBrowser());
   node = await registeredNode(gateway, NODE_NAME);
   const device = (await listDevices(gateway)).find((d) => d.deviceId === node.deviceId) as unknown as {
     fingerprint: string;
@@ -85,11 +66,7 @@ beforeAll(async () => {
   expect(await agent.exited).not.toBe(0);
 }, 120_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await gateway?.stop();
-  cleanupAll();
-});
+afterAll(() => stopGatewayAndBrowser(gateway, browser));
 
 describe("GET /api/v1/refusals", () => {
   it("names a revoked node's device by name, with its key fingerprint next to the certificate's", async () => {
@@ -163,7 +140,11 @@ describe("the Refusals page", () => {
         .filter({ hasText: "This login link was already used." })
         .first();
       await visible(reused);
-      await showsText(reused.getByTestId("refusal-hint"), "Run `gatehouse dashboard` again for a new link.");
+      // The hint's command is shown as code, without the backticks the reply writes around it.
+      const hint = reused.getByTestId("refusal-hint");
+      await showsText(hint, "Run gatehouse dashboard again for a new link.");
+      await visible(hint.locator("code", { hasText: "gatehouse dashboard" }));
+      expect(await hint.innerText()).not.toContain("`");
       expect(await reused.innerText()).not.toContain("gatehouse token");
       await showsText(reused.getByTestId("refusal-device"), "—");
 

@@ -9,11 +9,15 @@ import {
 } from "../audit-filters.js";
 import { ErrorAlert } from "../components/error-alert.js";
 import { RelativeTime } from "../components/relative-time.js";
+import { StackTable } from "../components/stack-table.js";
 import type { AuditEntry, ChainVerdict, DeviceView } from "../types.js";
 import { useResource } from "../use-resource.js";
 
 /** Entries per request: the API pages newest first (order=desc), older ones with beforeId. */
 const PAGE = 200;
+
+/** The table's columns, in the order each entry's row writes its cells. */
+const COLUMNS = ["Time", "Kind", "Outcome", "Actor", "Device", "Address", "Details"];
 
 /** The API's filters (see resolveAuditFilters). */
 type Filters = ResolvedFilters["query"];
@@ -198,45 +202,32 @@ function AuditLog({ devices, deviceNames }: { devices: DeviceView[]; deviceNames
       ) : null}
       {shown.length > 0 ? (
         <div class="table-wrap">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Outcome</th>
-                <th scope="col">Actor</th>
-                <th scope="col">Device</th>
-                <th scope="col">Address</th>
-                <th scope="col">Details</th>
+          <StackTable columns={COLUMNS}>
+            {shown.map((entry) => (
+              <tr key={entry.id} data-testid="audit-row">
+                <td data-label="Time">
+                  <RelativeTime iso={entry.ts} />
+                </td>
+                <td data-label="Kind">
+                  <code class="code-name">{entry.type}</code>
+                </td>
+                <td data-label="Outcome">
+                  <span class={`outcome outcome-${entry.outcome}`}>{entry.outcome}</span>
+                  {entry.code ? <div class="cell-sub">{entry.code}</div> : null}
+                </td>
+                <td data-label="Actor">
+                  <Principal id={entry.actor} deviceNames={deviceNames} />
+                </td>
+                <td data-label="Device">
+                  <Principal id={entry.subject} deviceNames={deviceNames} />
+                </td>
+                <td data-label="Address">{entry.address ?? "—"}</td>
+                <td data-label="Details" class="details">
+                  <Details details={entry.details} />
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {shown.map((entry) => (
-                <tr key={entry.id} data-testid="audit-row">
-                  <td data-label="Time">
-                    <RelativeTime iso={entry.ts} />
-                  </td>
-                  <td data-label="Kind">
-                    <code class="code-name">{entry.type}</code>
-                  </td>
-                  <td data-label="Outcome">
-                    <span class={`outcome outcome-${entry.outcome}`}>{entry.outcome}</span>
-                    {entry.code ? <div class="cell-sub">{entry.code}</div> : null}
-                  </td>
-                  <td data-label="Actor">
-                    <Principal id={entry.actor} deviceNames={deviceNames} />
-                  </td>
-                  <td data-label="Device">
-                    <Principal id={entry.subject} deviceNames={deviceNames} />
-                  </td>
-                  <td data-label="Address">{entry.address ?? "—"}</td>
-                  <td data-label="Details" class="details">
-                    <Details details={entry.details} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </StackTable>
         </div>
       ) : null}
       <ErrorAlert error={olderError} />

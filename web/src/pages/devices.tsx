@@ -1,7 +1,9 @@
 import { useState } from "preact/hooks";
 import { postJson } from "../api.js";
 import { ErrorAlert } from "../components/error-alert.js";
+import { ReasonInput } from "../components/reason-input.js";
 import { RelativeTime } from "../components/relative-time.js";
+import { StackTable } from "../components/stack-table.js";
 import type { DeviceView } from "../types.js";
 
 interface Props {
@@ -14,6 +16,18 @@ interface Props {
   onDone: (message: string) => void;
 }
 
+/** The table's columns, in the order DeviceRow writes its cells; "Actions" follows for a role that can revoke. */
+const COLUMNS = [
+  "Name",
+  "Status",
+  "Role",
+  "Online",
+  "Last seen",
+  "Certificate expires",
+  "Platform",
+  "Version",
+];
+
 /** Devices and nodes: every registered device, with the live session's version when online. */
 export function DevicesPage({ devices, versions, canWrite, onChanged, onDone }: Props) {
   if (devices.length === 0) {
@@ -25,33 +39,18 @@ export function DevicesPage({ devices, versions, canWrite, onChanged, onDone }: 
   }
   return (
     <section class="table-wrap">
-      <table class="stack">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Status</th>
-            <th scope="col">Role</th>
-            <th scope="col">Online</th>
-            <th scope="col">Last seen</th>
-            <th scope="col">Certificate expires</th>
-            <th scope="col">Platform</th>
-            <th scope="col">Version</th>
-            {canWrite ? <th scope="col">Actions</th> : null}
-          </tr>
-        </thead>
-        <tbody>
-          {devices.map((device) => (
-            <DeviceRow
-              key={device.deviceId}
-              device={device}
-              version={versions.get(device.deviceId) ?? null}
-              canWrite={canWrite}
-              onChanged={onChanged}
-              onDone={onDone}
-            />
-          ))}
-        </tbody>
-      </table>
+      <StackTable columns={canWrite ? [...COLUMNS, "Actions"] : COLUMNS}>
+        {devices.map((device) => (
+          <DeviceRow
+            key={device.deviceId}
+            device={device}
+            version={versions.get(device.deviceId) ?? null}
+            canWrite={canWrite}
+            onChanged={onChanged}
+            onDone={onDone}
+          />
+        ))}
+      </StackTable>
     </section>
   );
 }
@@ -120,15 +119,7 @@ function DeviceRow({ device, version, canWrite, onChanged, onDone }: RowProps) {
         <td data-label="Actions" class="row-actions">
           {device.status !== "approved" ? null : confirming ? (
             <div class="revoke-confirm">
-              <input
-                type="text"
-                aria-label="Revoke reason"
-                placeholder="Reason (optional)"
-                maxLength={500}
-                value={reason}
-                disabled={busy}
-                onInput={(event) => setReason(event.currentTarget.value)}
-              />
+              <ReasonInput label="Revoke reason" value={reason} disabled={busy} onChange={setReason} />
               <button type="button" class="danger" disabled={busy} onClick={() => void revoke()}>
                 Confirm revoke
               </button>

@@ -1,6 +1,7 @@
 import { useState } from "preact/hooks";
 import { postJson } from "../api.js";
 import { ErrorAlert } from "../components/error-alert.js";
+import { ReasonInput } from "../components/reason-input.js";
 import { RelativeTime } from "../components/relative-time.js";
 import { fingerprintPrefix } from "../format.js";
 import type { DeviceView } from "../types.js";
@@ -137,15 +138,7 @@ function PendingCard({
             ) : null}
           </div>
           <div class="action-group">
-            <input
-              type="text"
-              aria-label="Reason"
-              placeholder="Reason (optional)"
-              maxLength={500}
-              value={reason}
-              disabled={busy}
-              onInput={(event) => setReason(event.currentTarget.value)}
-            />
+            <ReasonInput label="Reason" value={reason} disabled={busy} onChange={setReason} />
             <button type="button" class="danger" disabled={busy} onClick={() => void act("deny")}>
               Deny
             </button>

@@ -1,12 +1,17 @@
 import { getJson } from "../api.js";
+import { HintText } from "../components/command.js";
 import { ErrorAlert } from "../components/error-alert.js";
 import { RelativeTime } from "../components/relative-time.js";
+import { StackTable } from "../components/stack-table.js";
 import { absoluteTime, fingerprintPrefix } from "../format.js";
 import type { Refusal, RefusalList } from "../types.js";
 import { useResource } from "../use-resource.js";
 
 // All the gateway keeps (MAX_RECENT_REFUSALS in src/gateway/failures.ts).
 const LIMIT = 200;
+
+/** The table's columns, in the order RefusalRow writes its cells. */
+const COLUMNS = ["Time", "Address", "Code", "Device", "Credential", "Description", "Hint"];
 
 const loadRefusals = () => getJson<RefusalList>(`/api/v1/refusals?limit=${LIMIT}`);
 
@@ -28,24 +33,11 @@ export function RefusalsPage() {
       ) : null}
       {refusals && refusals.length > 0 ? (
         <div class="table-wrap">
-          <table class="stack">
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Address</th>
-                <th scope="col">Code</th>
-                <th scope="col">Device</th>
-                <th scope="col">Credential</th>
-                <th scope="col">Description</th>
-                <th scope="col">Hint</th>
-              </tr>
-            </thead>
-            <tbody>
-              {refusals.map((refusal, index) => (
-                <RefusalRow key={`${refusal.at}-${index}`} refusal={refusal} />
-              ))}
-            </tbody>
-          </table>
+          <StackTable columns={COLUMNS}>
+            {refusals.map((refusal, index) => (
+              <RefusalRow key={`${refusal.at}-${index}`} refusal={refusal} />
+            ))}
+          </StackTable>
         </div>
       ) : null}
       {data ? (
@@ -96,7 +88,7 @@ function RefusalRow({ refusal }: { refusal: Refusal }) {
         {refusal.description}
       </td>
       <td data-label="Hint" class="hint-cell" data-testid="refusal-hint">
-        {refusal.hint}
+        <HintText text={refusal.hint} />
       </td>
     </tr>
   );
