@@ -1,5 +1,9 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { GATEWAY_LOCK_FILE } from "../../src/gateway/gateway-lock.js";
+import { AGENT_LOCK_FILE } from "../../src/node/agent-lock.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   CLI,
@@ -33,11 +37,12 @@ function onTerminal(args: string[]): Running {
 
 /**
  * Stops a process started with onTerminal: its whole process group, script and the CLI. `script`
- * may exit before the CLI has finished stopping, so this waits until no process of the group is
- * left (kill(-pgid, 0) fails with ESRCH): the next start on the same home must not find the first
- * one still holding it.
+ * may exit before the CLI has finished stopping, and it runs the CLI in a session of its own (so
+ * not in its process group): this waits until no process of the group is left (kill(-pgid, 0)
+ * fails with ESRCH) and until the process that holds `lockFile` (the home's gateway.lock or
+ * agent.lock) has exited, so the next start on the same home does not find the first one there.
  */
-async function stopGroup(running: Running): Promise<void> {
+async function stopGroup(running: Running, lockFile: string): Promise<void> {
   const group = -running.child.pid!;
   try {
     process.kill(group, "SIGTERM");
@@ -45,13 +50,34 @@ async function stopGroup(running: Running): Promise<void> {
     // Already gone.
   }
   await running.exited;
-  for (let waited = 0; groupAlive(group); waited += 50) {
-    if (waited === 30_000) killGroup(group);
+  for (let waited = 0; isAlive(group); waited += 50) {
+    if (waited === 30_000) forceKill(group);
+    await sleep(50);
+  }
+  const holder = lockHolder(lockFile);
+  if (holder === undefined) return;
+  try {
+    process.kill(holder, "SIGTERM");
+  } catch {
+    // Already gone.
+  }
+  for (let waited = 0; isAlive(holder); waited += 50) {
+    if (waited === 30_000) forceKill(holder);
     await sleep(50);
   }
 }
 
-function killGroup(group: number): void {
+/** The pid in a home lock file (config/home-lock.ts), or undefined when there is none. */
+function lockHolder(lockFile: string): number | undefined {
+  try {
+    const { pid } = JSON.parse(readFileSync(lockFile, "utf8")) as { pid?: unknown };
+    return typeof pid === "number" && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function forceKill(group: number): void {
   try {
     process.kill(group, "SIGKILL");
   } catch {
@@ -59,7 +85,7 @@ function killGroup(group: number): void {
   }
 }
 
-function groupAlive(group: number): boolean {
+function isAlive(group: number): boolean {
   try {
     process.kill(group, 0);
     return true;
@@ -94,7 +120,7 @@ describe("logs on a terminal", () => {
       expect(gateway.stdout).not.toContain("Server listening");
       expect(logLines.find((line) => LISTENING.test(line))).toContain(`url=https://127.0.0.1:${port}`);
     } finally {
-      await stopGroup(gateway);
+      await stopGroup(gateway, path.join(home, GATEWAY_LOCK_FILE));
     }
   });
 
@@ -118,7 +144,7 @@ describe("logs on a terminal", () => {
       );
       expect(onTty.stdout).not.toMatch(/INFO\s+gateway listening/);
     } finally {
-      await stopGroup(onTty);
+      await stopGroup(onTty, path.join(home, GATEWAY_LOCK_FILE));
     }
 
     const piped = spawnCli(["gateway", "start", "--home", home, "--listen", `0.0.0.0:${port}`]);
@@ -151,7 +177,7 @@ describe("logs on a terminal", () => {
         await agent.waitFor(() => /INFO\s+.*session \S+ open/.test(plain(agent.stdout)), "the session line");
         expect(agent.stdout.split(/\r?\n/).filter((line) => line.trimStart().startsWith("{"))).toEqual([]);
       } finally {
-        await stopGroup(agent);
+        await stopGroup(agent, path.join(node.home, AGENT_LOCK_FILE));
       }
       const piped = spawnCli(["node", "start", "--home", node.home]);
       try {
