@@ -1,5 +1,6 @@
 import { ApiError } from "../api.js";
 import { asSentence } from "../format.js";
+import { HintText } from "./command.js";
 
 /**
  * An error from the API as text in a role="alert" element: its description and its hint as two
@@ -11,8 +12,14 @@ export function ErrorAlert({ error }: { error: unknown }) {
     error instanceof ApiError ? [error.description, error.hint] : [String(error), ""];
   return (
     <div role="alert" class="alert">
-      <p class="alert-description">{asSentence(description)}</p>
-      {hint ? <p class="alert-hint">{hint}</p> : null}
+      <p class="alert-description">
+        <HintText text={asSentence(description)} />
+      </p>
+      {hint ? (
+        <p class="alert-hint">
+          <HintText text={hint} />
+        </p>
+      ) : null}
     </div>
   );
 }
