@@ -31,10 +31,13 @@ export function isDashboardPath(request: FastifyRequest): boolean {
   const end = url.search(/[?#]/);
   const raw = end === -1 ? url : url.slice(0, end);
   let decoded = raw;
-  try {
-    decoded = decodeURIComponent(raw);
-  } catch {
-    // Malformed percent-encoding: the router refuses it; the raw path decides.
+  // This runs for every response, the nodes' API included: decode only what has an escape.
+  if (raw.includes("%")) {
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch {
+      // Malformed percent-encoding: the router refuses it; the raw path decides.
+    }
   }
   const routed = request.routeOptions?.url;
   return [raw, decoded, routed].some(
@@ -54,8 +57,9 @@ export function addDashboardSecurityHeaders(request: FastifyRequest, reply: Fast
  * (bad percent-encoding: the app's `frameworkErrors`) call addDashboardSecurityHeaders themselves.
  */
 export function installDashboardSecurityHeaders(app: FastifyInstance): void {
-  app.addHook("onSend", async (request, reply, payload) => {
+  // A callback hook, not an async one: no promise per response on the nodes' hot path.
+  app.addHook("onSend", (request, reply, payload, done) => {
     addDashboardSecurityHeaders(request, reply);
-    return payload;
+    done(null, payload);
   });
 }
