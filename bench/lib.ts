@@ -1,6 +1,6 @@
 /**
  * Shared helpers for the benchmarks: settings, bounded timing loops, medians and the result shape
- * that run.ts prints and writes to .bench/results.json.
+ * that run.ts prints and writes to bench/results/latest.json.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -59,13 +59,30 @@ export interface Measurement {
   medianP99Ms?: number;
 }
 
+/**
+ * What a ratio should reach: `value` is met when `op` holds (">=" for a rate or a share of a
+ * baseline, "<=" for a cost, a latency or a time). The goals are the issue's, not measured.
+ */
+export interface Goal {
+  op: ">=" | "<=";
+  value: number;
+}
+
 export interface Ratio {
   label: string;
-  /** Ratio of the two medians. */
+  /** Ratio of the two medians (or, for an absolute goal, the figure itself in the label's unit). */
   value: number;
   description: string;
   /** The same ratio within each round (the two windows measured back to back). */
   perRound?: number[];
+  /** The goal this ratio is held to, when there is one; run.ts prints "met" or "MISSED". */
+  goal?: Goal;
+}
+
+/** Whether `value` meets `goal`; a figure that is not a finite number never does. */
+export function goalMet(value: number, goal: Goal): boolean {
+  if (!Number.isFinite(value)) return false;
+  return goal.op === ">=" ? value >= goal.value : value <= goal.value;
 }
 
 export interface BenchResult {
@@ -115,20 +132,35 @@ export function summarize(label: string, description: string, unit: string, samp
   return m;
 }
 
-export function ratio(label: string, description: string, a: Measurement, b: Measurement): Ratio {
+/** A ratio of the median rates of two measurements: a's rate ÷ b's rate, with an optional goal. */
+export function ratio(
+  label: string,
+  description: string,
+  a: Measurement,
+  b: Measurement,
+  goal?: Goal,
+): Ratio {
   const rounds = Math.min(a.samples.length, b.samples.length);
-  return {
+  const r: Ratio = {
     label,
     description,
     value: a.median / b.median,
     perRound: Array.from({ length: rounds }, (_, i) => a.samples[i]!.rate / b.samples[i]!.rate),
   };
+  if (goal) r.goal = goal;
+  return r;
 }
 
-/** A ratio of the median CPU per operation of two measurements: b's cost ÷ a's cost. */
-export function cpuRatio(label: string, description: string, a: Measurement, b: Measurement): Ratio {
+/** A ratio of the median CPU per operation of two measurements: b's cost ÷ a's cost, with an optional goal. */
+export function cpuRatio(
+  label: string,
+  description: string,
+  a: Measurement,
+  b: Measurement,
+  goal?: Goal,
+): Ratio {
   const rounds = Math.min(a.samples.length, b.samples.length);
-  return {
+  const r: Ratio = {
     label,
     description,
     value: (b.medianCpuUsPerOp ?? Number.NaN) / (a.medianCpuUsPerOp ?? Number.NaN),
@@ -137,6 +169,8 @@ export function cpuRatio(label: string, description: string, a: Measurement, b: 
       (_, i) => (b.samples[i]!.cpuUsPerOp ?? Number.NaN) / (a.samples[i]!.cpuUsPerOp ?? Number.NaN),
     ),
   };
+  if (goal) r.goal = goal;
+  return r;
 }
 
 /** CPU time of this whole process (all threads), in µs. */

@@ -1,6 +1,8 @@
 /**
- * `npm run bench`: runs each benchmark in turn, prints a summary table and writes
- * .bench/results.json. Every figure is a ratio against a baseline measured in the same run.
+ * `npm run bench`: runs each benchmark in turn, prints a summary table (every ratio with its goal,
+ * "met" or "MISSED") and writes bench/results/latest.json (date, machine, Node and OpenSSL
+ * versions, settings, every measurement and ratio with its goal, failures). Every figure is a ratio
+ * against a baseline measured in the same run.
  *
  *   npm run bench                      all benchmarks
  *   npm run bench -- token-verify      only the named ones
@@ -21,9 +23,11 @@ import {
   formatRate,
   log,
   now,
+  goalMet,
   type BenchResult,
   type BenchSettings,
   type Measurement,
+  type Ratio,
 } from "./lib.js";
 import * as tokenVerify from "./token-verify.js";
 import * as validateRate from "./validate-rate.js";
@@ -37,8 +41,8 @@ const BENCHMARKS: { name: string; run: (settings: BenchSettings) => Promise<Benc
   { name: "exec-roundtrip", run: execRoundTrip.run },
 ];
 
-/** The whole run is cut off after this, whatever hangs. */
-const WATCHDOG_MS = 5 * 60_000;
+/** The whole run is cut off after this, whatever hangs (the whole bench is meant to take < 10 min). */
+const WATCHDOG_MS = 12 * 60_000;
 
 function envNumber(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -65,6 +69,19 @@ function settingsFromEnv(): BenchSettings {
 function formatRatio(value: number): string {
   if (!Number.isFinite(value)) return "n/a";
   return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+}
+
+/** "≥ 0.60 met" / "≤ 3.00 MISSED", or "" for a ratio without a goal. */
+function formatGoal(r: Ratio): string {
+  if (!r.goal) return "";
+  return `goal ${r.goal.op === ">=" ? "≥" : "≤"} ${formatRatio(r.goal.value)} ${goalMet(r.value, r.goal) ? "met" : "MISSED"}`;
+}
+
+function ratioLine(r: Ratio): string {
+  const rounds =
+    r.perRound && r.perRound.length > 1 ? ` (rounds ${r.perRound.map(formatRatio).join(" ")})` : "";
+  const goal = formatGoal(r);
+  return `${r.label} = ${formatRatio(r.value)}${rounds}${goal ? `  ${goal}` : ""}  — ${r.description}`;
 }
 
 function pad(text: string, width: number, right = false): string {
@@ -123,19 +140,21 @@ function renderSummary(
         "p99 ms",
       ]),
     );
-    out.push(
-      "  ratios: " +
-        result.ratios
-          .map(
-            (r) =>
-              `${r.label} = ${formatRatio(r.value)}` +
-              (r.perRound && r.perRound.length > 1
-                ? ` (rounds ${r.perRound.map(formatRatio).join(" ")})`
-                : ""),
-          )
-          .join("; "),
-    );
+    out.push("  ratios:");
+    for (const r of result.ratios) out.push(`    ${ratioLine(r)}`);
     for (const note of result.notes) out.push(`  note: ${note}`);
+  }
+  const goals = results.flatMap((result) =>
+    result.ratios.filter((r) => r.goal).map((r) => ({ name: result.name, r })),
+  );
+  if (goals.length) {
+    const missed = goals.filter(({ r }) => !goalMet(r.value, r.goal!));
+    out.push("");
+    out.push(`goals: ${goals.length - missed.length} of ${goals.length} met`);
+    for (const { name, r } of missed)
+      out.push(
+        `  MISSED ${name} ${r.label} = ${formatRatio(r.value)} (${formatGoal(r).replace(/ MISSED$/, "")})`,
+      );
   }
   out.push("");
   out.push(
@@ -166,6 +185,7 @@ async function main(): Promise<number> {
     cpus: MACHINE_CPUS,
     cpuModel: os.cpus()[0]?.model.trim() ?? "unknown",
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    memoryBytes: os.totalmem(),
     platform: `${os.platform()} ${os.release()}`,
     node: process.version,
     openssl: process.versions.openssl,
@@ -197,13 +217,26 @@ async function main(): Promise<number> {
   for (const failure of failures) console.log(`\n${failure.name} FAILED: ${failure.error.split("\n")[0]}`);
   console.log(`\ntotal ${(totalMs / 1000).toFixed(1)} s`);
 
-  const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", ".bench");
+  const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "results");
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, "results.json");
+  const file = path.join(dir, "latest.json");
+  // Each ratio with a goal also says whether it was met, so the file reads without run.ts.
+  const written = results.map((result) => ({
+    ...result,
+    ratios: result.ratios.map((r) => (r.goal ? { ...r, met: goalMet(r.value, r.goal) } : r)),
+  }));
   writeFileSync(
     file,
     JSON.stringify(
-      { date: new Date().toISOString(), machine, settings, totalMs, results, failures },
+      {
+        date: new Date().toISOString(),
+        machine,
+        settings,
+        benchmarks: selected.map((b) => b.name),
+        totalMs,
+        results: written,
+        failures,
+      },
       (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
       2,
     ) + "\n",
