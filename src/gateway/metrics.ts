@@ -1,31 +1,240 @@
 /**
- * The gateway's one metrics registry (Prometheus text exposition, `gatehouse_` prefix), served by
- * GET /metrics. Other modules record through the small named methods here, never through prom-client
- * directly, so the hot path calls one function and grows no `if (metrics)` branches. Values that
- * another part already counts (live sessions) are read at scrape time instead of being recorded.
+ * The gateway's one metrics registry (Prometheus text exposition format 0.0.4, `gatehouse_` prefix),
+ * served by GET /metrics. Other modules record through the small named methods here, never through
+ * prom-client directly, so the hot path calls one function and grows no `if (metrics)` branches.
+ * Values that another part already holds (live sessions, the audit queue) are read at scrape time
+ * instead of being recorded.
+ *
+ * Names follow the Prometheus conventions (https://prometheus.io/docs/practices/naming/): counters
+ * end in `_total`, durations are `_seconds`. Every label takes values from a fixed set (catalogue
+ * codes, fixed outcomes), never a device id, name or address, so a scrape's size stays bounded
+ * whatever the fleet does.
  */
-import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { ERROR_CATALOGUE, type ErrorCode } from "../protocol/errors.js";
 
 /** What the registry reads when it is scraped. */
 export interface MetricSources {
   /** Node sessions open right now. */
   liveSessions(): number;
+  /** Audit entries accepted but not yet committed to the store. */
+  auditQueueDepth(): number;
+}
+
+/** How a registration attempt ended: a pending request created, then approved, denied or expired; or refused outright. */
+export type RegistrationOutcome = "pending" | "approved" | "denied" | "expired" | "refused";
+/** Why a client certificate was issued: on approval, a renewal before expiry, or a re-issue of a lapsed one. */
+export type CertificateIssueKind = "initial" | "renewal" | "reissue";
+/** What was revoked. */
+export type RevocationKind = "device" | "api_key" | "enroll_token" | "certificate";
+/** How a bearer token's verification ended: a verdict from the cache, a full verify, or a refusal. */
+export type TokenVerificationResult = "cache_hit" | "cache_miss" | "refused";
+
+const REGISTRATION_OUTCOMES: readonly RegistrationOutcome[] = [
+  "pending",
+  "approved",
+  "denied",
+  "expired",
+  "refused",
+];
+const CERTIFICATE_KINDS: readonly CertificateIssueKind[] = ["initial", "renewal", "reissue"];
+const REVOCATION_KINDS: readonly RevocationKind[] = ["device", "api_key", "enroll_token", "certificate"];
+const TOKEN_RESULTS: readonly TokenVerificationResult[] = ["cache_hit", "cache_miss", "refused"];
+/** An exec's outcomes (ExecResult["outcome"] in protocol/messages.ts), pre-bound; another fixed word is bound on first use. */
+const EXEC_OUTCOMES = ["completed", "refused", "timeout", "truncated", "failed"] as const;
+
+/** Seconds: a command on a node takes from a few milliseconds to its 60 s ceiling. */
+const EXEC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Seconds: one group commit (with fsync) takes from half a millisecond to about a second on a slow disk. */
+const AUDIT_COMMIT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/** Something with an `inc()`: a pre-bound label child of a counter. */
+interface Incrementable {
+  inc(value?: number): void;
+}
+/** Something with an `observe()`: a pre-bound label child of a histogram. */
+interface Observable {
+  observe(value: number): void;
+}
+
+/**
+ * Pre-binds one child per label value, so recording is a map read and an add, and every series
+ * shows in a scrape (as 0) before its first event: a rate() over it then starts from a sample.
+ */
+function childrenOf<L extends string>(counter: Counter<string>, values: readonly L[]): Map<L, Incrementable> {
+  return new Map(values.map((value) => [value, counter.labels(value)] as const));
 }
 
 export class GatewayMetrics {
   private readonly registry = new Registry();
+  private readonly handshakesFull: Incrementable;
+  private readonly handshakesResumed: Incrementable;
+  private readonly handshakeFailures: Incrementable;
+  private readonly refusals: Map<ErrorCode, Incrementable>;
+  private readonly registrations: Map<RegistrationOutcome, Incrementable>;
+  private readonly certificates: Map<CertificateIssueKind, Incrementable>;
+  private readonly revocations: Map<RevocationKind, Incrementable>;
+  private readonly tokenVerifications: Map<TokenVerificationResult, Incrementable>;
+  private readonly execDuration: Histogram<"outcome">;
+  private readonly execByOutcome = new Map<string, Observable>();
+  private readonly auditCommitDuration: Histogram;
+  private readonly auditEntries: Counter;
 
+  /** @param sources read at each scrape (cheap getters; they must not throw). */
   constructor(sources: MetricSources) {
+    const registers = [this.registry];
     // process_* and nodejs_*: CPU, memory, open file descriptors, event-loop lag.
     collectDefaultMetrics({ register: this.registry });
     new Gauge({
-      name: "gatehouse_sessions",
+      name: "gatehouse_node_sessions_open",
       help: "Node sessions open now.",
-      registers: [this.registry],
+      registers,
       collect() {
         this.set(sources.liveSessions());
       },
     });
+    new Gauge({
+      name: "gatehouse_audit_queue_depth",
+      help: "Audit entries accepted and waiting for their commit.",
+      registers,
+      collect() {
+        this.set(sources.auditQueueDepth());
+      },
+    });
+
+    const handshakes = new Counter({
+      name: "gatehouse_tls_handshakes_total",
+      help: "TLS handshakes completed on the gateway's port, by whether the session was resumed.",
+      labelNames: ["resumed"],
+      registers,
+    });
+    this.handshakesFull = handshakes.labels("false");
+    this.handshakesResumed = handshakes.labels("true");
+    this.handshakeFailures = new Counter({
+      name: "gatehouse_tls_handshake_failures_total",
+      help: "TLS handshakes that failed before a request could be read (client errors, timeouts).",
+      registers,
+    });
+
+    const refusals = new Counter({
+      name: "gatehouse_refusals_total",
+      help: "Requests, sessions and frames refused, by error catalogue code.",
+      labelNames: ["code"],
+      registers,
+    });
+    this.refusals = childrenOf(refusals, Object.keys(ERROR_CATALOGUE) as ErrorCode[]);
+
+    const registrations = new Counter({
+      name: "gatehouse_registrations_total",
+      help: "Device registrations by outcome: pending created, approved, denied, expired, refused.",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.registrations = childrenOf(registrations, REGISTRATION_OUTCOMES);
+
+    const certificates = new Counter({
+      name: "gatehouse_certificates_issued_total",
+      help: "Client certificates issued, by kind: initial (on approval), renewal, reissue.",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.certificates = childrenOf(certificates, CERTIFICATE_KINDS);
+
+    const revocations = new Counter({
+      name: "gatehouse_revocations_total",
+      help: "Revocations, by what was revoked.",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.revocations = childrenOf(revocations, REVOCATION_KINDS);
+
+    const tokenVerifications = new Counter({
+      name: "gatehouse_token_verifications_total",
+      help: "Bearer token verifications, by result: verdict from the cache, full verify, refused.",
+      labelNames: ["result"],
+      registers,
+    });
+    this.tokenVerifications = childrenOf(tokenVerifications, TOKEN_RESULTS);
+
+    this.execDuration = new Histogram({
+      name: "gatehouse_exec_duration_seconds",
+      help: "Exec round trips through the gateway, from request to answer, by outcome.",
+      labelNames: ["outcome"],
+      buckets: EXEC_BUCKETS,
+      registers,
+    });
+    for (const outcome of EXEC_OUTCOMES) this.execByOutcome.set(outcome, this.execDuration.labels(outcome));
+
+    this.auditCommitDuration = new Histogram({
+      name: "gatehouse_audit_commit_duration_seconds",
+      help: "Time to commit one batch of audit entries durably.",
+      buckets: AUDIT_COMMIT_BUCKETS,
+      registers,
+    });
+    this.auditEntries = new Counter({
+      name: "gatehouse_audit_entries_total",
+      help: "Audit entries committed.",
+      registers,
+    });
+  }
+
+  /** A TLS handshake completed; `resumed` from `socket.isSessionReused()` (RFC 8446 §2.2). */
+  tlsHandshake(resumed: boolean): void {
+    (resumed ? this.handshakesResumed : this.handshakesFull).inc();
+  }
+
+  /** A TLS handshake failed (the server's `tlsClientError`). */
+  tlsHandshakeFailed(): void {
+    this.handshakeFailures.inc();
+  }
+
+  /** One request, session or frame refused with a catalogue code. */
+  refused(code: ErrorCode): void {
+    this.refusals.get(code)?.inc();
+  }
+
+  /** One registration reached an outcome. */
+  registration(outcome: RegistrationOutcome): void {
+    this.registrations.get(outcome)?.inc();
+  }
+
+  /** One client certificate issued. */
+  certificateIssued(kind: CertificateIssueKind): void {
+    this.certificates.get(kind)?.inc();
+  }
+
+  /** One device, API key, enroll token or certificate revoked. */
+  revoked(kind: RevocationKind): void {
+    this.revocations.get(kind)?.inc();
+  }
+
+  /**
+   * One exec answered.
+   * @param outcome a fixed outcome word ("completed", "failed", "timeout", …); never user input.
+   * @param seconds wall time from the request's arrival to its answer.
+   */
+  execFinished(outcome: string, seconds: number): void {
+    let child = this.execByOutcome.get(outcome);
+    if (!child) {
+      child = this.execDuration.labels(outcome);
+      this.execByOutcome.set(outcome, child);
+    }
+    child.observe(seconds);
+  }
+
+  /**
+   * One batch of audit entries committed.
+   * @param entries how many entries the commit made durable.
+   * @param seconds the commit's wall time.
+   */
+  auditCommitted(entries: number, seconds: number): void {
+    this.auditCommitDuration.observe(seconds);
+    this.auditEntries.inc(entries);
+  }
+
+  /** One bearer token verification ended. */
+  tokenVerified(result: TokenVerificationResult): void {
+    this.tokenVerifications.get(result)?.inc();
   }
 
   /** The Content-Type of {@link render}'s text (Prometheus text format 0.0.4). */

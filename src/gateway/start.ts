@@ -138,7 +138,11 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       devices,
       sessions,
       audit,
-      metrics: new GatewayMetrics({ liveSessions: () => sessions.all().length }),
+      metrics: new GatewayMetrics({
+        liveSessions: () => sessions.all().length,
+        // The audit log's own queue depth takes this place once it keeps one; until then nothing waits.
+        auditQueueDepth: () => 0,
+      }),
       logger,
       now,
       enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
