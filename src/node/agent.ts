@@ -11,7 +11,12 @@ import { GATEHOUSE_VERSION, gatewayMessageSchema, type NodeMessage } from "../pr
 import { describeNetworkError } from "../client/https-json.js";
 import { explainTimeValidity, isTimeValidityError } from "../client/clock-skew.js";
 import type { NodeCredentials } from "./home.js";
-import { backoffDelay } from "./backoff.js";
+import {
+  FRESH_RECONNECT,
+  GATEWAY_RESTART_CLOSE_CODES,
+  nextReconnect,
+  type ReconnectState,
+} from "./backoff.js";
 import { CredentialKeeper } from "./credential-keeper.js";
 import type { CaRotationNotice, ExecRequest } from "../protocol/messages.js";
 import { runExecRequest, runningCommands, stopRunningCommands } from "./executor.js";
@@ -56,7 +61,8 @@ export interface AgentStatus {
  */
 export class NodeAgent extends EventEmitter {
   private socket: WebSocket | undefined;
-  private attempt = 0;
+  /** Ladder steps and the last restart notice (1001/1012), for the next reconnect's delay. */
+  private reconnect: ReconnectState = FRESH_RECONNECT;
   private timer: LongTimer | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -143,7 +149,8 @@ export class NodeAgent extends EventEmitter {
     }
   }
 
-  private fail(code: ErrorCode, message: string, hint?: string): void {
+  /** @param closeCode set when an open session was closed (1012 tells the node the gateway restarts) */
+  private fail(code: ErrorCode, message: string, hint?: string, closeCode?: number): void {
     this.status.lastError = { code, message, at: new Date().toISOString() };
     if (code === "cert_expired" && !this.reissuing && this.credentials.certPem) {
       this.reissueThenConnect(message);
@@ -155,7 +162,7 @@ export class NodeAgent extends EventEmitter {
       this.emit("fatal", new GatehouseError(code, message, hint));
       return;
     }
-    this.scheduleReconnect(code, message, hint);
+    this.scheduleReconnect(code, message, hint, closeCode);
   }
 
   /** An expired certificate is not the end: the approved key gets a new one, no admin needed. */
@@ -166,7 +173,7 @@ export class NodeAgent extends EventEmitter {
       .reissue()
       .then(() => {
         this.reissuing = false;
-        this.attempt = 0;
+        this.reconnect = FRESH_RECONNECT;
         this.connect();
       })
       .catch((error: unknown) => {
@@ -181,13 +188,21 @@ export class NodeAgent extends EventEmitter {
       });
   }
 
-  private scheduleReconnect(code: ErrorCode, message: string, hint?: string): void {
+  private scheduleReconnect(code: ErrorCode, message: string, hint?: string, closeCode?: number): void {
     if (this.stopping) return;
-    const delay = backoffDelay(
-      this.attempt++,
-      this.config.reconnect.initialDelay,
-      this.config.reconnect.maxDelay,
+    // A restarting gateway (1012/1001, and "not back yet" answers shortly after) gets a flat,
+    // jittered few seconds; anything else climbs the exponential ladder.
+    const next = nextReconnect(
+      this.reconnect,
+      { code, ...(closeCode === undefined ? {} : { closeCode }) },
+      Date.now(),
+      {
+        initialMs: this.config.reconnect.initialDelay,
+        maxMs: this.config.reconnect.maxDelay,
+      },
     );
+    this.reconnect = next.state;
+    const delay = next.delayMs;
     this.status.backoffMs = delay;
     this.setState("backoff", `${code}: ${message}; reconnecting in ${delay} ms`, {
       code,
@@ -271,14 +286,14 @@ export class NodeAgent extends EventEmitter {
     // a session that opened. Whatever happens first is reported; the rest is ignored.
     let reported = false;
     let opened = false;
-    const report = (code: ErrorCode, message: string, hint?: string) => {
+    const report = (code: ErrorCode, message: string, hint?: string, closeCode?: number) => {
       clearInterval(this.heartbeat);
       this.tokenTimer?.cancel();
       if (reported || this.socket !== socket) return;
       reported = true;
       this.status.sessionId = null;
       if (this.stopping) return;
-      this.fail(code, message, hint);
+      this.fail(code, message, hint, closeCode);
     };
 
     socket.on("unexpected-response", (_request, response) => {
@@ -338,7 +353,7 @@ export class NodeAgent extends EventEmitter {
         this.keeper.observeGatewayTime(new Date(message.serverTime), (message.ts + Date.now()) / 2);
       if (message.type === "exec") this.execute(socket, message);
       if (message.type === "welcome") {
-        this.attempt = 0;
+        this.reconnect = FRESH_RECONNECT;
         this.status.sessionId = message.sessionId;
         this.status.lastConnectedAt = new Date().toISOString();
         this.status.lastError = null;
@@ -368,12 +383,15 @@ export class NodeAgent extends EventEmitter {
       // ws closes an over-long frame with a bare 1009 (no reason): that is still payload_too_large.
       const errorCode: ErrorCode = isErrorCode(reason)
         ? reason
-        : code === 1001
+        : GATEWAY_RESTART_CLOSE_CODES.has(code)
           ? "unavailable"
           : code === closeCodeFor("payload_too_large")
             ? "payload_too_large"
             : "connection_failed";
-      report(errorCode, `session closed by the gateway (${code}${reason ? ` ${reason}` : ""})`);
+      const hint = GATEWAY_RESTART_CLOSE_CODES.has(code)
+        ? "The gateway stopped or is restarting; this node reconnects by itself within a few seconds of it being back."
+        : undefined;
+      report(errorCode, `session closed by the gateway (${code}${reason ? ` ${reason}` : ""})`, hint, code);
     });
 
     socket.on("error", (error: NodeJS.ErrnoException) => {
