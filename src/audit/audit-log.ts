@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import type { AuditEventInput, AuditWrite, ExecRecord, Store } from "../store/types.js";
 import { RefusalSummary, type RefusalSummaryOptions } from "./refusal-summary.js";
@@ -32,6 +33,9 @@ export class AuditLog {
   private flushing = false;
   private readonly refusals: RefusalSummary;
   private readonly appendedListeners: (() => void)[] = [];
+  private readonly committedListeners: ((entries: number, seconds: number) => void)[] = [];
+  /** Entries in the commit under way. */
+  private inFlight = 0;
 
   constructor(
     private readonly store: Store,
@@ -93,6 +97,19 @@ export class AuditLog {
     this.appendedListeners.push(listener);
   }
 
+  /**
+   * Calls `listener` after each commit with the number of entries it made durable and how long the
+   * commit took, in seconds (the audit commit metrics).
+   */
+  onCommitted(listener: (entries: number, seconds: number) => void): void {
+    this.committedListeners.push(listener);
+  }
+
+  /** Entries recorded and not yet durable: waiting for a commit or in the one under way. */
+  get queueDepth(): number {
+    return this.queue.length + this.inFlight;
+  }
+
   /** Writes the pending refusal summaries durably; call on a clean stop, before the store closes. */
   close(): Promise<void> {
     return this.refusals.stop();
@@ -101,15 +118,38 @@ export class AuditLog {
   private async flush(): Promise<void> {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, MAX_BATCH);
+      this.inFlight = batch.length;
+      const started = performance.now();
       try {
         await this.store.appendAudit(batch.map((q) => q.write));
         for (const q of batch) q.resolve();
+        this.committed(batch.length, started);
       } catch {
         // One bad write must not fail the others that shared its commit: write them one by one.
-        for (const q of batch) await this.store.appendAudit([q.write]).then(q.resolve, q.reject);
+        for (const q of batch) {
+          const single = performance.now();
+          await this.store.appendAudit([q.write]).then(() => {
+            q.resolve();
+            this.committed(1, single);
+          }, q.reject);
+          this.inFlight -= 1;
+        }
       }
+      this.inFlight = 0;
       for (const listener of this.appendedListeners) listener();
     }
     this.flushing = false;
+  }
+
+  private committed(entries: number, startedMs: number): void {
+    const seconds = (performance.now() - startedMs) / 1000;
+    // A listener's fault must not look like a failed commit (which would write the batch again).
+    for (const listener of this.committedListeners) {
+      try {
+        listener(entries, seconds);
+      } catch (error) {
+        this.logger.error({ err: error }, "an audit commit listener failed");
+      }
+    }
   }
 }

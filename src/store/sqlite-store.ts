@@ -5,11 +5,13 @@
  */
 import fs from "node:fs";
 import Database from "better-sqlite3";
-import { CamelCasePlugin, Kysely, SqliteDialect, sql } from "kysely";
+import { CamelCasePlugin, CompiledQuery, Kysely, SqliteDialect, SqliteDriver, sql } from "kysely";
+import type { DatabaseConnection, Driver, SqliteDialectConfig } from "kysely";
 import { GatehouseError } from "../protocol/errors.js";
 import { enrollTokenRefusal } from "../protocol/enroll-token-refusal.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
 import { KyselyTokenStore } from "./token-store.js";
+import { SqliteAuditWriter } from "./sqlite-audit-writer.js";
 import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
 import type { TokenStore } from "./token-types.js";
 import type {
@@ -112,12 +114,22 @@ function patch<T extends object>(
 export class KyselyStore implements Store {
   readonly tokens: TokenStore;
 
-  /** @param options.scrubFreedPages the dialect's way to erase freed bytes (see KyselyTokenStore). */
+  private readonly auditWriter: Pick<SqliteAuditWriter, "append" | "close"> | undefined;
+
+  /**
+   * @param options.scrubFreedPages the dialect's way to erase freed bytes (see KyselyTokenStore).
+   * @param options.auditWriter appends audit batches in place of this connection (off the event
+   * loop: see sqlite-audit-writer.ts); without one, appendAudit writes through Kysely.
+   */
   constructor(
     private readonly db: Kysely<Tables>,
-    options: { scrubFreedPages?: () => Promise<void> } = {},
+    options: {
+      scrubFreedPages?: () => Promise<void>;
+      auditWriter?: Pick<SqliteAuditWriter, "append" | "close">;
+    } = {},
   ) {
     this.tokens = new KyselyTokenStore(db, options.scrubFreedPages);
+    this.auditWriter = options.auditWriter;
   }
 
   async migrate(): Promise<void> {
@@ -125,6 +137,7 @@ export class KyselyStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.auditWriter?.close();
     await this.db.destroy();
   }
 
@@ -336,6 +349,7 @@ export class KyselyStore implements Store {
       .execute();
   }
 
+
   async closeAllOpenSessions(at: string, reason: string): Promise<number> {
     const result = await this.db
       .updateTable("sessions")
@@ -384,6 +398,7 @@ export class KyselyStore implements Store {
     // order. Transactions on this store are serialised, so two batches can never chain to the same
     // head. (A PostgreSQL store needs a row lock on the head for the same guarantee across gateways.)
     if (writes.length === 0) return [];
+    if (this.auditWriter) return this.auditWriter.append(writes);
     return this.db.transaction().execute(async (trx) => {
       const head = await trx
         .selectFrom("audit_events")
@@ -637,10 +652,37 @@ export async function openSqliteStore(file: string): Promise<Store> {
     throw error;
   }
   const db = new Kysely<Tables>({
-    dialect: new SqliteDialect({ database: sqlite }),
+    dialect: new ImmediateSqliteDialect({ database: sqlite }),
     plugins: [new CamelCasePlugin()],
   });
-  return new KyselyStore(db, { scrubFreedPages: () => scrubSqliteFile(db) });
+  // A file's audit appends go through a writer thread with its own connection; an in-memory
+  // database (tests) is private to this connection, so it keeps the in-thread path.
+  return new KyselyStore(db, {
+    scrubFreedPages: () => scrubSqliteFile(db),
+    ...(file === ":memory:" ? {} : { auditWriter: new SqliteAuditWriter(file) }),
+  });
+}
+
+/**
+ * Transactions that take the write lock at BEGIN (BEGIN IMMEDIATE). The audit writer commits from
+ * another connection at any moment; a deferred transaction that read before that commit could not
+ * upgrade to a write afterwards (SQLITE_BUSY_SNAPSHOT, no retry), so a registration would fail.
+ * Taking the lock first makes such a transaction wait for the writer's commit (busy_timeout) instead.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly settings: SqliteDialectConfig) {
+    super(settings);
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.settings);
+  }
+}
+
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+  }
 }
 
 /**
