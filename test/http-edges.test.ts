@@ -141,7 +141,7 @@ describe("GET /metrics", () => {
     const reply = await get("/metrics");
     expect(reply.status).toBe(200);
     expect(reply.headers).toMatch(/content-type: text\/plain; version=0\.0\.4/i);
-    expect(reply.body).toMatch(/^gatehouse_sessions 0$/m);
+    expect(reply.body).toMatch(/^gatehouse_node_sessions_open 0$/m);
     expect(reply.body).toMatch(/^process_open_fds \d+$/m);
   });
 

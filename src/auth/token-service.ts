@@ -28,7 +28,17 @@ export interface TokenServiceOptions {
   refreshTtlMs: number;
   devices: DeviceLookup;
   now: () => Date;
+  /** Told of each verification's result and each API key revoked (the gateway's metrics); none by default. */
+  metrics?: TokenMetrics;
 }
+
+/** What the token service reports to the gateway's metrics (GatewayMetrics satisfies it). */
+export interface TokenMetrics {
+  tokenVerified(result: "cache_hit" | "cache_miss" | "refused"): void;
+  revoked(kind: "api_key"): void;
+}
+
+const NO_METRICS: TokenMetrics = { tokenVerified: () => undefined, revoked: () => undefined };
 
 /** RFC 8705 certificate thumbprint: base64url SHA-256 of the DER certificate. */
 export function certificateThumbprint(der: Uint8Array): string {
@@ -79,8 +89,11 @@ export class TokenService {
   private readonly verified = new Map<string, AccessTokenClaims>();
   private readonly apiKeys = new Map<string, ApiKeyRecord>();
   private readonly revokedFamilies = new Set<string>();
+  private readonly metrics: TokenMetrics;
 
-  constructor(private readonly options: TokenServiceOptions) {}
+  constructor(private readonly options: TokenServiceOptions) {
+    this.metrics = options.metrics ?? NO_METRICS;
+  }
 
   async load(): Promise<void> {
     this.apiKeys.clear();
@@ -98,7 +111,23 @@ export class TokenService {
 
   // Bearer access tokens --------------------------------------------------------------------
 
+  /**
+   * The principal a bearer access token (RFC 6750, a JWT per RFC 9068) stands for.
+   * @throws GatehouseError `invalid_token`, `token_expired`, `device_revoked`, … (each counted as refused).
+   */
   async authenticateBearer(token: string, peerThumbprint: string | undefined): Promise<Principal> {
+    const cached = this.verified.has(token);
+    try {
+      const principal = await this.verifyBearer(token, peerThumbprint);
+      this.metrics.tokenVerified(cached ? "cache_hit" : "cache_miss");
+      return principal;
+    } catch (error) {
+      this.metrics.tokenVerified("refused");
+      throw error;
+    }
+  }
+
+  private async verifyBearer(token: string, peerThumbprint: string | undefined): Promise<Principal> {
     const now = this.options.now();
     let claims = this.verified.get(token);
     if (claims && claims.exp + CLOCK_LEEWAY_SECONDS <= now.getTime() / 1000) {
@@ -451,6 +480,7 @@ export class TokenService {
       reason,
     );
     if (updated) this.apiKeys.set(updated.keyId, updated);
+    if (updated && !key.revokedAt) this.metrics.revoked("api_key");
     // Families minted with the key were revoked in the same transaction; mirror that in memory.
     const since = new Date(0).toISOString();
     for (const family of await this.options.store.listRevokedFamilies(since))

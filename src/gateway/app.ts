@@ -6,6 +6,7 @@ import fastify, {
   type FastifyReply,
 } from "fastify";
 import websocket from "@fastify/websocket";
+import type { TLSSocket } from "node:tls";
 import { GatehouseError, refusesCaller } from "../protocol/errors.js";
 import { MAX_SESSION_MESSAGE_BYTES } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
@@ -81,6 +82,7 @@ export async function buildGatewayApp(
     // Bad percent-encoding and over-long path parameters, which fastify would answer itself.
     frameworkErrors: (error, request, reply: FastifyReply) => {
       const gatehouseError = toGatehouseError(error);
+      ctx.metrics.refused(gatehouseError.code);
       // No hook runs for these answers: the dashboard's headers are set here.
       addDashboardSecurityHeaders(request, reply);
       return reply.code(gatehouseError.status).send(gatehouseError.toBody());
@@ -108,8 +110,10 @@ export async function buildGatewayApp(
     },
   });
 
+  // Every error a route or hook throws is answered here, so here it is counted, once, by its code.
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const gatehouseError = toGatehouseError(error);
+    ctx.metrics.refused(gatehouseError.code);
     if (gatehouseError.code === "internal_error") {
       request.log.error({ err: error, route: request.url }, "request failed");
     } else if (refusesCaller(gatehouseError.code)) {
@@ -127,6 +131,7 @@ export async function buildGatewayApp(
       `no route ${request.method} ${request.url}`,
       "Check the method and the path: the API lives under /api/v1, and `GET /health` answers without a credential.",
     );
+    ctx.metrics.refused(error.code);
     return reply.code(404).send(error.toBody());
   });
 
@@ -138,6 +143,12 @@ export async function buildGatewayApp(
   // 1009) only bounds the memory one frame can take.
   await app.register(websocket, { options: { maxPayload: 16 * MAX_SESSION_MESSAGE_BYTES } });
   installHttpEdges(app);
+  // Handshakes are counted on the server itself: a failed one never reaches a route. Node's https
+  // server still forwards each tlsClientError to clientErrorHandler; this listener only counts.
+  app.server.on("secureConnection", (socket: TLSSocket) =>
+    ctx.metrics.tlsHandshake(socket.isSessionReused()),
+  );
+  app.server.on("tlsClientError", () => ctx.metrics.tlsHandshakeFailed());
   registerDashboard(app, ctx, options.webDir === undefined ? {} : { webDir: options.webDir });
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);

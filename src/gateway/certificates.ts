@@ -144,7 +144,7 @@ export class CertificateService {
   private async issueFor(
     device: DeviceRecord,
     csrPem: unknown,
-    event: string,
+    event: "cert.renew" | "cert.reissue",
     address: string,
   ): Promise<CertificateResponse> {
     const csr = await verifyCsr(csrPem);
@@ -183,6 +183,7 @@ export class CertificateService {
     // The live sessions of this device were opened with the old certificate; the device just
     // proved it holds the key again, so they live on until the new certificate expires.
     this.ctx.sessions.extendCredential(device.deviceId, issued.notAfter);
+    this.ctx.metrics.certificateIssued(event === "cert.renew" ? "renewal" : "reissue");
     this.ctx.audit.recordInBackground({
       type: event,
       outcome: "success",

@@ -6,6 +6,7 @@ import { GatehouseError } from "../protocol/errors.js";
 import { enrollTokenRefusal } from "../protocol/enroll-token-refusal.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { EnrollTokenRecord, Store } from "../store/types.js";
+import type { GatewayMetrics } from "./metrics.js";
 
 /** The longest an enroll token lives (`enroll create --expires`), in ms: 30 days. */
 export const ENROLL_TOKEN_MAX_LIFETIME_MS = 30 * 86_400_000;
@@ -38,6 +39,8 @@ export class EnrollTokenService {
     private readonly pepper: Buffer,
     private readonly audit: AuditLog,
     private readonly now: () => Date,
+    /** Counts revocations. */
+    private readonly metrics: Pick<GatewayMetrics, "revoked">,
   ) {}
 
   async create(
@@ -112,8 +115,11 @@ export class EnrollTokenService {
   }
 
   async revoke(tokenId: string, actor: string): Promise<EnrollTokenRecord> {
-    const record = await this.store.revokeEnrollToken(tokenId, this.now().toISOString());
+    const at = this.now().toISOString();
+    const record = await this.store.revokeEnrollToken(tokenId, at);
     if (!record) throw new GatehouseError("not_found", `no enroll token ${tokenId}`);
+    // Revoking a revoked token again changes nothing and is not counted.
+    if (record.revokedAt === at) this.metrics.revoked("enroll_token");
     await this.audit.record({ type: "enroll-token.revoke", outcome: "success", actor, subject: tokenId });
     return record;
   }

@@ -48,37 +48,81 @@ const EXEC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 /** Seconds: one group commit (with fsync) takes from half a millisecond to about a second on a slow disk. */
 const AUDIT_COMMIT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
-/** Something with an `inc()`: a pre-bound label child of a counter. */
-interface Incrementable {
-  inc(value?: number): void;
-}
 /** Something with an `observe()`: a pre-bound label child of a histogram. */
 interface Observable {
   observe(value: number): void;
 }
 
 /**
- * Pre-binds one child per label value, so recording is a map read and an add, and every series
- * shows in a scrape (as 0) before its first event: a rate() over it then starts from a sample.
+ * A counter whose label takes values from a fixed list. Recording adds to a plain array (no label
+ * hashing, no allocation on the hot path); each scrape copies the totals into the prom-client
+ * counter. Every value shows in a scrape from the start, at 0, so a rate() over it starts from a
+ * sample. A value outside the list is ignored: the types keep callers to the list.
  */
-function childrenOf<L extends string>(counter: Counter<string>, values: readonly L[]): Map<L, Incrementable> {
-  return new Map(values.map((value) => [value, counter.labels(value)] as const));
+class FixedCounter<L extends string> {
+  private readonly totals: number[];
+  private readonly index: Map<L, number>;
+
+  constructor(
+    registers: Registry[],
+    config: { name: string; help: string; labelName: string; values: readonly L[] },
+  ) {
+    const { name, help, labelName, values } = config;
+    const totals = values.map(() => 0);
+    this.totals = totals;
+    this.index = new Map(values.map((value, i) => [value, i] as const));
+    new Counter({
+      name,
+      help,
+      labelNames: [labelName],
+      registers,
+      collect() {
+        this.reset();
+        values.forEach((value, i) => this.inc({ [labelName]: value }, totals[i]));
+      },
+    });
+  }
+
+  inc(value: L, by = 1): void {
+    const i = this.index.get(value);
+    if (i !== undefined) this.totals[i]! += by;
+  }
+}
+
+/** A counter without labels, kept as a plain number and copied in at each scrape. */
+class PlainCounter {
+  private total = 0;
+
+  constructor(registers: Registry[], config: { name: string; help: string }) {
+    const read = () => this.total;
+    new Counter({
+      ...config,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+
+  inc(by = 1): void {
+    this.total += by;
+  }
 }
 
 export class GatewayMetrics {
   private readonly registry = new Registry();
-  private readonly handshakesFull: Incrementable;
-  private readonly handshakesResumed: Incrementable;
-  private readonly handshakeFailures: Incrementable;
-  private readonly refusals: Map<ErrorCode, Incrementable>;
-  private readonly registrations: Map<RegistrationOutcome, Incrementable>;
-  private readonly certificates: Map<CertificateIssueKind, Incrementable>;
-  private readonly revocations: Map<RevocationKind, Incrementable>;
-  private readonly tokenVerifications: Map<TokenVerificationResult, Incrementable>;
+  private readonly handshakes: FixedCounter<"true" | "false">;
+  private readonly handshakeFailures: PlainCounter;
+  private readonly refusals: FixedCounter<ErrorCode>;
+  private readonly registrations: FixedCounter<RegistrationOutcome>;
+  private readonly certificates: FixedCounter<CertificateIssueKind>;
+  private readonly revocations: FixedCounter<RevocationKind>;
+  private readonly tokenVerifications: FixedCounter<TokenVerificationResult>;
   private readonly execDuration: Histogram<"outcome">;
   private readonly execByOutcome = new Map<string, Observable>();
   private readonly auditCommitDuration: Histogram;
-  private readonly auditEntries: Counter;
+  private readonly auditEntries: PlainCounter;
 
   /** @param sources read at each scrape (cheap getters; they must not throw). */
   constructor(sources: MetricSources) {
@@ -102,59 +146,46 @@ export class GatewayMetrics {
       },
     });
 
-    const handshakes = new Counter({
+    this.handshakes = new FixedCounter(registers, {
       name: "gatehouse_tls_handshakes_total",
       help: "TLS handshakes completed on the gateway's port, by whether the session was resumed.",
-      labelNames: ["resumed"],
-      registers,
+      labelName: "resumed",
+      values: ["false", "true"],
     });
-    this.handshakesFull = handshakes.labels("false");
-    this.handshakesResumed = handshakes.labels("true");
-    this.handshakeFailures = new Counter({
+    this.handshakeFailures = new PlainCounter(registers, {
       name: "gatehouse_tls_handshake_failures_total",
       help: "TLS handshakes that failed before a request could be read (client errors, timeouts).",
-      registers,
     });
-
-    const refusals = new Counter({
+    this.refusals = new FixedCounter(registers, {
       name: "gatehouse_refusals_total",
-      help: "Requests, sessions and frames refused, by error catalogue code.",
-      labelNames: ["code"],
-      registers,
+      help: "Requests, sessions and frames answered with a catalogue error, by its code.",
+      labelName: "code",
+      values: Object.keys(ERROR_CATALOGUE) as ErrorCode[],
     });
-    this.refusals = childrenOf(refusals, Object.keys(ERROR_CATALOGUE) as ErrorCode[]);
-
-    const registrations = new Counter({
+    this.registrations = new FixedCounter(registers, {
       name: "gatehouse_registrations_total",
       help: "Device registrations by outcome: pending created, approved, denied, expired, refused.",
-      labelNames: ["outcome"],
-      registers,
+      labelName: "outcome",
+      values: REGISTRATION_OUTCOMES,
     });
-    this.registrations = childrenOf(registrations, REGISTRATION_OUTCOMES);
-
-    const certificates = new Counter({
+    this.certificates = new FixedCounter(registers, {
       name: "gatehouse_certificates_issued_total",
       help: "Client certificates issued, by kind: initial (on approval), renewal, reissue.",
-      labelNames: ["kind"],
-      registers,
+      labelName: "kind",
+      values: CERTIFICATE_KINDS,
     });
-    this.certificates = childrenOf(certificates, CERTIFICATE_KINDS);
-
-    const revocations = new Counter({
+    this.revocations = new FixedCounter(registers, {
       name: "gatehouse_revocations_total",
       help: "Revocations, by what was revoked.",
-      labelNames: ["kind"],
-      registers,
+      labelName: "kind",
+      values: REVOCATION_KINDS,
     });
-    this.revocations = childrenOf(revocations, REVOCATION_KINDS);
-
-    const tokenVerifications = new Counter({
+    this.tokenVerifications = new FixedCounter(registers, {
       name: "gatehouse_token_verifications_total",
       help: "Bearer token verifications, by result: verdict from the cache, full verify, refused.",
-      labelNames: ["result"],
-      registers,
+      labelName: "result",
+      values: TOKEN_RESULTS,
     });
-    this.tokenVerifications = childrenOf(tokenVerifications, TOKEN_RESULTS);
 
     this.execDuration = new Histogram({
       name: "gatehouse_exec_duration_seconds",
@@ -163,7 +194,7 @@ export class GatewayMetrics {
       buckets: EXEC_BUCKETS,
       registers,
     });
-    for (const outcome of EXEC_OUTCOMES) this.execByOutcome.set(outcome, this.execDuration.labels(outcome));
+    for (const outcome of EXEC_OUTCOMES) this.execChild(outcome);
 
     this.auditCommitDuration = new Histogram({
       name: "gatehouse_audit_commit_duration_seconds",
@@ -171,16 +202,26 @@ export class GatewayMetrics {
       buckets: AUDIT_COMMIT_BUCKETS,
       registers,
     });
-    this.auditEntries = new Counter({
+    this.auditEntries = new PlainCounter(registers, {
       name: "gatehouse_audit_entries_total",
       help: "Audit entries committed.",
-      registers,
     });
+  }
+
+  /** The exec histogram's child for an outcome, bound (and shown at 0) on first use. */
+  private execChild(outcome: string): Observable {
+    let child = this.execByOutcome.get(outcome);
+    if (!child) {
+      this.execDuration.zero({ outcome });
+      child = this.execDuration.labels(outcome);
+      this.execByOutcome.set(outcome, child);
+    }
+    return child;
   }
 
   /** A TLS handshake completed; `resumed` from `socket.isSessionReused()` (RFC 8446 §2.2). */
   tlsHandshake(resumed: boolean): void {
-    (resumed ? this.handshakesResumed : this.handshakesFull).inc();
+    this.handshakes.inc(resumed ? "true" : "false");
   }
 
   /** A TLS handshake failed (the server's `tlsClientError`). */
@@ -190,22 +231,22 @@ export class GatewayMetrics {
 
   /** One request, session or frame refused with a catalogue code. */
   refused(code: ErrorCode): void {
-    this.refusals.get(code)?.inc();
+    this.refusals.inc(code);
   }
 
   /** One registration reached an outcome. */
   registration(outcome: RegistrationOutcome): void {
-    this.registrations.get(outcome)?.inc();
+    this.registrations.inc(outcome);
   }
 
   /** One client certificate issued. */
   certificateIssued(kind: CertificateIssueKind): void {
-    this.certificates.get(kind)?.inc();
+    this.certificates.inc(kind);
   }
 
   /** One device, API key, enroll token or certificate revoked. */
   revoked(kind: RevocationKind): void {
-    this.revocations.get(kind)?.inc();
+    this.revocations.inc(kind);
   }
 
   /**
@@ -214,12 +255,7 @@ export class GatewayMetrics {
    * @param seconds wall time from the request's arrival to its answer.
    */
   execFinished(outcome: string, seconds: number): void {
-    let child = this.execByOutcome.get(outcome);
-    if (!child) {
-      child = this.execDuration.labels(outcome);
-      this.execByOutcome.set(outcome, child);
-    }
-    child.observe(seconds);
+    this.execChild(outcome).observe(seconds);
   }
 
   /**
@@ -234,7 +270,7 @@ export class GatewayMetrics {
 
   /** One bearer token verification ended. */
   tokenVerified(result: TokenVerificationResult): void {
-    this.tokenVerifications.get(result)?.inc();
+    this.tokenVerifications.inc(result);
   }
 
   /** The Content-Type of {@link render}'s text (Prometheus text format 0.0.4). */

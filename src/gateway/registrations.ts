@@ -27,6 +27,7 @@ import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { EnrollTokenService } from "./enroll-tokens.js";
 import type { EventHub } from "./events.js";
+import type { CertificateIssueKind, GatewayMetrics } from "./metrics.js";
 
 export interface RegistrationDeps {
   store: Store;
@@ -41,6 +42,8 @@ export interface RegistrationDeps {
   now: () => Date;
   /** Told of every change to a device's registration state (the dashboard's `devices` notice). */
   events?: Pick<EventHub, "emit">;
+  /** Counts registrations by outcome, certificates issued and devices revoked. */
+  metrics: Pick<GatewayMetrics, "registration" | "certificateIssued" | "revoked">;
 }
 
 const POLL_AFTER_MS = 2000;
@@ -58,7 +61,23 @@ function newUserCode(): string {
 export class RegistrationService {
   constructor(private readonly deps: RegistrationDeps) {}
 
+  /**
+   * A node asks to register: a pending request (waiting for an admin), or approved at once (an
+   * enroll token, or a key already approved). Every refusal, whatever its code, counts as a
+   * `refused` registration.
+   * @throws GatehouseError `invalid_csr`, `device_revoked`, `device_denied`, `rate_limited` (the
+   *   pending cap), an enroll token's refusal, …
+   */
   async enroll(request: EnrollRequest, address: string | null): Promise<EnrollResponse> {
+    try {
+      return await this.decideEnrollment(request, address);
+    } catch (error) {
+      if (error instanceof GatehouseError) this.deps.metrics.registration("refused");
+      throw error;
+    }
+  }
+
+  private async decideEnrollment(request: EnrollRequest, address: string | null): Promise<EnrollResponse> {
     const { store, devices, config, audit, now } = this.deps;
     const csr = await verifyCsr(request.csr);
     const at = now();
@@ -124,7 +143,7 @@ export class RegistrationService {
         registration,
         approval: { role: existing.role, at: at.toISOString(), certificate, expectedStatus: "approved" },
       });
-      const approved = await this.approved(result, existing.role, "self (approved key)");
+      const approved = await this.approved(result, existing.role, "self (approved key)", "reissue");
       return this.enrollResponse(approved.registration, csr.keyFingerprint);
     }
 
@@ -211,6 +230,7 @@ export class RegistrationService {
       throw new Error(`registration ${registration.requestId} was ${result.outcome}`);
     devices.remember(result.device);
     await audit.record(enrolled);
+    this.deps.metrics.registration("pending");
     this.changed();
     this.deps.logger.info(
       { deviceId: csr.deviceId, userCode: formatUserCode(registration.userCode), address },
@@ -243,6 +263,7 @@ export class RegistrationService {
     if (!reg) throw new GatehouseError("not_found", `no registration request ${requestId}`);
     if (reg.status === "pending" && reg.expiresAt <= now().toISOString()) {
       await store.updateRegistration(requestId, { status: "expired" });
+      this.deps.metrics.registration("expired");
       reg = { ...reg, status: "expired" };
       this.changed();
     }
@@ -326,6 +347,7 @@ export class RegistrationService {
     } catch (error) {
       if (error instanceof GatehouseError && error.code === "registration_expired") {
         await this.deps.store.updateRegistration(registration.requestId, { status: "expired" });
+        this.deps.metrics.registration("expired");
         this.changed();
       }
       throw error;
@@ -373,15 +395,21 @@ export class RegistrationService {
     };
   }
 
-  /** After an approval has committed: the cache, the audit trail and the log learn of it. */
+  /**
+   * After an approval has committed: the cache, the audit trail, the log and the metrics learn of it.
+   * @param certificateKind `reissue` when an already approved key registered again.
+   */
   private async approved(
     result: RegistrationOutcome,
     role: string,
     actor: string,
+    certificateKind: CertificateIssueKind = "initial",
   ): Promise<Extract<RegistrationOutcome, { outcome: "approved" }>> {
     if (result.outcome !== "approved") throw new Error(`the approval was ${result.outcome}`);
     const { device, certificate } = result;
     this.deps.devices.remember(device);
+    this.deps.metrics.registration("approved");
+    this.deps.metrics.certificateIssued(certificateKind);
     await this.deps.audit.record({
       type: "device.approve",
       outcome: "success",
@@ -425,6 +453,7 @@ export class RegistrationService {
       subject: device.deviceId,
       details: { reason: reason ?? null },
     });
+    this.deps.metrics.registration("denied");
     this.changed();
     return updated!;
   }
@@ -467,6 +496,7 @@ export class RegistrationService {
       updatedAt: at,
     });
     const sessionsClosed = this.deps.sessions.closeDevice(device.deviceId, 4403, "device_revoked");
+    if (device.status !== "revoked") this.deps.metrics.revoked("device");
     // And at the TLS layer: the new CRL marks its certificates revoked in every later handshake.
     await this.deps.tls.issueCrls();
     await this.deps.audit.record({

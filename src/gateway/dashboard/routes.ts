@@ -102,6 +102,8 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
         ? { credential: "login_link", fingerprint: fingerprintPrefix(secretHash(token)) }
         : { credential: "none" };
       recordRefusal(ctx, request, error);
+      // Answered here as a page, not by the error handler, so counted here.
+      ctx.metrics.refused(error.code);
       return reply
         .code(error.status)
         .header("content-type", "text/html; charset=utf-8")
