@@ -2,7 +2,7 @@ import { fingerprintPrefix } from "../pki/fingerprint.js";
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Principal } from "../auth/roles.js";
-import { GatehouseError, closeCodeFor } from "../protocol/errors.js";
+import { GatehouseError, closeCodeFor, type ErrorCode } from "../protocol/errors.js";
 import { setLongTimeout, type LongTimer } from "../protocol/long-timer.js";
 import { MAX_SESSION_MESSAGE_BYTES, nodeMessageSchema, type GatewayMessage } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
@@ -10,6 +10,18 @@ import { closeFirmly, type LiveSession } from "./sessions.js";
 
 function send(socket: WebSocket, message: GatewayMessage): void {
   socket.send(JSON.stringify(message));
+}
+
+/**
+ * Ends a session for a catalogue reason, counted as a refusal: the close code is the catalogue's
+ * (4400–4408 in RFC 6455 §7.4.2's private range, 1009 for an oversized message), the reason the
+ * code itself. `firmly` cuts the connection if the peer does not answer the close in time.
+ */
+function refuseSession(ctx: GatewayContext, socket: WebSocket, code: ErrorCode, firmly = false): void {
+  // Counted once: a session already closing (a second idle check, say) is not refused again.
+  if (socket.readyState === socket.OPEN) ctx.metrics.refused(code);
+  if (firmly) closeFirmly(socket, closeCodeFor(code), code);
+  else socket.close(closeCodeFor(code), code);
 }
 
 /**
@@ -27,7 +39,7 @@ export function runNodeSession(
     // The device was checked before the upgrade; a revocation may have landed since.
     const current = ctx.devices.get(principal.deviceId);
     if (current?.status !== "approved") {
-      closeFirmly(socket, 4403, current?.status === "revoked" ? "device_revoked" : "device_denied");
+      refuseSession(ctx, socket, current?.status === "revoked" ? "device_revoked" : "device_denied", true);
       return;
     }
   }
@@ -99,7 +111,7 @@ export function runNodeSession(
     // The session ends with its credential: a token (unless refreshed here) or a certificate.
     // A credential may live longer than one Node timer holds (30-day certificates): a long timer.
     const reason = principal.kind === "certificate" ? "cert_expired" : "token_expired";
-    expiryTimer = setLongTimeout(() => closeFirmly(socket, 4401, reason), delay, { unref: true });
+    expiryTimer = setLongTimeout(() => refuseSession(ctx, socket, reason, true), delay, { unref: true });
   };
   armExpiry(principal.expiresAt);
   if (principal.kind === "certificate") session.setCredentialExpiry = armExpiry;
@@ -108,7 +120,7 @@ export function runNodeSession(
   const idleCheck = setInterval(
     () => {
       if (ctx.now().getTime() - session.lastHeartbeat.getTime() > ctx.config.sessions.heartbeatTimeout) {
-        socket.close(4408, "heartbeat_timeout");
+        refuseSession(ctx, socket, "heartbeat_timeout");
       }
     },
     Math.min(ctx.config.sessions.heartbeatInterval, 5000),
@@ -121,7 +133,7 @@ export function runNodeSession(
       .authenticateBearer(accessToken, opened.thumbprint)
       .then((fresh) => {
         if (fresh.subject !== previous.subject) {
-          socket.close(4403, "insufficient_scope");
+          refuseSession(ctx, socket, "insufficient_scope");
           return;
         }
         principal = fresh;
@@ -138,14 +150,14 @@ export function runNodeSession(
           code,
           details: { route: "/api/v1/connect (token_refresh)", credential: "access_token" },
         });
-        socket.close(closeCodeFor(code), code);
+        refuseSession(ctx, socket, code);
       });
   };
 
   socket.on("message", (data, isBinary) => {
     if (messageBytes(data) > MAX_SESSION_MESSAGE_BYTES) {
       log.warn({ bytes: messageBytes(data) }, "oversized message on the node session");
-      socket.close(closeCodeFor("payload_too_large"), "payload_too_large");
+      refuseSession(ctx, socket, "payload_too_large");
       return;
     }
     let parsed: unknown;
@@ -157,7 +169,7 @@ export function runNodeSession(
     const result = nodeMessageSchema.safeParse(parsed);
     if (!result.success) {
       log.warn("malformed message on the node session");
-      socket.close(4400, "invalid_request");
+      refuseSession(ctx, socket, "invalid_request");
       return;
     }
     const message = result.data;

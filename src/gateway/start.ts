@@ -114,9 +114,14 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     const background = new BackgroundWrites();
     const audit = new AuditLog(store, logger, now, (work) => background.track(work));
     audit.onAppended(() => events.emit("audit"));
+    const metrics = new GatewayMetrics({
+      liveSessions: () => sessions.all().length,
+      auditQueueDepth: () => audit.queueDepth,
+    });
+    audit.onCommitted((entries, seconds) => metrics.auditCommitted(entries, seconds));
     // A configured hash key (kept outside the home, by reference) wins over the home's key file.
     const pepper = secrets.hashKey ?? loadOrCreatePepper(home);
-    const enrollTokens = new EnrollTokenService(store, pepper, audit, now);
+    const enrollTokens = new EnrollTokenService(store, pepper, audit, now, metrics);
     const tokens = new TokenService({
       store: store.tokens,
       signingKeys,
@@ -126,6 +131,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       refreshTtlMs: config.tokens.refreshTtl,
       devices: (id) => devices.get(id),
       now,
+      metrics,
     });
     await tokens.load();
     const ctx: GatewayContext = {
@@ -138,11 +144,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       devices,
       sessions,
       audit,
-      metrics: new GatewayMetrics({
-        liveSessions: () => sessions.all().length,
-        // The audit log's own queue depth takes this place once it keeps one; until then nothing waits.
-        auditQueueDepth: () => 0,
-      }),
+      metrics,
       logger,
       now,
       enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
@@ -164,6 +166,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
         logger,
         now,
         events,
+        metrics,
       }),
     };
 
