@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import { GatehouseError, isErrorCode } from "../protocol/errors.js";
 import { judgeExecAnswer, quoteNodeText } from "./exec-answer.js";
 import { resolveNodeTarget } from "./node-target.js";
@@ -83,6 +84,14 @@ export class ExecBroker {
     );
   }
 
+  /**
+   * Runs `command` with `args` on the node an operator named and answers with its result. The
+   * exec.request entry is made durable while the command is in flight (the two overlap), and the
+   * answer comes only once both it and the exec.result entry (with the history row) are on disk.
+   * @throws GatehouseError `node_not_found`, `node_offline`, `exec_timeout`, `command_not_allowed`
+   * and the other verdicts of exec-answer.ts; `unavailable` (or `internal_error`) when either
+   * entry could not be written — never a success that is not audited.
+   */
   async run(
     principal: Principal,
     idOrName: string,
@@ -91,15 +100,23 @@ export class ExecBroker {
     timeoutMs: number,
   ): Promise<ExecResponse> {
     const { deviceId, session } = this.findSession(idOrName);
+    const started = performance.now();
     const execId = "exe_" + randomBytes(12).toString("hex");
     const requestedAt = this.ctx.now();
-    await this.ctx.audit.record({
-      type: "exec.request",
-      outcome: "success",
-      actor: principal.subject,
-      subject: deviceId,
-      details: { execId, command, argc: args.length, timeoutMs },
-    });
+    // Not awaited here: the command goes out while its request entry is being committed. The
+    // result entry is queued after it, so the chain keeps request before result.
+    const requestDurable = this.ctx.audit
+      .record({
+        type: "exec.request",
+        outcome: "success",
+        actor: principal.subject,
+        subject: deviceId,
+        details: { execId, command, argc: args.length, timeoutMs },
+      })
+      .then(
+        () => undefined,
+        (error: unknown) => auditFailure(this.ctx, error, execId),
+      );
 
     const request: ExecRequest = {
       type: "exec",
@@ -125,7 +142,7 @@ export class ExecBroker {
         }, timeoutMs + REPORT_GRACE_MS);
         timer.unref();
         this.pending.set(execId, { session, resolve, reject, timer });
-        // The session may have closed while the request was being audited: say so at once.
+        // The session may have closed since it was looked up: say so at once.
         const gone = () => {
           if (!this.pending.delete(execId)) return;
           clearTimeout(timer);
@@ -147,7 +164,7 @@ export class ExecBroker {
     const code = failure?.code ?? verdict?.code ?? null;
     const outcome = result?.outcome ?? (failure?.code === "exec_timeout" ? "timeout" : "failed");
     // The history row and its audit entry go to disk in one commit, before the operator hears back.
-    await this.ctx.audit.record(
+    const resultDurable = this.ctx.audit.record(
       {
         type: "exec.result",
         outcome: result?.outcome === "completed" ? "success" : "failure",
@@ -178,6 +195,16 @@ export class ExecBroker {
         code,
       },
     );
+    const [requestFailure, resultFailure] = await Promise.all([
+      requestDurable,
+      resultDurable.then(
+        () => undefined,
+        (error: unknown) => auditFailure(this.ctx, error, execId),
+      ),
+    ]);
+    const unaudited = requestFailure ?? resultFailure;
+    this.ctx.metrics.execFinished(unaudited ? "unaudited" : outcome, (performance.now() - started) / 1000);
+    if (unaudited) throw unaudited;
 
     if (failure) throw failure;
     const answered = result!;
@@ -197,6 +224,20 @@ export class ExecBroker {
       ...(verdict?.code ? { code: verdict.code } : {}),
     };
   }
+}
+
+/**
+ * An audit entry that could not be made durable: the exec is answered with this error, never a
+ * success. The store's own refusals (`unavailable`) pass as they are; anything else is a fault.
+ */
+function auditFailure(ctx: GatewayContext, error: unknown, execId: string): GatehouseError {
+  if (error instanceof GatehouseError) return error;
+  ctx.logger.error({ err: error, execId }, "the audit entry of an exec could not be written");
+  return new GatehouseError(
+    "internal_error",
+    `the command's audit entry could not be written (exec ${execId}); its result is not reported`,
+    "Check the gateway's log; `gatehouse nodes history NODE` shows what ran.",
+  );
 }
 
 /**
