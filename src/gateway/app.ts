@@ -78,7 +78,7 @@ export async function buildGatewayApp(
     bodyLimit: 256 * 1024,
     // Errors Node's TLS layer and HTTP parser find before any route runs: a catalogue answer when
     // there is an HTTP session to answer in, and a destroyed connection in every case.
-    clientErrorHandler: onClientError,
+    clientErrorHandler: (error, socket) => onClientError(error, socket, ctx.metrics),
     // Bad percent-encoding and over-long path parameters, which fastify would answer itself.
     frameworkErrors: (error, request, reply: FastifyReply) => {
       const gatehouseError = toGatehouseError(error);
@@ -142,7 +142,7 @@ export async function buildGatewayApp(
   // oversized one is closed with its code as the reason; ws's own limit (which closes with a bare
   // 1009) only bounds the memory one frame can take.
   await app.register(websocket, { options: { maxPayload: 16 * MAX_SESSION_MESSAGE_BYTES } });
-  installHttpEdges(app);
+  installHttpEdges(app, ctx.metrics);
   // Handshakes are counted on the server itself: a failed one never reaches a route. Node's https
   // server still forwards each tlsClientError to clientErrorHandler; this listener only counts.
   app.server.on("secureConnection", (socket: TLSSocket) =>

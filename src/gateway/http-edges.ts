@@ -12,6 +12,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { GatehouseError } from "../protocol/errors.js";
+import type { GatewayMetrics } from "./metrics.js";
+
+/** Where the refusals answered here are counted, by catalogue code. */
+type RefusalCounter = Pick<GatewayMetrics, "refused">;
 
 /**
  * How long an answered connection may go on sending before it is destroyed. Reading (and
@@ -75,16 +79,16 @@ function answerInFlight(socket: Duplex): boolean {
 }
 
 /** What to say to a client whose HTTP request Node's parser refused; undefined: say nothing. */
-function answerForClientError(code: string | undefined): string | undefined {
+function answerForClientError(code: string | undefined): GatehouseError | undefined {
   if (code === "HPE_HEADER_OVERFLOW") {
     // 431 (RFC 6585 §5): it is the headers, not the body, that are too large.
-    return rawAnswer(new GatehouseError("headers_too_large", "the request headers are larger than 16 KiB"));
+    return new GatehouseError("headers_too_large", "the request headers are larger than 16 KiB");
   }
   if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
-    return rawAnswer(new GatehouseError("invalid_request", "the request did not arrive in time"));
+    return new GatehouseError("invalid_request", "the request did not arrive in time");
   }
   if (code?.startsWith("HPE_")) {
-    return rawAnswer(new GatehouseError("invalid_request", "the request is not valid HTTP"));
+    return new GatehouseError("invalid_request", "the request is not valid HTTP");
   }
   // TLS failures, handshake timeouts, resets: there is no HTTP session to answer in.
   return undefined;
@@ -95,11 +99,14 @@ function answerForClientError(code: string | undefined): string | undefined {
  * timeout, bytes that are not TLS, a failed handshake) here as well as the HTTP parser's errors.
  * The first get a destroyed socket, the second a catalogue answer and then a destroyed socket.
  */
-export function onClientError(error: Error, socket: Duplex): void {
+export function onClientError(error: Error, socket: Duplex, metrics: RefusalCounter): void {
   if (givenUp.has(socket)) return;
   const answer = answerForClientError((error as NodeJS.ErrnoException).code);
-  if (answer === undefined || !socket.writable || answerInFlight(socket)) return destroyConnection(socket);
-  closeWithAnswer(socket, answer);
+  if (answer === undefined) return destroyConnection(socket);
+  // A refused request counts whether or not its answer can still be written.
+  metrics.refused(answer.code);
+  if (!socket.writable || answerInFlight(socket)) return destroyConnection(socket);
+  closeWithAnswer(socket, rawAnswer(answer));
 }
 
 /**
@@ -109,9 +116,10 @@ export function onClientError(error: Error, socket: Duplex): void {
  * (an empty 400; the server must be built with `requireHostHeader: false` for this hook to see it).
  * Call after @fastify/websocket is registered and before any route is.
  */
-export function installHttpEdges(app: FastifyInstance): void {
+export function installHttpEdges(app: FastifyInstance, metrics: RefusalCounter): void {
   app.server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
     const error = new GatehouseError("invalid_request", "only `Expect: 100-continue` is supported");
+    metrics.refused(error.code);
     const body = JSON.stringify(error.toBody());
     response.writeHead(error.status, {
       "content-type": "application/json; charset=utf-8",
@@ -121,12 +129,14 @@ export function installHttpEdges(app: FastifyInstance): void {
     response.end(body);
   });
   app.server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
+    metrics.refused("invalid_request");
     closeWithAnswer(
       socket,
       rawAnswer(new GatehouseError("invalid_request", "CONNECT is not supported here")),
     );
   });
   app.websocketServer.on("wsClientError", (error: Error, socket: Duplex) => {
+    metrics.refused("invalid_request");
     closeWithAnswer(
       socket,
       rawAnswer(new GatehouseError("invalid_request", `not a valid WebSocket upgrade: ${error.message}`)),
