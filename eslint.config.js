@@ -32,6 +32,29 @@ export default tseslint.config(
     },
   },
   {
+    // `gatehouse --help`, `--version` and a wrong flag load only the command definitions: these
+    // files import commander and a few small modules, and a command's implementation is loaded
+    // with import() when it runs (lazyAction in src/cli/run.ts). test/cli-lazy.test.ts checks it.
+    files: ["src/cli/main.ts", "src/cli/*-commands.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              // Anything but commander and these small modules: output.ts, run.ts and the rest are
+              // checked to import nothing heavy by test/cli-lazy.test.ts.
+              regex:
+                "^(?!(commander|\\./(run|output|target-options|log-format-option|[a-z-]+-commands)\\.js|\\.\\./protocol/version\\.js)$)",
+              message:
+                "Command definitions stay cheap: load what a command does with lazyAction(() => import(...)) (src/cli/run.ts).",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Everything the CLI prints goes through src/cli/output.ts, which filters what a terminal
     // would act on: text from nodes and registrations must never reach it raw.
     files: ["src/cli/**/*.ts"],

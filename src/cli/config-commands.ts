@@ -1,66 +1,7 @@
 import { Command } from "commander";
-import {
-  homeParties,
-  GATEWAY_SECRET_SETTINGS,
-  NODE_SECRET_SETTINGS,
-  explainConfig,
-  gatewayConfigSchema,
-  loadGatewayConfig,
-  loadNodeConfig,
-  nodeConfigSchema,
-  shortLifetimesAllowed,
-  SHORT_LIFETIMES_WARNING,
-  type ExplainedSetting,
-} from "../config/index.js";
-import { action } from "./run.js";
-import { printJson, table, printText } from "./output.js";
+import { lazyAction } from "./run.js";
 
-export interface ExplainedHome {
-  kind: "gateway" | "node";
-  file: string;
-  settings: ExplainedSetting[];
-  /** What the environment changes about how this file is read (tests' short lifetimes). */
-  warnings?: string[];
-}
-
-/** The config of each party whose file is in this home, explained; flags as a run would get them. */
-export function explainHome(
-  home: string,
-  flags: { listen?: string; gateway?: string } = {},
-): ExplainedHome[] {
-  const parties = homeParties(home);
-  const homes: ExplainedHome[] = [];
-  if (parties.gateway) {
-    const loaded = loadGatewayConfig(home, flags.listen ? { listen: flags.listen } : {});
-    homes.push({
-      kind: "gateway",
-      file: loaded.file,
-      settings: explainConfig(loaded, gatewayConfigSchema, GATEWAY_SECRET_SETTINGS),
-      ...(shortLifetimesAllowed() ? { warnings: [SHORT_LIFETIMES_WARNING] } : {}),
-    });
-  }
-  if (parties.node) {
-    const loaded = loadNodeConfig(home, flags.gateway ? { gatewayUrl: flags.gateway } : {});
-    homes.push({
-      kind: "node",
-      file: loaded.file,
-      settings: explainConfig(loaded, nodeConfigSchema, NODE_SECRET_SETTINGS),
-    });
-  }
-  return homes;
-}
-
-function text(value: unknown): string {
-  return typeof value === "string" ? value : JSON.stringify(value);
-}
-
-function origin(setting: ExplainedSetting): string {
-  const from = setting.source === "file" ? `file ${setting.file}` : setting.source;
-  if (!setting.shadowed) return from;
-  const hidden = setting.shadowed.source === "file" ? `${setting.shadowed.file}` : setting.shadowed.source;
-  return `${from} (over ${text(setting.shadowed.value)} from ${hidden})`;
-}
-
+/** The `config` commands; what each does is in config-actions.ts, loaded when it runs. */
 export function configCommands(): Command {
   const config = new Command("config").description("this home's configuration");
   config
@@ -68,28 +9,6 @@ export function configCommands(): Command {
     .description("every effective setting, its value (secrets as their reference) and where it came from")
     .option("--listen <host:port>", "as `gateway start --listen` would see it")
     .option("--gateway <url>", "as `node test-connection --gateway` would see it")
-    .action(
-      action(async (ctx, options: { listen?: string; gateway?: string }) => {
-        const homes = explainHome(ctx.home, options);
-        if (ctx.json) {
-          printJson({ home: ctx.home, configs: homes });
-          return;
-        }
-        for (const explained of homes) {
-          printText(`${explained.kind}: ${explained.file}\n`);
-          printText(
-            table(
-              ["SETTING", "VALUE", "FROM"],
-              explained.settings.map((s) => [
-                s.key + (s.secret ? " (secret)" : ""),
-                text(s.value),
-                origin(s),
-              ]),
-            ),
-          );
-          for (const warning of explained.warnings ?? []) printText(`warning: ${warning}\n`);
-        }
-      }),
-    );
+    .action(lazyAction(async () => (await import("./config-actions.js")).configExplain));
   return config;
 }

@@ -1,45 +1,8 @@
 import { Command } from "commander";
-import { AdminClient } from "./admin-client.js";
-import { action } from "./run.js";
-import { ago, printJson, table, printText } from "./output.js";
-import { withTarget, type TargetOptions } from "./target-options.js";
-import { checkLifetime } from "./validate.js";
+import { lazyAction } from "./run.js";
+import { withTarget } from "./target-options.js";
 
-interface KeyView {
-  keyId: string;
-  prefix: string;
-  name: string;
-  role: string;
-  createdAt: string;
-  expiresAt: string | null;
-  revokedAt: string | null;
-  replacedBy: string | null;
-  graceUntil: string | null;
-  lastUsedAt: string | null;
-}
-
-function keyState(key: KeyView): string {
-  if (key.revokedAt) return "revoked";
-  if (key.graceUntil)
-    return key.graceUntil <= new Date().toISOString() ? "rotated" : `rotating (until ${key.graceUntil})`;
-  if (key.expiresAt && key.expiresAt <= new Date().toISOString()) return "expired";
-  return "active";
-}
-
-function printSecret(key: KeyView, secret: string): void {
-  printText(
-    [
-      `✓ API key ${key.prefix} (${key.name}, role ${key.role})`,
-      ``,
-      `  ${secret}`,
-      ``,
-      `This is the only time the key is shown: store it in your secret manager now.`,
-      `Exchange it for an access token with: gatehouse token --api-key-file FILE`,
-      ``,
-    ].join("\n"),
-  );
-}
-
+/** The `keys` commands; what each does is in keys-actions.ts, loaded when it runs. */
 export function keysCommands(): Command {
   const keys = new Command("keys").description("admin: API keys for scripts and operators");
 
@@ -50,45 +13,10 @@ export function keysCommands(): Command {
       .requiredOption("--name <name>", "what the key is for")
       .requiredOption("--role <role>", "node, viewer, operator or admin")
       .option("--expires <duration>", "e.g. 90d; default: no expiry"),
-  ).action(
-    action(async (ctx, options: TargetOptions & { name: string; role: string; expires?: string }) => {
-      checkLifetime("--expires", options.expires);
-      const client = AdminClient.fromHome(ctx.home, options);
-      const body = {
-        name: options.name,
-        role: options.role,
-        ...(options.expires ? { expires: options.expires } : {}),
-      };
-      const result = await client.post<{ key: KeyView; apiKey: string }>("/api/v1/keys", body);
-      if (ctx.json) printJson(result);
-      else printSecret(result.key, result.apiKey);
-    }),
-  );
+  ).action(lazyAction(async () => (await import("./keys-actions.js")).keysCreate));
 
   withTarget(keys.command("list").description("list API keys (never their secrets)")).action(
-    action(async (ctx, options: TargetOptions) => {
-      const { keys: list } = await AdminClient.fromHome(ctx.home, options).get<{ keys: KeyView[] }>(
-        "/api/v1/keys",
-      );
-      if (ctx.json) printJson({ keys: list });
-      else
-        printText(
-          list.length
-            ? table(
-                ["KEY", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"],
-                list.map((k) => [
-                  k.prefix,
-                  k.name,
-                  k.role,
-                  keyState(k),
-                  ago(k.createdAt),
-                  k.expiresAt ?? "never",
-                  ago(k.lastUsedAt),
-                ]),
-              )
-            : "no API keys\n",
-        );
-    }),
+    lazyAction(async () => (await import("./keys-actions.js")).keysList),
   );
 
   withTarget(
@@ -97,20 +25,7 @@ export function keysCommands(): Command {
       .description("revoke an API key and every token minted with it")
       .argument("<key>")
       .option("--reason <text>", "why"),
-  ).action(
-    action(async (ctx, id: string, options: TargetOptions & { reason?: string }) => {
-      const client = AdminClient.fromHome(ctx.home, options);
-      const result = await client.post<{ key: KeyView }>(
-        `/api/v1/keys/${encodeURIComponent(id)}/revoke`,
-        options.reason ? { reason: options.reason } : {},
-      );
-      if (ctx.json) printJson(result);
-      else
-        printText(
-          `✓ revoked ${result.key.prefix} (${result.key.name}); its refresh tokens are revoked too\n`,
-        );
-    }),
-  );
+  ).action(lazyAction(async () => (await import("./keys-actions.js")).keysRevoke));
 
   withTarget(
     keys
@@ -122,45 +37,19 @@ export function keysCommands(): Command {
         "how long the old key stays valid (at least 1m, or 0 to end it at once)",
         "24h",
       ),
-  ).action(
-    action(async (ctx, id: string, options: TargetOptions & { grace: string }) => {
-      checkLifetime("--grace", options.grace, { allowZero: true });
-      const client = AdminClient.fromHome(ctx.home, options);
-      const result = await client.post<{ key: KeyView; apiKey: string; previous: KeyView }>(
-        `/api/v1/keys/${encodeURIComponent(id)}/rotate`,
-        { grace: options.grace },
-      );
-      if (ctx.json) printJson(result);
-      else {
-        printSecret(result.key, result.apiKey);
-        printText(`The old key ${result.previous.prefix} stops at ${result.previous.graceUntil}.\n`);
-      }
-    }),
-  );
+  ).action(lazyAction(async () => (await import("./keys-actions.js")).keysRotate));
 
   return keys;
 }
 
+/** The `rotate` commands; what each does is in keys-actions.ts, loaded when it runs. */
 export function rotateCommands(): Command {
   const rotate = new Command("rotate").description("admin: rotations without downtime");
   withTarget(
     rotate
       .command("signing-key")
       .description("sign new tokens with a new key; the old key verifies until its last token expires"),
-  ).action(
-    action(async (ctx, options: TargetOptions) => {
-      const result = await AdminClient.fromHome(ctx.home, options).post<{
-        kid: string;
-        previous: string[];
-        previousVerifyUntil: string;
-      }>("/api/v1/signing-keys/rotate");
-      if (ctx.json) printJson(result);
-      else
-        printText(
-          `✓ new signing key ${result.kid}; ${result.previous.join(", ") || "the old key"} keeps verifying until ${result.previousVerifyUntil}\n`,
-        );
-    }),
-  );
+  ).action(lazyAction(async () => (await import("./keys-actions.js")).rotateSigningKey));
   withTarget(
     rotate
       .command("ca")
@@ -170,28 +59,6 @@ export function rotateCommands(): Command {
         "how long both CAs are trusted (at least the client certificate lifetime)",
         "7d",
       ),
-  ).action(
-    action(async (ctx, options: TargetOptions & { overlap: string }) => {
-      checkLifetime("--overlap", options.overlap);
-      const result = await AdminClient.fromHome(ctx.home, options).post<{
-        previousFingerprint: string;
-        nextFingerprint: string;
-        retireAt: string;
-        sessionsNotified: number;
-      }>("/api/v1/ca/rotate", { overlap: options.overlap });
-      if (ctx.json) printJson(result);
-      else
-        printText(
-          [
-            `✓ new CA ${result.nextFingerprint}`,
-            `  the previous CA ${result.previousFingerprint} stays trusted until ${result.retireAt}`,
-            `  ${result.sessionsNotified} connected node(s) notified; others learn it when they connect or renew`,
-            `  until then the server certificate stays with the previous CA: new nodes pin ${result.previousFingerprint.slice(0, 19)}…,`,
-            `  from then on ${result.nextFingerprint.slice(0, 19)}…`,
-            "",
-          ].join("\n"),
-        );
-    }),
-  );
+  ).action(lazyAction(async () => (await import("./keys-actions.js")).rotateCa));
   return rotate;
 }

@@ -5,11 +5,6 @@ import { escapeUnsafe, safeJson } from "../protocol/safe-text.js";
 /** `json`: one pino JSON document per line (for log collectors); `pretty`: one readable line per entry. */
 export type LogFormat = "json" | "pretty";
 
-export const LOG_FORMAT_OPTION = [
-  "--log-format <format>",
-  "json or pretty (default: pretty on a terminal, json otherwise)",
-] as const;
-
 /**
  * The format the long-running commands log in: the flag when given, else readable lines when
  * standard output is a terminal and JSON when it is a pipe or a file (what a service manager or a

@@ -19,6 +19,17 @@ export const EXIT_EXEC_OWN_FAILURE = 125;
 export class UsageError extends Error {}
 
 /**
+ * The exit status this CLI gives for a remote command's exit code: the code itself when a process
+ * can exit with it (0–255), otherwise 1. A node reporting 256 or -1 must not make `nodes exec`
+ * exit 0 (a process's status keeps only the low 8 bits), nor a Windows status over 255 look like
+ * success; no exit code at all (a signal) is a failure too. The CLI's own failures are not
+ * decided here: they exit EXIT_EXEC_OWN_FAILURE (125).
+ */
+export function localExitStatus(remote: number | null): number {
+  return remote !== null && Number.isInteger(remote) && remote >= 0 && remote <= 255 ? remote : 1;
+}
+
+/**
  * Every line this CLI prints for a person goes through here (stdout), or printNotice (stderr):
  * the one place where text from nodes, registrations and the gateway is filtered for the
  * terminal. The only exception is a command's own output in `nodes exec` (passThrough).

@@ -31,6 +31,21 @@ export function action<A extends unknown[]>(
   };
 }
 
+/**
+ * `action()` for an implementation that lives in a module of its own, loaded only when the command
+ * runs. The command definitions (names, options, help text) load nothing but commander, so
+ * `gatehouse --help`, `--version` and a wrong flag never pay for fastify, SQLite, x509 or jose;
+ * a command pays only for what it uses. A failure to load the module is rendered as any other
+ * failure (internal_error, exit 1).
+ * @param load resolves to the implementation, e.g. `async () => (await import("./x-actions.js")).run`.
+ */
+export function lazyAction<A extends unknown[]>(
+  load: () => Promise<(ctx: CommandContext, ...args: A) => Promise<void>>,
+  options: { failureStatus?: number } = {},
+) {
+  return action<A>(async (ctx, ...args) => (await load())(ctx, ...args), options);
+}
+
 /** "gatehouse devices list": the names of a command and its parents, as typed. */
 function commandPath(command: Command): string {
   const names: string[] = [];

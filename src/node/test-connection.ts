@@ -2,17 +2,24 @@ import { existsSync, readFileSync } from "node:fs";
 import dns from "node:dns/promises";
 import net from "node:net";
 import path from "node:path";
-import WebSocket from "ws";
+import { createRequire } from "node:module";
+import type WebSocketClass from "ws";
 import { NODE_FILES, describeSecret, loadNodeConfig, resolveSecret, vaultAccess } from "../config/index.js";
 import { AccessTokenSource } from "./access-tokens.js";
 import { GatehouseError, isErrorCode, type ErrorCode } from "../protocol/errors.js";
 import type { HealthResponse } from "../protocol/messages.js";
 import { readPresentedChain, verifyPresentedChain } from "../client/ca-pin.js";
-import { certificatesOfBundle, sha256Fingerprint } from "../pki/index.js";
+// Not the pki barrel: it loads @peculiar/x509, which a diagnosis has no use for (start-up time).
+import { certificatesOfBundle } from "../pki/ca-rotation.js";
+import { sha256Fingerprint } from "../pki/fingerprint.js";
 import { describeNetworkError, requestJson, type TlsClientOptions } from "../client/https-json.js";
 import { explainMissingCertificate, readRegistrationFile } from "./registration-state.js";
 import { ClockSkewError, NTP_HINT, SKEW_TOLERANCE_MS, describeSkew } from "../client/clock-skew.js";
 import { nameCredentialRefusal, type CredentialSource } from "../client/credential-source.js";
+
+// ws is CommonJS: require() loads it as such, where an ESM import makes Node translate each of its
+// files for ESM first; that took about a fifth of `node test-connection`'s start-up CPU.
+const WebSocket = createRequire(import.meta.url)("ws") as typeof WebSocketClass;
 
 export const LAYERS = [
   "config",

@@ -1,8 +1,11 @@
-import { X509Certificate, verify as verifySignature } from "node:crypto";
-import { subtle } from "./x509.js";
+import { X509Certificate, verify as verifySignature, webcrypto } from "node:crypto";
 import { sha256Fingerprint } from "./fingerprint.js";
 import type { CertificateAuthority } from "./authority.js";
 import { GatehouseError } from "../protocol/errors.js";
+
+// Node's WebCrypto, not @peculiar/x509's re-export of it: checking a CA bundle or a succession
+// (a node, `node test-connection`) must not load the x509 library and its polyfill.
+const subtle = webcrypto.subtle as unknown as SubtleCrypto;
 
 /** A rotation as the gateway announces it; `nextSignature` lets a node that pinned the new CA trust the previous one. */
 export interface CaRotationEvidence {

@@ -1,0 +1,121 @@
+/**
+ * What the `gateway` commands do, loaded only when one runs (their definitions are in
+ * gateway-commands.ts).
+ */
+import { addServerNames, gatewayHomeExists, type GatewayInitResult } from "../gateway/home.js";
+import { initAndStartGateway, initGatewayHomeOrNothing } from "../gateway/first-start.js";
+import { describeGatewayHome, unreachableNamesWarning, type GatewayInfo } from "../gateway/info.js";
+import { startGateway, type RunningGateway } from "../gateway/start.js";
+import { livePid } from "../gateway/listen-address.js";
+import type { CommandContext } from "./run.js";
+import { checkListen, checkSans } from "./validate.js";
+import { chooseLogFormat, logDestination } from "./logger.js";
+import { fields, printJson, printNotice, printText } from "./output.js";
+
+function printInit(result: GatewayInitResult): void {
+  printNotice(
+    [
+      `✓ Gateway home created at ${result.home}`,
+      `  gateway id:      ${result.gatewayId}`,
+      `  CA fingerprint:  ${result.caFingerprint}`,
+      `  listen:          ${result.listen}`,
+      ``,
+      `Register a node (on the node's machine):`,
+      `  ${result.registerCommand}`,
+      ``,
+    ].join("\n"),
+  );
+}
+
+/** The lines `gateway info` prints, and `gateway start` repeats once it listens. */
+function infoLines(info: GatewayInfo): string {
+  const previous = info.previousCaFingerprint
+    ? `${info.previousCaFingerprint} (trusted until ${info.previousCaRetiresAt ?? "the rotation ends"})`
+    : undefined;
+  return (
+    fields([
+      ["gateway id", info.gatewayId],
+      ["home", info.home],
+      ["listen", info.listen],
+      ["CA fingerprint", info.caFingerprint],
+      ["previous CA", previous],
+      ["server names", info.serverNames.join(", ")],
+    ]) + `\nRegister a node (on the node's machine):\n  ${info.registerCommand}\n`
+  );
+}
+
+/** `gateway init`: creates the home (CA, server certificate, admin credential, config, database). */
+export async function gatewayInit(
+  ctx: CommandContext,
+  options: { listen: string; name?: string; san?: string[] },
+): Promise<void> {
+  checkListen("--listen", options.listen);
+  checkSans(options.san);
+  const result = await initGatewayHomeOrNothing(ctx.home, {
+    listen: options.listen,
+    name: options.name,
+    sans: options.san,
+  });
+  if (ctx.json) printJson(result);
+  else printInit(result);
+}
+
+/** `gateway start`: serves until SIGINT or SIGTERM; creates the home first if there is none. */
+export async function gatewayStart(
+  ctx: CommandContext,
+  options: { listen?: string; logFormat?: string },
+): Promise<void> {
+  checkListen("--listen", options.listen);
+  const flags = options.listen ? { listen: options.listen } : {};
+  const start = {
+    flags,
+    logDestination: logDestination(chooseLogFormat(options.logFormat), ["gatewayId"]),
+  };
+  let running: RunningGateway;
+  if (gatewayHomeExists(ctx.home)) {
+    running = await startGateway(ctx.home, start);
+  } else {
+    // Printed only once the gateway listens: a start that fails leaves no home and no claim of one.
+    const first = await initAndStartGateway(ctx.home, flags, start);
+    running = first.running;
+    if (!ctx.json) printNotice(`✓ Gateway home created at ${first.created.home}\n`);
+  }
+  if (!ctx.json) {
+    const info = describeGatewayHome(ctx.home, flags);
+    printNotice(`✓ Gateway started: ${running.url}\n${infoLines(info)}\n`);
+  }
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      running.ctx.logger.info({ signal }, "shutting down");
+      running.close().then(resolve, resolve);
+    };
+    process.once("SIGINT", shutdown);
+    process.once("SIGTERM", shutdown);
+  });
+}
+
+/** `gateway info`: id, address, CA fingerprint(s) and the `node register` line. */
+export async function gatewayInfo(ctx: CommandContext, options: { listen?: string }): Promise<void> {
+  checkListen("--listen", options.listen);
+  const info = describeGatewayHome(ctx.home, options.listen ? { listen: options.listen } : {});
+  const warning = unreachableNamesWarning(info.listen, info.serverNames);
+  if (ctx.json) printJson({ ...info, ...(warning ? { warning } : {}) });
+  else printText(infoLines(info) + (warning ? `\n! ${warning}\n` : ""));
+}
+
+/** `gateway add-name NAMES...`: adds server names; the certificate is re-issued at the next start. */
+export async function gatewayAddName(ctx: CommandContext, names: string[]): Promise<void> {
+  checkSans(names, "name");
+  const result = addServerNames(ctx.home, names);
+  // The certificate is re-issued at start: a running gateway serves the old one until then.
+  const pid = livePid(ctx.home);
+  if (ctx.json) printJson({ ...result, restartNeeded: result.added.length > 0 && pid !== undefined });
+  else if (!result.added.length) printText(`✓ gateway.json already names ${names.join(", ")}\n`);
+  else
+    printText(
+      `✓ added ${result.added.join(", ")} to sans in gateway.json\n` +
+        (pid
+          ? `  The running gateway (pid ${pid}) serves its old certificate until it restarts: stop it and run \`gatehouse gateway start\` again.\n`
+          : "  The next `gatehouse gateway start` re-issues the server certificate with it.\n"),
+    );
+}
