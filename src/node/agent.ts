@@ -19,7 +19,7 @@ import {
 } from "./backoff.js";
 import { CredentialKeeper } from "./credential-keeper.js";
 import type { CaRotationNotice, ExecRequest } from "../protocol/messages.js";
-import { runExecRequest, runningCommands, stopRunningCommands } from "./executor.js";
+import { isBuiltinStatus, runExecRequest, runningCommands, stopRunningCommands } from "./executor.js";
 import type { AccessToken, AccessTokenSource } from "./access-tokens.js";
 
 export type AgentState = "connecting" | "connected" | "backoff" | "stopped";
@@ -419,9 +419,13 @@ export class NodeAgent extends EventEmitter {
           argc: request.args.length,
           outcome: result.outcome,
         };
-        // The node's own record of what it was asked to do, refused or not.
+        // The node's own record of what it was asked to do, refused or not. The built-in status
+        // runs nothing and monitoring may poll it many times a second: its line is debug, so a
+        // busy node does not pay a log write per probe; every program it runs stays at info.
         if (result.outcome === "refused")
           this.logger.warn({ ...fields, code: result.code }, `refused to run ${request.command}`);
+        else if (isBuiltinStatus(request.command, allow))
+          this.logger.debug({ ...fields, durationMs: result.durationMs }, `answered ${request.command}`);
         else
           this.logger.info(
             { ...fields, exitCode: result.exitCode, durationMs: result.durationMs },

@@ -7,6 +7,34 @@ import { setLongTimeout } from "../protocol/long-timer.js";
 /** Always allowed: what the node is, without running anything. */
 export const BUILTIN_STATUS = "status";
 
+/** Whether `command` is answered by the built-in status (no process), not by a program of that name. */
+export function isBuiltinStatus(command: string, allow: readonly string[]): boolean {
+  return command === BUILTIN_STATUS && !allow.includes(BUILTIN_STATUS);
+}
+
+/** How long the status document is reused: its figures are whole seconds and a load average. */
+const STATUS_TTL_MS = 1000;
+let statusCache: { at: number; stdout: string } | undefined;
+
+/**
+ * The built-in status's output (base64 of one JSON line): host name, platform, version, uptime in
+ * seconds, load average. Built at most once a second — monitoring may ask many times a second,
+ * and each build costs three system calls and an encoding.
+ */
+function statusOutput(): string {
+  const at = performance.now();
+  if (statusCache && at - statusCache.at < STATUS_TTL_MS) return statusCache.stdout;
+  const status = {
+    hostname: os.hostname(),
+    platform: `${process.platform}-${process.arch}`,
+    version: GATEHOUSE_VERSION,
+    uptimeSeconds: Math.round(os.uptime()),
+    loadAverage: os.loadavg(),
+  };
+  statusCache = { at, stdout: Buffer.from(JSON.stringify(status) + "\n").toString("base64") };
+  return statusCache.stdout;
+}
+
 const MAX_CONCURRENT = 8;
 /** After the command exits, how long its output may still arrive from what it left behind. */
 const EXIT_GRACE_MS = 500;
@@ -94,19 +122,12 @@ function result(request: ExecRequest, fields: Omit<ExecResult, "type" | "id">): 
 export async function runExecRequest(request: ExecRequest, allow: readonly string[]): Promise<ExecResult> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
-  if (request.command === BUILTIN_STATUS && !allow.includes(BUILTIN_STATUS)) {
-    const status = {
-      hostname: os.hostname(),
-      platform: `${process.platform}-${process.arch}`,
-      version: GATEHOUSE_VERSION,
-      uptimeSeconds: Math.round(os.uptime()),
-      loadAverage: os.loadavg(),
-    };
+  if (isBuiltinStatus(request.command, allow)) {
     return result(request, {
       outcome: "completed",
       exitCode: 0,
       signal: null,
-      stdout: Buffer.from(JSON.stringify(status) + "\n").toString("base64"),
+      stdout: statusOutput(),
       stderr: "",
       durationMs: elapsed(),
     });
