@@ -1,7 +1,7 @@
 import type { TLSSocket } from "node:tls";
-import { createHash } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
 import { GatehouseError } from "../protocol/errors.js";
-import { deviceIdOfCertificate, sha256Fingerprint } from "../pki/fingerprint.js";
+import { certificateDigests, deviceIdOfCertificate } from "../pki/fingerprint.js";
 import { scopesForRole, type Principal } from "./roles.js";
 
 const DEVICE_URI_PREFIX = "URI:urn:gatehouse:device:";
@@ -33,12 +33,12 @@ const identities = new WeakMap<TLSSocket, PeerIdentity>();
 const keyDeviceIds = new Map<string, string>();
 const KEY_DEVICE_ID_CACHE_SIZE = 10_000;
 
-function keyDeviceId(certFingerprint: string, der: Buffer): string | undefined {
+function keyDeviceId(certFingerprint: string, cert: X509Certificate): string | undefined {
   const known = keyDeviceIds.get(certFingerprint);
   if (known) return known;
   let deviceId: string;
   try {
-    deviceId = deviceIdOfCertificate(der);
+    deviceId = deviceIdOfCertificate(cert);
   } catch {
     return undefined;
   }
@@ -52,6 +52,10 @@ function keyDeviceId(certFingerprint: string, der: Buffer): string | undefined {
 /**
  * Reads the peer certificate of a TLS socket accepted with `requestCert: true,
  * rejectUnauthorized: false`, so that a refused certificate gets a named error instead of a reset.
+ * Computed once per connection (cached on the socket): one `getPeerX509Certificate()` and one
+ * SHA-256 pass over the DER, which gives both the fingerprint and the RFC 8705 thumbprint.
+ * The trust verdict (chain, CRL, validity) is OpenSSL's, made during the handshake and read here
+ * from `socket.authorized` / `socket.authorizationError`.
  */
 export function peerIdentity(socket: TLSSocket): PeerIdentity {
   const cached = identities.get(socket);
@@ -61,11 +65,20 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity {
   return identity;
 }
 
+/**
+ * The peer's certificate as a lazily parsed X509Certificate: only the fields read below are
+ * decoded. (`getPeerCertificate()` would build the whole legacy object, public key and SHA-1,
+ * SHA-256 and SHA-512 fingerprints included, on every connection.)
+ */
+function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
+  return typeof socket.getPeerX509Certificate === "function" ? socket.getPeerX509Certificate() : undefined;
+}
+
 function readPeerIdentity(socket: TLSSocket): PeerIdentity {
-  const peer = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate() : undefined;
-  if (!peer || !peer.raw) return {};
-  const fingerprint = sha256Fingerprint(peer.raw);
-  const uri = (peer.subjectaltname ?? "").split(", ").find((name) => name.startsWith(DEVICE_URI_PREFIX));
+  const peer = peerCertificate(socket);
+  if (!peer) return {};
+  const { fingerprint, thumbprint } = certificateDigests(peer.raw);
+  const uri = (peer.subjectAltName ?? "").split(", ").find((name) => name.startsWith(DEVICE_URI_PREFIX));
   const claimedDeviceId = uri?.slice(DEVICE_URI_PREFIX.length);
   if (!socket.authorized) {
     const reason = String(socket.authorizationError ?? "unknown");
@@ -73,7 +86,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
       return {
         fingerprint,
         ...(claimedDeviceId ? { claimedDeviceId } : {}),
-        error: new GatehouseError("cert_expired", `the client certificate expired at ${peer.valid_to}`),
+        error: new GatehouseError("cert_expired", `the client certificate expired at ${peer.validTo}`),
       };
     }
     if (reason === "CERT_REVOKED") {
@@ -93,7 +106,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
         ...(claimedDeviceId ? { claimedDeviceId } : {}),
         error: new GatehouseError(
           "cert_untrusted",
-          `the client certificate is not valid before ${peer.valid_from}`,
+          `the client certificate is not valid before ${peer.validFrom}`,
           "Check this machine's clock.",
         ),
       };
@@ -112,7 +125,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
       error: new GatehouseError("cert_untrusted", "the client certificate names no Gatehouse device"),
     };
   }
-  if (keyDeviceId(fingerprint, peer.raw) !== claimedDeviceId) {
+  if (keyDeviceId(fingerprint, peer) !== claimedDeviceId) {
     // A device is its key: a certificate whose key is not the one its device id is derived from
     // (issued before keys were canonicalised, for a second encoding of a known key) is refused.
     return {
@@ -128,8 +141,8 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
   return {
     deviceId: claimedDeviceId,
     fingerprint,
-    thumbprint: createHash("sha256").update(peer.raw).digest("base64url"),
-    validTo: new Date(peer.valid_to),
+    thumbprint,
+    validTo: new Date(peer.validTo),
   };
 }
 

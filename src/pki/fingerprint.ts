@@ -31,6 +31,18 @@ export function sha256Fingerprint(der: Uint8Array | ArrayBuffer): string {
 }
 
 /**
+ * A certificate's two identities from one SHA-256 pass over its DER bytes: the fingerprint that
+ * logs and the store use (`sha256:` + lower-case hex, as {@link sha256Fingerprint}) and the
+ * RFC 8705 §3.1 `x5t#S256` thumbprint that binds tokens to it (base64url without padding,
+ * RFC 7515 §2). Both are needed for every client certificate the gateway sees, so they are computed
+ * together instead of hashing the certificate once per form.
+ */
+export function certificateDigests(der: Uint8Array): { fingerprint: string; thumbprint: string } {
+  const digest = createHash("sha256").update(der).digest();
+  return { fingerprint: "sha256:" + digest.toString("hex"), thumbprint: digest.toString("base64url") };
+}
+
+/**
  * The one encoding of a public key that identifies it: SubjectPublicKeyInfo DER (RFC 5280 §4.1)
  * as OpenSSL writes it by default — an EC point uncompressed (SEC 1 §2.3.3, `04 || X || Y`) under
  * its named curve. The same key arrives in other encodings (a compressed or hybrid point, BER
@@ -88,14 +100,15 @@ export function deviceIdFromSpki(spki: Uint8Array | ArrayBuffer): string {
 }
 
 /**
- * The device id of the key a certificate certifies (DER of an X.509 certificate), computed over
- * the canonical SPKI like every other key identity.
+ * The device id of the key a certificate certifies (DER of an X.509 certificate, or one already
+ * parsed), computed over the canonical SPKI like every other key identity.
  * @throws GatehouseError `invalid_request` when the bytes are not a certificate with a public key.
  */
-export function deviceIdOfCertificate(der: Uint8Array): string {
+export function deviceIdOfCertificate(der: Uint8Array | X509Certificate): string {
   let spki: Buffer;
   try {
-    spki = new X509Certificate(der).publicKey.export({ type: "spki", format: "der" });
+    const cert = der instanceof X509Certificate ? der : new X509Certificate(der);
+    spki = cert.publicKey.export({ type: "spki", format: "der" });
   } catch {
     throw new GatehouseError("invalid_request", "the certificate is not well-formed X.509");
   }
