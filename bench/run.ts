@@ -39,6 +39,7 @@ const BENCHMARKS: { name: string; run: (settings: BenchSettings) => Promise<Benc
   { name: "validate-rate", run: validateRate.run },
   { name: "mtls-handshake", run: mtlsHandshake.run },
   { name: "exec-roundtrip", run: execRoundTrip.run },
+  { name: "sessions", run: async (settings) => (await import("./sessions.js")).run(settings) },
 ];
 
 /** The whole run is cut off after this, whatever hangs (the whole bench is meant to take < 10 min). */

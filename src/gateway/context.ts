@@ -4,6 +4,7 @@ import type { Store } from "../store/types.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
+import type { SessionJournal } from "./session-journal.js";
 import type { RegistrationService } from "./registrations.js";
 import type { RateLimiter } from "./rate-limit.js";
 import type { BackgroundWrites } from "./background.js";
@@ -31,6 +32,8 @@ export interface GatewayContext {
   enrollTokens: EnrollTokenService;
   devices: DeviceDirectory;
   sessions: SessionRegistry;
+  /** The sessions table and devices' last seen, written in batches (session-journal.ts). */
+  sessionJournal: SessionJournal;
   registrations: RegistrationService;
   enrollLimiter: RateLimiter;
   background: BackgroundWrites;

@@ -127,6 +127,15 @@ export class DeviceDirectory {
     this.devices.set(device.deviceId, device);
   }
 
+  /**
+   * A device's last seen time and address, already written by the session journal's batch: the
+   * cached record follows without another read. A null address keeps the last one known.
+   */
+  noteSeen(deviceId: string, lastSeen: string, address: string | null): void {
+    const device = this.devices.get(deviceId);
+    if (device) this.devices.set(deviceId, { ...device, lastSeen, ...(address === null ? {} : { address }) });
+  }
+
   async update(deviceId: string, patch: Partial<Omit<DeviceRecord, "deviceId" | "createdAt">>) {
     const updated = await this.store.updateDevice(deviceId, patch);
     if (updated) this.remember(updated);

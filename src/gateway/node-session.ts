@@ -3,7 +3,6 @@ import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Principal } from "../auth/roles.js";
 import { GatehouseError, closeCodeFor, type ErrorCode } from "../protocol/errors.js";
-import { setLongTimeout, type LongTimer } from "../protocol/long-timer.js";
 import { MAX_SESSION_MESSAGE_BYTES, nodeMessageSchema, type GatewayMessage } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
 import { closeFirmly, type LiveSession } from "./sessions.js";
@@ -25,9 +24,11 @@ function refuseSession(ctx: GatewayContext, socket: WebSocket, code: ErrorCode, 
 }
 
 /**
- * One open node session: registers it, answers heartbeats, closes it when it goes quiet (4408) or
- * when its bearer token expires without a refresh on the session (4401 token_expired), and records
- * its start and end.
+ * One open node session: registers it, answers heartbeats, and records its start and end. The
+ * registry closes it when it goes quiet (4408) or when its credential expires without a refresh on
+ * the session (4401 token_expired / cert_expired), with one sweep and one timer for all sessions.
+ * The session keeps only what it needs: log lines carry its fields at the call site (no child
+ * logger per session), and nothing holds the upgrade's request or response.
  */
 export function runNodeSession(
   ctx: GatewayContext,
@@ -60,25 +61,23 @@ export function runNodeSession(
     hostname: null,
     uptimeSeconds: null,
     uptimeReportedAt: null,
+    // The session ends with its credential: a token (unless refreshed here) or a certificate.
+    expiresAt: principal.expiresAt ? principal.expiresAt.getTime() : null,
+    expiryReason: principal.kind === "certificate" ? "cert_expired" : "token_expired",
   };
   ctx.sessions.add(session);
-  const log = ctx.logger.child({ deviceId: session.deviceId, sessionId: session.sessionId });
-  log.info({ address: session.address, credential: principal.kind }, "node connected");
-  if (device) {
-    ctx.background.track(
-      ctx.store
-        .openSession({
-          sessionId: session.sessionId,
-          deviceId: session.deviceId,
-          address: session.address,
-          connectedAt: now.toISOString(),
-          disconnectedAt: null,
-          closeCode: null,
-          closeReason: null,
-        })
-        .catch((err: unknown) => log.error({ err }, "could not record the session")),
-    );
-  }
+  const fields = () => ({ deviceId: session.deviceId, sessionId: session.sessionId });
+  ctx.logger.info({ ...fields(), address: session.address, credential: principal.kind }, "node connected");
+  if (device)
+    ctx.sessionJournal.opened({
+      sessionId: session.sessionId,
+      deviceId: session.deviceId,
+      address: session.address,
+      connectedAt: now.toISOString(),
+      disconnectedAt: null,
+      closeCode: null,
+      closeReason: null,
+    });
   ctx.audit.recordInBackground({
     type: "session.open",
     outcome: "success",
@@ -103,30 +102,6 @@ export function runNodeSession(
       : {}),
   });
 
-  let expiryTimer: LongTimer | undefined;
-  const armExpiry = (expiresAt: Date | undefined) => {
-    expiryTimer?.cancel();
-    if (!expiresAt) return;
-    const delay = Math.max(0, expiresAt.getTime() - ctx.now().getTime());
-    // The session ends with its credential: a token (unless refreshed here) or a certificate.
-    // A credential may live longer than one Node timer holds (30-day certificates): a long timer.
-    const reason = principal.kind === "certificate" ? "cert_expired" : "token_expired";
-    expiryTimer = setLongTimeout(() => refuseSession(ctx, socket, reason, true), delay, { unref: true });
-  };
-  armExpiry(principal.expiresAt);
-  if (principal.kind === "certificate") session.setCredentialExpiry = armExpiry;
-
-  // eslint-disable-next-line no-restricted-syntax -- at most 5 s
-  const idleCheck = setInterval(
-    () => {
-      if (ctx.now().getTime() - session.lastHeartbeat.getTime() > ctx.config.sessions.heartbeatTimeout) {
-        refuseSession(ctx, socket, "heartbeat_timeout");
-      }
-    },
-    Math.min(ctx.config.sessions.heartbeatInterval, 5000),
-  );
-  idleCheck.unref();
-
   const refreshToken = (accessToken: string) => {
     const previous = principal;
     ctx.tokens
@@ -137,7 +112,7 @@ export function runNodeSession(
           return;
         }
         principal = fresh;
-        armExpiry(fresh.expiresAt);
+        ctx.sessions.setExpiry(session, fresh.expiresAt);
         send(socket, { type: "token_refreshed", expiresAt: (fresh.expiresAt ?? new Date()).toISOString() });
       })
       .catch((error: unknown) => {
@@ -156,7 +131,7 @@ export function runNodeSession(
 
   socket.on("message", (data, isBinary) => {
     if (messageBytes(data) > MAX_SESSION_MESSAGE_BYTES) {
-      log.warn({ bytes: messageBytes(data) }, "oversized message on the node session");
+      ctx.logger.warn({ ...fields(), bytes: messageBytes(data) }, "oversized message on the node session");
       refuseSession(ctx, socket, "payload_too_large");
       return;
     }
@@ -168,7 +143,7 @@ export function runNodeSession(
     }
     const result = nodeMessageSchema.safeParse(parsed);
     if (!result.success) {
-      log.warn("malformed message on the node session");
+      ctx.logger.warn(fields(), "malformed message on the node session");
       refuseSession(ctx, socket, "invalid_request");
       return;
     }
@@ -196,19 +171,21 @@ export function runNodeSession(
   });
 
   socket.on("close", (code, reasonBuffer) => {
-    clearInterval(idleCheck);
-    expiryTimer?.cancel();
     ctx.sessions.remove(session);
     ctx.exec.sessionClosed(session, code, reasonBuffer.toString());
     const at = ctx.now().toISOString();
     const reason = reasonBuffer.toString();
-    log.info({ code, reason }, "node disconnected");
+    ctx.logger.info({ ...fields(), code, reason }, "node disconnected");
     if (!device) return;
-    ctx.background.track(
-      ctx.store
-        .closeSession(session.sessionId, at, code, reason || null)
-        .then(() => ctx.devices.update(session.deviceId, { lastSeen: at, address: session.address }))
-        .catch((err: unknown) => log.error({ err }, "could not record the session's end")),
+    ctx.sessionJournal.closed(
+      {
+        sessionId: session.sessionId,
+        deviceId: session.deviceId,
+        at,
+        closeCode: code,
+        closeReason: reason || null,
+      },
+      session.address,
     );
   });
 }

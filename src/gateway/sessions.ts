@@ -1,6 +1,12 @@
 import type { WebSocket } from "ws";
 import type { NodeView } from "../protocol/messages.js";
+import { setLongTimeout, type LongTimer } from "../protocol/long-timer.js";
 
+/**
+ * What a live node session keeps, and nothing more: no upgrade request or response, no logger of
+ * its own, no timer of its own (the registry's one sweep and one expiry timer serve them all), so
+ * that an idle session costs little more than its TLS socket.
+ */
 export interface LiveSession {
   sessionId: string;
   deviceId: string;
@@ -14,8 +20,21 @@ export interface LiveSession {
   hostname: string | null;
   uptimeSeconds: number | null;
   uptimeReportedAt: Date | null;
-  /** Moves the moment the session ends with its credential (a renewal extends it). */
-  setCredentialExpiry?: (expiresAt: Date) => void;
+  /** When the session ends with its credential, in ms since the epoch (the gateway's clock); null: never. */
+  expiresAt?: number | null;
+  /** The close reason when it does: a certificate's session ends `cert_expired`, a token's `token_expired`. */
+  expiryReason?: "cert_expired" | "token_expired";
+}
+
+/** How the registry keeps time for its sessions' heartbeats and credential expiry. */
+export interface SessionClockOptions {
+  now: () => Date;
+  /** A session silent for longer than this (ms) is closed 4408 `heartbeat_timeout`. */
+  heartbeatTimeoutMs: number;
+  /** How often (ms) one sweep looks for silent sessions. */
+  sweepEveryMs: number;
+  /** Told of each session the registry ends for a catalogue reason (counted as a refusal). */
+  refused?: (code: "heartbeat_timeout" | "cert_expired" | "token_expired") => void;
 }
 
 /** Time a peer gets to answer a close frame before its connection is cut. */
@@ -25,17 +44,35 @@ const CLOSE_GRACE_MS = 2000;
  * Sends a close frame, and cuts the connection if the peer does not answer it in time: a
  * revoked node that ignores the close must not keep its session for ws's 30 s default.
  */
-export function closeFirmly(socket: WebSocket, code: number, reason: string): void {
+export function closeFirmly(socket: WebSocket, code: number, reason: string, graceMs = CLOSE_GRACE_MS): void {
   socket.close(code, reason);
-  setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
+  // eslint-disable-next-line no-restricted-syntax -- a grace of at most CLOSE_GRACE_MS (2 s)
+  setTimeout(() => socket.terminate(), Math.min(graceMs, CLOSE_GRACE_MS)).unref();
 }
 
 /** The node sessions that are open right now, by device. Revocation and `nodes list` read this. */
 export class SessionRegistry {
   private readonly byDevice = new Map<string, Map<string, LiveSession>>();
+  private count = 0;
+  /** One interval for every session's heartbeat check; runs only while a session is open. */
+  private sweep: NodeJS.Timeout | undefined;
+  /** One timer for the soonest credential expiry among all sessions, and when that is (ms). */
+  private expiryTimer: LongTimer | undefined;
+  private expiryAt = Infinity;
 
-  /** @param changed called after a session is added or removed (the dashboard's `nodes` notice). */
-  constructor(private readonly changed: () => void = () => undefined) {}
+  /**
+   * @param changed called after a session is added or removed (the dashboard's `nodes` notice).
+   * @param clock heartbeat and expiry keeping; without it (unit tests) sessions are only listed.
+   */
+  constructor(
+    private readonly changed: () => void = () => undefined,
+    private readonly clock?: SessionClockOptions,
+  ) {}
+
+  /** How many sessions are open. */
+  get size(): number {
+    return this.count;
+  }
 
   add(session: LiveSession): void {
     let sessions = this.byDevice.get(session.deviceId);
@@ -44,6 +81,13 @@ export class SessionRegistry {
       this.byDevice.set(session.deviceId, sessions);
     }
     sessions.set(session.sessionId, session);
+    this.count++;
+    if (this.clock && !this.sweep) {
+      // eslint-disable-next-line no-restricted-syntax -- sweepEveryMs is at most 5 s (start.ts)
+      this.sweep = setInterval(() => this.closeSilent(), this.clock.sweepEveryMs);
+      this.sweep.unref();
+    }
+    if (session.expiresAt != null && session.expiresAt < this.expiryAt) this.armExpiry();
     this.changed();
   }
 
@@ -52,7 +96,77 @@ export class SessionRegistry {
     if (!sessions) return;
     if (!sessions.delete(session.sessionId)) return;
     if (sessions.size === 0) this.byDevice.delete(session.deviceId);
+    this.count--;
+    if (this.count === 0) this.stopClock();
     this.changed();
+  }
+
+  /**
+   * Moves the moment a session ends with its credential (a refreshed token, a renewed
+   * certificate). `expiresAt` undefined: it no longer ends by itself.
+   */
+  setExpiry(session: LiveSession, expiresAt: Date | undefined): void {
+    const previous = session.expiresAt ?? null;
+    session.expiresAt = expiresAt ? expiresAt.getTime() : null;
+    // The soonest expiry changes only if this one was it, or is now sooner than it.
+    if (previous === this.expiryAt || (session.expiresAt !== null && session.expiresAt < this.expiryAt))
+      this.armExpiry();
+  }
+
+  /** Stops the sweep and the expiry timer (the gateway stops; sessions are closed by closeAll). */
+  stopClock(): void {
+    clearInterval(this.sweep);
+    this.sweep = undefined;
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    this.expiryAt = Infinity;
+  }
+
+  /** Closes 4408 `heartbeat_timeout` every session silent for longer than the heartbeat timeout. */
+  private closeSilent(): void {
+    if (!this.clock) return;
+    const now = this.clock.now().getTime();
+    for (const sessions of this.byDevice.values())
+      for (const session of sessions.values())
+        if (now - session.lastHeartbeat.getTime() > this.clock.heartbeatTimeoutMs) {
+          this.clock.refused?.("heartbeat_timeout");
+          closeFirmly(session.socket, 4408, "heartbeat_timeout");
+        }
+  }
+
+  /**
+   * Arms the one expiry timer for the soonest expiry; when it fires, every session whose
+   * credential has run out is closed 4401 with its reason, and the timer re-arms for the next.
+   * A scan of all sessions, only when the soonest expiry changes: rare next to heartbeats.
+   */
+  private armExpiry(): void {
+    if (!this.clock) return;
+    const clock = this.clock;
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    let soonest = Infinity;
+    for (const sessions of this.byDevice.values())
+      for (const session of sessions.values())
+        if (session.expiresAt != null && session.expiresAt < soonest) soonest = session.expiresAt;
+    this.expiryAt = soonest;
+    if (soonest === Infinity) return;
+    // A credential may live longer than one Node timer holds (30-day certificates): a long timer.
+    this.expiryTimer = setLongTimeout(
+      () => {
+        const now = clock.now().getTime();
+        for (const sessions of this.byDevice.values())
+          for (const session of sessions.values())
+            if (session.expiresAt != null && session.expiresAt <= now) {
+              session.expiresAt = null; // closed once; the close removes it
+              const reason = session.expiryReason ?? "token_expired";
+              clock.refused?.(reason);
+              closeFirmly(session.socket, 4401, reason);
+            }
+        this.armExpiry();
+      },
+      Math.max(0, soonest - clock.now().getTime()),
+      { unref: true },
+    );
   }
 
   isOnline(deviceId: string): boolean {
@@ -63,6 +177,11 @@ export class SessionRegistry {
     return [...this.byDevice.values()].flatMap((sessions) => [...sessions.values()]);
   }
 
+  /** Every open session, without copying them into an array. */
+  *each(): IterableIterator<LiveSession> {
+    for (const sessions of this.byDevice.values()) yield* sessions.values();
+  }
+
   /** Closes every session of a device at once, e.g. 4403 `device_revoked`. Returns how many. */
   closeDevice(deviceId: string, code: number, reason: string): number {
     const sessions = [...(this.byDevice.get(deviceId)?.values() ?? [])];
@@ -70,10 +189,10 @@ export class SessionRegistry {
     return sessions.length;
   }
 
-  /** A device renewed its certificate: its open sessions now end with the new one. */
+  /** A device renewed its certificate: its certificate sessions now end with the new one. */
   extendCredential(deviceId: string, expiresAt: Date): void {
     for (const session of this.byDevice.get(deviceId)?.values() ?? [])
-      session.setCredentialExpiry?.(expiresAt);
+      if (session.expiryReason === "cert_expired") this.setExpiry(session, expiresAt);
   }
 
   /** Sends one message to every open session (a CA rotation notice, say). */
@@ -84,17 +203,22 @@ export class SessionRegistry {
     return sessions.length;
   }
 
-  /** Closes every session; resolves once all are gone (or were cut after the grace period). */
-  async closeAll(code: number, reason: string): Promise<void> {
-    await Promise.all(
-      this.all().map(
-        (session) =>
-          new Promise<void>((resolve) => {
-            session.socket.once("close", () => resolve());
-            closeFirmly(session.socket, code, reason);
-          }),
-      ),
-    );
+  /**
+   * Closes every session with `code` and `reason` (a stopping gateway: 1012 `gateway restarting`,
+   * RFC 6455 §7.4.1); resolves once all are gone. A peer that has not answered its close frame
+   * within `graceMs` is cut (its close frame was already sent), so a stop never waits on the
+   * slowest node.
+   */
+  async closeAll(code: number, reason: string, graceMs = CLOSE_GRACE_MS): Promise<void> {
+    this.stopClock();
+    const closing: Promise<void>[] = [];
+    for (const session of this.each()) {
+      const socket = session.socket;
+      if (socket.readyState === socket.CLOSED) continue;
+      closing.push(new Promise<void>((resolve) => socket.once("close", () => resolve())));
+      closeFirmly(socket, code, reason, graceMs);
+    }
+    await Promise.all(closing);
   }
 
   view(session: LiveSession, now: Date): NodeView {

@@ -15,6 +15,7 @@ import type { Store } from "../store/types.js";
 import { AuditLog } from "../audit/audit-log.js";
 import { DeviceDirectory } from "./device-directory.js";
 import { SessionRegistry } from "./sessions.js";
+import { SessionJournal } from "./session-journal.js";
 import { RegistrationService } from "./registrations.js";
 import { RateLimiter } from "./rate-limit.js";
 import { buildGatewayApp } from "./app.js";
@@ -38,6 +39,9 @@ import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./
 import { acquireGatewayLock } from "./gateway-lock.js";
 import { EventHub } from "./events.js";
 import { DashboardSessions } from "./dashboard/sessions.js";
+
+/** How long a stopping gateway waits for its nodes to answer their close frames: 100 ms. */
+const STOP_CLOSE_GRACE_MS = 100;
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -110,12 +114,21 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     const devices = new DeviceDirectory(store);
     await devices.load();
     const events = new EventHub();
-    const sessions = new SessionRegistry(() => events.emit("nodes"));
+    // One sweep and one expiry timer for every node session (no timers per session).
+    const sessions = new SessionRegistry(() => events.emit("nodes"), {
+      now,
+      heartbeatTimeoutMs: config.sessions.heartbeatTimeout,
+      sweepEveryMs: Math.min(config.sessions.heartbeatInterval, 5000),
+      refused: (code) => metrics.refused(code),
+    });
+    const sessionJournal = new SessionJournal(store, logger, (id, lastSeen, address) =>
+      devices.noteSeen(id, lastSeen, address),
+    );
     const background = new BackgroundWrites();
     const audit = new AuditLog(store, logger, now, (work) => background.track(work));
     audit.onAppended(() => events.emit("audit"));
     const metrics = new GatewayMetrics({
-      liveSessions: () => sessions.all().length,
+      liveSessions: () => sessions.size,
       auditQueueDepth: () => audit.queueDepth,
     });
     audit.onCommitted((entries, seconds) => metrics.auditCommitted(entries, seconds));
@@ -143,6 +156,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       tls,
       devices,
       sessions,
+      sessionJournal,
       audit,
       metrics,
       logger,
@@ -216,10 +230,14 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       close() {
         closing ??= (async () => {
           // Sessions first (their ends are recorded), then the server, then pending writes, then
-          // the store: a clean stop leaves no session open in the database.
+          // the store: a clean stop leaves no session open in the database. Nodes are told the
+          // gateway restarts (1012, RFC 6455 §7.4.1) and come back in a jittered few seconds; a
+          // node that has not answered its close frame within STOP_CLOSE_GRACE_MS is cut.
           clearInterval(upkeep);
-          await sessions.closeAll(1001, "gateway shutting down");
+          logger.info({ sessions: sessions.size, code: 1012 }, "closing node sessions: gateway restarting");
+          await sessions.closeAll(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
           await app.close();
+          await sessionJournal.drain();
           // Pending refusal summaries are written durably before the store closes.
           await audit.close();
           await background.drain();

@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import Database from "better-sqlite3";
 import { CamelCasePlugin, CompiledQuery, Kysely, SqliteDialect, SqliteDriver, sql } from "kysely";
-import type { DatabaseConnection, Driver, SqliteDialectConfig } from "kysely";
+import type { DatabaseConnection, Driver, SqliteDialectConfig, Transaction } from "kysely";
 import { GatehouseError } from "../protocol/errors.js";
 import { enrollTokenRefusal } from "../protocol/enroll-token-refusal.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
@@ -27,6 +27,7 @@ import type {
   ExecRecord,
   RegistrationOutcome,
   RegistrationRecord,
+  SessionChange,
   SessionRecord,
   Store,
 } from "./types.js";
@@ -349,6 +350,25 @@ export class KyselyStore implements Store {
       .execute();
   }
 
+  async recordSessionChanges(
+    changes: SessionChange[],
+    seen: { deviceId: string; lastSeen: string; address: string | null }[],
+  ): Promise<void> {
+    if (changes.length === 0 && seen.length === 0) return;
+    // Bookkeeping, not evidence (the audit log records every session durably by itself): the
+    // batch commits without an fsync on the event loop. With WAL and synchronous=NORMAL it
+    // survives the process crashing; a power cut may lose the last batch, and a start closes
+    // whatever sessions were left open. One connection throughout, so no other commit runs
+    // under NORMAL.
+    await this.db.connection().execute(async (conn) => {
+      await sql`PRAGMA synchronous = NORMAL`.execute(conn);
+      try {
+        await conn.transaction().execute((trx) => writeSessionChanges(trx, changes, seen));
+      } finally {
+        await sql`PRAGMA synchronous = FULL`.execute(conn);
+      }
+    });
+  }
 
   async closeAllOpenSessions(at: string, reason: string): Promise<number> {
     const result = await this.db
@@ -525,6 +545,36 @@ async function countPending(db: Kysely<Tables>, now: string): Promise<number> {
     .executeTakeFirstOrThrow();
   // PostgreSQL returns count(*) as a bigint string.
   return Number(count);
+}
+
+/** The body of Store.recordSessionChanges, inside its transaction: opens and ends in order, then last seen. */
+async function writeSessionChanges(
+  trx: Transaction<Tables>,
+  changes: SessionChange[],
+  seen: { deviceId: string; lastSeen: string; address: string | null }[],
+): Promise<void> {
+  for (let i = 0; i < changes.length;) {
+    const change = changes[i]!;
+    if (change.kind === "open") {
+      // Consecutive opens go in one multi-row INSERT.
+      const rows: SessionRecord[] = [];
+      for (; i < changes.length && changes[i]!.kind === "open" && rows.length < 500; i++)
+        rows.push(row((changes[i] as { session: SessionRecord }).session, SESSION));
+      await trx.insertInto("sessions").values(rows).execute();
+      continue;
+    }
+    i++;
+    await trx
+      .updateTable("sessions")
+      .set({ disconnectedAt: change.at, closeCode: change.closeCode, closeReason: change.closeReason })
+      .where("sessionId", "=", change.sessionId)
+      .where("disconnectedAt", "is", null)
+      .execute();
+  }
+  for (const { deviceId, lastSeen, address } of seen) {
+    const set = address === null ? { lastSeen } : { lastSeen, address };
+    await trx.updateTable("devices").set(set).where("deviceId", "=", deviceId).execute();
+  }
 }
 
 /** The body of Store.recordApproval, inside the caller's transaction (it throws to roll back). */

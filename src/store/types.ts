@@ -70,6 +70,11 @@ export interface SessionRecord {
   closeReason: string | null;
 }
 
+/** One change to the sessions table: a session opened, or one ended (the first end wins). */
+export type SessionChange =
+  | { kind: "open"; session: SessionRecord }
+  | { kind: "close"; sessionId: string; at: string; closeCode: number | null; closeReason: string | null };
+
 export interface AuditEventInput {
   ts: string;
   type: string;
@@ -224,6 +229,14 @@ export interface Store {
   ): Promise<void>;
   /** Sessions left open by a crash are closed at start. */
   closeAllOpenSessions(at: string, reason: string): Promise<number>;
+  /**
+   * Session opens and ends, in the order they happened, and the devices' last seen, in one
+   * transaction: one commit for a whole batch instead of one per session (a reconnect storm).
+   */
+  recordSessionChanges(
+    changes: SessionChange[],
+    seen: { deviceId: string; lastSeen: string; address: string | null }[],
+  ): Promise<void>;
 
   // enroll tokens
   createEnrollToken(token: EnrollTokenRecord): Promise<void>;

@@ -1,4 +1,7 @@
+import type { ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { FastifyInstance } from "fastify";
+import type { WebSocket } from "ws";
 import type {} from "@fastify/websocket";
 import type { GatewayContext } from "../context.js";
 import { peerThumbprint, requireScopeHook } from "../authenticate.js";
@@ -38,11 +41,27 @@ export function registerConnectRoute(app: FastifyInstance, ctx: GatewayContext):
       ],
     },
     (socket, request) => {
-      runNodeSession(ctx, socket, {
+      const opened = {
         principal: request.principal!,
         address: request.ip,
         thumbprint: peerThumbprint(request),
-      });
+      };
+      forgetUpgrade(ctx, socket, request.raw.socket);
+      runNodeSession(ctx, socket, opened);
     },
   );
+}
+
+/**
+ * Lets the upgrade's request and response go once the session is open, so an idle session does
+ * not hold them (headers, fastify's Request and Reply) for its whole life. Two things keep them:
+ * the HTTP response Node assigned to the TLS socket for the upgrade (`detachSocket` undoes that),
+ * and @fastify/websocket's "error" listener, a closure over the request and reply; it is replaced
+ * by one that logs what went wrong on the session (ws closes the connection itself).
+ */
+function forgetUpgrade(ctx: GatewayContext, socket: WebSocket, raw: Socket): void {
+  const response = (raw as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (response) response.detachSocket(raw);
+  socket.removeAllListeners("error");
+  socket.on("error", (err) => ctx.logger.warn({ err: err.message }, "node session error"));
 }
