@@ -1,12 +1,13 @@
 /**
  * The handshake path on a real gateway over real TLS on loopback: a client certificate is read
- * once per connection (one `getPeerX509Certificate()`, never the legacy `getPeerCertificate()`,
- * which builds the whole certificate object and three more digests of it), however many requests
- * the connection carries; and a revoked device is still refused, on a full handshake (the CRL) and
+ * once per connection (one `getPeerCertificate()`), however many requests the connection carries,
+ * and its fingerprint and RFC 8705 thumbprint come from the SHA-256 the TLS layer already made:
+ * the gateway hashes the certificate no more; and a revoked device is still refused, on a full handshake (the CRL) and
  * when it offers a TLS session ticket from before the revocation (not resumed: the revocation
  * swapped the TLS context, so the certificate meets the new CRL).
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
@@ -15,7 +16,32 @@ import tls from "node:tls";
 import { pino } from "pino";
 import { initGatewayHome } from "../src/gateway/home.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
-import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
+import {
+  certificateDigests,
+  createCsr,
+  digestsOfFingerprint256,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  sha256Fingerprint,
+} from "../src/pki/index.js";
+
+/** Every buffer the gateway's own code fed to a hash (node:crypto createHash), in order. */
+const hashed = vi.hoisted(() => [] as Buffer[]);
+vi.mock("node:crypto", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:crypto")>();
+  return {
+    ...actual,
+    createHash: (...args: Parameters<typeof actual.createHash>) => {
+      const hash = actual.createHash(...args);
+      const update = hash.update.bind(hash);
+      hash.update = ((data: unknown, encoding?: BufferEncoding) => {
+        if (data instanceof Uint8Array) hashed.push(Buffer.from(data));
+        return encoding ? update(data as string, encoding) : update(data as Buffer);
+      }) as typeof hash.update;
+      return hash;
+    },
+  };
+});
 
 let dir: string;
 let gateway: RunningGateway;
@@ -110,9 +136,11 @@ const isServerSocket = (socket: unknown) =>
   (socket as { _tlsOptions?: { isServer?: boolean } })._tlsOptions?.isServer === true;
 
 describe("the handshake path", () => {
-  it("reads the client certificate once per connection, whatever the number of requests", async () => {
-    const x509 = vi.spyOn(tls.TLSSocket.prototype, "getPeerX509Certificate");
-    const legacy = vi.spyOn(tls.TLSSocket.prototype, "getPeerCertificate");
+  it("reads the client certificate once per connection, whatever the number of requests, and hashes it never", async () => {
+    const read = vi.spyOn(tls.TLSSocket.prototype, "getPeerCertificate");
+    const der = new X509Certificate(device.cert).raw;
+    const hashesOfCertificate = () => hashed.filter((data) => data.equals(der)).length;
+    const hashesBefore = hashesOfCertificate();
     const agent = new https.Agent({
       keepAlive: true,
       maxSockets: 1,
@@ -126,22 +154,24 @@ describe("the handshake path", () => {
         expect(answer.status).toBe(200);
         expect(answer.body).toMatchObject({ valid: true, deviceId: device.deviceId });
       }
-      const readOn = x509.mock.contexts.filter(isServerSocket);
-      expect(readOn).toHaveLength(1);
+      expect(read.mock.contexts.filter(isServerSocket)).toHaveLength(1);
       // A second connection reads its own certificate, once.
       agent.destroy();
       const second = new https.Agent({ keepAlive: true, maxSockets: 1, ...device });
       expect((await validate(second)).status).toBe(200);
       expect((await validate(second)).status).toBe(200);
       second.destroy();
-      const servers = x509.mock.contexts.filter(isServerSocket);
+      const servers = read.mock.contexts.filter(isServerSocket);
       expect(servers).toHaveLength(2);
       expect(servers[0]).not.toBe(servers[1]);
-      expect(legacy.mock.contexts.filter(isServerSocket)).toHaveLength(0);
+      expect(hashesOfCertificate() - hashesBefore).toBe(0);
+      // The TLS layer's digest gives the same identities as hashing the DER would.
+      const fromTls = digestsOfFingerprint256(new X509Certificate(device.cert).fingerprint256);
+      expect(fromTls).toEqual(certificateDigests(der));
+      expect(fromTls?.fingerprint).toBe(sha256Fingerprint(der));
     } finally {
       agent.destroy();
-      x509.mockRestore();
-      legacy.mockRestore();
+      read.mockRestore();
     }
   });
 

@@ -1,7 +1,6 @@
-import type { TLSSocket } from "node:tls";
-import type { X509Certificate } from "node:crypto";
+import type { PeerCertificate, TLSSocket } from "node:tls";
 import { GatehouseError } from "../protocol/errors.js";
-import { certificateDigests, deviceIdOfCertificate } from "../pki/fingerprint.js";
+import { certificateDigests, deviceIdOfCertificate, digestsOfFingerprint256 } from "../pki/fingerprint.js";
 import { scopesForRole, type Principal } from "./roles.js";
 
 const DEVICE_URI_PREFIX = "URI:urn:gatehouse:device:";
@@ -33,12 +32,12 @@ const identities = new WeakMap<TLSSocket, PeerIdentity>();
 const keyDeviceIds = new Map<string, string>();
 const KEY_DEVICE_ID_CACHE_SIZE = 10_000;
 
-function keyDeviceId(certFingerprint: string, cert: X509Certificate): string | undefined {
+function keyDeviceId(certFingerprint: string, der: Buffer): string | undefined {
   const known = keyDeviceIds.get(certFingerprint);
   if (known) return known;
   let deviceId: string;
   try {
-    deviceId = deviceIdOfCertificate(cert);
+    deviceId = deviceIdOfCertificate(der);
   } catch {
     return undefined;
   }
@@ -52,8 +51,9 @@ function keyDeviceId(certFingerprint: string, cert: X509Certificate): string | u
 /**
  * Reads the peer certificate of a TLS socket accepted with `requestCert: true,
  * rejectUnauthorized: false`, so that a refused certificate gets a named error instead of a reset.
- * Computed once per connection (cached on the socket): one `getPeerX509Certificate()` and one
- * SHA-256 pass over the DER, which gives both the fingerprint and the RFC 8705 thumbprint.
+ * Computed once per connection (cached on the socket): one `getPeerCertificate()`, whose SHA-256
+ * (computed by Node's TLS layer) gives both the fingerprint and the RFC 8705 thumbprint; the
+ * certificate is not hashed again.
  * The trust verdict (chain, CRL, validity) is OpenSSL's, made during the handshake and read here
  * from `socket.authorized` / `socket.authorizationError`.
  */
@@ -66,19 +66,21 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity {
 }
 
 /**
- * The peer's certificate as a lazily parsed X509Certificate: only the fields read below are
- * decoded. (`getPeerCertificate()` would build the whole legacy object, public key and SHA-1,
- * SHA-256 and SHA-512 fingerprints included, on every connection.)
+ * The peer's certificate as Node's TLS layer describes it, or undefined when none was presented.
+ * (`getPeerX509Certificate()` looks lighter but is not on Node 20: building an X509Certificate
+ * object costs about twice as much CPU as this whole object, digests included.)
  */
-function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
-  return typeof socket.getPeerX509Certificate === "function" ? socket.getPeerX509Certificate() : undefined;
+function peerCertificate(socket: TLSSocket): PeerCertificate | undefined {
+  const peer = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate() : undefined;
+  return peer?.raw ? peer : undefined;
 }
 
 function readPeerIdentity(socket: TLSSocket): PeerIdentity {
   const peer = peerCertificate(socket);
   if (!peer) return {};
-  const { fingerprint, thumbprint } = certificateDigests(peer.raw);
-  const uri = (peer.subjectAltName ?? "").split(", ").find((name) => name.startsWith(DEVICE_URI_PREFIX));
+  const { fingerprint, thumbprint } =
+    digestsOfFingerprint256(peer.fingerprint256) ?? certificateDigests(peer.raw);
+  const uri = (peer.subjectaltname ?? "").split(", ").find((name) => name.startsWith(DEVICE_URI_PREFIX));
   const claimedDeviceId = uri?.slice(DEVICE_URI_PREFIX.length);
   if (!socket.authorized) {
     const reason = String(socket.authorizationError ?? "unknown");
@@ -86,7 +88,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
       return {
         fingerprint,
         ...(claimedDeviceId ? { claimedDeviceId } : {}),
-        error: new GatehouseError("cert_expired", `the client certificate expired at ${peer.validTo}`),
+        error: new GatehouseError("cert_expired", `the client certificate expired at ${peer.valid_to}`),
       };
     }
     if (reason === "CERT_REVOKED") {
@@ -106,7 +108,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
         ...(claimedDeviceId ? { claimedDeviceId } : {}),
         error: new GatehouseError(
           "cert_untrusted",
-          `the client certificate is not valid before ${peer.validFrom}`,
+          `the client certificate is not valid before ${peer.valid_from}`,
           "Check this machine's clock.",
         ),
       };
@@ -125,7 +127,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
       error: new GatehouseError("cert_untrusted", "the client certificate names no Gatehouse device"),
     };
   }
-  if (keyDeviceId(fingerprint, peer) !== claimedDeviceId) {
+  if (keyDeviceId(fingerprint, peer.raw) !== claimedDeviceId) {
     // A device is its key: a certificate whose key is not the one its device id is derived from
     // (issued before keys were canonicalised, for a second encoding of a known key) is refused.
     return {
@@ -142,7 +144,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity {
     deviceId: claimedDeviceId,
     fingerprint,
     thumbprint,
-    validTo: new Date(peer.validTo),
+    validTo: new Date(peer.valid_to),
   };
 }
 

@@ -43,6 +43,21 @@ export function certificateDigests(der: Uint8Array): { fingerprint: string; thum
 }
 
 /**
+ * The same two identities as {@link certificateDigests}, from the SHA-256 that Node's TLS layer
+ * already computed for a peer certificate (`PeerCertificate.fingerprint256`: upper-case hex pairs
+ * joined by colons), so the certificate is not hashed again.
+ * @returns undefined when the text is not 32 colon-separated hex pairs.
+ */
+export function digestsOfFingerprint256(
+  fingerprint256: string | undefined,
+): { fingerprint: string; thumbprint: string } | undefined {
+  if (fingerprint256?.length !== 95) return undefined;
+  const hex = fingerprint256.replaceAll(":", "").toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) return undefined;
+  return { fingerprint: "sha256:" + hex, thumbprint: Buffer.from(hex, "hex").toString("base64url") };
+}
+
+/**
  * The one encoding of a public key that identifies it: SubjectPublicKeyInfo DER (RFC 5280 §4.1)
  * as OpenSSL writes it by default — an EC point uncompressed (SEC 1 §2.3.3, `04 || X || Y`) under
  * its named curve. The same key arrives in other encodings (a compressed or hybrid point, BER
@@ -100,15 +115,14 @@ export function deviceIdFromSpki(spki: Uint8Array | ArrayBuffer): string {
 }
 
 /**
- * The device id of the key a certificate certifies (DER of an X.509 certificate, or one already
- * parsed), computed over the canonical SPKI like every other key identity.
+ * The device id of the key a certificate certifies (DER of an X.509 certificate), computed over
+ * the canonical SPKI like every other key identity.
  * @throws GatehouseError `invalid_request` when the bytes are not a certificate with a public key.
  */
-export function deviceIdOfCertificate(der: Uint8Array | X509Certificate): string {
+export function deviceIdOfCertificate(der: Uint8Array): string {
   let spki: Buffer;
   try {
-    const cert = der instanceof X509Certificate ? der : new X509Certificate(der);
-    spki = cert.publicKey.export({ type: "spki", format: "der" });
+    spki = new X509Certificate(der).publicKey.export({ type: "spki", format: "der" });
   } catch {
     throw new GatehouseError("invalid_request", "the certificate is not well-formed X.509");
   }
