@@ -24,12 +24,17 @@ class HeldStore {
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
+/** Waits (generously: up to ~10 s on a loaded machine) until `predicate` holds. */
 async function until(what: string, predicate: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000 && !predicate(); i++) await turn();
+  for (let i = 0; i < 2000 && !predicate(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
   if (!predicate()) throw new Error(`never happened: ${what}`);
 }
 
-function broker() {
+/**
+ * `answerAfterMs`: the node answers by itself that long after the command is sent (a quick
+ * command, answered in a later turn as over a network); `holdMs`: the broker's request hold.
+ */
+function broker(options: { answerAfterMs?: number; holdMs?: number } = {}) {
   const store = new HeldStore();
   const sent: ExecRequest[] = [];
   const finished: string[] = [];
@@ -41,8 +46,11 @@ function broker() {
       OPEN: 1,
       readyState: 1,
       send: (data: string, callback: (error?: Error) => void) => {
-        sent.push(JSON.parse(data) as ExecRequest);
+        const request = JSON.parse(data) as ExecRequest;
+        sent.push(request);
         callback();
+        const after = options.answerAfterMs;
+        if (after !== undefined) setTimeout(() => exec.settle(session, answer(request.id)), after);
       },
     },
   } as unknown as LiveSession;
@@ -57,7 +65,7 @@ function broker() {
     logger,
     now,
   } as unknown as GatewayContext;
-  const exec = new ExecBroker(ctx);
+  const exec = options.holdMs === undefined ? new ExecBroker(ctx) : new ExecBroker(ctx, options.holdMs);
   const answer = (id: string): ExecResult => ({
     type: "exec_result",
     id,
@@ -74,6 +82,26 @@ function broker() {
 const operator = { subject: "operator-1" } as Principal;
 
 describe("an exec's audit entries and its flight", () => {
+  it("commits a quick command's request and result entries together, in order, and answers after", async () => {
+    // A hold far longer than the answer takes, so that the test does not race the clock.
+    const { store, sent, finished, exec } = broker({ answerAfterMs: 5, holdMs: 60_000 });
+    let answered = false;
+    const running = exec.run(operator, "dev1", "status", [], 5000).then((response) => {
+      answered = true;
+      return response;
+    });
+    await until("a commit", () => store.commits.length === 1);
+    expect(sent).toHaveLength(1);
+    expect(store.commits[0]!.writes.map((w) => w.event.type)).toEqual(["exec.request", "exec.result"]);
+    expect(store.commits[0]!.writes[1]!.exec).toMatchObject({ execId: sent[0]!.id, outcome: "completed" });
+    await turn();
+    expect(answered).toBe(false);
+    store.commits[0]!.done();
+    expect(await running).toMatchObject({ execId: sent[0]!.id, exitCode: 0, stdout: "ok\n" });
+    expect(store.commits).toHaveLength(1);
+    expect(finished).toEqual(["completed"]);
+  });
+
   it("sends the command while its request entry commits, and answers once both entries are durable", async () => {
     const { store, sent, finished, session, exec, answer } = broker();
     let answered = false;

@@ -14,6 +14,12 @@ export const MAX_EXEC_TIMEOUT_MS = 300_000;
 export const MAX_EXEC_OUTPUT_BYTES = 16 * 1024;
 /** Time the node gets beyond the command's own timeout to report back. */
 const REPORT_GRACE_MS = 5000;
+/**
+ * How long an exec.request entry waits for its result before it is committed on its own. A node
+ * usually answers sooner than one fsync takes: both entries then share one commit, and a command
+ * pays one fsync instead of two in a row. A longer command's request is made durable while it runs.
+ */
+const REQUEST_HOLD_MS = 2;
 
 interface Pending {
   session: LiveSession;
@@ -30,7 +36,11 @@ interface Pending {
 export class ExecBroker {
   private readonly pending = new Map<string, Pending>();
 
-  constructor(private readonly ctx: GatewayContext) {}
+  /** @param requestHoldMs see REQUEST_HOLD_MS (tests choose their own). */
+  constructor(
+    private readonly ctx: GatewayContext,
+    private readonly requestHoldMs = REQUEST_HOLD_MS,
+  ) {}
 
   /** Called by the session for every exec_result it receives. */
   settle(session: LiveSession, result: ExecResult): void {
@@ -86,8 +96,9 @@ export class ExecBroker {
 
   /**
    * Runs `command` with `args` on the node an operator named and answers with its result. The
-   * exec.request entry is made durable while the command is in flight (the two overlap), and the
-   * answer comes only once both it and the exec.result entry (with the history row) are on disk.
+   * command is sent at once; its exec.request entry is made durable while it is in flight (in the
+   * result's commit when the node answers within a few milliseconds), and the answer comes only
+   * once both it and the exec.result entry (with the history row) are on disk.
    * @throws GatehouseError `node_not_found`, `node_offline`, `exec_timeout`, `command_not_allowed`
    * and the other verdicts of exec-answer.ts; `unavailable` (or `internal_error`) when either
    * entry could not be written — never a success that is not audited.
@@ -103,20 +114,25 @@ export class ExecBroker {
     const started = performance.now();
     const execId = "exe_" + randomBytes(12).toString("hex");
     const requestedAt = this.ctx.now();
-    // Not awaited here: the command goes out while its request entry is being committed. The
-    // result entry is queued after it, so the chain keeps request before result.
-    const requestDurable = this.ctx.audit
-      .record({
-        type: "exec.request",
-        outcome: "success",
-        actor: principal.subject,
-        subject: deviceId,
-        details: { execId, command, argc: args.length, timeoutMs },
-      })
-      .then(
-        () => undefined,
-        (error: unknown) => auditFailure(this.ctx, error, execId),
-      );
+    // Not awaited here: the command goes out at once, and its request entry is committed while
+    // it runs — with the result entry when the node answers within the hold, else on its
+    // own. The result entry is always queued after it, so the chain keeps request before result.
+    let requestDurable: Promise<GatehouseError | undefined> | undefined;
+    const recordRequest = () =>
+      (requestDurable ??= this.ctx.audit
+        .record({
+          type: "exec.request",
+          outcome: "success",
+          actor: principal.subject,
+          subject: deviceId,
+          details: { execId, command, argc: args.length, timeoutMs },
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => auditFailure(this.ctx, error, execId),
+        ));
+    // eslint-disable-next-line no-restricted-syntax -- a few milliseconds (a test's at most a minute)
+    const hold = setTimeout(recordRequest, this.requestHoldMs);
 
     const request: ExecRequest = {
       type: "exec",
@@ -156,6 +172,8 @@ export class ExecBroker {
       failure = error instanceof GatehouseError ? error : new GatehouseError("internal_error");
     }
 
+    clearTimeout(hold);
+    const requestRecorded = recordRequest();
     const finishedAt = this.ctx.now();
     const stdout = Buffer.from(result?.stdout ?? "", "base64");
     const stderr = Buffer.from(result?.stderr ?? "", "base64");
@@ -196,7 +214,7 @@ export class ExecBroker {
       },
     );
     const [requestFailure, resultFailure] = await Promise.all([
-      requestDurable,
+      requestRecorded,
       resultDurable.then(
         () => undefined,
         (error: unknown) => auditFailure(this.ctx, error, execId),
