@@ -4,21 +4,21 @@
  * real node agent (the CLI's `node start`, in its own process) answers it, the gateway records
  * history and audit and replies. The command is the built-in `status`, so the figure is the
  * product's own cost, not fork/exec. At concurrency 1 (latency) and 64 (throughput).
- * Baseline: a bare `ws` echo server over TLS with the gateway's certificate, in this process,
- * driven by the same load client with one connection per loop, at the same concurrency.
+ * Baseline: the bare relay (relay-baseline.ts) — HTTPS POST with mTLS → WSS with mTLS → a minimal
+ * agent in its own process → back — in this process, driven by the same load client with the
+ * same request at the same concurrency. Goals (issue 13): rate ≥ 0.60 of the relay's at both
+ * concurrencies, p99 ≤ 2× the relay's.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import https from "node:https";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { WebSocketServer } from "ws";
 import { registerNode } from "../src/node/register.js";
 import { fetchOnce, startBenchGateway, type BenchGateway } from "./gateway-fixture.js";
 import { LoadClient, loadTarget, type LoadSpec } from "./load-client.js";
+import { startRelay, type Relay } from "./relay-baseline.js";
 import { clientNotes } from "./validate-rate.js";
 import {
   cpuRatio,
@@ -28,31 +28,12 @@ import {
   ratio,
   type BenchResult,
   type BenchSettings,
+  type Measurement,
+  type Ratio,
 } from "./lib.js";
 
 const CONCURRENCIES = [1, 64];
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../dist/cli/main.js");
-
-interface EchoServer {
-  port: number;
-  close(): Promise<void>;
-}
-
-async function startEcho(key: string, cert: string): Promise<EchoServer> {
-  const server = https.createServer({ key, cert });
-  const wss = new WebSocketServer({ server, maxPayload: 64 * 1024 });
-  wss.on("connection", (socket) => socket.on("message", (data, binary) => socket.send(data, { binary })));
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const client of wss.clients) client.terminate();
-        wss.close();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 /** A node registered with this gateway and approved, running as a real `node start` process. */
 async function startNode(
@@ -86,12 +67,18 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
   const notes: string[] = [];
   const gateway = await startBenchGateway();
   let client: LoadClient | undefined;
-  let echo: EchoServer | undefined;
+  let relay: Relay | undefined;
   let node: Awaited<ReturnType<typeof startNode>> | undefined;
   try {
     node = await startNode(gateway);
     const { pem } = gateway;
-    echo = await startEcho(pem.serverKey, pem.serverCert);
+    relay = await startRelay({
+      ca: pem.ca,
+      serverKey: pem.serverKey,
+      serverCert: pem.serverCert,
+      agentCert: pem.adminCert,
+      agentKey: pem.adminKey,
+    });
     // Sanity: one exec goes through the real path and comes back with the node's status.
     const sanity = await fetchOnce(`${gateway.running.url}/api/v1/nodes/${node.deviceId}/exec`, {
       ca: pem.adminCa,
@@ -119,15 +106,10 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       concurrency,
       timeoutMs: 15_000,
     });
-    const echoSpec = (concurrency: number): Omit<LoadSpec, "runInMs" | "durationMs"> => ({
-      kind: "ws-echo",
-      host: gateway.host,
-      port: echo!.port,
-      path: "/",
-      // About the size of an exec request on the session.
-      body: { type: "exec", id: "exe_" + "0".repeat(24), command: "status", args: [], timeoutMs: 5000 },
-      ca: pem.ca,
-      concurrency,
+    const relaySpec = (concurrency: number): Omit<LoadSpec, "runInMs" | "durationMs"> => ({
+      ...execSpec(concurrency),
+      port: relay!.port,
+      path: "/exec",
     });
     const target = (label: string, description: string, base: Omit<LoadSpec, "runInMs" | "durationMs">) =>
       loadTarget(loader, settings, label, description, "ops/s", base);
@@ -138,28 +120,40 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
         execSpec(c),
       ),
       target(
-        `ws echo c=${c} (baseline)`,
-        `bare ws echo over TLS with the gateway's certificate, ${c} connection(s), one message in flight each`,
-        echoSpec(c),
+        `relay c=${c} (baseline)`,
+        `bare relay: the same POST over mTLS, relayed over an mTLS WSS session to a minimal agent process and back, concurrency ${c}`,
+        relaySpec(c),
       ),
     ]);
     const setupMs = now() - started;
     const measurements = await measureInterleaved(targets, settings, notes);
     notes.push(...clientNotes(measurements, client.inline));
     notes.push(
-      "the exec path is two hops (operator→gateway HTTPS, gateway→node WSS and back) plus a history row and two audit entries on disk (synchronous=FULL) per command; the echo is one hop with nothing stored",
+      "both paths are two hops (operator→server HTTPS, server→agent WSS and back); the gateway adds authentication, authorisation, the node's allow-list, a history row and two audit entries made durable (synchronous=FULL) before each answer; the relay stores nothing",
       "the node agent runs as its own process (the CLI's node start), as on another machine; all three processes share this machine's CPUs",
     );
     const ratios = CONCURRENCIES.flatMap((c, i) => {
       const execM = measurements[i * 2]!;
-      const echoM = measurements[i * 2 + 1]!;
+      const relayM = measurements[i * 2 + 1]!;
       return [
-        ratio(`exec/echo c=${c}`, `exec round-trip rate vs bare ws echo at concurrency ${c}`, execM, echoM),
-        cpuRatio(
-          `cpu echo/exec c=${c}`,
-          `server CPU per operation of the echo ÷ of the gateway's exec (1.0 = exec costs the gateway what an echo costs)`,
+        ratio(
+          `exec/relay c=${c}`,
+          `exec round-trip rate through gateway and node ÷ the bare relay's, concurrency ${c}`,
           execM,
-          echoM,
+          relayM,
+          { op: ">=", value: 0.6 },
+        ),
+        p99Ratio(
+          `p99 exec/relay c=${c}`,
+          `exec p99 latency ÷ the bare relay's p99, concurrency ${c}`,
+          execM,
+          relayM,
+        ),
+        cpuRatio(
+          `cpu relay/exec c=${c}`,
+          `server CPU per operation of the relay ÷ of the gateway's exec (1.0 = exec costs the gateway what a bare relay costs)`,
+          execM,
+          relayM,
         ),
       ];
     });
@@ -174,7 +168,7 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
     };
   } finally {
     await client?.close();
-    await echo?.close();
+    await relay?.close();
     if (node) {
       node.child.kill("SIGTERM");
       await new Promise((resolve) =>
@@ -185,4 +179,19 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
     await gateway.close();
     log("  servers closed");
   }
+}
+
+/** a's median p99 latency ÷ b's, held to the issue's goal (at most twice the baseline's). */
+function p99Ratio(label: string, description: string, a: Measurement, b: Measurement): Ratio {
+  const rounds = Math.min(a.samples.length, b.samples.length);
+  return {
+    label,
+    description,
+    value: (a.medianP99Ms ?? Number.NaN) / (b.medianP99Ms ?? Number.NaN),
+    perRound: Array.from(
+      { length: rounds },
+      (_, i) => (a.samples[i]!.p99Ms ?? Number.NaN) / (b.samples[i]!.p99Ms ?? Number.NaN),
+    ),
+    goal: { op: "<=", value: 2 },
+  };
 }
