@@ -547,34 +547,40 @@ async function countPending(db: Kysely<Tables>, now: string): Promise<number> {
   return Number(count);
 }
 
-/** The body of Store.recordSessionChanges, inside its transaction: opens and ends in order, then last seen. */
+/**
+ * The body of Store.recordSessionChanges, inside its transaction: the opens, then the ends (a
+ * session may open and end in one batch), then the devices' last seen. Three statements whatever
+ * the batch's size: each takes its rows as one JSON array (json_each), so nothing is built or
+ * prepared per session.
+ */
 async function writeSessionChanges(
   trx: Transaction<Tables>,
   changes: SessionChange[],
   seen: { deviceId: string; lastSeen: string; address: string | null }[],
 ): Promise<void> {
-  for (let i = 0; i < changes.length;) {
-    const change = changes[i]!;
-    if (change.kind === "open") {
-      // Consecutive opens go in one multi-row INSERT.
-      const rows: SessionRecord[] = [];
-      for (; i < changes.length && changes[i]!.kind === "open" && rows.length < 500; i++)
-        rows.push(row((changes[i] as { session: SessionRecord }).session, SESSION));
-      await trx.insertInto("sessions").values(rows).execute();
-      continue;
-    }
-    i++;
-    await trx
-      .updateTable("sessions")
-      .set({ disconnectedAt: change.at, closeCode: change.closeCode, closeReason: change.closeReason })
-      .where("sessionId", "=", change.sessionId)
-      .where("disconnectedAt", "is", null)
-      .execute();
+  const opened: SessionRecord[] = [];
+  const closed: Extract<SessionChange, { kind: "close" }>[] = [];
+  for (const change of changes) {
+    if (change.kind === "open") opened.push(change.session);
+    else closed.push(change);
   }
-  for (const { deviceId, lastSeen, address } of seen) {
-    const set = address === null ? { lastSeen } : { lastSeen, address };
-    await trx.updateTable("devices").set(set).where("deviceId", "=", deviceId).execute();
-  }
+  if (opened.length)
+    await sql`INSERT INTO sessions (session_id, device_id, address, connected_at, disconnected_at, close_code, close_reason)
+      SELECT value->>'sessionId', value->>'deviceId', value->>'address', value->>'connectedAt',
+             value->>'disconnectedAt', value->>'closeCode', value->>'closeReason'
+      FROM json_each(${JSON.stringify(opened)})`.execute(trx);
+  // The first end wins: a late duplicate must not rewrite when and why the session ended.
+  if (closed.length)
+    await sql`UPDATE sessions SET disconnected_at = c.value->>'at', close_code = c.value->>'closeCode',
+             close_reason = c.value->>'closeReason'
+      FROM json_each(${JSON.stringify(closed)}) AS c
+      WHERE sessions.session_id = c.value->>'sessionId' AND sessions.disconnected_at IS NULL`.execute(trx);
+  // A session without a known address does not erase the last one seen.
+  if (seen.length)
+    await sql`UPDATE devices SET last_seen = d.value->>'lastSeen',
+             address = coalesce(d.value->>'address', devices.address)
+      FROM json_each(${JSON.stringify(seen)}) AS d
+      WHERE devices.device_id = d.value->>'deviceId'`.execute(trx);
 }
 
 /** The body of Store.recordApproval, inside the caller's transaction (it throws to roll back). */
