@@ -57,10 +57,10 @@ export class ExecBroker {
       if (entry.session !== session) continue;
       this.pending.delete(id);
       clearTimeout(entry.timer);
-      // 1001 is this gateway going away (a stop, Ctrl-C): the node is fine, so "start the node"
-      // would send the operator to the wrong machine.
+      // 1001/1012 is this gateway going away (a stop, Ctrl-C, a restart): the node is fine, so
+      // "start the node" would send the operator to the wrong machine.
       entry.reject(
-        code === 1001
+        code === 1001 || code === 1012
           ? new GatehouseError(
               "node_offline",
               `the gateway stopped while the node ran the command (session closed ${code}${closeReasonText(reason)}); its result is lost`,
