@@ -43,6 +43,12 @@ export interface LoadSpec {
   cert?: string;
   key?: string;
   concurrency: number;
+  /**
+   * "handshake" only: each loop offers the TLS session of its previous connection (session
+   * resumption with a ticket, RFC 8446 §2.2); a connection whose offer the server did not take
+   * counts as failed. Without it every handshake is a full one.
+   */
+  resume?: boolean;
   /** Untimed run-in before the timed window. */
   runInMs: number;
   durationMs: number;
@@ -122,31 +128,40 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
+/** One loop's operation: a new TLS connection per request (its own session when `spec.resume`). */
 function handshakeOp(spec: LoadSpec, context: tls.SecureContext): Op {
   const timeout = spec.timeoutMs ?? 5000;
   const request = Buffer.from(
     `GET ${spec.path} HTTP/1.1\r\nHost: ${spec.host}:${spec.port}\r\nConnection: close\r\n\r\n`,
     "latin1",
   );
+  let session: Buffer | undefined;
   return () =>
     new Promise((resolve) => {
       let head = "";
       let error: string | undefined;
-      // A fresh connection every time and no session: every handshake is a full one.
+      let notResumed = false;
+      // A fresh connection every time; a session only when resuming, else a full handshake.
+      const offered = spec.resume ? session : undefined;
       const socket = tls.connect({
         host: spec.host,
         port: spec.port,
         secureContext: context,
-        session: undefined,
+        session: offered,
       });
+      if (spec.resume) socket.on("session", (ticket: Buffer) => (session = ticket));
       socket.setTimeout(timeout, () => socket.destroy(new Error("timeout")));
-      socket.once("secureConnect", () => socket.write(request));
+      socket.once("secureConnect", () => {
+        notResumed = offered !== undefined && !socket.isSessionReused();
+        socket.write(request);
+      });
       socket.on("data", (chunk: Buffer) => {
         if (head.length < 16) head += chunk.toString("latin1");
       });
       socket.on("error", (e) => (error ??= e.message));
       socket.on("close", () => {
-        if (head.startsWith("HTTP/1.1 200")) resolve(undefined);
+        if (notResumed) resolve("the server did not resume the session");
+        else if (head.startsWith("HTTP/1.1 200")) resolve(undefined);
         else resolve(error ?? `unexpected response ${JSON.stringify(head.slice(0, 16))}`);
       });
     });
@@ -171,7 +186,7 @@ export async function runLoad(spec: LoadSpec, onMark: (phase: "start" | "end") =
     closers.push(...sockets.map((s) => s.close));
   } else {
     const context = tls.createSecureContext({ ca: spec.ca, key: spec.key, cert: spec.cert });
-    ops = Array<Op>(spec.concurrency).fill(handshakeOp(spec, context));
+    ops = Array.from({ length: spec.concurrency }, () => handshakeOp(spec, context));
   }
   const latencies: number[] = [];
 
