@@ -40,6 +40,7 @@ const BENCHMARKS: { name: string; run: (settings: BenchSettings) => Promise<Benc
   { name: "mtls-handshake", run: mtlsHandshake.run },
   { name: "exec-roundtrip", run: execRoundTrip.run },
   { name: "sessions", run: async (settings) => (await import("./sessions.js")).run(settings) },
+  { name: "cli-startup", run: async (settings) => (await import("./cli-startup.js")).run(settings) },
   { name: "storm", run: async (settings) => (await import("./storm.js")).run(settings) },
   { name: "revoke", run: async (settings) => (await import("./revoke.js")).run(settings) },
 ];
