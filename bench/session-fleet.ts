@@ -25,7 +25,7 @@ import { registerNode } from "../src/node/register.js";
 import { FRESH_RECONNECT, nextReconnect, type ReconnectState } from "../src/node/backoff.js";
 import type { ErrorCode } from "../src/protocol/errors.js";
 import { fetchOnce } from "./gateway-fixture.js";
-import { now } from "./lib.js";
+import { MACHINE_CPUS, machineBusyCores, machineTicks, now } from "./lib.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(HERE, "../dist/cli/main.js");
@@ -70,6 +70,47 @@ function withOpenFiles(needed: number, args: string[]): [string, string[]] {
   if (!hasPrlimit)
     throw new Error(`the soft open-file limit is ${soft} (< ${needed}) and prlimit is missing`);
   return ["prlimit", [`--nofile=${hard}:${hard}`, "--", process.execPath, ...args]];
+}
+
+// CPU of the processes in a window ---------------------------------------------------------------
+
+/** CPU ticks (user + system, /proc/PID/stat) a process has used, or undefined once it is gone. */
+function processTicks(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts a CPU window over the server and fleet client processes; `end` gives each one's CPU in
+ * cores and the rest of the machine's ("other cores": above ~0.2 the figures are disturbed).
+ */
+export function cpuWindow(
+  server: number | undefined,
+  client: number | undefined,
+): () => {
+  serverCores: number;
+  clientCores: number;
+  otherCores: number;
+} {
+  const machine0 = machineTicks();
+  const server0 = processTicks(server);
+  const client0 = processTicks(client);
+  return () => {
+    const machine1 = machineTicks();
+    const elapsed = machine0 && machine1 ? (machine1.total - machine0.total) / MACHINE_CPUS : Number.NaN;
+    const cores = (a: number | undefined, b: number | undefined) =>
+      a !== undefined && b !== undefined && elapsed > 0 ? (b - a) / elapsed : 0;
+    const serverCores = cores(server0, processTicks(server));
+    const clientCores = cores(client0, processTicks(client));
+    const busy = machineBusyCores(machine0, machine1) ?? Number.NaN;
+    return { serverCores, clientCores, otherCores: Math.max(0, busy - serverCores - clientCores) };
+  };
 }
 
 // Server processes ------------------------------------------------------------------------------
@@ -288,6 +329,10 @@ export interface BackResult {
 /** The fleet client process: thousands of sessions, driven over IPC. */
 export class FleetClient {
   private constructor(private readonly child: ChildProcess) {}
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
 
   static async start(sessions: number): Promise<FleetClient> {
     const [command, argv] = withOpenFiles(sessions + 1000, [

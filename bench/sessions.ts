@@ -7,7 +7,7 @@
  * flight). One round each: 2 × 10,000 full mTLS handshakes take most of the 90 s budget.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { FleetClient, prepareFleetHome, startServer, type FleetHome } from "./session-fleet.js";
+import { FleetClient, cpuWindow, prepareFleetHome, startServer, type FleetHome } from "./session-fleet.js";
 import { log, now, ratio, summarize, type BenchResult, type BenchSettings, type Measurement } from "./lib.js";
 
 const SESSIONS = Math.max(100, Number(process.env.BENCH_SESSIONS ?? 10_000));
@@ -30,7 +30,9 @@ async function measure(
     await client.closeAll();
     await sleep(500);
     const before = server.rssKiB();
+    const cpu = cpuWindow(server.child.pid, client.pid);
     const opened = await client.open(SESSIONS, CONCURRENCY, false);
+    const { serverCores, clientCores, otherCores } = cpu();
     if (opened.failed)
       notes.push(`${kind}: ${opened.failed} of ${SESSIONS} sessions failed to open (${opened.firstError})`);
     await sleep(SETTLE_MS);
@@ -47,6 +49,9 @@ async function measure(
       ops: opened.opened,
       failed: opened.failed,
       elapsedMs: opened.ms,
+      cpuCores: serverCores,
+      clientCpuCores: clientCores,
+      otherCpuCores: otherCores,
     });
     return {
       rss: summarize(

@@ -12,6 +12,7 @@ import https from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   FleetClient,
+  cpuWindow,
   prepareFleetHome,
   startServer,
   type FleetHome,
@@ -73,6 +74,7 @@ interface StormFigures {
   healthP50: number;
   healthP99: number;
   probes: number;
+  cores: ReturnType<ReturnType<typeof cpuWindow>>;
 }
 
 async function storm(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]): Promise<StormFigures> {
@@ -90,8 +92,10 @@ async function storm(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]
     const stopMs = await server.stop();
     server = await startServer(kind, fleet, SESSIONS);
     const readyAt = now();
+    const cpu = cpuWindow(server.child.pid, client.pid);
     const prober = startProber(server.port, fleet.pem.ca);
     const result = await back;
+    const cores = cpu();
     const probes = prober.stop().filter((p) => p.at >= readyAt);
     const figures: StormFigures = {
       backMs: result.ms,
@@ -106,6 +110,7 @@ async function storm(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]
         0.99,
       ),
       probes: probes.length,
+      cores,
     };
     log(
       `  ${kind}: ${SESSIONS} back in ${(result.ms / 1000).toFixed(2)} s (stop ${Math.round(stopMs)} ms, start ${Math.round(server.startMs)} ms, ` +
@@ -125,8 +130,24 @@ async function storm(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]
   }
 }
 
-function one(label: string, description: string, unit: string, value: number): Measurement {
-  return summarize(label, description, unit, [{ rate: value, ops: 1, failed: 0, elapsedMs: 0 }]);
+function one(
+  label: string,
+  description: string,
+  unit: string,
+  value: number,
+  cores?: StormFigures["cores"],
+): Measurement {
+  return summarize(label, description, unit, [
+    {
+      rate: value,
+      ops: 1,
+      failed: 0,
+      elapsedMs: 0,
+      ...(cores
+        ? { cpuCores: cores.serverCores, clientCpuCores: cores.clientCores, otherCpuCores: cores.otherCores }
+        : {}),
+    },
+  ]);
 }
 
 export async function run(_settings: BenchSettings): Promise<BenchResult> {
@@ -142,24 +163,28 @@ export async function run(_settings: BenchSettings): Promise<BenchResult> {
       `SIGTERM → all ${SESSIONS} sessions open again`,
       "s",
       gateway.backMs / 1000,
+      gateway.cores,
     );
     const b = one(
       "b bare: all back after a restart",
       `SIGTERM → all ${SESSIONS} sessions open again`,
       "s",
       bare.backMs / 1000,
+      bare.cores,
     );
     const c = one(
       "c gateway /health p99 during the storm",
       "GET /health, keep-alive, from ready until all back",
       "ms",
       gateway.healthP99,
+      gateway.cores,
     );
     const d = one(
       "d bare /health p99 during the storm",
       "GET /health, keep-alive, from ready until all back",
       "ms",
       bare.healthP99,
+      bare.cores,
     );
     const e = one("e gateway stop", "SIGTERM → process exit, with all sessions open", "ms", gateway.stopMs);
     const f = one("f bare stop", "SIGTERM → process exit, with all sessions open", "ms", bare.stopMs);
