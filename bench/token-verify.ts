@@ -4,6 +4,9 @@
  *   a1  TokenService.authenticateBearer, the same token again and again (its verified-token cache hits)
  *   a2  TokenService.authenticateBearer, a new token every time (cache misses: verifyAccessToken)
  *   b   bare jose.jwtVerify with the same public key (baseline: the library alone)
+ *
+ * Goal (issue 13): a token's first sight (a2) ≥ 0.95 of bare jose (b): the gateway's checks
+ * around the verify (key choice, claims, audience, cnf binding, cache insert) cost next to nothing.
  *   c   node:crypto.verify of the JWS signature, synchronous (baseline: the ECDSA P-256 floor)
  */
 import {
@@ -205,7 +208,10 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       measurements: [a1!, a2!, b!, c!],
       ratios: [
         ratio("a1/b", "cache hit vs bare jose.jwtVerify", a1!, b!),
-        ratio("a2/b", "gateway full verification vs bare jose.jwtVerify", a2!, b!),
+        ratio("a2/b", "gateway full verification (first sight) vs bare jose.jwtVerify", a2!, b!, {
+          op: ">=",
+          value: 0.95,
+        }),
         ratio("a2/c", "gateway full verification vs bare crypto.verify", a2!, c!),
         ratio("b/c", "jose.jwtVerify vs bare crypto.verify", b!, c!),
       ],
