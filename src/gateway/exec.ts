@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { GatehouseError, isErrorCode } from "../protocol/errors.js";
 import { judgeExecAnswer, quoteNodeText } from "./exec-answer.js";
@@ -112,7 +112,9 @@ export class ExecBroker {
   ): Promise<ExecResponse> {
     const { deviceId, session } = this.findSession(idOrName);
     const started = performance.now();
-    const execId = "exe_" + randomBytes(12).toString("hex");
+    // 24 hex digits of a random UUID: node:crypto draws these from a pool of entropy it keeps,
+    // where randomBytes asks the generator again for every command.
+    const execId = "exe_" + randomUUID().replaceAll("-", "").slice(0, 24);
     const requestedAt = this.ctx.now();
     // Not awaited here: the command goes out at once, and its request entry is committed while
     // it runs — with the result entry when the node answers within the hold, else on its
