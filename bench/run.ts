@@ -42,6 +42,7 @@ const BENCHMARKS: { name: string; run: (settings: BenchSettings) => Promise<Benc
   { name: "sessions", run: async (settings) => (await import("./sessions.js")).run(settings) },
   { name: "cli-startup", run: async (settings) => (await import("./cli-startup.js")).run(settings) },
   { name: "storm", run: async (settings) => (await import("./storm.js")).run(settings) },
+  { name: "flood", run: async (settings) => (await import("./flood.js")).run(settings) },
   { name: "revoke", run: async (settings) => (await import("./revoke.js")).run(settings) },
 ];
 
