@@ -724,6 +724,10 @@ export async function openSqliteStore(file: string): Promise<Store> {
  * another connection at any moment; a deferred transaction that read before that commit could not
  * upgrade to a write afterwards (SQLITE_BUSY_SNAPSHOT, no retry), so a registration would fail.
  * Taking the lock first makes such a transaction wait for the writer's commit (busy_timeout) instead.
+ * That wait blocks the event loop for about one of the writer's commits at most (measured: p99
+ * ~11 ms with the writer committing back to back): while the loop waits it posts no new batch.
+ * (Retrying asynchronously instead was tried: the loop then keeps feeding the writer, and such a
+ * write waited up to ~200 ms at p99.)
  */
 class ImmediateSqliteDialect extends SqliteDialect {
   constructor(private readonly settings: SqliteDialectConfig) {
