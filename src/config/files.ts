@@ -45,15 +45,24 @@ export function ensurePrivateDir(dir: string): void {
 /**
  * Writes a file so that a crash never leaves it half-written: a temporary file beside it, fsync,
  * rename. Private by default (0600): homes hold keys and certificates.
+ * @param options.fsync false for a file that means nothing after a power loss (a pid file): the
+ *   rename still keeps readers from seeing it half-written, without blocking on the disk.
  */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): void {
+export function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+  options: { fsync?: boolean } = {},
+): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+  if (options.fsync !== false) {
+    const fd = openSync(tmp, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
   renameSync(tmp, file);
   chmodSync(file, mode);

@@ -160,7 +160,9 @@ export function livePid(home: string): number | undefined {
 
 /** Records this process as the home's running gateway (after it listens). */
 export function writePidFile(home: string): void {
-  writeFileAtomic(path.join(home, PID_FILE), `${process.pid}\n`, 0o644);
+  // No fsync: a pid file means nothing after a power loss, and an fsync here held up the first
+  // handshakes after a restart (hundreds of ms on a busy disk).
+  writeFileAtomic(path.join(home, PID_FILE), `${process.pid}\n`, 0o644, { fsync: false });
 }
 
 /** Removes the pid file at a clean stop, if it is still this process's. */
