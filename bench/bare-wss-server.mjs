@@ -11,6 +11,7 @@
  * and on SIGTERM closes every session with 1012 "gateway restarting", as the gateway does, cuts
  * those that have not answered within 100 ms, and exits. It prints "listening PORT" when ready.
  */
+/* global process, URL, setTimeout -- Node's globals (ESLint's config describes TypeScript files) */
 import https from "node:https";
 import { readFileSync } from "node:fs";
 import path from "node:path";
