@@ -175,8 +175,12 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Prom
   return results;
 }
 
+/** One run as the snapshot keeps it; the run's scratch folder (a new name each time) as <scratch>. */
 const show = (args: string[], r: Run) =>
-  `$ gatehouse ${args.join(" ")}\nexit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+  `$ gatehouse ${args.join(" ")}\nexit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`.replaceAll(
+    scratch,
+    "<scratch>",
+  );
 
 describe("help and usage errors read exactly as before", () => {
   it("every command's --help, and the usage errors, match the snapshot", async () => {
@@ -214,6 +218,15 @@ describe("help and usage errors read exactly as before", () => {
       ["node", "test-connection", "--timeout"],
       ["migrate"],
       ["gateway", "init", "--san"],
+      // A command line that names its group defines only that group: the same answers.
+      ["--home", "h", "node", "nosuch"],
+      ["--home=h", "devices"],
+      ["--json", "--home", "h", "node", "test-connection", "--timeout"],
+      ["--home", "h", "--bogus", "node", "status"],
+      ["--home", "h", "nod"],
+      ["--json", "keys", "create"],
+      ["--home", "h", "--", "node", "status"],
+      ["--home"],
     ];
     const results = await mapLimited(cases, 3, (args) => run(args));
     const text = cases.map((args, i) => show(args, results[i]!)).join("\n");
