@@ -63,6 +63,8 @@ export class NodeAgent extends EventEmitter {
   private socket: WebSocket | undefined;
   /** Ladder steps and the last restart notice (1001/1012), for the next reconnect's delay. */
   private reconnect: ReconnectState = FRESH_RECONNECT;
+  /** The last restart notice, as the gateway closed the session ("1012 gateway restarting"). */
+  private restartNotice = "";
   private timer: LongTimer | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -203,6 +205,12 @@ export class NodeAgent extends EventEmitter {
     );
     this.reconnect = next.state;
     const delay = next.delayMs;
+    if (closeCode !== undefined && GATEWAY_RESTART_CLOSE_CODES.has(closeCode)) this.restartNotice = message;
+    else if (next.restarting && this.restartNotice) {
+      // Refused while the gateway restarts: the status says why this is expected.
+      message = `${message}; the gateway is restarting (${this.restartNotice})`;
+      if (this.status.lastError) this.status.lastError.message = message;
+    }
     this.status.backoffMs = delay;
     this.setState("backoff", `${code}: ${message}; reconnecting in ${delay} ms`, {
       code,

@@ -64,6 +64,8 @@ export const FRESH_RECONNECT: ReconnectState = Object.freeze({ attempt: 0, resta
  * - Within RESTART_GRACE_MS of that close, connection refused / reset / 503: the same window.
  * - Anything else: the exponential ladder with full jitter (`backoffDelay`).
  *
+ * `restarting` is true when the delay came from the flat window (the gateway is restarting).
+ *
  * @param failure `closeCode` when an open session was closed; `code` the catalogue code reported
  * @param at the time of the failure, ms since the epoch
  * @param ladder `initialMs` and `maxMs` of the exponential ladder (the node's `reconnect` config)
@@ -74,7 +76,7 @@ export function nextReconnect(
   at: number,
   ladder: { initialMs: number; maxMs: number },
   random: () => number = Math.random,
-): { delayMs: number; state: ReconnectState } {
+): { delayMs: number; state: ReconnectState; restarting: boolean } {
   const restartNotice = failure.closeCode !== undefined && GATEWAY_RESTART_CLOSE_CODES.has(failure.closeCode);
   const restartNoticeAt = restartNotice ? at : state.restartNoticeAt;
   const withinGrace =
@@ -84,10 +86,12 @@ export function nextReconnect(
     return {
       delayMs: Math.round(min + random() * (max - min)),
       state: { attempt: state.attempt, restartNoticeAt },
+      restarting: true,
     };
   }
   return {
     delayMs: backoffDelay(state.attempt, ladder.initialMs, ladder.maxMs, random),
     state: { attempt: state.attempt + 1, restartNoticeAt },
+    restarting: false,
   };
 }
