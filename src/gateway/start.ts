@@ -40,6 +40,9 @@ import { acquireGatewayLock } from "./gateway-lock.js";
 import { EventHub } from "./events.js";
 import { DashboardSessions } from "./dashboard/sessions.js";
 
+/** Connections waiting to be accepted (Node's default is 511). */
+const LISTEN_BACKLOG = 4096;
+
 /** How long a stopping gateway waits for its nodes to answer their close frames: 100 ms. */
 const STOP_CLOSE_GRACE_MS = 100;
 
@@ -205,7 +208,10 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     const level = app.log.level;
     app.log.level = "warn";
     try {
-      await app.listen({ host, port });
+      // A restart brings the whole fleet back within a few seconds: a deep accept queue keeps
+      // their SYNs from being dropped (a dropped SYN is retried after 1 s, then 3 s). The kernel
+      // caps it at net.core.somaxconn.
+      await app.listen({ host, port, backlog: LISTEN_BACKLOG });
     } catch (error) {
       throw await listenFailure(error, home, config.gatewayId, listenAddress);
     } finally {
