@@ -10,7 +10,8 @@
  *
  * Runs the built CLI (dist/cli/main.js; `npm run bench` builds first). BENCH_CLI_RUNS sets the
  * rounds (default 15). Besides wall time, each run's CPU (user + system, from the kernel's
- * account of waited-for children) is reported: it is less disturbed by other processes.
+ * account of waited-for children) is reported: it is less disturbed by other processes. Children
+ * get a clean environment (no NODE_OPTIONS, no NODE_EXTRA_CA_CERTS): see the note in the result.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -305,6 +306,11 @@ export async function run(_settings: BenchSettings): Promise<BenchResult> {
           `${m.label}: other processes used ${(m.medianOtherCpuCores ?? 0).toFixed(2)} cores (median; up to ${worst.toFixed(2)}) during its runs; its times are disturbed`,
         );
     }
+    notes.push(
+      "every process runs with only PATH, HOME and NO_COLOR in its environment: NODE_OPTIONS or " +
+        "NODE_EXTRA_CA_CERTS (which makes Node read a CA bundle at start, ~40 ms on this machine class) " +
+        "would add the same time to both sides of each ratio and make it look better than it is",
+    );
     notes.push(
       `wall times are medians of ${rounds} interleaved runs each (the p50 ms column); cpu µs/op is the process's own user + system CPU, ` +
         `counted by the kernel in 10 ms ticks (a median of few runs is coarse)`,
