@@ -195,7 +195,6 @@ describe("GatewayMetrics", () => {
       "device",
       "api_key",
       "enroll_token",
-      "certificate",
     ]);
     expect(labelSets(first, "gatehouse_token_verifications_total").map((l) => l.result)).toEqual([
       "cache_hit",

@@ -26,7 +26,7 @@ export type RegistrationOutcome = "pending" | "approved" | "denied" | "expired" 
 /** Why a client certificate was issued: on approval, a renewal before expiry, or a re-issue of a lapsed one. */
 export type CertificateIssueKind = "initial" | "renewal" | "reissue";
 /** What was revoked. */
-export type RevocationKind = "device" | "api_key" | "enroll_token" | "certificate";
+export type RevocationKind = "device" | "api_key" | "enroll_token";
 /** How a bearer token's verification ended: a verdict from the cache, a full verify, or a refusal. */
 export type TokenVerificationResult = "cache_hit" | "cache_miss" | "refused";
 
@@ -38,13 +38,13 @@ const REGISTRATION_OUTCOMES: readonly RegistrationOutcome[] = [
   "refused",
 ];
 const CERTIFICATE_KINDS: readonly CertificateIssueKind[] = ["initial", "renewal", "reissue"];
-const REVOCATION_KINDS: readonly RevocationKind[] = ["device", "api_key", "enroll_token", "certificate"];
+const REVOCATION_KINDS: readonly RevocationKind[] = ["device", "api_key", "enroll_token"];
 const TOKEN_RESULTS: readonly TokenVerificationResult[] = ["cache_hit", "cache_miss", "refused"];
 /** An exec's outcomes (ExecResult["outcome"] in protocol/messages.ts), pre-bound; another fixed word is bound on first use. */
 const EXEC_OUTCOMES = ["completed", "refused", "timeout", "truncated", "failed"] as const;
 
-/** Seconds: a command on a node takes from a few milliseconds to its 60 s ceiling. */
-const EXEC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Seconds: a command on a node takes from a few milliseconds to its timeout (30 s by default, at most 300 s). */
+const EXEC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 /** Seconds: one group commit (with fsync) takes from half a millisecond to about a second on a slow disk. */
 const AUDIT_COMMIT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
@@ -244,7 +244,7 @@ export class GatewayMetrics {
     this.certificates.inc(kind);
   }
 
-  /** One device, API key, enroll token or certificate revoked. */
+  /** One device (with its certificates), API key or enroll token revoked. */
   revoked(kind: RevocationKind): void {
     this.revocations.inc(kind);
   }
