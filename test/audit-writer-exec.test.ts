@@ -59,7 +59,7 @@ function broker(options: { answerAfterMs?: number; holdMs?: number } = {}) {
   const ctx = {
     devices: { resolveNode: () => undefined },
     tokens: { listApiKeys: () => [] },
-    sessions: { isOnline: () => true, all: () => [session] },
+    sessions: { isOnline: () => true, all: () => [session], newestOf: () => session },
     audit: new AuditLog(store as unknown as Store, logger, now),
     metrics: { execFinished: (outcome: string) => finished.push(outcome) },
     logger,

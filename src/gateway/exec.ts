@@ -83,10 +83,8 @@ export class ExecBroker {
    */
   private findSession(idOrName: string): { deviceId: string; session: LiveSession } {
     const { deviceId, device } = resolveNodeTarget(this.ctx, idOrName);
-    const session = this.ctx.sessions
-      .all()
-      .filter((s) => s.deviceId === deviceId)
-      .sort((a, b) => b.connectedAt.getTime() - a.connectedAt.getTime())[0];
+    // Only this device's sessions: no array of every open session per command.
+    const session = this.ctx.sessions.newestOf(deviceId);
     if (session) return { deviceId, session };
     throw new GatehouseError(
       "node_offline",

@@ -173,6 +173,17 @@ export class SessionRegistry {
     return this.byDevice.has(deviceId);
   }
 
+  /**
+   * The newest open session of one device (latest `connectedAt`), or undefined when it has none.
+   * Reads only that device's sessions: an exec costs the same with 10 or 10,000 nodes online.
+   */
+  newestOf(deviceId: string): LiveSession | undefined {
+    let newest: LiveSession | undefined;
+    for (const session of this.byDevice.get(deviceId)?.values() ?? [])
+      if (!newest || session.connectedAt.getTime() > newest.connectedAt.getTime()) newest = session;
+    return newest;
+  }
+
   all(): LiveSession[] {
     return [...this.byDevice.values()].flatMap((sessions) => [...sessions.values()]);
   }
