@@ -12,7 +12,7 @@ import {
   type EnrollStatusResponse,
 } from "../protocol/messages.js";
 import { prefixedDeviceName } from "../protocol/device-name.js";
-import { verifyCsr, issueClientCertificate } from "../pki/index.js";
+import { ParsedCsr, verifyCsr, issueClientCertificate } from "../pki/index.js";
 import type { TlsState } from "./tls-state.js";
 import { requireKnownRole } from "../auth/roles.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -79,8 +79,13 @@ export class RegistrationService {
 
   private async decideEnrollment(request: EnrollRequest, address: string | null): Promise<EnrollResponse> {
     const { store, devices, config, audit, now } = this.deps;
-    const csr = await verifyCsr(request.csr);
+    const parsed = ParsedCsr.parse(request.csr);
     const at = now();
+    // A registration without a token waits in the queue the cap protects: when that queue is full
+    // and the key is new here, the answer is rate_limited whoever holds the key, so it is given
+    // before the signature check — the costly step a flood of registrations would otherwise buy.
+    if (request.enrollToken === undefined) await this.refuseWhenQueueFull(parsed, address, at);
+    const csr = await parsed.verify();
     // By key, not only by id: a key revoked or denied under an id from before keys were
     // canonicalised stays revoked or denied in any encoding.
     const existing = devices.forKey(csr);
@@ -210,22 +215,7 @@ export class RegistrationService {
       reusePending: true,
     });
     if (result.outcome === "waiting") return this.enrollResponse(result.registration, csr.keyFingerprint);
-    if (result.outcome === "queue_full") {
-      audit.recordRefusal({
-        type: "enroll",
-        outcome: "failure",
-        subject: csr.deviceId,
-        address,
-        code: "rate_limited",
-      });
-      const error = new GatehouseError(
-        "rate_limited",
-        `too many registrations are waiting for approval (at most ${config.enroll.maxPending})`,
-        "Ask the admin to approve or deny the pending devices (`gatehouse devices list --pending`), then retry.",
-      );
-      error.retryAfterSeconds = 60;
-      throw error;
-    }
+    if (result.outcome === "queue_full") throw this.queueFull(csr.deviceId, address);
     if (result.outcome !== "pending")
       throw new Error(`registration ${registration.requestId} was ${result.outcome}`);
     devices.remember(result.device);
@@ -237,6 +227,40 @@ export class RegistrationService {
       "registration pending approval",
     );
     return this.enrollResponse(result.registration, csr.keyFingerprint);
+  }
+
+  /**
+   * Refuses a key this gateway does not know (no device holds it: not pending, so not a node
+   * asking again for its waiting request) while `enroll.maxPending` unexpired requests wait.
+   * Decided on the CSR's claimed key, unverified: the refusal is the same for any sender, and a
+   * known key always goes on to the verified path (its 202, its approval, its revocation).
+   * The store's transaction still decides the last place (`recordRegistration`).
+   * @throws GatehouseError `rate_limited` (audited as the queue-full refusal always is).
+   */
+  private async refuseWhenQueueFull(parsed: ParsedCsr, address: string | null, at: Date): Promise<void> {
+    const claimed = parsed.claimed();
+    if (this.deps.devices.forKey(claimed) !== undefined) return;
+    const pending = await this.deps.store.countPendingRegistrations(at.toISOString());
+    if (pending >= this.deps.config.enroll.maxPending) throw this.queueFull(claimed.deviceId, address);
+  }
+
+  /** The pending queue is full: audits the refusal and returns the `rate_limited` to throw. */
+  private queueFull(deviceId: string, address: string | null): GatehouseError {
+    const { audit, config } = this.deps;
+    audit.recordRefusal({
+      type: "enroll",
+      outcome: "failure",
+      subject: deviceId,
+      address,
+      code: "rate_limited",
+    });
+    const error = new GatehouseError(
+      "rate_limited",
+      `too many registrations are waiting for approval (at most ${config.enroll.maxPending})`,
+      "Ask the admin to approve or deny the pending devices (`gatehouse devices list --pending`), then retry.",
+    );
+    error.retryAfterSeconds = 60;
+    return error;
   }
 
   /** The name the device has on this gateway: an enroll token's prefix, or its approved name. */
