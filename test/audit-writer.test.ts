@@ -1,5 +1,3 @@
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { pino } from "pino";
@@ -9,22 +7,17 @@ import { verifyAuditChain } from "../src/audit/chain.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 import { SqliteAuditWriter } from "../src/store/sqlite-audit-writer.js";
 import { openSqliteStore, type AuditWrite, type ExecRecord, type Store } from "../src/store/index.js";
+import { closeTempStore, deviceRecord, openTempStore, registrationRecord } from "./fixtures/store.js";
 
 let dir: string;
 let file: string;
 let store: Store;
 
 beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "gh-audit-writer-"));
-  file = path.join(dir, "gatehouse.db");
-  store = await openSqliteStore(file);
-  await store.migrate();
+  ({ dir, file, store } = await openTempStore("gh-audit-writer-"));
 });
 
-afterEach(async () => {
-  await store.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => closeTempStore(dir, store));
 
 function entry(n: number, subject = "dev1"): AuditWrite {
   return {
@@ -198,40 +191,8 @@ describe("the audit writer thread", () => {
       registrations.push(
         store.recordRegistration({
           maxPending: 1000,
-          registration: {
-            requestId: `req_${n}`,
-            deviceId: `dev_${n}`,
-            userCode: "BCDFGHJK",
-            status: "pending",
-            csr: "csr",
-            name: `n${n}`,
-            platform: null,
-            address: null,
-            createdAt: now,
-            expiresAt: later,
-            certificate: null,
-            reason: null,
-          },
-          device: {
-            deviceId: `dev_${n}`,
-            kind: "node",
-            name: `n${n}`,
-            platform: null,
-            status: "pending",
-            role: "node",
-            publicKey: "pk",
-            keyFingerprint: `sha256:${n}`,
-            userCode: "BCDFGHJK",
-            address: null,
-            createdAt: now,
-            updatedAt: now,
-            approvedAt: null,
-            revokedAt: null,
-            statusReason: null,
-            lastSeen: null,
-            certFingerprint: null,
-            certExpiresAt: null,
-          },
+          registration: registrationRecord(`req_${n}`, `dev_${n}`, { createdAt: now, expiresAt: later }),
+          device: deviceRecord(`dev_${n}`, { createdAt: now, updatedAt: now }),
         }),
       );
       if (n % 10 === 0) await new Promise((resolve) => setImmediate(resolve));

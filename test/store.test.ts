@@ -1,77 +1,18 @@
 import { GENESIS_HASH, verifyAuditChain } from "../src/audit/chain.js";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  openSqliteStore,
-  type CertificateRecord,
-  type DeviceRecord,
-  type RegistrationRecord,
-  type Store,
-} from "../src/store/index.js";
+import { openSqliteStore, type CertificateRecord, type Store } from "../src/store/index.js";
+import { closeTempStore, deviceRecord, openTempStore, registrationRecord } from "./fixtures/store.js";
 
 let dir: string;
 let file: string;
 let store: Store;
 
 beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "gh-store-"));
-  file = path.join(dir, "gatehouse.db");
-  store = await openSqliteStore(file);
-  await store.migrate();
+  ({ dir, file, store } = await openTempStore("gh-store-"));
 });
 
-afterEach(async () => {
-  await store.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function device(id: string, over: Partial<DeviceRecord> = {}): DeviceRecord {
-  return {
-    deviceId: id,
-    kind: "node",
-    name: `node-${id}`,
-    platform: "linux",
-    status: "pending",
-    role: "node",
-    publicKey: `key-${id}`,
-    keyFingerprint: `sha256:${id}`,
-    userCode: "ABCD-EFGH",
-    address: "10.0.0.1",
-    createdAt: "2025-01-01T00:00:00.000Z",
-    updatedAt: "2025-01-01T00:00:00.000Z",
-    approvedAt: null,
-    revokedAt: null,
-    statusReason: null,
-    lastSeen: null,
-    certFingerprint: null,
-    certExpiresAt: null,
-    ...over,
-  };
-}
-
-function registration(
-  id: string,
-  deviceId: string,
-  over: Partial<RegistrationRecord> = {},
-): RegistrationRecord {
-  return {
-    requestId: id,
-    deviceId,
-    userCode: "ABCD-EFGH",
-    status: "pending",
-    csr: "-----BEGIN CERTIFICATE REQUEST-----",
-    name: `node-${deviceId}`,
-    platform: "linux",
-    address: "10.0.0.1",
-    createdAt: "2025-01-01T00:00:00.000Z",
-    expiresAt: "2025-01-01T00:10:00.000Z",
-    certificate: null,
-    reason: null,
-    ...over,
-  };
-}
+afterEach(() => closeTempStore(dir, store));
 
 function certificate(serial: string, deviceId: string): CertificateRecord {
   return {
@@ -88,7 +29,7 @@ function certificate(serial: string, deviceId: string): CertificateRecord {
 describe("SQLite store", () => {
   it("creates the database file owner-only, WAL included", async () => {
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
-    await store.upsertDevice(device("d1"));
+    await store.upsertDevice(deviceRecord("d1"));
     expect(fs.statSync(`${file}-wal`).mode & 0o777).toBe(0o600);
   });
 
@@ -101,15 +42,15 @@ describe("SQLite store", () => {
   });
 
   it("upserts, gets, lists and updates devices", async () => {
-    await store.upsertDevice(device("d2", { createdAt: "2025-01-02T00:00:00.000Z" }));
-    await store.upsertDevice(device("d1"));
-    expect(await store.getDevice("d1")).toEqual(device("d1"));
+    await store.upsertDevice(deviceRecord("d2", { createdAt: "2025-01-02T00:00:00.000Z" }));
+    await store.upsertDevice(deviceRecord("d1"));
+    expect(await store.getDevice("d1")).toEqual(deviceRecord("d1"));
     expect(await store.getDevice("nope")).toBeUndefined();
     expect((await store.listDevices()).map((d) => d.deviceId)).toEqual(["d1", "d2"]);
 
     // Re-registration updates the mutable fields but keeps creation time and role.
     await store.upsertDevice(
-      device("d1", {
+      deviceRecord("d1", {
         name: "renamed",
         publicKey: "key-new",
         keyFingerprint: "sha256:new",
@@ -151,20 +92,22 @@ describe("SQLite store", () => {
   });
 
   it("does not let an upsert rewrite an approved device", async () => {
-    await store.upsertDevice(device("d1", { status: "approved" }));
-    await store.upsertDevice(device("d1", { publicKey: "key-attacker", status: "pending" }));
+    await store.upsertDevice(deviceRecord("d1", { status: "approved" }));
+    await store.upsertDevice(deviceRecord("d1", { publicKey: "key-attacker", status: "pending" }));
     expect(await store.getDevice("d1")).toMatchObject({ publicKey: "key-d1", status: "approved" });
   });
 
   it("creates, finds and expires registrations", async () => {
-    await store.upsertDevice(device("d1"));
-    await store.upsertDevice(device("d2"));
-    await store.createRegistration(registration("r1", "d1", { userCode: "AAAA-1111" }));
+    await store.upsertDevice(deviceRecord("d1"));
+    await store.upsertDevice(deviceRecord("d2"));
+    await store.createRegistration(registrationRecord("r1", "d1", { userCode: "AAAA-1111" }));
     await store.createRegistration(
-      registration("r2", "d2", { userCode: "BBBB-2222", expiresAt: "2025-01-01T01:00:00.000Z" }),
+      registrationRecord("r2", "d2", { userCode: "BBBB-2222", expiresAt: "2025-01-01T01:00:00.000Z" }),
     );
 
-    expect(await store.getRegistration("r1")).toEqual(registration("r1", "d1", { userCode: "AAAA-1111" }));
+    expect(await store.getRegistration("r1")).toEqual(
+      registrationRecord("r1", "d1", { userCode: "AAAA-1111" }),
+    );
     expect((await store.findRegistrationByUserCode("BBBB-2222"))?.requestId).toBe("r2");
     expect(await store.findRegistrationByUserCode("ZZZZ-9999")).toBeUndefined();
     expect((await store.findPendingRegistrationByDevice("d1"))?.requestId).toBe("r1");
@@ -182,12 +125,12 @@ describe("SQLite store", () => {
   });
 
   it("rejects a registration for an unknown device", async () => {
-    await expect(store.createRegistration(registration("r1", "ghost"))).rejects.toThrow(/FOREIGN KEY/);
+    await expect(store.createRegistration(registrationRecord("r1", "ghost"))).rejects.toThrow(/FOREIGN KEY/);
   });
 
   it("records an approval atomically and durably", async () => {
-    await store.upsertDevice(device("d1"));
-    await store.createRegistration(registration("r1", "d1"));
+    await store.upsertDevice(deviceRecord("d1"));
+    await store.createRegistration(registrationRecord("r1", "d1"));
     const at = "2025-01-01T00:05:00.000Z";
     const result = await store.recordApproval({
       deviceId: "d1",
@@ -217,8 +160,8 @@ describe("SQLite store", () => {
   });
 
   it("rolls an approval back when any step fails", async () => {
-    await store.upsertDevice(device("d1"));
-    await store.createRegistration(registration("r1", "d1"));
+    await store.upsertDevice(deviceRecord("d1"));
+    await store.createRegistration(registrationRecord("r1", "d1"));
     await store.insertCertificate(certificate("01", "d1"));
 
     // The certificate insert comes last and collides on its serial: nothing may stay behind.
@@ -231,7 +174,7 @@ describe("SQLite store", () => {
         certificate: certificate("01", "d1"),
       }),
     ).rejects.toThrow();
-    expect(await store.getDevice("d1")).toEqual(device("d1"));
+    expect(await store.getDevice("d1")).toEqual(deviceRecord("d1"));
     expect((await store.getRegistration("r1"))?.status).toBe("pending");
 
     await expect(
@@ -243,7 +186,7 @@ describe("SQLite store", () => {
         certificate: certificate("02", "d1"),
       }),
     ).rejects.toMatchObject({ code: "not_found" });
-    expect(await store.getDevice("d1")).toEqual(device("d1"));
+    expect(await store.getDevice("d1")).toEqual(deviceRecord("d1"));
     expect(await store.listCertificates("d1")).toEqual([certificate("01", "d1")]);
   });
 
@@ -264,9 +207,11 @@ describe("SQLite store", () => {
     };
     await store.createEnrollToken(token);
     for (const id of ["d1", "d2"]) {
-      await store.upsertDevice(device(id));
+      await store.upsertDevice(deviceRecord(id));
       // Still pending at the approval below (an expired request is never approved).
-      await store.createRegistration(registration(`r-${id}`, id, { expiresAt: "2025-01-03T00:00:00.000Z" }));
+      await store.createRegistration(
+        registrationRecord(`r-${id}`, id, { expiresAt: "2025-01-03T00:00:00.000Z" }),
+      );
     }
     const approve = (id: string, serial: string) =>
       store.recordApproval({
@@ -281,13 +226,13 @@ describe("SQLite store", () => {
     expect((await store.findEnrollTokenByHash("h1"))?.usesLeft).toBe(0);
     // The last use is gone: the second approval fails whole, and d2 stays pending.
     await expect(approve("d2", "02")).rejects.toMatchObject({ code: "invalid_token" });
-    expect(await store.getDevice("d2")).toEqual(device("d2"));
+    expect(await store.getDevice("d2")).toEqual(deviceRecord("d2"));
     expect(await store.listCertificates("d2")).toEqual([]);
   });
 
   it("lets an approval that raced a revocation lose instead of undoing it", async () => {
-    await store.upsertDevice(device("d1"));
-    await store.createRegistration(registration("r1", "d1"));
+    await store.upsertDevice(deviceRecord("d1"));
+    await store.createRegistration(registrationRecord("r1", "d1"));
     // The admin revoked the device while its approval was being prepared.
     await store.updateDevice("d1", { status: "revoked", revokedAt: "2025-01-02T00:00:00.000Z" });
     await expect(
@@ -321,8 +266,8 @@ describe("SQLite store", () => {
     });
     await expect(
       store.recordRegistration({
-        device: device("d1"),
-        registration: registration("r1", "d1"),
+        device: deviceRecord("d1"),
+        registration: registrationRecord("r1", "d1"),
         approval: {
           role: "node",
           at: "2025-01-01T00:00:00.000Z",
@@ -339,12 +284,12 @@ describe("SQLite store", () => {
   it("holds the pending cap when registrations race for the last places", async () => {
     const now = "2025-01-01T00:00:00.000Z";
     // One stale request: it no longer counts, and an accepted registration marks it expired.
-    await store.upsertDevice(device("old"));
-    await store.createRegistration(registration("r-old", "old", { expiresAt: now }));
+    await store.upsertDevice(deviceRecord("old"));
+    await store.createRegistration(registrationRecord("r-old", "old", { expiresAt: now }));
     for (const id of ["p1", "p2", "p3"])
       await store.recordRegistration({
-        device: device(id),
-        registration: registration(`r-${id}`, id),
+        device: deviceRecord(id),
+        registration: registrationRecord(`r-${id}`, id),
         maxPending: 5,
       });
 
@@ -352,8 +297,8 @@ describe("SQLite store", () => {
     const outcomes = await Promise.all(
       ids.map((id) =>
         store.recordRegistration({
-          device: device(id),
-          registration: registration(`r-${id}`, id),
+          device: deviceRecord(id),
+          registration: registrationRecord(`r-${id}`, id),
           maxPending: 5,
         }),
       ),
@@ -369,8 +314,8 @@ describe("SQLite store", () => {
   it("answers a key asking again, even many times at once, with its one waiting request", async () => {
     const ask = (requestId: string) =>
       store.recordRegistration({
-        device: device("d1"),
-        registration: registration(requestId, "d1"),
+        device: deviceRecord("d1"),
+        registration: registrationRecord(requestId, "d1"),
         maxPending: 5,
         reusePending: true,
       });
@@ -382,7 +327,7 @@ describe("SQLite store", () => {
   });
 
   it("opens and closes sessions", async () => {
-    await store.upsertDevice(device("d1"));
+    await store.upsertDevice(deviceRecord("d1"));
     const session = (id: string) => ({
       sessionId: id,
       deviceId: "d1",
