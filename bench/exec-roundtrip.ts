@@ -9,19 +9,13 @@
  * same request at the same concurrency. Goals (issue 13): rate ≥ 0.60 of the relay's at both
  * concurrencies, p99 ≤ 2× the relay's.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import { registerNode } from "../src/node/register.js";
-import { fetchOnce, startBenchGateway, type BenchGateway } from "./gateway-fixture.js";
+import { fetchOnce, startBenchGateway, startBenchNode, type BenchNode } from "./gateway-fixture.js";
 import { LoadClient, loadTarget, type LoadSpec } from "./load-client.js";
 import { startRelay, type Relay } from "./relay-baseline.js";
 import { clientNotes } from "./validate-rate.js";
 import {
   cpuRatio,
+  figureRatio,
   log,
   measureInterleaved,
   now,
@@ -30,37 +24,10 @@ import {
   type BenchSettings,
   type Measurement,
   type Ratio,
+  type Sample,
 } from "./lib.js";
 
 const CONCURRENCIES = [1, 64];
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../dist/cli/main.js");
-
-/** A node registered with this gateway and approved, running as a real `node start` process. */
-async function startNode(
-  gateway: BenchGateway,
-): Promise<{ deviceId: string; child: ChildProcess; dir: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "gh-bench-node-"));
-  const home = path.join(dir, "home");
-  const { ctx } = gateway.running;
-  const registered = await registerNode(home, {
-    gatewayUrl: gateway.running.url,
-    caFingerprint: gateway.caFingerprint,
-    name: "bench-node",
-    onProgress: (event) => {
-      if (event.state === "submitted")
-        void ctx.registrations.approve(event.response.userCode, "node", "bench");
-    },
-  });
-  const child = spawn(process.execPath, [CLI, "node", "start", "--home", home], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const deadline = now() + 20_000;
-  while (!ctx.sessions.isOnline(registered.deviceId)) {
-    if (now() > deadline || child.exitCode !== null) throw new Error("the bench node did not connect");
-    await sleep(50);
-  }
-  return { deviceId: registered.deviceId, child, dir };
-}
 
 export async function run(settings: BenchSettings): Promise<BenchResult> {
   const started = now();
@@ -68,9 +35,9 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
   const gateway = await startBenchGateway();
   let client: LoadClient | undefined;
   let relay: Relay | undefined;
-  let node: Awaited<ReturnType<typeof startNode>> | undefined;
+  let node: BenchNode | undefined;
   try {
-    node = await startNode(gateway);
+    node = await startBenchNode(gateway, "bench-node");
     const { pem } = gateway;
     relay = await startRelay({
       ca: pem.ca,
@@ -169,13 +136,7 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
   } finally {
     await client?.close();
     await relay?.close();
-    if (node) {
-      node.child.kill("SIGTERM");
-      await new Promise((resolve) =>
-        node!.child.exitCode !== null ? resolve(null) : node!.child.once("exit", resolve),
-      );
-      rmSync(node.dir, { recursive: true, force: true });
-    }
+    await node?.close();
     await gateway.close();
     log("  servers closed");
   }
@@ -183,15 +144,6 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
 
 /** a's median p99 latency ÷ b's, held to the issue's goal (at most twice the baseline's). */
 function p99Ratio(label: string, description: string, a: Measurement, b: Measurement): Ratio {
-  const rounds = Math.min(a.samples.length, b.samples.length);
-  return {
-    label,
-    description,
-    value: (a.medianP99Ms ?? Number.NaN) / (b.medianP99Ms ?? Number.NaN),
-    perRound: Array.from(
-      { length: rounds },
-      (_, i) => (a.samples[i]!.p99Ms ?? Number.NaN) / (b.samples[i]!.p99Ms ?? Number.NaN),
-    ),
-    goal: { op: "<=", value: 2 },
-  };
+  const p99 = { median: (m: Measurement) => m.medianP99Ms, sample: (s: Sample) => s.p99Ms };
+  return figureRatio(label, description, a, b, p99, { op: "<=", value: 2 });
 }

@@ -10,16 +10,11 @@
  * cap holds (pending registrations at the end ≤ enroll.maxPending), and every refused attempt is
  * answered with the catalogue's `rate_limited` (429), never a 5xx or a reset.
  */
-import { spawn, fork, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { fork } from "node:child_process";
 import https from "node:https";
-import os from "node:os";
-import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { registerNode } from "../src/node/register.js";
 import { createCsr, generateKeyPair } from "../src/pki/index.js";
-import { fetchOnce, startBenchGateway, type BenchGateway } from "./gateway-fixture.js";
+import { fetchOnce, startBenchGateway, startBenchNode, type BenchNode } from "./gateway-fixture.js";
 import { LoadClient, type LoadSpec } from "./load-client.js";
 import {
   log,
@@ -39,7 +34,6 @@ const EXEC_CONCURRENCY = 4;
 /** Distinct CSRs (device keys) the flood cycles through; a key sent again reuses its pending request. */
 const CSR_POOL = 300;
 const SELF = fileURLToPath(import.meta.url);
-const CLI = path.resolve(path.dirname(SELF), "../dist/cli/main.js");
 
 interface FloodSpec {
   host: string;
@@ -56,33 +50,6 @@ interface FloodResult {
   elapsedMs: number;
   /** Answers by `status code` (and `status error` for refusals), e.g. "202", "429 rate_limited". */
   answers: Record<string, number>;
-}
-
-/** A node registered with this gateway, approved, running as a real `node start` process. */
-async function startNode(
-  gateway: BenchGateway,
-): Promise<{ deviceId: string; child: ChildProcess; dir: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "gh-bench-flood-node-"));
-  const home = path.join(dir, "home");
-  const { ctx } = gateway.running;
-  const registered = await registerNode(home, {
-    gatewayUrl: gateway.running.url,
-    caFingerprint: gateway.caFingerprint,
-    name: "flood-bench-node",
-    onProgress: (event) => {
-      if (event.state === "submitted")
-        void ctx.registrations.approve(event.response.userCode, "node", "bench");
-    },
-  });
-  const child = spawn(process.execPath, [CLI, "node", "start", "--home", home], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const deadline = now() + 20_000;
-  while (!ctx.sessions.isOnline(registered.deviceId)) {
-    if (now() > deadline || child.exitCode !== null) throw new Error("the bench node did not connect");
-    await sleep(50);
-  }
-  return { deviceId: registered.deviceId, child, dir };
 }
 
 /** Runs one flood in a forked process (its CPU is not the gateway's) and returns what it was told. */
@@ -169,9 +136,9 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
   const notes: string[] = [];
   const gateway = await startBenchGateway();
   let client: LoadClient | undefined;
-  let node: Awaited<ReturnType<typeof startNode>> | undefined;
+  let node: BenchNode | undefined;
   try {
-    node = await startNode(gateway);
+    node = await startBenchNode(gateway, "flood-bench-node");
     const { pem, running } = gateway;
     const execUrl = `${running.url}/api/v1/nodes/${node.deviceId}/exec`;
     const sanity = await fetchOnce(execUrl, {
@@ -317,9 +284,8 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
     };
   } finally {
     await client?.close();
-    node?.child.kill("SIGTERM");
+    await node?.close();
     await gateway.close();
-    if (node) rmSync(node.dir, { recursive: true, force: true });
     log("  gateway and node closed");
   }
 }

@@ -2,14 +2,21 @@
  * A real gateway for the network benchmarks: a fresh home in a temp directory (`gateway init` with
  * listen 127.0.0.1:0), started in this process with a silent logger.
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { GATEWAY_FILES } from "../src/config/index.js";
 import { initGatewayHome } from "../src/gateway/home.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
+import { registerNode, type RegisterResult } from "../src/node/register.js";
+import { now } from "./lib.js";
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../dist/cli/main.js");
 
 export interface BenchGateway {
   running: RunningGateway;
@@ -66,6 +73,72 @@ export async function startBenchGateway(): Promise<BenchGateway> {
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * Registers a node home at `home` with this gateway under `name` and approves it as soon as its
+ * request is submitted (in this process, as an operator would with `devices approve`): the home
+ * then holds the device key and certificate. Throws what registration throws.
+ */
+export async function registerApprovedNode(
+  gateway: BenchGateway,
+  home: string,
+  name: string,
+): Promise<RegisterResult> {
+  const { ctx } = gateway.running;
+  return registerNode(home, {
+    gatewayUrl: gateway.running.url,
+    caFingerprint: gateway.caFingerprint,
+    name,
+    onProgress: (event) => {
+      if (event.state === "submitted")
+        void ctx.registrations.approve(event.response.userCode, "node", "bench");
+    },
+  });
+}
+
+/** A node agent of a bench gateway, running as a real `node start` process (dist/cli/main.js). */
+export interface BenchNode {
+  deviceId: string;
+  child: ChildProcess;
+  /** The temp directory that holds the node's home. */
+  dir: string;
+  /** Stops the agent (SIGTERM), waits for it to exit and removes its directory. */
+  close(): Promise<void>;
+}
+
+/**
+ * A node registered with `gateway` as `name` and approved, started as its own process (as on
+ * another machine), resolved once the gateway counts it online. Throws if it has not connected
+ * within 20 s or its process exits first.
+ */
+export async function startBenchNode(gateway: BenchGateway, name: string): Promise<BenchNode> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `gh-${name}-`));
+  const home = path.join(dir, "home");
+  const registered = await registerApprovedNode(gateway, home, name);
+  const child = spawn(process.execPath, [CLI, "node", "start", "--home", home], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const node: BenchNode = {
+    deviceId: registered.deviceId,
+    child,
+    dir,
+    async close() {
+      child.kill("SIGTERM");
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = now() + 20_000;
+  while (!gateway.running.ctx.sessions.isOnline(registered.deviceId)) {
+    if (now() > deadline || child.exitCode !== null) {
+      await node.close();
+      throw new Error("the bench node did not connect");
+    }
+    await sleep(50);
+  }
+  return node;
 }
 
 /** One HTTPS request (GET unless told; a body goes as JSON) with a timeout, for sanity checks. */

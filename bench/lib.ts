@@ -132,6 +132,54 @@ export function summarize(label: string, description: string, unit: string, samp
   return m;
 }
 
+/**
+ * A ratio of one figure of two measurements: the figure of `top`'s medians ÷ `bottom`'s, and the
+ * same within each round (sample i of each), with an optional goal. A figure a measurement lacks
+ * makes the ratio NaN (never "met").
+ */
+export function figureRatio(
+  label: string,
+  description: string,
+  top: Measurement,
+  bottom: Measurement,
+  figure: { median: (m: Measurement) => number | undefined; sample: (s: Sample) => number | undefined },
+  goal?: Goal,
+): Ratio {
+  const of = (value: number | undefined) => value ?? Number.NaN;
+  const rounds = Math.min(top.samples.length, bottom.samples.length);
+  const r: Ratio = {
+    label,
+    description,
+    value: of(figure.median(top)) / of(figure.median(bottom)),
+    perRound: Array.from(
+      { length: rounds },
+      (_, i) => of(figure.sample(top.samples[i]!)) / of(figure.sample(bottom.samples[i]!)),
+    ),
+  };
+  if (goal) r.goal = goal;
+  return r;
+}
+
+/**
+ * A measurement of one figure taken once (a time, a percentile over a run): its median is the
+ * figure itself; `extra` adds what was seen with it (CPU cores of the window).
+ */
+export function singleFigure(
+  label: string,
+  description: string,
+  unit: string,
+  value: number,
+  extra: Partial<Sample> = {},
+): Measurement {
+  return summarize(label, description, unit, [{ rate: value, ops: 1, failed: 0, elapsedMs: 0, ...extra }]);
+}
+
+/** The value at 0-based rank ⌊q·n⌋ of the sorted values (the largest when that runs past the end); NaN for none. */
+export function percentile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
 /** A ratio of the median rates of two measurements: a's rate ÷ b's rate, with an optional goal. */
 export function ratio(
   label: string,
@@ -140,15 +188,7 @@ export function ratio(
   b: Measurement,
   goal?: Goal,
 ): Ratio {
-  const rounds = Math.min(a.samples.length, b.samples.length);
-  const r: Ratio = {
-    label,
-    description,
-    value: a.median / b.median,
-    perRound: Array.from({ length: rounds }, (_, i) => a.samples[i]!.rate / b.samples[i]!.rate),
-  };
-  if (goal) r.goal = goal;
-  return r;
+  return figureRatio(label, description, a, b, { median: (m) => m.median, sample: (s) => s.rate }, goal);
 }
 
 /** A ratio of the median CPU per operation of two measurements: b's cost ÷ a's cost, with an optional goal. */
@@ -159,18 +199,8 @@ export function cpuRatio(
   b: Measurement,
   goal?: Goal,
 ): Ratio {
-  const rounds = Math.min(a.samples.length, b.samples.length);
-  const r: Ratio = {
-    label,
-    description,
-    value: (b.medianCpuUsPerOp ?? Number.NaN) / (a.medianCpuUsPerOp ?? Number.NaN),
-    perRound: Array.from(
-      { length: rounds },
-      (_, i) => (b.samples[i]!.cpuUsPerOp ?? Number.NaN) / (a.samples[i]!.cpuUsPerOp ?? Number.NaN),
-    ),
-  };
-  if (goal) r.goal = goal;
-  return r;
+  const cpu = { median: (m: Measurement) => m.medianCpuUsPerOp, sample: (s: Sample) => s.cpuUsPerOp };
+  return figureRatio(label, description, b, a, cpu, goal);
 }
 
 /** CPU time of this whole process (all threads), in µs. */

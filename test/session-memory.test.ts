@@ -8,10 +8,10 @@ import WebSocket from "ws";
 import { pino } from "pino";
 import { SessionRegistry, type LiveSession } from "../src/gateway/sessions.js";
 import { SessionJournal } from "../src/gateway/session-journal.js";
-import { openSqliteStore, type Store } from "../src/store/index.js";
+import type { Store } from "../src/store/index.js";
 import { NODE_FILES } from "../src/config/index.js";
-import { registerNode } from "../src/node/register.js";
-import { startBenchGateway, type BenchGateway } from "../bench/gateway-fixture.js";
+import { registerApprovedNode, startBenchGateway, type BenchGateway } from "../bench/gateway-fixture.js";
+import { closeTempStore, deviceRecord, openTempStore } from "./fixtures/store.js";
 
 /** A session whose socket records how it was closed. */
 function fakeSession(
@@ -118,34 +118,10 @@ describe("the session journal", () => {
   let dir: string;
   let store: Store;
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-journal-"));
-    store = await openSqliteStore(path.join(dir, "gatehouse.db"));
-    await store.migrate();
-    await store.upsertDevice({
-      deviceId: "dev_1",
-      kind: "node",
-      name: "node-1",
-      platform: "linux",
-      status: "approved",
-      role: "node",
-      publicKey: "key-1",
-      keyFingerprint: "sha256:1",
-      userCode: "ABCD-EFGH",
-      address: "10.0.0.1",
-      createdAt: "2025-01-01T00:00:00.000Z",
-      updatedAt: "2025-01-01T00:00:00.000Z",
-      approvedAt: null,
-      revokedAt: null,
-      statusReason: null,
-      lastSeen: null,
-      certFingerprint: null,
-      certExpiresAt: null,
-    });
+    ({ dir, store } = await openTempStore("gh-journal-"));
+    await store.upsertDevice(deviceRecord("dev_1", { status: "approved" }));
   });
-  afterAll(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => closeTempStore(dir, store));
 
   it("writes opens and ends in order, and each device's last seen, once drained", async () => {
     const seen: string[] = [];
@@ -202,16 +178,7 @@ describe("a live node session on a real gateway", () => {
     gateway = await startBenchGateway();
     nodeDir = mkdtempSync(path.join(os.tmpdir(), "gh-session-node-"));
     const home = path.join(nodeDir, "home");
-    const { ctx } = gateway.running;
-    await registerNode(home, {
-      gatewayUrl: gateway.running.url,
-      caFingerprint: gateway.caFingerprint,
-      name: "memory",
-      onProgress: (event) => {
-        if (event.state === "submitted")
-          void ctx.registrations.approve(event.response.userCode, "node", "test");
-      },
-    });
+    await registerApprovedNode(gateway, home, "memory");
     const read = (file: string) => readFileSync(path.join(home, file), "utf8");
     tlsFiles = {
       key: read(NODE_FILES.deviceKey),
