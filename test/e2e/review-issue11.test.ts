@@ -156,36 +156,8 @@ describe("gateway start on a listen host that does not resolve", () => {
   });
 });
 
-describe("a gateway stopped while a node runs a command", () => {
-  it("tells the operator the gateway stopped, not to start the node", async () => {
-    const gateway = await startTestGateway();
-    const node = await registeredNode(gateway, "worker");
-    const agent = await startAgentAllowing(node.home, ["sh"]);
-
-    // The command marks that it runs (the node is on this machine), then waits.
-    const marker = path.join(path.dirname(node.home), "running");
-    const running = runCli([
-      "nodes",
-      "exec",
-      "worker",
-      "--home",
-      gateway.home,
-      "--",
-      "sh",
-      "-c",
-      `touch '${marker}'; sleep 60`,
-    ]);
-    await agent.waitFor(() => existsSync(marker), "the command to run on the node");
-    await gateway.stop();
-    const result = await running;
-    expect(result.code).toBe(125);
-    expect(result.stderr).toContain("node_offline: the gateway stopped while the node ran the command");
-    expect(result.stderr).toContain("Start the gateway again");
-    expect(result.stderr).not.toContain("Start the node");
-
-    await stopAgent(agent);
-  });
-});
+// A gateway stopped while a node runs a command tells the operator the gateway stopped, not to
+// start the node: restart.test.ts checks it, with the stop's close code (1012 gateway restarting).
 
 describe("nodes exec --timeout outside the gateway's bounds", () => {
   it("is the CLI's own usage error (125) naming the bounds, with no timer overflow warning", async () => {
