@@ -5,7 +5,16 @@ import path from "node:path";
 import { pino } from "pino";
 import { initGatewayHome } from "../src/gateway/home.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
-import { ParsedCsr, createCsr, generateKeyPair, identityOfSpki, spkiOf } from "../src/pki/index.js";
+import {
+  ParsedCsr,
+  SIGNING_ALGORITHM,
+  createCsr,
+  generateKeyPair,
+  identityOfSpki,
+  spkiOf,
+  x509,
+} from "../src/pki/index.js";
+import { compressedPointCsr } from "./fixtures/key-encodings.js";
 
 // At the pending cap a registration from a key this gateway does not know is refused before its
 // CSR's signature is checked (the costly step a flood buys), while a key that already waits still
@@ -85,14 +94,52 @@ describe("registrations at the pending cap", () => {
     ).rejects.toMatchObject({ code: "invalid_request" });
   });
 
-  it("the key identity read before verification is the verified one", async () => {
-    const { csr } = await newKey("same");
+  it("a waiting key sent again as a compressed point still gets its request at the cap", async () => {
+    expect(await gateway.ctx.store.countPendingRegistrations(new Date().toISOString())).toBe(2);
+    const keys = await generateKeyPair();
+    gateway.ctx.config.enroll.maxPending = 3;
+    const waiting = await gateway.ctx.registrations.enroll(
+      { csr: await createCsr(keys, "k"), name: "k" },
+      ADDRESS,
+    );
+    const again = await gateway.ctx.registrations.enroll(
+      { csr: await compressedPointCsr(keys, "k"), name: "k" },
+      ADDRESS,
+    );
+    expect(again).toMatchObject({ status: "pending", requestId: waiting.requestId });
+  });
+});
+
+describe("the key identity read before verification", () => {
+  async function expectClaimedIsVerified(csr: string): Promise<void> {
     const parsed = ParsedCsr.parse(csr);
     const verified = await parsed.verify();
     expect(parsed.claimed()).toEqual({
       deviceId: verified.deviceId,
       keyFingerprint: verified.keyFingerprint,
-      spki: verified.spki,
+      spki: new Uint8Array(verified.spki),
     });
+  }
+
+  it("is the verified one, for the canonical encoding and for a compressed point", async () => {
+    const keys = await generateKeyPair();
+    await expectClaimedIsVerified(await createCsr(keys, "same"));
+    await expectClaimedIsVerified(await compressedPointCsr(keys, "same"));
+  });
+
+  it("is the request's own key even when another key's SPKI is also in the request", async () => {
+    const other = await spkiOf((await generateKeyPair()).publicKey);
+    const keys = await generateKeyPair();
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      // A subject attribute (before the request's own key) holding another key's SPKI, byte for
+      // byte: an OCTET STRING in RFC 4514's `#` hex form.
+      name: `CN=twin, 1.3.6.1.4.1.55555.1=#045b${Buffer.from(other).toString("hex")}`,
+      keys,
+      signingAlgorithm: SIGNING_ALGORITHM,
+    });
+    const der = Buffer.from(csr.rawData);
+    const own = Buffer.from(await spkiOf(keys.publicKey));
+    expect(der.indexOf(Buffer.from(other))).toBeLessThan(der.indexOf(own));
+    await expectClaimedIsVerified(csr.toString("pem"));
   });
 });

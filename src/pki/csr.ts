@@ -39,28 +39,43 @@ const P256_SPKI_HEADER = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03
 const P256_SPKI_BYTES = P256_SPKI_HEADER.length + 64;
 
 /**
- * A CSR parsed and checked for shape and key type, its signature not yet verified. `claimed` is
- * the identity of the key it carries, before any proof that the sender holds that key: enough to
- * decide a refusal that does not depend on who asks (a full pending queue), never to grant.
+ * A CSR checked for shape (PEM of one CERTIFICATE REQUEST, RFC 2986), not yet parsed as ASN.1 nor
+ * verified. `claimed()` is the identity of the key it carries, before any proof that the sender
+ * holds that key: enough to decide a refusal that does not depend on who asks (a full pending
+ * queue), never to grant anything. `verify()` parses, checks the key type and the signature.
  */
 export class ParsedCsr {
+  /** The request parsed by @peculiar/x509, and its key's algorithm and SPKI, once read. */
+  private decoded: { csr: x509.Pkcs10CertificateRequest; rawSpki: Uint8Array } | undefined;
+
   private constructor(
-    private readonly csr: x509.Pkcs10CertificateRequest,
-    private readonly rawSpki: Uint8Array,
+    private readonly pem: string,
+    private readonly der: Buffer,
   ) {}
 
   /**
-   * Parses `pem` (at most MAX_CSR_PEM_BYTES): PEM of one CERTIFICATE REQUEST (RFC 2986) whose key
-   * is ECDSA P-256. Costs no signature check and no WebCrypto key import.
-   * @throws GatehouseError `invalid_request` for anything else.
+   * Checks `pem`'s shape (a string of at most MAX_CSR_PEM_BYTES, one PEM CERTIFICATE REQUEST).
+   * Costs no ASN.1 parse, no signature check and no WebCrypto key import.
+   * @throws GatehouseError `invalid_request`.
    */
   static parse(pem: unknown): ParsedCsr {
     if (typeof pem !== "string" || pem.length === 0) throw invalid("csr is missing or not a string");
     if (pem.length > MAX_CSR_PEM_BYTES) throw invalid(`csr is larger than ${MAX_CSR_PEM_BYTES} bytes`);
     const trimmed = pem.trim();
-    if (!/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----$/.test(trimmed)) {
-      throw invalid("csr is not a PEM CERTIFICATE REQUEST");
-    }
+    const match = /^-----BEGIN CERTIFICATE REQUEST-----([\s\S]+)-----END CERTIFICATE REQUEST-----$/.exec(
+      trimmed,
+    );
+    if (!match) throw invalid("csr is not a PEM CERTIFICATE REQUEST");
+    return new ParsedCsr(trimmed, Buffer.from(match[1]!, "base64"));
+  }
+
+  /**
+   * The request parsed as ASN.1, with an ECDSA P-256 key (the allow-list: one curve, so one
+   * canonical encoding; Ed25519, RSA and other curves are refused).
+   * @throws GatehouseError `invalid_request`.
+   */
+  private decode(): { csr: x509.Pkcs10CertificateRequest; rawSpki: Uint8Array } {
+    if (this.decoded) return this.decoded;
     // @peculiar/x509 decodes parts of a request lazily: reading `publicKey.algorithm` parses the
     // key's domain parameters, and a mangled OID there throws from the getter, not the constructor.
     // Everything read from the parsed request is read here, so any ASN.1 fault is `invalid_request`.
@@ -68,7 +83,7 @@ export class ParsedCsr {
     let algorithm: EcKeyAlgorithm;
     let rawSpki: Uint8Array;
     try {
-      csr = new x509.Pkcs10CertificateRequest(trimmed);
+      csr = new x509.Pkcs10CertificateRequest(this.pem);
       algorithm = csr.publicKey.algorithm as EcKeyAlgorithm;
       rawSpki = new Uint8Array(csr.publicKey.rawData);
     } catch {
@@ -79,43 +94,55 @@ export class ParsedCsr {
         `csr key type ${algorithm.name}${algorithm.namedCurve ? " " + algorithm.namedCurve : ""} is not allowed (only ECDSA P-256)`,
       );
     }
-    return new ParsedCsr(csr, rawSpki);
+    this.decoded = { csr, rawSpki };
+    return this.decoded;
   }
 
   /**
-   * The claimed key's identity (as `identityOfSpki`). A key already in its canonical encoding —
-   * what every agent sends — is hashed as it is, without OpenSSL parsing it twice; any other
-   * encoding goes through `canonicalSpki`. Unproven: the point may not even be on the curve.
-   * @throws GatehouseError `invalid_request` when a non-canonical key does not parse.
+   * The claimed key's identity (as `identityOfSpki`), unproven: the point may not even be on the
+   * curve. What every agent sends — a P-256 key in its canonical encoding — is found as the one
+   * run of bytes in the request that starts with the canonical SPKI header, and hashed as it is,
+   * without an ASN.1 parse or OpenSSL reading the key twice. A request holding no such run, or
+   * more than one, is parsed in full (`canonicalSpki`), so a key placed elsewhere in a request
+   * (an attribute, the subject) never stands in for the request's own key.
+   * @throws GatehouseError `invalid_request` when the request or its key does not parse.
    */
   claimed(): KeyIdentity {
-    const raw = this.rawSpki;
-    if (raw.length === P256_SPKI_BYTES && P256_SPKI_HEADER.equals(raw.subarray(0, P256_SPKI_HEADER.length))) {
-      const digest = createHash("sha256").update(raw).digest();
+    const at = this.der.indexOf(P256_SPKI_HEADER);
+    if (
+      at >= 0 &&
+      at + P256_SPKI_BYTES <= this.der.length &&
+      this.der.indexOf(P256_SPKI_HEADER, at + 1) < 0
+    ) {
+      const spki = new Uint8Array(this.der.subarray(at, at + P256_SPKI_BYTES));
+      const digest = createHash("sha256").update(spki).digest();
       return {
         deviceId: base32(digest).slice(0, 26),
         keyFingerprint: "sha256:" + digest.toString("hex"),
-        spki: raw,
+        spki,
       };
     }
-    return identityOfSpki(raw);
+    return identityOfSpki(this.decode().rawSpki);
   }
 
   /**
-   * Verifies the self-signature and returns the key's canonical identity and its WebCrypto key.
-   * @throws GatehouseError `invalid_request` when the signature does not verify.
+   * Parses the request, checks its key type and verifies its self-signature; returns the key's
+   * canonical identity and its WebCrypto key.
+   * @throws GatehouseError `invalid_request` when it does not parse, its key is not ECDSA P-256 or
+   *   its signature does not verify.
    */
   async verify(): Promise<VerifiedCsr> {
+    const { csr, rawSpki } = this.decode();
     let valid = false;
     try {
-      valid = await this.csr.verify();
+      valid = await csr.verify();
     } catch {
       valid = false;
     }
     if (!valid) throw invalid("csr signature does not verify");
     // The key is identified (and later certified) in its one canonical encoding, whatever point
     // form or DER variant the CSR carried: otherwise one key could register as many devices.
-    const identity = identityOfSpki(this.rawSpki);
+    const identity = identityOfSpki(rawSpki);
     const publicKey = await subtle.importKey("spki", new Uint8Array(identity.spki), SIGNING_ALGORITHM, true, [
       "verify",
     ]);
