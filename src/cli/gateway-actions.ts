@@ -87,11 +87,15 @@ export async function gatewayStart(
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {
       running.ctx.logger.info({ signal }, "shutting down");
-      running.close().then(resolve, resolve);
+      running.close({ processExits: true }).then(resolve, resolve);
     };
     process.once("SIGINT", shutdown);
     process.once("SIGTERM", shutdown);
   });
+  // The stop left the node connections to the exit (the kernel closes them; each node already has
+  // its 1012 close frame): tearing 2,000 TLS connections down one by one took longer than the rest
+  // of the stop. What must last is written; pino flushes its log on exit.
+  process.exit();
 }
 
 /** `gateway info`: id, address, CA fingerprint(s) and the `node register` line. */

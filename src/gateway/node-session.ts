@@ -170,11 +170,15 @@ export function runNodeSession(
     }
   });
 
-  socket.on("close", (code, reasonBuffer) => {
+  // The socket's close event, or a stopping gateway (SessionRegistry.closeAllForExit): once.
+  let ended = false;
+  session.end = (code: number, reasonGiven: Buffer | string) => {
+    if (ended) return;
+    ended = true;
+    const reason = reasonGiven.toString();
     ctx.sessions.remove(session);
-    ctx.exec.sessionClosed(session, code, reasonBuffer.toString());
+    ctx.exec.sessionClosed(session, code, reason);
     const at = ctx.now().toISOString();
-    const reason = reasonBuffer.toString();
     ctx.logger.info({ ...fields(), code, reason }, "node disconnected");
     if (!device) return;
     ctx.sessionJournal.closed(
@@ -187,7 +191,8 @@ export function runNodeSession(
       },
       session.address,
     );
-  });
+  };
+  socket.on("close", session.end);
 }
 
 /** The size in bytes of a message as ws hands it over (a Buffer, or fragments of one). */

@@ -27,6 +27,8 @@ export class SessionJournal {
   private seen = new Map<string, { lastSeen: string; address: string | null }>();
   private writing: Promise<void> | undefined;
   private window: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  /** A stopping gateway writes all it has as one batch: nothing is served between batches any more. */
+  private draining = false;
 
   /**
    * @param noteSeen told of each device's last seen once its batch is written (the cache follows)
@@ -67,6 +69,7 @@ export class SessionJournal {
   /** Resolves once every change queued so far is written (or its failure logged). */
   async drain(): Promise<void> {
     // No waiting for the window: a stopping gateway writes what it has now.
+    this.draining = true;
     this.endWindow();
     while (this.writing || this.pending > 0) {
       if (!this.writing) this.schedule();
@@ -93,7 +96,7 @@ export class SessionJournal {
   private async write(): Promise<void> {
     try {
       while (this.pending > 0) {
-        const changes = this.queue.splice(0, MAX_BATCH);
+        const changes = this.queue.splice(0, this.draining ? this.queue.length : MAX_BATCH);
         const seen =
           this.queue.length === 0 ? [...this.seen].map(([deviceId, last]) => ({ deviceId, ...last })) : [];
         if (seen.length) this.seen.clear();

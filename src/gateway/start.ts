@@ -39,6 +39,7 @@ import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./
 import { acquireGatewayLock } from "./gateway-lock.js";
 import { EventHub } from "./events.js";
 import { DashboardSessions } from "./dashboard/sessions.js";
+import { RequestsInFlight } from "./requests-in-flight.js";
 
 /** Connections waiting to be accepted (Node's default is 511). */
 const LISTEN_BACKLOG = 4096;
@@ -51,7 +52,13 @@ export interface RunningGateway {
   ctx: GatewayContext;
   url: string;
   loaded: LoadedConfig<GatewayConfig>;
-  close(): Promise<void>;
+  /**
+   * Stops the gateway: node sessions closed 1012 `gateway restarting`, session ends and audit
+   * entries written durably, the store closed. `processExits`: the caller exits the process as
+   * soon as this resolves (`gateway start` on a signal), so connections are left for the kernel
+   * to close instead of waiting for each node's answer and the server's graceful close.
+   */
+  close(options?: { processExits?: boolean }): Promise<void>;
 }
 
 export interface StartGatewayOptions {
@@ -196,6 +203,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     );
     undo.unshift(() => app.close());
     tls.attach(app.server as unknown as TlsServer);
+    const requestsInFlight = new RequestsInFlight(app.server);
     // Upkeep: CA rotation windows, server-certificate renewal, CRL re-issue. Cheap when idle.
     const upkeep = setInterval(() => {
       tls.maintain().catch((err: unknown) => logger.error({ err }, "TLS upkeep failed"));
@@ -233,7 +241,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       ctx,
       url,
       loaded,
-      close() {
+      close(closeOptions = {}) {
         closing ??= (async () => {
           // Sessions first (their ends are recorded), then the server, then pending writes, then
           // the store: a clean stop leaves no session open in the database. Nodes are told the
@@ -241,8 +249,18 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
           // node that has not answered its close frame within STOP_CLOSE_GRACE_MS is cut.
           clearInterval(upkeep);
           logger.info({ sessions: sessions.size, code: 1012 }, "closing node sessions: gateway restarting");
-          await sessions.closeAll(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
-          await app.close();
+          if (closeOptions.processExits) {
+            // Every close frame is sent and handed to the kernel, and every session's end recorded
+            // (commands in flight are answered node_offline); the exit closes the connections.
+            // fastify's close still runs (no new connections, event streams ended), but only the
+            // requests in flight are waited for: it would wait for every upgraded connection to end.
+            await sessions.closeAllForExit(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
+            void app.close().catch(() => undefined);
+            await requestsInFlight.idle();
+          } else {
+            await sessions.closeAll(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
+            await app.close();
+          }
           await sessionJournal.drain();
           // Pending refusal summaries are written durably before the store closes.
           await audit.close();
