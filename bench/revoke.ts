@@ -5,11 +5,12 @@
  * one revocation at a time. Baseline: the bare wss + mTLS server closing a session on request
  * (POST /close?id=N, the same client, connection and timing). Reported: p50 and p99 of each.
  */
-import { FleetClient, prepareFleetHome, startServer, type FleetHome } from "./session-fleet.js";
+import { prepareFleetHome, withFleetServer, type FleetHome } from "./session-fleet.js";
 import {
   log,
   now,
-  summarize,
+  percentile,
+  singleFigure,
   type BenchResult,
   type BenchSettings,
   type Measurement,
@@ -18,16 +19,8 @@ import {
 
 const REVOCATIONS = Math.max(10, Number(process.env.BENCH_REVOCATIONS ?? 100));
 
-function percentile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
-}
-
 async function revokeAll(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]): Promise<number[]> {
-  const server = await startServer(kind, fleet, REVOCATIONS);
-  const client = await FleetClient.start(REVOCATIONS);
-  try {
-    await client.configure(`wss://127.0.0.1:${server.port}/api/v1/connect`, fleet.pem.ca, fleet.devices);
+  return withFleetServer(kind, fleet, REVOCATIONS, async ({ server, client }) => {
     const opened = await client.open(REVOCATIONS, 16, false);
     if (opened.failed)
       throw new Error(`${kind}: ${opened.failed} sessions failed to open (${opened.firstError})`);
@@ -51,15 +44,11 @@ async function revokeAll(kind: "gateway" | "bare", fleet: FleetHome, notes: stri
     );
     notes.push(`${kind}: close codes seen ${[...codes].join(", ")}`);
     return times;
-  } finally {
-    await client.closeAll().catch(() => undefined);
-    await client.stop();
-    await server.stop();
-  }
+  });
 }
 
 function one(label: string, description: string, value: number): Measurement {
-  return summarize(label, description, "ms", [{ rate: value, ops: 1, failed: 0, elapsedMs: 0 }]);
+  return singleFigure(label, description, "ms", value);
 }
 
 function quotient(label: string, description: string, a: Measurement, b: Measurement): Ratio {

@@ -430,6 +430,41 @@ export class FleetClient {
   }
 }
 
+/** The server a fleet benchmark measures and the fleet client pointed at it. */
+export interface FleetRun {
+  /** A benchmark that restarts the server puts the new process here, so that it is the one stopped. */
+  server: ServerProcess;
+  client: FleetClient;
+}
+
+/**
+ * Starts the `kind` server (open-file room for `sessions`) and a fleet client for as many
+ * sessions, configured to wss://127.0.0.1:PORT/api/v1/connect with the fleet's devices in turn,
+ * and runs `body` with them. Afterwards, whatever `body` did, every session is closed and the
+ * client and `run.server` are stopped. Resolves or throws what `body` does.
+ */
+export async function withFleetServer<T>(
+  kind: "gateway" | "bare",
+  fleet: FleetHome,
+  sessions: number,
+  body: (run: FleetRun) => Promise<T>,
+): Promise<T> {
+  const server = await startServer(kind, fleet, sessions);
+  let client: FleetClient | undefined;
+  const run = { server } as FleetRun;
+  try {
+    client = run.client = await FleetClient.start(sessions);
+    await client.configure(`wss://127.0.0.1:${server.port}/api/v1/connect`, fleet.pem.ca, fleet.devices);
+    return await body(run);
+  } finally {
+    if (client) {
+      await client.closeAll().catch(() => undefined);
+      await client.stop();
+    }
+    await run.server.stop();
+  }
+}
+
 // The fleet client (child side) -----------------------------------------------------------------
 
 interface Slot {

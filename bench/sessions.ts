@@ -7,7 +7,13 @@
  * flight). One round each: 2 × 10,000 full mTLS handshakes take most of the 90 s budget.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { FleetClient, cpuWindow, prepareFleetHome, startServer, type FleetHome } from "./session-fleet.js";
+import {
+  SOURCE_ADDRESSES,
+  cpuWindow,
+  prepareFleetHome,
+  withFleetServer,
+  type FleetHome,
+} from "./session-fleet.js";
 import { log, now, ratio, summarize, type BenchResult, type BenchSettings, type Measurement } from "./lib.js";
 
 const SESSIONS = Math.max(100, Number(process.env.BENCH_SESSIONS ?? 10_000));
@@ -20,11 +26,7 @@ async function measure(
   fleet: FleetHome,
   notes: string[],
 ): Promise<{ rss: Measurement; open: Measurement }> {
-  const server = await startServer(kind, fleet, SESSIONS);
-  const client = await FleetClient.start(SESSIONS);
-  try {
-    const path = kind === "gateway" ? "/api/v1/connect" : "/api/v1/connect";
-    await client.configure(`wss://127.0.0.1:${server.port}${path}`, fleet.pem.ca, fleet.devices);
+  return withFleetServer(kind, fleet, SESSIONS, async ({ server, client }) => {
     // A few sessions first, so that lazily loaded code and first-use caches are not counted.
     await client.open(20, 4, false);
     await client.closeAll();
@@ -62,16 +64,12 @@ async function measure(
       ),
       open: summarize(
         `${kind === "gateway" ? "c" : "d"} ${kind} time to open ${SESSIONS}`,
-        `${SESSIONS} WSS + mTLS sessions, ${CONCURRENCY} handshakes in flight, from ${4} source addresses`,
+        `${SESSIONS} WSS + mTLS sessions, ${CONCURRENCY} handshakes in flight, from ${SOURCE_ADDRESSES.length} source addresses`,
         "s",
         [sample(opened.ms / 1000)],
       ),
     };
-  } finally {
-    await client.closeAll().catch(() => undefined);
-    await client.stop();
-    await server.stop();
-  }
+  });
 }
 
 export async function run(_settings: BenchSettings): Promise<BenchResult> {

@@ -11,14 +11,22 @@
 import https from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  FleetClient,
   cpuWindow,
   prepareFleetHome,
   startServer,
+  withFleetServer,
   type FleetHome,
-  type ServerProcess,
 } from "./session-fleet.js";
-import { log, now, ratio, summarize, type BenchResult, type BenchSettings, type Measurement } from "./lib.js";
+import {
+  log,
+  now,
+  percentile,
+  ratio,
+  singleFigure,
+  type BenchResult,
+  type BenchSettings,
+  type Measurement,
+} from "./lib.js";
 
 const SESSIONS = Math.max(100, Number(process.env.BENCH_STORM_SESSIONS ?? 2000));
 const DEVICES = 10;
@@ -61,12 +69,6 @@ function startProber(port: number, ca: string): { stop(): { at: number; ms: numb
   };
 }
 
-function percentile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (!sorted.length) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 interface StormFigures {
   backMs: number;
   stopMs: number;
@@ -78,10 +80,8 @@ interface StormFigures {
 }
 
 async function storm(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]): Promise<StormFigures> {
-  let server: ServerProcess = await startServer(kind, fleet, SESSIONS);
-  const client = await FleetClient.start(SESSIONS);
-  try {
-    await client.configure(`wss://127.0.0.1:${server.port}/api/v1/connect`, fleet.pem.ca, fleet.devices);
+  return withFleetServer(kind, fleet, SESSIONS, async (run) => {
+    const { client } = run;
     const opened = await client.open(SESSIONS, CONCURRENCY, true);
     if (opened.failed)
       throw new Error(`${kind}: ${opened.failed} sessions failed to open (${opened.firstError})`);
@@ -89,8 +89,8 @@ async function storm(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]
     const back = client.watchBack(60_000);
     // The watch must be armed before the stop: give the IPC message a moment.
     await sleep(50);
-    const stopMs = await server.stop();
-    server = await startServer(kind, fleet, SESSIONS);
+    const stopMs = await run.server.stop();
+    const server = (run.server = await startServer(kind, fleet, SESSIONS));
     const readyAt = now();
     const cpu = cpuWindow(server.child.pid, client.pid);
     const prober = startProber(server.port, fleet.pem.ca);
@@ -123,11 +123,7 @@ async function storm(kind: "gateway" | "bare", fleet: FleetHome, notes: string[]
     if (!Number.isFinite(result.ms))
       notes.push(`${kind}: only ${result.open} of ${SESSIONS} came back within 60 s`);
     return figures;
-  } finally {
-    await client.closeAll().catch(() => undefined);
-    await client.stop();
-    await server.stop();
-  }
+  });
 }
 
 function one(
@@ -137,17 +133,15 @@ function one(
   value: number,
   cores?: StormFigures["cores"],
 ): Measurement {
-  return summarize(label, description, unit, [
-    {
-      rate: value,
-      ops: 1,
-      failed: 0,
-      elapsedMs: 0,
-      ...(cores
-        ? { cpuCores: cores.serverCores, clientCpuCores: cores.clientCores, otherCpuCores: cores.otherCores }
-        : {}),
-    },
-  ]);
+  return singleFigure(
+    label,
+    description,
+    unit,
+    value,
+    cores
+      ? { cpuCores: cores.serverCores, clientCpuCores: cores.clientCores, otherCpuCores: cores.otherCores }
+      : {},
+  );
 }
 
 export async function run(_settings: BenchSettings): Promise<BenchResult> {
