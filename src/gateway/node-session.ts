@@ -172,14 +172,14 @@ export function runNodeSession(
 
   // The socket's close event, or a stopping gateway (SessionRegistry.closeAllForExit): once.
   let ended = false;
-  session.end = (code: number, reasonGiven: Buffer | string) => {
+  session.end = (code: number, reasonGiven: Buffer | string, quiet = false) => {
     if (ended) return;
     ended = true;
     const reason = reasonGiven.toString();
     ctx.sessions.remove(session);
     ctx.exec.sessionClosed(session, code, reason);
     const at = ctx.now().toISOString();
-    ctx.logger.info({ ...fields(), code, reason }, "node disconnected");
+    if (!quiet) ctx.logger.info({ ...fields(), code, reason }, "node disconnected");
     if (!device) return;
     ctx.sessionJournal.closed(
       {

@@ -254,7 +254,8 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
             // (commands in flight are answered node_offline); the exit closes the connections.
             // fastify's close still runs (no new connections, event streams ended), but only the
             // requests in flight are waited for: it would wait for every upgraded connection to end.
-            await sessions.closeAllForExit(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
+            const closed = await sessions.closeAllForExit(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
+            logger.info({ sessions: closed, code: 1012 }, "node sessions closed: gateway restarting");
             void app.close().catch(() => undefined);
             await requestsInFlight.idle();
           } else {
