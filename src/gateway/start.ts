@@ -254,10 +254,12 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
             // (commands in flight are answered node_offline); the exit closes the connections.
             // fastify's close still runs (no new connections, event streams ended), but only the
             // requests in flight are waited for: it would wait for every upgraded connection to end.
-            const closed = await sessions.closeAllForExit(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
+            const closed = sessions.size;
+            const flushed = sessions.closeAllForExit(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
             logger.info({ sessions: closed, code: 1012 }, "node sessions closed: gateway restarting");
             void app.close().catch(() => undefined);
-            await requestsInFlight.idle();
+            // The ends are recorded already: the journal writes them while the frames flush.
+            await Promise.all([flushed, sessionJournal.drain(), requestsInFlight.idle()]);
           } else {
             await sessions.closeAll(1012, "gateway restarting", STOP_CLOSE_GRACE_MS);
             await app.close();
