@@ -71,7 +71,21 @@ export async function gatewayStart(
     flags,
     logDestination: logDestination(chooseLogFormat(options.logFormat), ["gatewayId"]),
   };
-  let running: RunningGateway;
+  // Listening for the stop signals before the start: a SIGTERM that arrives while the gateway is
+  // starting (a service manager, a test that saw /health answer) stops it cleanly once it is up,
+  // instead of killing it without a 1012 to its nodes and with its pid file left behind.
+  // A second signal leaves at once (a start stuck on a slow secret reference, a stop stuck on a
+  // disk), with the shell's 128 + signal number.
+  let running: RunningGateway | undefined;
+  let stopSignal: string | undefined;
+  let stopRequested: (signal: string) => void = () => undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopSignal) process.exit(signal === "SIGINT" ? 130 : 143);
+    stopSignal = signal;
+    stopRequested(signal);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   if (gatewayHomeExists(ctx.home)) {
     running = await startGateway(ctx.home, start);
   } else {
@@ -84,14 +98,18 @@ export async function gatewayStart(
     const info = describeGatewayHome(ctx.home, flags);
     printNotice(`✓ Gateway started: ${running.url}\n${infoLines(info)}\n`);
   }
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: string) => {
-      running.ctx.logger.info({ signal }, "shutting down");
-      running.close({ processExits: true }).then(resolve, resolve);
-    };
-    process.once("SIGINT", shutdown);
-    process.once("SIGTERM", shutdown);
+  const signal = await new Promise<string>((resolve) => {
+    stopRequested = resolve;
+    if (stopSignal) resolve(stopSignal);
   });
+  running.ctx.logger.info({ signal }, "shutting down");
+  try {
+    await running.close({ processExits: true });
+  } catch (error) {
+    // A stop that failed part-way (a store that could not close) is said, and the exit says so.
+    running.ctx.logger.error({ err: error }, "the gateway did not stop cleanly");
+    process.exitCode = 1;
+  }
   // The stop left the node connections to the exit (the kernel closes them; each node already has
   // its 1012 close frame): tearing 2,000 TLS connections down one by one took longer than the rest
   // of the stop. What must last is written; pino flushes its log on exit.
