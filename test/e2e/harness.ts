@@ -220,13 +220,17 @@ export async function startRegistration(
   fingerprint = gateway.caFingerprint,
 ) {
   const home = tempHome("node");
+  // Another request under the same name may already wait: this one is the device that was not there.
+  const before = new Set(
+    (await listDevices(gateway, true)).filter((d) => d.name === name).map((d) => d.deviceId),
+  );
   const register = spawnCli(nodeRegisterArgs(gateway, home, { name, fingerprint }));
   let device: DeviceJson | undefined;
   const deadline = Date.now() + 20_000;
   while (!device) {
     if (Date.now() > deadline)
       throw new Error(`registration did not appear\n${register.stdout}\n${register.stderr}`);
-    device = (await listDevices(gateway, true)).find((d) => d.name === name);
+    device = (await listDevices(gateway, true)).find((d) => d.name === name && !before.has(d.deviceId));
     if (!device) await sleep(100);
   }
   return { home, register, device };
