@@ -202,40 +202,6 @@ export interface VerifyOptions {
 
 const REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti", "scope"];
 
-/** The jose options of the last verification, reused while nothing in them changes. */
-let lastJoseOptions: { key: VerificationKey; second: number; options: jose.JWTVerifyOptions } | undefined;
-
-/**
- * jose's options for a token signed with `key`: its algorithm alone (the allow-listed one the key
- * was imported for), issuer, audience, `typ` (RFC 9068 §4), required claims, leeway and the time.
- * The same object serves every token verified in one second of `options.now` (jose compares
- * times in whole seconds, RFC 7519 §2 NumericDate), so the hot path builds none.
- */
-function joseOptions(key: VerificationKey, options: VerifyOptions): jose.JWTVerifyOptions {
-  const second = Math.floor(options.now.getTime() / 1000);
-  const leeway = options.leewaySeconds ?? CLOCK_LEEWAY_SECONDS;
-  const last = lastJoseOptions;
-  if (
-    last?.key === key &&
-    last.second === second &&
-    last.options.issuer === options.issuer &&
-    last.options.audience === options.audience &&
-    last.options.clockTolerance === leeway
-  )
-    return last.options;
-  const built: jose.JWTVerifyOptions = {
-    algorithms: [key.alg],
-    issuer: options.issuer,
-    audience: options.audience,
-    clockTolerance: leeway,
-    currentDate: new Date(second * 1000),
-    requiredClaims: REQUIRED_CLAIMS,
-    typ: "at+jwt",
-  };
-  lastJoseOptions = { key, second, options: built };
-  return built;
-}
-
 /**
  * Full access-token verification (RFC 9068 profile of RFC 7519): the signature layer (shape,
  * allow-listed algorithm equal to the key's, one of our kids, a valid signature), then the required
@@ -253,7 +219,16 @@ export async function verifyAccessToken(
     // The key is chosen before jose runs (by the header's text, cached on the ring), so jose gets
     // the key itself rather than a resolver: one await less per token.
     const entry = options.ring.keyForToken(token);
-    const { payload } = await jose.jwtVerify(token, entry.key, joseOptions(entry, options));
+    const { payload } = await jose.jwtVerify(token, entry.key, {
+      // The key's own algorithm (one of the allow-listed ones), and the RFC 9068 §4 `typ`.
+      algorithms: [entry.alg],
+      issuer: options.issuer,
+      audience: options.audience,
+      clockTolerance: options.leewaySeconds ?? CLOCK_LEEWAY_SECONDS,
+      currentDate: options.now,
+      requiredClaims: REQUIRED_CLAIMS,
+      typ: "at+jwt",
+    });
     const kid = entry.kid;
     if (
       typeof payload.scope !== "string" ||

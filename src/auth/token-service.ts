@@ -40,11 +40,6 @@ export interface TokenMetrics {
 
 const NO_METRICS: TokenMetrics = { tokenVerified: () => undefined, revoked: () => undefined };
 
-/** RFC 8705 certificate thumbprint: base64url SHA-256 of the DER certificate. */
-export function certificateThumbprint(der: Uint8Array): string {
-  return createHash("sha256").update(der).digest("base64url");
-}
-
 /** A token's fingerprint for logs: enough to correlate, useless to replay. */
 export function tokenFingerprint(token: string): string {
   return "sha256:" + createHash("sha256").update(token).digest("hex");
