@@ -4,8 +4,8 @@ import type { SessionChange, SessionRecord, Store } from "../store/types.js";
 /** At most this many session changes go in one transaction, so one batch never holds the loop long. */
 const MAX_BATCH = 500;
 /**
- * Changes are gathered for this long (ms) before their batch is written: a commit is an fsync on
- * the event loop (synchronous=FULL), so nodes arriving one by one must not each pay for one.
+ * Changes are gathered for this long (ms) before their batch is written: a commit on the event
+ * loop costs far more than a row, so nodes arriving one by one must not each pay for one.
  */
 const BATCH_WINDOW_MS = 100;
 
@@ -80,6 +80,8 @@ export class SessionJournal {
   private schedule(): void {
     // The write starts after the window: every session opened or closed meanwhile joins it.
     this.writing ??= new Promise<void>((resolve) => {
+      // A stopping gateway writes at once: no window to gather more in.
+      if (this.draining) return resolve();
       const timer = setTimeout(() => this.endWindow(), BATCH_WINDOW_MS);
       timer.unref();
       this.window = { timer, resolve };
