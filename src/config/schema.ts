@@ -32,7 +32,42 @@ const vaultSchema = z
   .prefault({});
 
 /** Settings that hold secrets: shown as their reference or a fingerprint prefix, never the value. */
-export const GATEWAY_SECRET_SETTINGS = ["tokens.hashKey", "tokens.keyEncryptionKey", "vault.token"] as const;
+export const GATEWAY_SECRET_SETTINGS = [
+  "store.url",
+  "tokens.hashKey",
+  "tokens.keyEncryptionKey",
+  "vault.token",
+] as const;
+
+/**
+ * Where the gateway keeps its state: `sqlite` (gatehouse.db in the home, the default: one gateway)
+ * or `postgres` (several gateway instances share one database; see `gateway init --store`).
+ */
+const storeSchema = z
+  .discriminatedUnion("kind", [
+    z.strictObject({ kind: z.literal("sqlite") }),
+    z.strictObject({
+      kind: z.literal("postgres"),
+      /** A secret (write a reference, e.g. env://GATEHOUSE_DATABASE_URL): a postgres:// URL. */
+      url: z.string().min(1),
+      /** Connections this instance keeps open to the database. */
+      poolSize: z.number().int().min(2).max(100).default(10),
+    }),
+  ])
+  .default({ kind: "sqlite" });
+
+/** This instance among several on one database (set by `gateway init --store` and `gateway join`). */
+const clusterSchema = z
+  .strictObject({
+    /** `gi_` + 16 base32 characters: names this instance in `/health`, `nodes list` and the audit. */
+    instanceId: z
+      .string()
+      .regex(/^gi_[a-z2-7]{16}$/, "must be gi_ followed by 16 base32 characters")
+      .optional(),
+    /** The https URL other instances dial to relay commands here (default: from `listen`). */
+    advertiseUrl: z.url({ protocol: /^https$/ }).optional(),
+  })
+  .prefault({});
 export const NODE_SECRET_SETTINGS = ["apiKey", "vault.token"] as const;
 
 /** gateway.json. Every setting has a default but the gateway id, which `gateway init` writes. */
@@ -43,6 +78,8 @@ export const gatewayConfigSchema = z.strictObject({
   /** Extra names and addresses for the server certificate, besides localhost and loopback. */
   sans: z.array(serverNameSchema).default([]),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  store: storeSchema,
+  cluster: clusterSchema,
   certificates: z
     .strictObject({
       clientTtl: lifetimeSchema.prefault("24h"),

@@ -63,6 +63,8 @@ export interface CertificateRecord {
 export interface SessionRecord {
   sessionId: string;
   deviceId: string;
+  /** The gateway instance holding the session (several gateways on one database); null or absent alone. */
+  instanceId?: string | null;
   address: string | null;
   connectedAt: string;
   disconnectedAt: string | null;
@@ -121,6 +123,37 @@ export interface EnrollTokenRecord {
   lastUsedAt: string | null;
 }
 
+/**
+ * One gateway instance of several that share a PostgreSQL database: where the others reach it
+ * (exec relay) and when it last said it was alive. A SQLite gateway is one instance alone.
+ */
+export interface InstanceRecord {
+  /** `gi_` + 16 base32 characters, written in gateway.json by `gateway init --store` / `join`. */
+  instanceId: string;
+  /** https URL other instances dial to relay commands to nodes this one holds. */
+  url: string;
+  /** The address it listens on (HOST:PORT), for `/health` and `nodes list`. */
+  listen: string;
+  startedAt: string;
+  heartbeatAt: string;
+  /** Set by a clean stop; an instance killed keeps null and goes stale (heartbeatAt). */
+  stoppedAt: string | null;
+}
+
+/**
+ * Key material every instance needs and no disk holds for all of them (the CA's certificate and
+ * key, the token hash key). `value` of a private item is sealed under the key-encryption key
+ * (auth/key-encryption.ts, bound to `name`): the database never holds it in the clear.
+ */
+export interface SharedMaterialRecord {
+  /** e.g. `pki/ca.pem`, `pki/ca.key`, `pki/token-hmac.key` (the home file it stands for). */
+  name: string;
+  value: string;
+  /** 1 when `value` is sealed (private), 0 for public material such as a certificate. */
+  sealed: number;
+  updatedAt: string;
+}
+
 /** One audit entry to append, and the history row it describes, written in the same commit. */
 export interface AuditWrite {
   event: AuditEventInput;
@@ -160,6 +193,8 @@ export type RegistrationOutcome =
 export interface Store {
   /** API keys, signing keys and refresh tokens. */
   readonly tokens: TokenStore;
+  /** "sqlite": one gateway owns the file; "postgres": several instances may share the database. */
+  readonly dialect: "sqlite" | "postgres";
 
   /** Runs pending migrations; called once at start. */
   migrate(): Promise<void>;
@@ -227,8 +262,13 @@ export interface Store {
     closeCode: number | null,
     closeReason: string | null,
   ): Promise<void>;
-  /** Sessions left open by a crash are closed at start. */
-  closeAllOpenSessions(at: string, reason: string): Promise<number>;
+  /**
+   * Sessions left open by a crash are closed at start: every open session, or with `instanceId`
+   * only those that instance held (several instances share the table). Returns how many.
+   */
+  closeAllOpenSessions(at: string, reason: string, instanceId?: string): Promise<number>;
+  /** Sessions not ended yet (disconnectedAt null), oldest first, with the instance holding each. */
+  listOpenSessions(): Promise<SessionRecord[]>;
   /**
    * Session opens and ends, in the order they happened, and the devices' last seen, in one
    * transaction: one commit for a whole batch instead of one per session (a reconnect storm).
@@ -246,6 +286,36 @@ export interface Store {
 
   // execution history (written with its audit entry, see AuditWrite)
   listExecs(deviceId: string, limit?: number): Promise<ExecRecord[]>;
+
+  // gateway instances (several gateways on one database)
+  /** Inserts the instance, or replaces its url/listen/startedAt/heartbeatAt and clears stoppedAt. */
+  upsertInstance(instance: InstanceRecord): Promise<void>;
+  heartbeatInstance(instanceId: string, at: string): Promise<void>;
+  markInstanceStopped(instanceId: string, at: string): Promise<void>;
+  listInstances(): Promise<InstanceRecord[]>;
+
+  // shared key material (see SharedMaterialRecord)
+  getSharedMaterial(name: string): Promise<SharedMaterialRecord | undefined>;
+  /**
+   * Writes `record`; with `onlyIfAbsent`, only when no row has its name (two instances racing to
+   * create the same material: the first wins). Returns whether it wrote.
+   */
+  putSharedMaterial(record: SharedMaterialRecord, options?: { onlyIfAbsent?: boolean }): Promise<boolean>;
+
+  // rate limits shared by instances
+  /**
+   * Counts one more hit of `key` in the fixed window starting at `windowStart` (ISO-8601), in one
+   * statement (two instances counting at once both count), and returns the window's count after it.
+   */
+  countRateHit(key: string, windowStart: string): Promise<number>;
+  /** Deletes windows that started before `before`; returns how many. */
+  pruneRateWindows(before: string): Promise<number>;
+
+  /**
+   * Tells every instance listening on the database (PostgreSQL NOTIFY on `channel`); a no-op on
+   * SQLite, where there is no other instance. `payload` is at most 7,999 bytes.
+   */
+  notify(channel: string, payload: string): Promise<void>;
 
   // audit (a hash-chained append)
   /**
