@@ -357,6 +357,7 @@ describe("SQLite store", () => {
       {
         session_id: "s1",
         device_id: "d1",
+        instance_id: null,
         address: "10.0.0.1",
         connected_at: "2025-01-01T00:00:00.000Z",
         disconnected_at: "2025-01-01T01:00:00.000Z",
@@ -366,6 +367,7 @@ describe("SQLite store", () => {
       {
         session_id: "s2",
         device_id: "d1",
+        instance_id: null,
         address: "10.0.0.1",
         connected_at: "2025-01-01T00:00:00.000Z",
         disconnected_at: "2025-01-01T03:00:00.000Z",
@@ -375,6 +377,7 @@ describe("SQLite store", () => {
       {
         session_id: "s3",
         device_id: "d1",
+        instance_id: null,
         address: "10.0.0.1",
         connected_at: "2025-01-01T00:00:00.000Z",
         disconnected_at: "2025-01-01T03:00:00.000Z",

@@ -11,8 +11,10 @@ import type {
   DeviceRecord,
   EnrollTokenRecord,
   ExecRecord,
+  InstanceRecord,
   RegistrationRecord,
   SessionRecord,
+  SharedMaterialRecord,
 } from "./types.js";
 import type { ApiKeyRecord, RefreshTokenRecord, SigningKeyRecord, TokenFamilyRecord } from "./token-types.js";
 
@@ -38,6 +40,9 @@ export interface Database {
   signing_keys: SigningKeyRecord;
   token_families: TokenFamilyRecord;
   refresh_tokens: RefreshTokenRecord;
+  gateway_instances: InstanceRecord;
+  shared_material: SharedMaterialRecord;
+  rate_windows: { key: string; windowStart: string; count: number };
 }
 
 // Migrations take Kysely<any>: they must keep working after Database changes shape.
@@ -322,6 +327,49 @@ const sealedSigningKeys: Migration = {
   },
 };
 
+const severalInstances: Migration = {
+  async up(db: Kysely<any>) {
+    // Several gateway instances on one database: who is alive and where (exec relay), the key
+    // material no single home holds, and rate-limit windows every instance counts in.
+    await db.schema
+      .createTable("gateway_instances")
+      .addColumn("instance_id", "text", (c) => c.primaryKey())
+      .addColumn("url", "text", (c) => c.notNull())
+      .addColumn("listen", "text", (c) => c.notNull())
+      .addColumn("started_at", "text", (c) => c.notNull())
+      .addColumn("heartbeat_at", "text", (c) => c.notNull())
+      .addColumn("stopped_at", "text")
+      .execute();
+    await db.schema
+      .createTable("shared_material")
+      .addColumn("name", "text", (c) => c.primaryKey())
+      .addColumn("value", "text", (c) => c.notNull())
+      .addColumn("sealed", "integer", (c) => c.notNull())
+      .addColumn("updated_at", "text", (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable("rate_windows")
+      .addColumn("key", "text", (c) => c.notNull())
+      .addColumn("window_start", "text", (c) => c.notNull())
+      .addColumn("count", "integer", (c) => c.notNull())
+      .addPrimaryKeyConstraint("rate_windows_pk", ["key", "window_start"])
+      .execute();
+    await db.schema.alterTable("sessions").addColumn("instance_id", "text").execute();
+    // Open sessions per instance: a start closes its own, a live instance closes a dead one's.
+    await db.schema
+      .createIndex("sessions_instance_open_idx")
+      .on("sessions")
+      .columns(["instance_id", "disconnected_at"])
+      .execute();
+  },
+  async down(db: Kysely<any>) {
+    await db.schema.dropIndex("sessions_instance_open_idx").execute();
+    await db.schema.alterTable("sessions").dropColumn("instance_id").execute();
+    for (const table of ["rate_windows", "shared_material", "gateway_instances"])
+      await db.schema.dropTable(table).execute();
+  },
+};
+
 const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_tokens": tokens,
@@ -329,6 +377,7 @@ const migrations: Record<string, Migration> = {
   "0004_exec_history": execHistory,
   "0005_enroll_tokens": enrollTokens,
   "0006_sealed_signing_keys": sealedSigningKeys,
+  "0007_several_instances": severalInstances,
 };
 
 const provider: MigrationProvider = {

@@ -25,10 +25,12 @@ import type {
   DeviceStatus,
   EnrollTokenRecord,
   ExecRecord,
+  InstanceRecord,
   RegistrationOutcome,
   RegistrationRecord,
   SessionChange,
   SessionRecord,
+  SharedMaterialRecord,
   Store,
 } from "./types.js";
 
@@ -88,6 +90,7 @@ const CERTIFICATE: Columns<CertificateRecord> = {
 const SESSION: Columns<SessionRecord> = {
   sessionId: true,
   deviceId: true,
+  instanceId: true,
   address: true,
   connectedAt: true,
   disconnectedAt: true,
@@ -114,6 +117,7 @@ function patch<T extends object>(
 
 export class KyselyStore implements Store {
   readonly tokens: TokenStore;
+  readonly dialect: "sqlite" | "postgres" = "sqlite";
 
   private readonly auditWriter: Pick<SqliteAuditWriter, "append" | "close"> | undefined;
 
@@ -370,13 +374,117 @@ export class KyselyStore implements Store {
     });
   }
 
-  async closeAllOpenSessions(at: string, reason: string): Promise<number> {
-    const result = await this.db
+  async closeAllOpenSessions(at: string, reason: string, instanceId?: string): Promise<number> {
+    let query = this.db
       .updateTable("sessions")
       .set({ disconnectedAt: at, closeReason: reason })
-      .where("disconnectedAt", "is", null)
-      .executeTakeFirst();
+      .where("disconnectedAt", "is", null);
+    if (instanceId !== undefined) query = query.where("instanceId", "=", instanceId);
+    const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows);
+  }
+
+  async listOpenSessions(): Promise<SessionRecord[]> {
+    return this.db
+      .selectFrom("sessions")
+      .selectAll()
+      .where("disconnectedAt", "is", null)
+      .orderBy("connectedAt")
+      .orderBy("sessionId")
+      .execute();
+  }
+
+  // gateway instances
+
+  async upsertInstance(instance: InstanceRecord): Promise<void> {
+    const { instanceId, url, listen, startedAt, heartbeatAt } = instance;
+    await this.db
+      .insertInto("gateway_instances")
+      .values({ instanceId, url, listen, startedAt, heartbeatAt, stoppedAt: null })
+      .onConflict((oc) =>
+        oc.column("instanceId").doUpdateSet({ url, listen, startedAt, heartbeatAt, stoppedAt: null }),
+      )
+      .execute();
+  }
+
+  async heartbeatInstance(instanceId: string, at: string): Promise<void> {
+    await this.db
+      .updateTable("gateway_instances")
+      .set({ heartbeatAt: at })
+      .where("instanceId", "=", instanceId)
+      .execute();
+  }
+
+  async markInstanceStopped(instanceId: string, at: string): Promise<void> {
+    await this.db
+      .updateTable("gateway_instances")
+      .set({ stoppedAt: at })
+      .where("instanceId", "=", instanceId)
+      .execute();
+  }
+
+  async listInstances(): Promise<InstanceRecord[]> {
+    return this.db
+      .selectFrom("gateway_instances")
+      .selectAll()
+      .orderBy("startedAt")
+      .orderBy("instanceId")
+      .execute();
+  }
+
+  // shared key material
+
+  async getSharedMaterial(name: string): Promise<SharedMaterialRecord | undefined> {
+    return this.db.selectFrom("shared_material").selectAll().where("name", "=", name).executeTakeFirst();
+  }
+
+  async putSharedMaterial(
+    record: SharedMaterialRecord,
+    options: { onlyIfAbsent?: boolean } = {},
+  ): Promise<boolean> {
+    const { name, value, sealed, updatedAt } = record;
+    // RETURNING tells whether the row was written on both dialects (DO NOTHING returns no row).
+    const written = await this.db
+      .insertInto("shared_material")
+      .values({ name, value, sealed, updatedAt })
+      .onConflict((oc) =>
+        options.onlyIfAbsent
+          ? oc.column("name").doNothing()
+          : oc.column("name").doUpdateSet({ value, sealed, updatedAt }),
+      )
+      .returning("name")
+      .executeTakeFirst();
+    return written !== undefined;
+  }
+
+  // rate limits shared by instances
+
+  async countRateHit(key: string, windowStart: string): Promise<number> {
+    // One statement: two instances counting the same window at once both count.
+    const { count } = await this.db
+      .insertInto("rate_windows")
+      .values({ key, windowStart, count: 1 })
+      .onConflict((oc) =>
+        oc.columns(["key", "windowStart"]).doUpdateSet((eb) => ({ count: eb("rate_windows.count", "+", 1) })),
+      )
+      .returning("count")
+      .executeTakeFirstOrThrow();
+    return Number(count);
+  }
+
+  async pruneRateWindows(before: string): Promise<number> {
+    const result = await this.db
+      .deleteFrom("rate_windows")
+      .where("windowStart", "<", before)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    // No other instance shares a SQLite file: there is no one to tell.
+    void channel;
+    void payload;
+    return Promise.resolve();
   }
 
   // audit
@@ -565,8 +673,8 @@ async function writeSessionChanges(
     else closed.push(change);
   }
   if (opened.length)
-    await sql`INSERT INTO sessions (session_id, device_id, address, connected_at, disconnected_at, close_code, close_reason)
-      SELECT value->>'sessionId', value->>'deviceId', value->>'address', value->>'connectedAt',
+    await sql`INSERT INTO sessions (session_id, device_id, instance_id, address, connected_at, disconnected_at, close_code, close_reason)
+      SELECT value->>'sessionId', value->>'deviceId', value->>'instanceId', value->>'address', value->>'connectedAt',
              value->>'disconnectedAt', value->>'closeCode', value->>'closeReason'
       FROM json_each(${JSON.stringify(opened)})`.execute(trx);
   // The first end wins: a late duplicate must not rewrite when and why the session ended.
