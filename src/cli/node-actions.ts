@@ -24,7 +24,8 @@ function pendingLine(response: EnrollResponse) {
 export async function nodeRegister(
   ctx: CommandContext,
   options: {
-    gateway: string;
+    /** Each --gateway, in the order given. */
+    gateway: string[];
     caFingerprint: string;
     name?: string;
     newKey?: boolean;
@@ -32,7 +33,7 @@ export async function nodeRegister(
   },
 ): Promise<void> {
   const enrollToken = options.enrollToken ?? process.env.GATEHOUSE_ENROLL_TOKEN;
-  checkGatewayUrl(options.gateway);
+  for (const url of options.gateway) checkGatewayUrl(url);
   checkFingerprint(options.caFingerprint);
   const progress = new Progress(ctx.json);
   const say = (line: string) => {

@@ -21,7 +21,11 @@ export function nodeCommands(): Command {
   node
     .command("register")
     .description("make a device key, send a CSR, and wait for an admin's approval")
-    .requiredOption("--gateway <url>", "the gateway, e.g. https://gateway.lan:18789")
+    .requiredOption(
+      "--gateway <url>",
+      "the gateway, e.g. https://gateway.lan:18789; repeat it for several instances of one gateway (tried in order)",
+      (url: string, earlier: string[] | undefined) => [...(earlier ?? []), url],
+    )
     .requiredOption("--ca-fingerprint <sha256:hex>", "the gateway CA's fingerprint, from `gateway init`")
     .option("--name <name>", "a name for this device (default: the host name)")
     .option("--new-key", "make a new device key (after a revocation or denial); the old key is replaced")

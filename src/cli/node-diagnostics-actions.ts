@@ -6,7 +6,13 @@
 import type { CommandContext } from "./run.js";
 import { checkGatewayUrl } from "./validate.js";
 import { UsageError, fields, printJson, printText } from "./output.js";
-import { testConnection, type LayerResult } from "../node/test-connection.js";
+import {
+  testConnection,
+  testEveryGateway,
+  urlsToTest,
+  type LayerResult,
+  type TestConnectionResult,
+} from "../node/test-connection.js";
 import { readNodeStatus } from "../node/status.js";
 
 function formatLayer(layer: LayerResult): string {
@@ -27,20 +33,48 @@ export async function nodeTestConnection(
   // Node timer past 2^31-1 ms fires at once.
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 600_000)
     throw new UsageError("--timeout must be a number of milliseconds, at most 600000 (10 minutes)");
-  const result = await testConnection(ctx.home, {
-    ...(options.gateway ? { gatewayUrl: options.gateway } : {}),
+  const common = {
     ...(options.token ? { token: options.token } : {}),
     timeoutMs,
-    onLayer: ctx.json ? undefined : (layer) => printText(formatLayer(layer)),
-  });
+    onLayer: ctx.json ? undefined : (layer: LayerResult) => printText(formatLayer(layer)),
+  };
+  const urls = urlsToTest(ctx.home, options.gateway);
+  if (urls.length > 1) {
+    // Several instances in node.json: each one is walked and named, even when another serves.
+    const results = await testEveryGateway(ctx.home, urls as string[], {
+      ...common,
+      onGateway: ctx.json
+        ? undefined
+        : (url, index, count) =>
+            printText(`${index > 0 ? "\n" : ""}gateway ${url} (${index + 1} of ${count})\n`),
+      onWalk: ctx.json ? undefined : printSummary,
+    });
+    if (ctx.json) printJson(results);
+    else {
+      const failed = results.gateways.filter((walk) => !walk.ok);
+      printText(
+        failed.length === 0
+          ? `\n✓ all ${urls.length} gateway URLs fine in ${results.totalMs} ms\n`
+          : `\n✗ ${failed.length} of ${urls.length} gateway URLs failed: ${failed.map((walk) => walk.gatewayUrl ?? "?").join(", ")}\n`,
+      );
+    }
+    if (!results.ok) process.exitCode = 1;
+    return;
+  }
+  const result = await testConnection(ctx.home, { ...(urls[0] ? { gatewayUrl: urls[0] } : {}), ...common });
   if (ctx.json) printJson(result);
-  else if (result.ok) printText(`\n✓ all layers fine in ${result.totalMs} ms\n`);
+  else printSummary(result);
+  if (!result.ok) process.exitCode = 1;
+}
+
+/** The end of one walk: all fine, or the failing layer's code, description and fix. */
+function printSummary(result: TestConnectionResult): void {
+  if (result.ok) printText(`\n✓ all layers fine in ${result.totalMs} ms\n`);
   else if (result.error) {
     printText(
       `\n✗ ${result.error.code} (${result.error.layer})\n  ${result.error.description}\n  fix: ${result.error.hint}\n`,
     );
   }
-  if (!result.ok) process.exitCode = 1;
 }
 
 /** `node status`: the agent's state, certificate and last error, from the home's status file. */
@@ -53,7 +87,9 @@ export async function nodeStatus(ctx: CommandContext, options: { verbose?: boole
   const rows: [string, string | null | undefined][] = [
     ["state", status.running ? `${status.state} (pid ${status.pid}, since ${status.since})` : "not running"],
     ["config", status.configPath],
-    ["gateway", status.gatewayUrl],
+    ["gateway", status.gatewayUrls.join(", ")],
+    // Several instances: which one the agent is on now.
+    ["using", status.gatewayUrls.length > 1 ? status.currentGatewayUrl : null],
     ["device id", status.deviceId],
     [
       "certificate",

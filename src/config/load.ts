@@ -149,5 +149,8 @@ export function loadGatewayConfig(home: string, flags: Json = {}): LoadedConfig<
 }
 
 export function loadNodeConfig(home: string, flags: Json = {}): LoadedConfig<NodeConfig> {
-  return loadWith(nodeConfigSchema, path.join(home, NODE_FILES.config), flags);
+  const loaded = loadWith(nodeConfigSchema, path.join(home, NODE_FILES.config), flags);
+  // gatewayUrls is the file's (or the flag's) gatewayUrl as a list: it comes from the same place.
+  if (loaded.provenance.gatewayUrl) loaded.provenance.gatewayUrls = loaded.provenance.gatewayUrl;
+  return loaded;
 }

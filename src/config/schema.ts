@@ -168,29 +168,64 @@ export const gatewayConfigSchema = z.strictObject({
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
 
-/** node.json, written by `node register`. */
-export const nodeConfigSchema = z.strictObject({
-  gatewayUrl: z.url({ protocol: /^https$/ }),
-  caFingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be sha256: followed by 64 hex digits"),
-  deviceId: z.string().min(1).optional(),
-  name: deviceNameSchema.optional(),
-  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  exec: z.strictObject({ allow: z.array(z.string()).default([]) }).prefault({}),
-  /**
-   * A secret (write a reference): an API key of role `node`, for a node that cannot hold a client
-   * certificate. Used only when the home has no device certificate; it is exchanged for short-lived
-   * access tokens, refreshed on the session.
-   */
-  apiKey: z.string().min(1).optional(),
-  vault: vaultSchema,
-  heartbeatInterval: durationSchema.prefault("15s"),
-  reconnect: z
-    .strictObject({
-      initialDelay: durationSchema.prefault("1s"),
-      maxDelay: durationSchema.prefault("60s"),
-    })
-    .prefault({}),
-});
+const gatewayUrlSchema = z.url({ protocol: /^https$/ });
+
+/**
+ * node.json's `gatewayUrl`: one https URL, or several instances of one gateway (same CA) in the
+ * order the agent tries them. Each listed once: a repeat would only make a round longer.
+ */
+const gatewayUrlsSchema = z
+  .union([z.string(), z.array(z.string())], { error: "must be an https:// URL or a list of them" })
+  .superRefine((value, ctx) => {
+    const urls = typeof value === "string" ? [value] : value;
+    if (urls.length === 0) ctx.addIssue({ code: "custom", message: "must list at least one https:// URL" });
+    const seen = new Set<string>();
+    urls.forEach((url, index) => {
+      const path = typeof value === "string" ? [] : [index];
+      const checked = gatewayUrlSchema.safeParse(url);
+      if (!checked.success) {
+        ctx.addIssue({ code: "custom", path, message: checked.error.issues[0]?.message ?? "Invalid URL" });
+        return;
+      }
+      const origin = new URL(url).origin;
+      if (seen.has(origin)) ctx.addIssue({ code: "custom", path, message: `${url} is listed twice` });
+      seen.add(origin);
+    });
+  })
+  .transform((value) => (typeof value === "string" ? [value] : value));
+
+/**
+ * node.json, written by `node register`. The loaded config carries `gatewayUrls` (every URL, in
+ * order; `gatewayUrl` in the file may be a string or a list) and `gatewayUrl`, the first of them.
+ */
+export const nodeConfigSchema = z
+  .strictObject({
+    gatewayUrl: gatewayUrlsSchema,
+    caFingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be sha256: followed by 64 hex digits"),
+    deviceId: z.string().min(1).optional(),
+    name: deviceNameSchema.optional(),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    exec: z.strictObject({ allow: z.array(z.string()).default([]) }).prefault({}),
+    /**
+     * A secret (write a reference): an API key of role `node`, for a node that cannot hold a client
+     * certificate. Used only when the home has no device certificate; it is exchanged for short-lived
+     * access tokens, refreshed on the session.
+     */
+    apiKey: z.string().min(1).optional(),
+    vault: vaultSchema,
+    heartbeatInterval: durationSchema.prefault("15s"),
+    reconnect: z
+      .strictObject({
+        initialDelay: durationSchema.prefault("1s"),
+        maxDelay: durationSchema.prefault("60s"),
+      })
+      .prefault({}),
+  })
+  .transform(({ gatewayUrl: gatewayUrls, ...rest }) => ({
+    ...rest,
+    gatewayUrl: gatewayUrls[0]!,
+    gatewayUrls,
+  }));
 
 export type NodeConfig = z.output<typeof nodeConfigSchema>;
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

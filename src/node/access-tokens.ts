@@ -19,10 +19,15 @@ export class AccessTokenSource {
     private readonly caPem: () => string,
   ) {}
 
-  async fetch(): Promise<AccessToken> {
+  /**
+   * A fresh access token (`client_credentials`, RFC 6749 §4.4).
+   * @param gatewayUrl the instance to ask (default: the one this source was made for); a node with
+   *   several gateway URLs asks the one its session goes to.
+   */
+  async fetch(gatewayUrl = this.gatewayUrl): Promise<AccessToken> {
     const started = Date.now();
     const { body } = await requestJson<{ access_token: string; expires_in: number }>(
-      `${this.gatewayUrl}/api/v1/auth/token`,
+      `${gatewayUrl}/api/v1/auth/token`,
       { tls: { ca: this.caPem() }, body: { grant_type: "client_credentials", client_secret: this.apiKey } },
     );
     const lifetimeMs = body.expires_in * 1000;

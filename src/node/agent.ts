@@ -18,6 +18,7 @@ import {
   type ReconnectState,
 } from "./backoff.js";
 import { CredentialKeeper } from "./credential-keeper.js";
+import { nextGateway } from "./gateway-order.js";
 import type { CaRotationNotice, ExecRequest } from "../protocol/messages.js";
 import { isBuiltinStatus, runExecRequest, runningCommands, stopRunningCommands } from "./executor.js";
 import type { AccessToken, AccessTokenSource } from "./access-tokens.js";
@@ -52,6 +53,8 @@ export interface AgentStatus {
   lastError: { code: ErrorCode; message: string; at: string } | null;
   backoffMs: number | null;
   sessionId: string | null;
+  /** The gateway URL of the last attempt (or the open session): one of node.json's gatewayUrls. */
+  gatewayUrl: string | null;
 }
 
 /**
@@ -77,10 +80,13 @@ export class NodeAgent extends EventEmitter {
     lastError: null,
     backoffMs: null,
     sessionId: null,
+    gatewayUrl: null,
   };
 
   private readonly keeper: CredentialKeeper;
   private reissuing = false;
+  /** Which of the config's gatewayUrls the current attempt (or session) uses. */
+  private urlIndex = 0;
 
   constructor(
     private readonly home: string,
@@ -91,7 +97,13 @@ export class NodeAgent extends EventEmitter {
     private readonly tokens?: AccessTokenSource,
   ) {
     super();
-    this.keeper = new CredentialKeeper(home, config, credentials, logger);
+    // Renewals and re-issues go to the instance this node reaches now.
+    this.keeper = new CredentialKeeper(home, config, credentials, logger, () => this.gatewayUrl());
+  }
+
+  /** The gateway URL of the current attempt or session (node.json's gatewayUrls, in order). */
+  private gatewayUrl(): string {
+    return this.config.gatewayUrls[this.urlIndex] ?? this.config.gatewayUrl;
   }
 
   start(): void {
@@ -192,9 +204,25 @@ export class NodeAgent extends EventEmitter {
 
   private scheduleReconnect(code: ErrorCode, message: string, hint?: string, closeCode?: number): void {
     if (this.stopping) return;
+    // Several URLs: a connection failure moves on to the next one at once; the backoff comes
+    // between rounds (gateway-order.ts).
+    const failedUrl = this.gatewayUrl();
+    const next = nextGateway(this.config.gatewayUrls.length, this.urlIndex, {
+      code,
+      sessionClosed: closeCode !== undefined,
+    });
+    this.urlIndex = next.index;
+    if (next.now) {
+      this.logger.warn(
+        { code, hint, gatewayUrl: failedUrl, next: this.gatewayUrl() },
+        `${failedUrl}: ${code}: ${message}; trying ${this.gatewayUrl()}`,
+      );
+      this.connect();
+      return;
+    }
     // A restarting gateway (1012/1001, and "not back yet" answers shortly after) gets a flat,
     // jittered few seconds; anything else climbs the exponential ladder.
-    const next = nextReconnect(
+    const step = nextReconnect(
       this.reconnect,
       { code, ...(closeCode === undefined ? {} : { closeCode }) },
       Date.now(),
@@ -203,10 +231,10 @@ export class NodeAgent extends EventEmitter {
         maxMs: this.config.reconnect.maxDelay,
       },
     );
-    this.reconnect = next.state;
-    const delay = next.delayMs;
+    this.reconnect = step.state;
+    const delay = step.delayMs;
     if (closeCode !== undefined && GATEWAY_RESTART_CLOSE_CODES.has(closeCode)) this.restartNotice = message;
-    else if (next.restarting && this.restartNotice) {
+    else if (step.restarting && this.restartNotice) {
       // Refused while the gateway restarts: the status says why this is expected.
       message = `${message}; the gateway is restarting (${this.restartNotice})`;
       if (this.status.lastError) this.status.lastError.message = message;
@@ -225,7 +253,9 @@ export class NodeAgent extends EventEmitter {
     if (this.stopping) return;
     this.status.lastAttemptAt = new Date().toISOString();
     this.status.backoffMs = null;
-    const url = this.config.gatewayUrl.replace(/^https:/, "wss:") + "/api/v1/connect";
+    const gatewayUrl = this.gatewayUrl();
+    this.status.gatewayUrl = gatewayUrl;
+    const url = gatewayUrl.replace(/^https:/, "wss:") + "/api/v1/connect";
     this.setState("connecting", `connecting to ${url}`);
     const { caPem, keyPem, certPem } = this.credentials;
     if (!this.tokens) {
@@ -233,7 +263,7 @@ export class NodeAgent extends EventEmitter {
       return;
     }
     // A node on an API key: a fresh access token for every session.
-    this.tokens.fetch().then(
+    this.tokens.fetch(gatewayUrl).then(
       (token) => {
         if (this.stopping) return;
         this.accessToken = token;
@@ -258,7 +288,7 @@ export class NodeAgent extends EventEmitter {
     const delay = Math.max(1000, token.expiresAt - token.lifetimeMs / 3 - Date.now());
     // A token may live longer than one Node timer holds (tokens.accessTtl "30d"): a long timer.
     this.tokenTimer = setLongTimeout(() => {
-      this.tokens!.fetch().then(
+      this.tokens!.fetch(this.gatewayUrl()).then(
         (fresh) => {
           if (socket.readyState !== WebSocket.OPEN) return;
           this.accessToken = fresh;
@@ -406,12 +436,12 @@ export class NodeAgent extends EventEmitter {
       if (opened) return; // the close that follows is the report
       if (isTimeValidityError(error)) {
         judgingClock = true;
-        void explainTimeValidity(this.config.gatewayUrl, error, auth.ca).then((named) =>
+        void explainTimeValidity(this.gatewayUrl(), error, auth.ca).then((named) =>
           report(named.code, named.message, named.hint),
         );
         return;
       }
-      const named = describeNetworkError(this.config.gatewayUrl, error);
+      const named = describeNetworkError(this.gatewayUrl(), error);
       report(named.code, named.message, named.hint);
     });
   }

@@ -94,6 +94,8 @@ export class CredentialKeeper {
     private readonly config: NodeConfig,
     private readonly credentials: NodeCredentials,
     private readonly logger: Logger,
+    /** The instance to ask for renewals and re-issues: the one the node reaches now. */
+    private readonly gatewayUrl: () => string = () => config.gatewayUrl,
   ) {}
 
   stop(): void {
@@ -206,7 +208,7 @@ export class CredentialKeeper {
   async renew(): Promise<void> {
     const csr = await this.csr();
     const sentAt = Date.now();
-    const { body } = await requestJson<CertificateResponse>(`${this.config.gatewayUrl}/api/v1/certs/renew`, {
+    const { body } = await requestJson<CertificateResponse>(`${this.gatewayUrl()}/api/v1/certs/renew`, {
       body: { csr },
       tls: this.tls(),
     });
@@ -220,7 +222,7 @@ export class CredentialKeeper {
     if (!deviceId) throw new GatehouseError("config_invalid", "node.json has no deviceId; register again");
     const tls = { ca: this.credentials.caPem };
     const { body: challenge } = await requestJson<{ challenge: string }>(
-      `${this.config.gatewayUrl}/api/v1/certs/challenge`,
+      `${this.gatewayUrl()}/api/v1/certs/challenge`,
       {
         body: { deviceId },
         tls,
@@ -231,13 +233,10 @@ export class CredentialKeeper {
       dsaEncoding: "ieee-p1363",
     }).toString("base64url");
     const sentAt = Date.now();
-    const { body } = await requestJson<CertificateResponse>(
-      `${this.config.gatewayUrl}/api/v1/certs/reissue`,
-      {
-        body: { deviceId, challenge: challenge.challenge, signature, csr: await this.csr() },
-        tls,
-      },
-    );
+    const { body } = await requestJson<CertificateResponse>(`${this.gatewayUrl()}/api/v1/certs/reissue`, {
+      body: { deviceId, challenge: challenge.challenge, signature, csr: await this.csr() },
+      tls,
+    });
     this.install(body, "re-issued", sentAt);
   }
 

@@ -13,6 +13,7 @@ import { GatehouseError } from "../protocol/errors.js";
 import { fetchGatewayTrust } from "../client/ca-pin.js";
 import { AccessTokenSource } from "./access-tokens.js";
 import { refuseStartWithoutCertificate } from "./registration-state.js";
+import { UNREACHABLE_GATEWAY } from "./gateway-order.js";
 
 /** The node's trust and identity. Key and certificate are absent for a node that uses an API key. */
 export interface NodeCredentials {
@@ -41,6 +42,25 @@ export function readNodeCredentials(home: string): Required<NodeCredentials> {
     certPem: read(NODE_FILES.deviceCert),
     caPem: read(NODE_FILES.caCert),
   };
+}
+
+/**
+ * The gateway's CA bundle by its pinned fingerprint, from the first of `urls` (instances of one
+ * gateway, in node.json's order) that proves it holds it; a URL that cannot be reached is skipped.
+ * @throws GatehouseError the last URL's failure when none could be reached; at once, any other
+ *   failure (a CA that does not match the pin is named, not skipped).
+ */
+async function fetchTrustFromAny(urls: readonly string[], pin: string): Promise<string> {
+  let failure: unknown;
+  for (const url of urls) {
+    try {
+      return (await fetchGatewayTrust(url, pin)).caPem;
+    } catch (error) {
+      if (!(error instanceof GatehouseError) || !UNREACHABLE_GATEWAY.has(error.code)) throw error;
+      failure = error;
+    }
+  }
+  throw failure;
 }
 
 export interface PreparedNode {
@@ -73,7 +93,7 @@ export async function prepareNode(home: string): Promise<PreparedNode> {
   let caPem: string;
   if (existsSync(file(NODE_FILES.caCert))) caPem = readFileSync(file(NODE_FILES.caCert), "utf8");
   else {
-    caPem = (await fetchGatewayTrust(config.gatewayUrl, config.caFingerprint)).caPem;
+    caPem = await fetchTrustFromAny(config.gatewayUrls, config.caFingerprint);
     writeFileAtomic(file(NODE_FILES.caCert), caPem, 0o644);
   }
   const credentials: NodeCredentials = { caPem };

@@ -25,6 +25,7 @@ import type { EnrollResponse, EnrollStatusResponse } from "../protocol/messages.
 import { fetchGatewayTrust } from "../client/ca-pin.js";
 import { requestJson } from "../client/https-json.js";
 import { recordRegistrationOutcome, writeRegistrationFile } from "./registration-state.js";
+import { UNREACHABLE_GATEWAY } from "./gateway-order.js";
 
 /** Failures worth waiting out while polling for approval. */
 const TRANSIENT: ReadonlySet<ErrorCode> = new Set([
@@ -38,7 +39,8 @@ const TRANSIENT: ReadonlySet<ErrorCode> = new Set([
 ]);
 
 export interface RegisterOptions {
-  gatewayUrl: string;
+  /** The gateway, or several instances of it in the order the agent will try them. */
+  gatewayUrl: string | readonly string[];
   caFingerprint: string;
   name?: string;
   /** Make a new device key even if the home has one (a revoked or denied device starts over). */
@@ -64,7 +66,10 @@ export interface RegisterResult {
   keyFingerprint: string;
   status: "approved";
   certExpiresAt: string;
+  /** The URL the registration went through (the first that could be reached). */
   gatewayUrl: string;
+  /** Every URL node.json now lists, when more than one was given. */
+  gatewayUrls?: string[];
   home: string;
 }
 
@@ -109,8 +114,39 @@ async function loadOrCreateDeviceKey(
   };
 }
 
+/**
+ * The CA by its pin from the first of `urls` that can be reached (instances of one gateway). A URL
+ * that answers with another CA, or not as a gateway, is named at once: it would go into node.json.
+ * @returns the pinned trust and the URL (its index in `urls`) that served it
+ */
+async function pinFirstReachable(
+  urls: readonly string[],
+  pin: string,
+): Promise<{ pinned: Awaited<ReturnType<typeof fetchGatewayTrust>>; index: number }> {
+  let failure: unknown;
+  for (const [index, url] of urls.entries()) {
+    try {
+      return { pinned: await fetchGatewayTrust(url, pin), index };
+    } catch (error) {
+      if (!(error instanceof GatehouseError) || !UNREACHABLE_GATEWAY.has(error.code)) throw error;
+      failure = error;
+    }
+  }
+  throw failure;
+}
+
+/**
+ * `node register`: makes (or reuses) the device key, sends a CSR through the first reachable
+ * gateway URL, waits for approval and writes the home (node.json lists every URL given, in order).
+ * @throws GatehouseError `invalid_request` for a URL or fingerprint that is malformed, the pin check's
+ *   `ca_mismatch`/`not_a_gateway`, a refused request, `device_denied`, `registration_expired`.
+ */
 export async function registerNode(home: string, options: RegisterOptions): Promise<RegisterResult> {
-  const gatewayUrl = validateUrl(options.gatewayUrl);
+  const given = typeof options.gatewayUrl === "string" ? [options.gatewayUrl] : options.gatewayUrl;
+  // One entry per origin, in the order given: node.json refuses a URL listed twice.
+  const gatewayUrls = [...new Set(given.map(validateUrl))];
+  if (gatewayUrls.length === 0)
+    throw new GatehouseError("invalid_request", "no gateway URL given", "Use --gateway https://HOST:PORT.");
   const pin = normaliseFingerprint(options.caFingerprint);
   if (!pin) {
     throw new GatehouseError(
@@ -125,7 +161,8 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
   });
 
   // Nothing is sent until the gateway proves it holds a certificate from the pinned CA.
-  const pinned = await fetchGatewayTrust(gatewayUrl, pin);
+  const { pinned, index: reached } = await pinFirstReachable(gatewayUrls, pin);
+  const gatewayUrl = gatewayUrls[reached]!;
   options.onProgress?.({ state: "pinned", caFingerprint: pin });
   // The first fully verified request, before anything is written: a clock so far off that TLS
   // fails is named here (clock_skew, measured by requestJson), and the home stays as it was.
@@ -133,7 +170,13 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
 
   const { keys, save: saveKey } = await loadOrCreateDeviceKey(home, options.newKey ?? false);
   const identity = identityOfSpki(await spkiOf(keys.publicKey));
-  const config: NodeConfigInput = { gatewayUrl, caFingerprint: pin, deviceId: identity.deviceId, name };
+  const config: NodeConfigInput = {
+    // One URL stays a string, as node.json always held it; several are a list, tried in order.
+    gatewayUrl: gatewayUrls.length === 1 ? gatewayUrl : gatewayUrls,
+    caFingerprint: pin,
+    deviceId: identity.deviceId,
+    name,
+  };
 
   const tls = { ca: pinned.caPem };
   const csr = await createCsr(keys, identity.deviceId);
@@ -161,12 +204,14 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
 
   let status: EnrollStatusResponse | undefined;
   let delay = submitted.pollAfterMs;
+  // Every instance answers for the request (the state is shared): an unreachable one is passed over.
+  let polled = reached;
   if (submitted.status === "pending")
     options.onProgress?.({ state: "waiting", expiresAt: submitted.expiresAt });
   for (;;) {
     try {
       const { body } = await requestJson<EnrollStatusResponse>(
-        `${gatewayUrl}/api/v1/enroll/${submitted.requestId}`,
+        `${gatewayUrls[polled]}/api/v1/enroll/${submitted.requestId}`,
         { tls },
       );
       status = body;
@@ -175,6 +220,7 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
       // The gateway may restart while we wait: keep waiting, slower, and say so. Anything else
       // (the request is gone, the answer is malformed) will not get better by waiting.
       if (!(error instanceof GatehouseError) || !TRANSIENT.has(error.code)) throw error;
+      if (UNREACHABLE_GATEWAY.has(error.code)) polled = (polled + 1) % gatewayUrls.length;
       if (Date.now() > new Date(submitted.expiresAt).getTime() + 60_000) {
         throw new GatehouseError(
           "registration_expired",
@@ -229,6 +275,7 @@ export async function registerNode(home: string, options: RegisterOptions): Prom
     status: "approved",
     certExpiresAt: cert.notAfter.toISOString(),
     gatewayUrl,
+    ...(gatewayUrls.length > 1 ? { gatewayUrls } : {}),
     home,
   };
 }

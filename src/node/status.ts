@@ -11,7 +11,12 @@ export interface NodeStatusReport {
   running: boolean;
   pid: number | null;
   configPath: string;
+  /** node.json's first gateway URL. */
   gatewayUrl: string;
+  /** Every gateway URL node.json lists, in the order the agent tries them. */
+  gatewayUrls: string[];
+  /** The URL the running agent's last attempt (or open session) used; null when not running. */
+  currentGatewayUrl: string | null;
   caFingerprint: string;
   deviceId: string | null;
   certificate: { expiresAt: string; validFrom: string; expired: boolean; fingerprint: string } | null;
@@ -52,6 +57,8 @@ export function readNodeStatus(home: string): NodeStatusReport {
     pid: running ? (saved?.pid ?? null) : null,
     configPath: loaded.file,
     gatewayUrl: loaded.config.gatewayUrl,
+    gatewayUrls: loaded.config.gatewayUrls,
+    currentGatewayUrl: running ? (saved?.gatewayUrl ?? null) : null,
     caFingerprint: loaded.config.caFingerprint,
     deviceId: loaded.config.deviceId ?? null,
     certificate,

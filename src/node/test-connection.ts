@@ -349,6 +349,59 @@ export async function testConnection(
   return result;
 }
 
+/** `node test-connection` for a node.json that lists several gateway URLs: each one's walk. */
+export interface TestConnectionsResult {
+  /** True when every URL passed every layer. */
+  ok: boolean;
+  home: string;
+  totalMs: number;
+  gateways: TestConnectionResult[];
+}
+
+/**
+ * The URLs `node test-connection` walks: the `--gateway` one, else every one node.json lists (in
+ * order). A node.json that cannot be read gives one walk, whose config layer names the fault.
+ */
+export function urlsToTest(home: string, gatewayUrl?: string): (string | undefined)[] {
+  if (gatewayUrl) return [gatewayUrl];
+  try {
+    const urls = loadNodeConfig(home).config.gatewayUrls;
+    return urls.length > 1 ? urls : [undefined];
+  } catch {
+    return [undefined];
+  }
+}
+
+/**
+ * Walks the layers to each of node.json's gateway URLs in turn (testConnection for each): an
+ * instance that is down is named even when another serves the node.
+ * @param options as testConnection's; `onGateway` is called before each URL's walk (the URL, its
+ *   0-based index, the count), `onWalk` after it with its result
+ */
+export async function testEveryGateway(
+  home: string,
+  urls: readonly string[],
+  options: TestConnectionOptions & {
+    onGateway?: (url: string, index: number, count: number) => void;
+    onWalk?: (result: TestConnectionResult) => void;
+  } = {},
+): Promise<TestConnectionsResult> {
+  const started = performance.now();
+  const gateways: TestConnectionResult[] = [];
+  for (const [index, url] of urls.entries()) {
+    options.onGateway?.(url, index, urls.length);
+    const walk = await testConnection(home, { ...options, gatewayUrl: url });
+    options.onWalk?.(walk);
+    gateways.push(walk);
+  }
+  return {
+    ok: gateways.every((walk) => walk.ok),
+    home,
+    totalMs: Math.round(performance.now() - started),
+    gateways,
+  };
+}
+
 function openSession(
   origin: string,
   tls: TlsClientOptions,
