@@ -154,12 +154,24 @@ export async function devicesRevoke(
 export async function nodesList(ctx: CommandContext, options: GatewayOption): Promise<void> {
   const client = AdminClient.fromHome(ctx.home, options);
   const { nodes: list } = await client.get<{ nodes: NodeView[] }>("/api/v1/nodes");
+  // Several instances: one more column, saying which instance holds each session.
+  const instances = list.some((n) => n.instanceId);
   if (ctx.json) printJson({ nodes: list });
   else
     printText(
       list.length
         ? table(
-            ["DEVICE ID", "NAME", "PLATFORM", "VERSION", "UPTIME", "ADDRESS", "CONNECTED", "LAST HEARTBEAT"],
+            [
+              "DEVICE ID",
+              "NAME",
+              "PLATFORM",
+              "VERSION",
+              "UPTIME",
+              "ADDRESS",
+              "CONNECTED",
+              "LAST HEARTBEAT",
+              ...(instances ? ["INSTANCE"] : []),
+            ],
             list.map((n) => [
               n.deviceId,
               n.name,
@@ -169,6 +181,7 @@ export async function nodesList(ctx: CommandContext, options: GatewayOption): Pr
               n.address ?? "-",
               ago(n.connectedAt),
               ago(n.lastHeartbeat),
+              ...(instances ? [n.instanceId ?? "-"] : []),
             ]),
           )
         : "no nodes online\n",

@@ -18,6 +18,7 @@ import { registerHealthRoutes } from "./routes/health.js";
 import { registerEnrollRoutes } from "./routes/enroll.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerNodeRoutes } from "./routes/nodes.js";
+import { registerClusterRoutes } from "./routes/cluster.js";
 import { registerConnectRoute } from "./routes/connect.js";
 import { registerAuthRoutes } from "./routes/auth.js";
 import { registerKeyRoutes } from "./routes/keys.js";
@@ -154,6 +155,7 @@ export async function buildGatewayApp(
   registerEnrollRoutes(app, ctx);
   registerDeviceRoutes(app, ctx);
   registerNodeRoutes(app, ctx);
+  registerClusterRoutes(app, ctx);
   registerConnectRoute(app, ctx);
   registerAuthRoutes(app, ctx);
   registerKeyRoutes(app, ctx);

@@ -6,7 +6,7 @@ import type { DeviceDirectory } from "./device-directory.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { SessionJournal } from "./session-journal.js";
 import type { RegistrationService } from "./registrations.js";
-import type { RateLimiter } from "./rate-limit.js";
+import type { AddressRateLimit } from "./rate-limit.js";
 import type { BackgroundWrites } from "./background.js";
 import type { TlsState } from "./tls-state.js";
 import type { CertificateService } from "./certificates.js";
@@ -18,6 +18,7 @@ import type { SigningKeys } from "../auth/signing-keys.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { DashboardSessions } from "./dashboard/sessions.js";
 import type { EventHub } from "./events.js";
+import type { ExecRelay } from "./cluster/exec-relay.js";
 
 /** Everything a route needs, built once at start. */
 export interface GatewayContext {
@@ -29,13 +30,16 @@ export interface GatewayContext {
   certificates: CertificateService;
   /** Commands sent over node sessions, and their answers. */
   exec: ExecBroker;
+  /** Commands and node listings across instances (several gateways on one database); absent alone. */
+  relay?: ExecRelay;
   enrollTokens: EnrollTokenService;
   devices: DeviceDirectory;
   sessions: SessionRegistry;
   /** The sessions table and devices' last seen, written in batches (session-journal.ts). */
   sessionJournal: SessionJournal;
   registrations: RegistrationService;
-  enrollLimiter: RateLimiter;
+  /** Registrations (and re-issues) per remote address: in memory alone, in the database when shared. */
+  enrollLimiter: AddressRateLimit;
   background: BackgroundWrites;
   failures: FailureLog;
   tokens: TokenService;

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { GatehouseError, isErrorCode } from "../protocol/errors.js";
 import { judgeExecAnswer, quoteNodeText } from "./exec-answer.js";
-import { resolveNodeTarget } from "./node-target.js";
+import { resolveNodeTarget, type NodeTarget } from "./node-target.js";
+import type { ExecRelay } from "./cluster/exec-relay.js";
 import type { ExecRequest, ExecResponse, ExecResult } from "../protocol/messages.js";
 import type { Principal } from "../auth/roles.js";
 import type { GatewayContext } from "./context.js";
@@ -75,21 +76,52 @@ export class ExecBroker {
   }
 
   /**
-   * The session of the node an operator named (`resolveNodeTarget`: by device id, by the name of
-   * an approved node — online or not, so an offline "laptop" is never stood in for by another node
-   * that calls itself "laptop" — or by an API-key node's subject); its newest session when it has
-   * several.
+   * Where the node an operator named runs (`resolveNodeTarget`: by device id, by the name of an
+   * approved node — online or not, so an offline "laptop" is never stood in for by another node
+   * that calls itself "laptop" — or by an API-key node's subject): its newest session here when it
+   * has one. Else, with several instances (`relay`), the shared sessions table is to be asked
+   * (`elsewhere`), with the error to give when no other live instance holds it either — which
+   * may also be for a node this instance knows no device or key of (an admin credential's session).
+   * Synchronous for a session held here: the command goes out without waiting for a tick.
    * @throws GatehouseError `node_not_found`, `invalid_request` (ambiguous name), `node_offline`.
    */
-  private findSession(idOrName: string): { deviceId: string; session: LiveSession } {
-    const { deviceId, device } = resolveNodeTarget(this.ctx, idOrName);
+  private findTarget(
+    idOrName: string,
+    relay: ExecRelay | undefined,
+  ):
+    | { deviceId: string; session: LiveSession }
+    | { deviceId: string; elsewhere: ExecRelay; notHere: GatehouseError } {
+    let target: NodeTarget;
+    try {
+      target = resolveNodeTarget(this.ctx, idOrName);
+    } catch (error) {
+      if (relay && error instanceof GatehouseError && error.code === "node_not_found")
+        return { deviceId: idOrName, elsewhere: relay, notHere: error };
+      throw error;
+    }
+    const { deviceId, device } = target;
     // Only this device's sessions: no array of every open session per command.
     const session = this.ctx.sessions.newestOf(deviceId);
     if (session) return { deviceId, session };
-    throw new GatehouseError(
+    const offline = new GatehouseError(
       "node_offline",
       `node ${deviceId}${device ? ` (${device.name})` : ""} is not connected`,
     );
+    if (relay) return { deviceId, elsewhere: relay, notHere: offline };
+    throw offline;
+  }
+
+  /** A command for a node held by another live instance: relayed there (cluster/exec-relay.ts). */
+  private async relayed(
+    target: { deviceId: string; elsewhere: ExecRelay; notHere: GatehouseError },
+    principal: Principal,
+    command: string,
+    args: string[],
+    timeoutMs: number,
+  ): Promise<ExecResponse> {
+    const holder = await target.elsewhere.locate(target.deviceId);
+    if (!holder) throw target.notHere;
+    return target.elsewhere.send(holder, principal, { deviceId: target.deviceId, command, args, timeoutMs });
   }
 
   /**
@@ -100,6 +132,10 @@ export class ExecBroker {
    * @throws GatehouseError `node_not_found`, `node_offline`, `exec_timeout`, `command_not_allowed`
    * and the other verdicts of exec-answer.ts; `unavailable` (or `internal_error`) when either
    * entry could not be written — never a success that is not audited.
+   * A node another live instance holds gets the command relayed there (ctx.relay), which runs
+   * and audits it and whose answer (or error) is returned as is. `via`: this call is such a
+   * relayed command, from that instance: it runs only on a session held here (never relayed
+   * again) and its audit entries name the sender.
    */
   async run(
     principal: Principal,
@@ -107,8 +143,12 @@ export class ExecBroker {
     command: string,
     args: string[],
     timeoutMs: number,
+    options: { via?: string } = {},
   ): Promise<ExecResponse> {
-    const { deviceId, session } = this.findSession(idOrName);
+    const { via } = options;
+    const target = this.findTarget(idOrName, via === undefined ? this.ctx.relay : undefined);
+    if ("elsewhere" in target) return this.relayed(target, principal, command, args, timeoutMs);
+    const { deviceId, session } = target;
     const started = performance.now();
     // 24 hex digits of a random UUID: node:crypto draws these from a pool of entropy it keeps,
     // where randomBytes asks the generator again for every command.
@@ -125,7 +165,7 @@ export class ExecBroker {
           outcome: "success",
           actor: principal.subject,
           subject: deviceId,
-          details: { execId, command, argc: args.length, timeoutMs },
+          details: { execId, command, argc: args.length, timeoutMs, ...(via ? { via } : {}) },
         })
         .then(
           () => undefined,
@@ -195,6 +235,7 @@ export class ExecBroker {
           outcome,
           stdoutBytes: stdout.length,
           stderrBytes: stderr.length,
+          ...(via ? { via } : {}),
         },
       },
       {

@@ -1,9 +1,67 @@
+import type { Logger } from "pino";
+import type { Store } from "../store/types.js";
+
 /** How many keys (remote addresses) a RateLimiter remembers at most, unless told otherwise. */
 export const RATE_LIMITER_MAX_KEYS = 10_000;
 
 interface Bucket {
   tokens: number;
   updated: number;
+}
+
+/** A limit per key (the remote address): `take` returns 0 when allowed, else the seconds to wait. */
+export interface AddressRateLimit {
+  take(key: string): number | Promise<number>;
+  /** Keys remembered in memory (the bucket limiter); undefined when the count lives in the store. */
+  readonly size?: number;
+}
+
+/** The length of one shared rate window: a limit "per minute" counts in fixed minutes. */
+export const RATE_WINDOW_MS = 60_000;
+
+/**
+ * A limit per key that several instances of one gateway share: requests are counted in the
+ * store's `rate_windows`, one row per key and fixed one-minute window (UTC minute boundaries), so
+ * an address gets `capacity` requests per minute in all, whichever instances it reaches (a load
+ * balancer spreads it over them). Unlike the bucket, a burst of up to 2 × capacity can straddle a
+ * window boundary. Windows older than the previous one are pruned once a minute, by whichever
+ * instance counts first in a new window.
+ */
+export class SharedRateLimiter implements AddressRateLimit {
+  private prunedBefore = 0;
+
+  /**
+   * @param capacity requests per key per window.
+   * @param scope prefixes the key, so limits of different things never share a count.
+   * @param now the clock, in ms since the epoch.
+   */
+  constructor(
+    private readonly store: Pick<Store, "countRateHit" | "pruneRateWindows">,
+    private readonly capacity: number,
+    private readonly scope: string,
+    private readonly logger: Pick<Logger, "warn">,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * Counts one request of `key`; returns 0 if it is within the window's capacity, else the
+   * seconds until the next window starts (at least 1).
+   * @throws GatehouseError `unavailable` when the store cannot be reached: a refusal, never a pass.
+   */
+  async take(key: string): Promise<number> {
+    const now = this.now();
+    const windowStart = now - (now % RATE_WINDOW_MS);
+    if (windowStart > this.prunedBefore) {
+      this.prunedBefore = windowStart;
+      // Not awaited: the count does not depend on it, and a failed prune is retried next minute.
+      this.store
+        .pruneRateWindows(new Date(windowStart - RATE_WINDOW_MS).toISOString())
+        .catch((err: unknown) => this.logger.warn({ err }, "could not prune old rate windows"));
+    }
+    const count = await this.store.countRateHit(`${this.scope}:${key}`, new Date(windowStart).toISOString());
+    if (count <= this.capacity) return 0;
+    return Math.max(1, Math.ceil((windowStart + RATE_WINDOW_MS - now) / 1000));
+  }
 }
 
 /**
@@ -16,7 +74,7 @@ interface Bucket {
  * quiet may come back with a fresh bucket. The pending-registration cap, not this limiter, is what
  * bounds the stored state.
  */
-export class RateLimiter {
+export class RateLimiter implements AddressRateLimit {
   /** In least recently used order (a Map iterates in insertion order; a key taken is moved last). */
   private readonly buckets = new Map<string, Bucket>();
 

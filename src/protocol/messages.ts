@@ -105,9 +105,12 @@ export interface NodeView {
   address: string | null;
   sessionId: string;
   connectedAt: string;
-  lastHeartbeat: string;
+  /** null for a session another instance holds (only the holder hears its heartbeats). */
+  lastHeartbeat: string | null;
   uptimeSeconds: number | null;
   online: true;
+  /** With several instances: the one holding the session. Absent on a gateway alone. */
+  instanceId?: string;
 }
 
 /** A CA rotation, announced to nodes: the statement and the previous CA's signature over it. */

@@ -21,7 +21,7 @@ export function registerCertificateRoutes(app: FastifyInstance, ctx: GatewayCont
   const limited = {
     bodyLimit: 16 * 1024,
     onRequest: async (request: { ip: string }) => {
-      const wait = ctx.enrollLimiter.take(request.ip);
+      const wait = await ctx.enrollLimiter.take(request.ip);
       if (wait > 0) {
         const error = new GatehouseError(
           "rate_limited",

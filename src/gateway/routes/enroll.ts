@@ -12,7 +12,7 @@ export function registerEnrollRoutes(app: FastifyInstance, ctx: GatewayContext):
     {
       bodyLimit: ctx.config.enroll.maxBodyBytes,
       onRequest: async (request) => {
-        const waitSeconds = ctx.enrollLimiter.take(request.ip);
+        const waitSeconds = await ctx.enrollLimiter.take(request.ip);
         if (waitSeconds > 0) {
           const error = new GatehouseError(
             "rate_limited",

@@ -1,0 +1,214 @@
+import https from "node:https";
+import type { Logger } from "pino";
+import { GatehouseError, isErrorCode } from "../../protocol/errors.js";
+import type { ExecResponse } from "../../protocol/messages.js";
+import type { InstanceRecord, SessionRecord, Store } from "../../store/types.js";
+import type { SigningAlgorithm } from "../../auth/jwt.js";
+import { CLOCK_LEEWAY_SECONDS } from "../../auth/jwt.js";
+import { mintRelayToken, relayBodyHash, type RelayedPrincipal } from "./relay-token.js";
+
+/** Where a relayed command is posted on the holding instance. */
+export const RELAY_EXEC_PATH = "/internal/v1/cluster/exec";
+/**
+ * Time the relay waits beyond the command's own timeout: the holder answers `exec_timeout` itself
+ * after timeoutMs plus its 5 s report grace, so this only bounds a holder that hangs.
+ */
+const RELAY_GRACE_MS = 15_000;
+
+/** What the relay needs of the cluster (Cluster in cluster.ts): who this is, who is alive. */
+export interface RelayCluster {
+  readonly instanceId: string | null;
+  /** Instances with a fresh heartbeat (this one included). */
+  liveInstances(): InstanceRecord[];
+}
+
+/** A session another live instance holds, as the shared sessions table records it. */
+export interface RemoteSession {
+  session: SessionRecord;
+  instance: InstanceRecord;
+}
+
+/** The body of a relayed exec: the public exec body plus the device the sender resolved. */
+export interface RelayExecBody {
+  deviceId: string;
+  command: string;
+  args: string[];
+  timeoutMs: number;
+}
+
+export interface ExecRelayOptions {
+  store: Pick<Store, "listOpenSessions">;
+  cluster: RelayCluster;
+  /** The shared token signing key in use (SigningKeys.signer). */
+  signer: () => { kid: string; alg: SigningAlgorithm; privateKey: CryptoKey };
+  /** PEM certificates of the shared CA(s) an instance's server certificate must chain to. */
+  caPems: () => string[];
+  now: () => Date;
+  logger: Logger;
+}
+
+/**
+ * Commands for nodes that another instance of this gateway holds. A node's session lives in one
+ * instance's memory; the shared sessions table says which one. The sender posts the command to
+ * that instance over HTTPS (its server certificate verified against the shared CA only),
+ * authenticated by a relay token (relay-token.ts) bound to the exact body; the holder runs it
+ * through its own ExecBroker and answers as a direct exec would.
+ */
+export class ExecRelay {
+  readonly instanceId: string;
+  private agent: https.Agent | undefined;
+  private agentCas = "";
+  /** Relay tokens taken, by jti, until they expire (ms): each one runs one command. */
+  private readonly taken = new Map<string, number>();
+
+  constructor(private readonly options: ExecRelayOptions) {
+    if (!options.cluster.instanceId) throw new Error("an exec relay needs this instance's id");
+    this.instanceId = options.cluster.instanceId;
+  }
+
+  /**
+   * Open sessions held by the OTHER live instances, oldest first. Rows of instances whose
+   * heartbeat went stale are left out: a dead instance's sessions are no one's.
+   * Reads the table on every call (one query): a node that just moved is found where it is now.
+   */
+  async remoteSessions(): Promise<RemoteSession[]> {
+    const live = new Map(
+      this.options.cluster
+        .liveInstances()
+        .filter((instance) => instance.instanceId !== this.instanceId)
+        .map((instance) => [instance.instanceId, instance]),
+    );
+    if (live.size === 0) return [];
+    const rows = await this.options.store.listOpenSessions();
+    const held: RemoteSession[] = [];
+    for (const session of rows) {
+      const instance = session.instanceId ? live.get(session.instanceId) : undefined;
+      if (instance) held.push({ session, instance });
+    }
+    return held;
+  }
+
+  /** The newest session of `deviceId` that another live instance holds, or undefined. */
+  async locate(deviceId: string): Promise<RemoteSession | undefined> {
+    let newest: RemoteSession | undefined;
+    for (const held of await this.remoteSessions())
+      if (
+        held.session.deviceId === deviceId &&
+        (!newest || held.session.connectedAt > newest.session.connectedAt)
+      )
+        newest = held;
+    return newest;
+  }
+
+  /**
+   * Runs a command on a node `holder` holds and returns its answer: the holder's ExecResponse, or
+   * the holder's own error (same code, description and hint as a direct exec would give).
+   * @throws GatehouseError `node_offline` when the holder cannot be reached, answers with
+   *   something that is not a gateway's answer, or goes away before it answers (its result is
+   *   then lost); any catalogue error the holder answers with.
+   */
+  async send(
+    holder: RemoteSession,
+    principal: RelayedPrincipal,
+    request: RelayExecBody,
+  ): Promise<ExecResponse> {
+    const body = JSON.stringify(request);
+    const token = await mintRelayToken({
+      signer: this.options.signer(),
+      from: this.instanceId,
+      to: holder.instance.instanceId,
+      principal,
+      bodySha256: relayBodyHash(body),
+      now: this.options.now(),
+    });
+    const url = new URL(RELAY_EXEC_PATH, holder.instance.url);
+    const where = `instance ${holder.instance.instanceId} (${holder.instance.url})`;
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const outgoing = https.request(
+        url,
+        {
+          method: "POST",
+          agent: this.agentFor(),
+          headers: {
+            authorization: `Bearer ${token}`,
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+            accept: "application/json",
+          },
+          timeout: request.timeoutMs + RELAY_GRACE_MS,
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on("data", (chunk: Buffer) => chunks.push(chunk));
+          response.on("end", () =>
+            resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+          );
+          response.on("error", reject);
+        },
+      );
+      outgoing.on("timeout", () =>
+        outgoing.destroy(Object.assign(new Error("no answer in time"), { code: "ETIMEDOUT" })),
+      );
+      outgoing.on("error", reject);
+      outgoing.end(body);
+    }).catch((error: NodeJS.ErrnoException) => {
+      this.options.logger.warn(
+        { holder: holder.instance.instanceId, url: holder.instance.url, err: error.code ?? error.message },
+        "exec relay: the instance holding the node did not answer",
+      );
+      throw holderGone(request.deviceId, where, `${error.code ?? "error"}: ${error.message}`);
+    });
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(answer.text);
+    } catch {
+      throw holderGone(request.deviceId, where, `HTTP ${answer.status} with a body that is not JSON`);
+    }
+    if (answer.status === 200) return parsed as ExecResponse;
+    if (!isErrorCode((parsed as { error?: unknown } | null)?.error))
+      throw holderGone(request.deviceId, where, `HTTP ${answer.status} without an error code`);
+    throw GatehouseError.fromBody(parsed);
+  }
+
+  /**
+   * Takes a relay token's id once: false when it was taken before (a replayed request). Ids are
+   * forgotten once their token has expired (plus the clock leeway), so the map stays small.
+   */
+  takeOnce(jti: string, expiresAtMs: number): boolean {
+    const now = this.options.now().getTime();
+    for (const [id, until] of this.taken) if (until < now) this.taken.delete(id);
+    if (this.taken.has(jti)) return false;
+    this.taken.set(jti, expiresAtMs + CLOCK_LEEWAY_SECONDS * 1000);
+    return true;
+  }
+
+  /** Closes the kept-alive connections to other instances (the gateway stops). */
+  close(): void {
+    this.agent?.destroy();
+    this.agent = undefined;
+  }
+
+  /**
+   * One keep-alive agent for every instance (a relay reuses a TLS connection instead of paying a
+   * handshake), made again when the shared CA changes. Only the shared CA is trusted, never the
+   * system store: the peer must be an instance of this gateway.
+   */
+  private agentFor(): https.Agent {
+    const cas = this.options.caPems();
+    const key = cas.join("\n");
+    if (!this.agent || key !== this.agentCas) {
+      this.agent?.destroy();
+      this.agent = new https.Agent({ keepAlive: true, ca: cas, maxSockets: 64 });
+      this.agentCas = key;
+    }
+    return this.agent;
+  }
+}
+
+function holderGone(deviceId: string, where: string, why: string): GatehouseError {
+  return new GatehouseError(
+    "node_offline",
+    `node ${deviceId} is connected to ${where}, which did not answer the relayed command (${why}); if it was running, its result is lost`,
+    "The node reconnects to a live instance by itself within a few seconds: try again then. `gatehouse nodes list` shows which instance holds it; `gatehouse nodes history NODE` shows what ran.",
+  );
+}

@@ -1,0 +1,420 @@
+/**
+ * The exec relay between instances (src/gateway/cluster/exec-relay.ts, routes/cluster.ts): a real
+ * HTTPS server on loopback with a certificate from a test CA plays the holding instance; the
+ * cluster (which instances are alive) and the shared sessions table are fakes, as the other
+ * instance would be. What an operator notices: the holder's answer or error comes back as is; a
+ * holder that cannot be reached is `node_offline` with what to do; the relay route takes nothing
+ * but a fresh relay token for the exact body, and runs nothing when it refuses.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import https from "node:https";
+import fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import * as jose from "jose";
+import { pino } from "pino";
+import { createCertificateAuthority, issueServerCertificate } from "../src/pki/authority.js";
+import { generateKeyPair, exportPrivateKeyPem } from "../src/pki/keys.js";
+import { KeyRing, signAccessToken, verificationKeyFromJwk } from "../src/auth/jwt.js";
+import { ExecRelay, RELAY_EXEC_PATH, type RelayCluster } from "../src/gateway/cluster/exec-relay.js";
+import { mintRelayToken, relayBodyHash, type RelayedPrincipal } from "../src/gateway/cluster/relay-token.js";
+import { registerClusterRoutes } from "../src/gateway/routes/cluster.js";
+import { registerBodyParsers } from "../src/gateway/body-parsers.js";
+import { toGatehouseError } from "../src/gateway/app.js";
+import { GatehouseError } from "../src/protocol/errors.js";
+import { ExecBroker } from "../src/gateway/exec.js";
+import { SessionRegistry } from "../src/gateway/sessions.js";
+import type { GatewayContext } from "../src/gateway/context.js";
+import type { Principal } from "../src/auth/roles.js";
+import type { ExecResponse } from "../src/protocol/messages.js";
+import type { InstanceRecord, SessionRecord } from "../src/store/types.js";
+
+const NOW = new Date("2026-03-01T12:00:00Z");
+const now = () => NOW;
+const logger = pino({ level: "silent" });
+const SENDER = "gi_aaaaaaaaaaaaaaaa";
+const HOLDER = "gi_bbbbbbbbbbbbbbbb";
+const STALE = "gi_cccccccccccccccc";
+
+const operator: RelayedPrincipal = {
+  kind: "access_token",
+  subject: "key:k_ops",
+  role: "operator",
+  scopes: ["node:status", "devices:read", "node:execute", "audit:read"],
+  credentialFingerprint: "sha256:0123456789ab",
+};
+const answer: ExecResponse = {
+  execId: "exe_1",
+  deviceId: "dev_x",
+  command: "uptime",
+  args: ["-p"],
+  outcome: "completed",
+  exitCode: 0,
+  signal: null,
+  stdout: "up 3 days\n",
+  stderr: "",
+  durationMs: 12,
+  truncated: false,
+};
+
+const instance = (instanceId: string, url: string): InstanceRecord => ({
+  instanceId,
+  url,
+  listen: new URL(url).host,
+  startedAt: NOW.toISOString(),
+  heartbeatAt: NOW.toISOString(),
+  stoppedAt: null,
+});
+const sessionRow = (
+  deviceId: string,
+  instanceId: string,
+  connectedAt: string,
+  sessionId: string,
+): SessionRecord => ({
+  sessionId,
+  deviceId,
+  instanceId,
+  address: "127.0.0.9",
+  connectedAt,
+  disconnectedAt: null,
+  closeCode: null,
+  closeReason: null,
+});
+
+const signingKey = await (async () => {
+  const { privateKey, publicKey } = await jose.generateKeyPair("ES256", { extractable: true });
+  return { kid: "sk_shared", alg: "ES256" as const, privateKey, publicKey };
+})();
+const ring = new KeyRing();
+ring.set([
+  await verificationKeyFromJwk({ ...(await jose.exportJWK(signingKey.publicKey)), kid: signingKey.kid }),
+]);
+// Certificates are judged by TLS against the machine's clock; tokens by the injected one.
+const ca = await createCertificateAuthority({
+  commonName: "relay test CA",
+  now: new Date(),
+  validityDays: 1,
+});
+const otherCa = await createCertificateAuthority({
+  commonName: "another gateway",
+  now: new Date(),
+  validityDays: 1,
+});
+
+/** What the holder's ExecBroker was asked to run, and what it does about it. */
+let runs: { principal: Principal; deviceId: string; command: string; args: string[]; via?: string }[] = [];
+let holderDoes: () => Promise<ExecResponse> = async () => answer;
+
+let app: FastifyInstance;
+let holderUrl = "";
+let rows: SessionRecord[] = [];
+let live: InstanceRecord[] = [];
+const holderRelay = new ExecRelay({
+  store: { listOpenSessions: async () => rows },
+  cluster: { instanceId: HOLDER, liveInstances: () => live },
+  signer: () => signingKey,
+  caPems: () => [ca.certPem],
+  now,
+  logger,
+});
+
+function senderRelay(cas = [ca.certPem]): ExecRelay {
+  const cluster: RelayCluster = { instanceId: SENDER, liveInstances: () => live };
+  return new ExecRelay({
+    store: { listOpenSessions: async () => rows },
+    cluster,
+    signer: () => signingKey,
+    caPems: () => cas,
+    now,
+    logger,
+  });
+}
+
+beforeAll(async () => {
+  const serverKeys = await generateKeyPair();
+  const server = await issueServerCertificate(ca, {
+    publicKey: serverKeys.publicKey,
+    sans: ["127.0.0.1"],
+    now: new Date(),
+    ttlMs: 86_400_000,
+  });
+  app = fastify({
+    https: {
+      key: await exportPrivateKeyPem(serverKeys.privateKey),
+      cert: server.pem,
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
+  });
+  // As the gateway's app answers errors (app.ts).
+  app.setErrorHandler((error: FastifyError, _request, reply) => {
+    const gatehouseError = toGatehouseError(error);
+    return reply.code(gatehouseError.status).send(gatehouseError.toBody());
+  });
+  registerBodyParsers(app);
+  const ctx = {
+    relay: holderRelay,
+    signingKeys: { ring },
+    now,
+    exec: {
+      run: async (
+        principal: Principal,
+        deviceId: string,
+        command: string,
+        args: string[],
+        _timeoutMs: number,
+        options: { via?: string },
+      ) => {
+        runs.push({ principal, deviceId, command, args, via: options.via });
+        return holderDoes();
+      },
+    },
+  } as unknown as GatewayContext;
+  registerClusterRoutes(app, ctx);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const address = app.server.address();
+  holderUrl = `https://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+});
+
+afterAll(async () => {
+  holderRelay.close();
+  await app?.close();
+});
+
+beforeEach(() => {
+  runs = [];
+  holderDoes = async () => answer;
+  live = [instance(SENDER, "https://127.0.0.1:1"), instance(HOLDER, holderUrl)];
+  rows = [sessionRow("dev_x", HOLDER, "2026-03-01T11:00:00.000Z", "s_x")];
+});
+
+const body = { deviceId: "dev_x", command: "uptime", args: ["-p"], timeoutMs: 5000 };
+
+/** POSTs to the holder's relay route with the given headers and body text; returns status and JSON. */
+function post(text: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      new URL(RELAY_EXEC_PATH, holderUrl),
+      { method: "POST", ca: ca.certPem, headers: { "content-type": "application/json", ...headers } },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () =>
+          resolve({ status: response.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) }),
+        );
+      },
+    );
+    request.on("error", reject);
+    request.end(text);
+  });
+}
+
+const tokenFor = (text: string, overrides: Partial<Parameters<typeof mintRelayToken>[0]> = {}) =>
+  mintRelayToken({
+    signer: signingKey,
+    from: SENDER,
+    to: HOLDER,
+    principal: operator,
+    bodySha256: relayBodyHash(text),
+    now: NOW,
+    ...overrides,
+  });
+
+describe("a command relayed to the instance holding the node", () => {
+  it("runs there for the operator, via the sender, and its answer comes back as is", async () => {
+    const sender = senderRelay();
+    const holder = await sender.locate("dev_x");
+    expect(holder?.instance.instanceId).toBe(HOLDER);
+    await expect(sender.send(holder!, operator, body)).resolves.toEqual(answer);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({ deviceId: "dev_x", command: "uptime", args: ["-p"], via: SENDER });
+    expect(runs[0]!.principal).toMatchObject({
+      subject: "key:k_ops",
+      role: "operator",
+      kind: "access_token",
+    });
+    sender.close();
+  });
+
+  it("gives the holder's own error (code, description, hint) as a direct exec would", async () => {
+    holderDoes = async () => {
+      throw new GatehouseError(
+        "command_not_allowed",
+        'the node refused the command: the node says "no"',
+        "Add it.",
+      );
+    };
+    const sender = senderRelay();
+    const error = await sender.send((await sender.locate("dev_x"))!, operator, body).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GatehouseError);
+    expect(error).toMatchObject({
+      code: "command_not_allowed",
+      status: 403,
+      message: 'the node refused the command: the node says "no"',
+      hint: "Add it.",
+    });
+    sender.close();
+  });
+
+  it("is node_offline, saying the node will reconnect, when the holder does not answer", async () => {
+    // A port nothing listens on: the holder died between its last heartbeat and now.
+    live = [instance(SENDER, "https://127.0.0.1:1"), instance(HOLDER, "https://127.0.0.1:1")];
+    const sender = senderRelay();
+    const error = await sender.send((await sender.locate("dev_x"))!, operator, body).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "node_offline", status: 409 });
+    expect((error as GatehouseError).message).toContain(HOLDER);
+    expect((error as GatehouseError).hint).toContain("reconnects to a live instance");
+    expect(runs).toHaveLength(0);
+    sender.close();
+  });
+
+  it("is node_offline when the holder's certificate is not from this gateway's CA", async () => {
+    const sender = senderRelay([otherCa.certPem]);
+    const error = await sender.send((await sender.locate("dev_x"))!, operator, body).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "node_offline" });
+    expect(runs).toHaveLength(0);
+    sender.close();
+  });
+});
+
+describe("where a node is, among the instances", () => {
+  it("is never an instance whose heartbeat went stale, nor this one", async () => {
+    rows = [
+      sessionRow("dev_x", HOLDER, "2026-03-01T11:00:00.000Z", "s_x"),
+      sessionRow("dev_y", STALE, "2026-03-01T11:30:00.000Z", "s_y_dead"),
+      sessionRow("dev_z", SENDER, "2026-03-01T11:40:00.000Z", "s_z_mine"),
+    ];
+    const sender = senderRelay();
+    expect((await sender.remoteSessions()).map((held) => held.session.sessionId)).toEqual(["s_x"]);
+    expect(await sender.locate("dev_y")).toBeUndefined();
+    expect(await sender.locate("dev_z")).toBeUndefined();
+    sender.close();
+  });
+
+  it("is the newest session when the node is on two live instances", async () => {
+    const third = "gi_dddddddddddddddd";
+    live.push(instance(third, "https://127.0.0.1:2"));
+    rows = [
+      sessionRow("dev_x", third, "2026-03-01T11:50:00.000Z", "s_new"),
+      sessionRow("dev_x", HOLDER, "2026-03-01T11:00:00.000Z", "s_old"),
+    ];
+    const sender = senderRelay();
+    expect((await sender.locate("dev_x"))?.session.sessionId).toBe("s_new");
+    sender.close();
+  });
+});
+
+describe("the relay route refuses, and runs nothing, for", () => {
+  const text = JSON.stringify(body);
+  it("no credential at all (a node's certificate, a dashboard cookie): 401 missing_credentials", async () => {
+    const answer = await post(text, {});
+    expect(answer).toMatchObject({ status: 401, body: { error: "missing_credentials" } });
+    expect(runs).toHaveLength(0);
+  });
+
+  it("an operator's access token, even one naming this instance as audience: 401", async () => {
+    const access = await signAccessToken({
+      key: signingKey,
+      issuer: "gw_1",
+      audience: `gatehouse-instance:${HOLDER}`,
+      subject: "key:k_ops",
+      scope: "node:execute",
+      now: NOW,
+      ttlSeconds: 300,
+      jti: "a1",
+    });
+    const answer = await post(text, { authorization: `Bearer ${access}` });
+    expect(answer).toMatchObject({ status: 401, body: { error: "invalid_token" } });
+    expect(runs).toHaveLength(0);
+  });
+
+  it("a relay token for another instance: 401 wrong_audience", async () => {
+    const token = await tokenFor(text, { to: STALE });
+    const answer = await post(text, { authorization: `Bearer ${token}` });
+    expect(answer).toMatchObject({ status: 401, body: { error: "wrong_audience" } });
+    expect(runs).toHaveLength(0);
+  });
+
+  it("a body other than the one the token was signed for: 401 invalid_token", async () => {
+    const token = await tokenFor(text);
+    const other = JSON.stringify({ ...body, command: "rm", args: ["-rf", "/"] });
+    const answer = await post(other, { authorization: `Bearer ${token}` });
+    expect(answer).toMatchObject({ status: 401, body: { error: "invalid_token" } });
+    expect(runs).toHaveLength(0);
+  });
+
+  it("a token used a second time: 401 invalid_token, the command ran once", async () => {
+    const token = await tokenFor(text);
+    expect((await post(text, { authorization: `Bearer ${token}` })).status).toBe(200);
+    const again = await post(text, { authorization: `Bearer ${token}` });
+    expect(again).toMatchObject({ status: 401, body: { error: "invalid_token" } });
+    expect(runs).toHaveLength(1);
+  });
+
+  it("an operator without node:execute: 403 insufficient_scope", async () => {
+    const viewer = {
+      ...operator,
+      role: "viewer",
+      scopes: ["node:status", "devices:read"] as RelayedPrincipal["scopes"],
+    };
+    const token = await tokenFor(text, { principal: viewer });
+    const answer = await post(text, { authorization: `Bearer ${token}` });
+    expect(answer).toMatchObject({ status: 403, body: { error: "insufficient_scope" } });
+    expect(runs).toHaveLength(0);
+  });
+});
+
+describe("the exec broker", () => {
+  const principal = { ...operator } as Principal;
+  function brokerWith(relay: Partial<ExecRelay> | undefined) {
+    const ctx = {
+      devices: {
+        resolveNode: (id: string) =>
+          id === "dev_x" || id === "laptop" ? { deviceId: "dev_x", name: "laptop", kind: "node" } : undefined,
+      },
+      tokens: { listApiKeys: () => [] },
+      sessions: new SessionRegistry(),
+      relay,
+      logger,
+      now,
+    } as unknown as GatewayContext;
+    return new ExecBroker(ctx);
+  }
+
+  it("relays a node another instance holds, named by its name, with its device id", async () => {
+    const sent: unknown[] = [];
+    const relay = {
+      locate: async (deviceId: string) =>
+        deviceId === "dev_x" ? { session: rows[0]!, instance: live[1]! } : undefined,
+      send: async (_holder: unknown, _principal: unknown, request: unknown) => {
+        sent.push(request);
+        return answer;
+      },
+    };
+    await expect(brokerWith(relay).run(principal, "laptop", "uptime", ["-p"], 5000)).resolves.toEqual(answer);
+    expect(sent).toEqual([{ deviceId: "dev_x", command: "uptime", args: ["-p"], timeoutMs: 5000 }]);
+  });
+
+  it("never relays a relayed command again, and alone says node_offline as it always did", async () => {
+    const relay = {
+      locate: async () => {
+        throw new Error("asked the sessions table");
+      },
+    };
+    await expect(
+      brokerWith(relay).run(principal, "dev_x", "uptime", [], 5000, { via: SENDER }),
+    ).rejects.toMatchObject({ code: "node_offline", message: "node dev_x (laptop) is not connected" });
+    await expect(brokerWith(undefined).run(principal, "dev_x", "uptime", [], 5000)).rejects.toMatchObject({
+      code: "node_offline",
+      message: "node dev_x (laptop) is not connected",
+    });
+  });
+
+  it("says node_offline when no live instance holds the node either", async () => {
+    const relay = { locate: async () => undefined };
+    await expect(brokerWith(relay).run(principal, "laptop", "uptime", [], 5000)).rejects.toMatchObject({
+      code: "node_offline",
+    });
+    await expect(brokerWith(relay).run(principal, "nobody", "uptime", [], 5000)).rejects.toMatchObject({
+      code: "node_not_found",
+    });
+  });
+});
