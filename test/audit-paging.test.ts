@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import { CamelCasePlugin, Kysely, SqliteDialect } from "kysely";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { KyselyStore, type Database as Tables } from "../src/store/index.js";
+import { KyselyStore, sqliteDialect, type Database as Tables } from "../src/store/index.js";
 
 /** Newest-first paging of the audit log: `order: "desc"` with `beforeId`, combined with the filters. */
 let sqlite: Database.Database;
@@ -19,7 +19,7 @@ beforeEach(async () => {
       if (event.level === "query") ran.push({ sql: event.query.sql, parameters: event.query.parameters });
     },
   });
-  store = new KyselyStore(db);
+  store = new KyselyStore(db, sqliteDialect(db));
   await store.migrate();
   // Ten entries: odd ones on d1 by admin (device.approved), even ones on d2 by a node (node.connected).
   for (let n = 1; n <= 10; n++) {

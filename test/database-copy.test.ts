@@ -258,6 +258,10 @@ describe("a database from before the signing keys were sealed", () => {
     db.exec("ALTER TABLE signing_keys RENAME COLUMN sealed_private_key TO private_key_pem");
     db.prepare("UPDATE signing_keys SET private_key_pem = ? WHERE kid = ?").run(pem, signer.kid);
     db.prepare("DELETE FROM kysely_migration WHERE name = ?").run("0006_sealed_signing_keys");
+    // Nor had it the later migrations' tables (several instances on one database).
+    db.exec(`DROP TABLE gateway_instances; DROP TABLE shared_material; DROP TABLE rate_windows;
+      DROP INDEX sessions_instance_open_idx; ALTER TABLE sessions DROP COLUMN instance_id;
+      DELETE FROM kysely_migration WHERE name = '0007_several_instances';`);
     const retired = await jose.generateKeyPair("ES256", { extractable: true });
     const retiredPem = await jose.exportPKCS8(retired.privateKey);
     const insert = db.prepare(

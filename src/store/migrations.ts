@@ -1,9 +1,11 @@
 /**
  * The schema, as Kysely migrations kept in code so the built CLI carries them (no files on disk to
- * ship or lose). Written for SQLite today and PostgreSQL later: text and integer columns only,
- * timestamps as ISO-8601 text (which sorts correctly as text), booleans as integers.
+ * ship or lose). The same migrations serve SQLite and PostgreSQL: text and integer columns only,
+ * timestamps as ISO-8601 text (which sorts correctly as text), booleans as integers; a migration
+ * asks which dialect it runs on only where the two cannot share one statement (the audit id).
  */
 import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
+import { GatehouseError } from "../protocol/errors.js";
 import { Migrator, type Generated, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import type {
   AuditEventInput,
@@ -45,9 +47,12 @@ export interface Database {
   rate_windows: { key: string; windowStart: string; count: number };
 }
 
+/** The database a migration runs on. */
+export type MigrationDialect = "sqlite" | "postgres";
+
 // Migrations take Kysely<any>: they must keep working after Database changes shape.
 /* eslint-disable @typescript-eslint/no-explicit-any */
-const initial: Migration = {
+const initial = (dialect: MigrationDialect): Migration => ({
   async up(db: Kysely<any>) {
     await db.schema
       .createTable("devices")
@@ -125,11 +130,15 @@ const initial: Migration = {
       .execute();
     await db.schema.createIndex("sessions_device_id_idx").on("sessions").column("device_id").execute();
 
-    // AUTOINCREMENT so ids are never reused after deletes: readers page with afterId. PostgreSQL
-    // would declare this column `integer generated always as identity` (or `serial`) instead.
+    // Ids are never reused after deletes: readers page with afterId. SQLite needs AUTOINCREMENT
+    // for that; PostgreSQL's identity column (a sequence) never goes back.
     await db.schema
       .createTable("audit_events")
-      .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+      .addColumn("id", "integer", (c) =>
+        dialect === "postgres"
+          ? c.primaryKey().generatedByDefaultAsIdentity()
+          : c.primaryKey().autoIncrement(),
+      )
       .addColumn("ts", "text", (c) => c.notNull())
       .addColumn("type", "text", (c) => c.notNull())
       .addColumn("outcome", "text", (c) => c.notNull())
@@ -147,7 +156,7 @@ const initial: Migration = {
       await db.schema.dropTable(table).execute();
     }
   },
-};
+});
 
 const tokens: Migration = {
   async up(db: Kysely<any>) {
@@ -370,26 +379,29 @@ const severalInstances: Migration = {
   },
 };
 
-const migrations: Record<string, Migration> = {
-  "0001_initial": initial,
+const migrations = (dialect: MigrationDialect): Record<string, Migration> => ({
+  "0001_initial": initial(dialect),
   "0002_tokens": tokens,
   "0003_audit_chain": auditChain,
   "0004_exec_history": execHistory,
   "0005_enroll_tokens": enrollTokens,
   "0006_sealed_signing_keys": sealedSigningKeys,
   "0007_several_instances": severalInstances,
-};
+});
 
-const provider: MigrationProvider = {
-  getMigrations: () => Promise.resolve(migrations),
-};
-
-/** Brings the schema to the latest version; a no-op when it already is. */
-export async function migrateToLatest(db: Kysely<any>): Promise<void> {
+/**
+ * Brings the schema to the latest version; a no-op when it already is. On PostgreSQL, Kysely's
+ * Migrator holds an advisory lock meanwhile, so instances starting together migrate once.
+ * @throws Error naming the migration that failed, with the database's reason.
+ */
+export async function migrateToLatest(db: Kysely<any>, dialect: MigrationDialect = "sqlite"): Promise<void> {
+  const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations(dialect)) };
   // Without plugins, so the migrations' snake_case names reach SQL exactly as written.
   const migrator = new Migrator({ db: db.withoutPlugins(), provider });
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
+    // A database out of reach is already named, with a hint (postgres-errors.ts).
+    if (error instanceof GatehouseError) throw error;
     const failed = results?.find((r) => r.status === "Error")?.migrationName;
     throw new Error(`store migration ${failed ?? "(setup)"} failed: ${describe(error)}`, { cause: error });
   }
