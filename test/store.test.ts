@@ -1,18 +1,9 @@
 import { GENESIS_HASH, verifyAuditChain } from "../src/audit/chain.js";
 import fs from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openSqliteStore, type CertificateRecord, type Store } from "../src/store/index.js";
-import { closeTempStore, deviceRecord, openTempStore, registrationRecord } from "./fixtures/store.js";
-
-let dir: string;
-let file: string;
-let store: Store;
-
-beforeEach(async () => {
-  ({ dir, file, store } = await openTempStore("gh-store-"));
-});
-
-afterEach(() => closeTempStore(dir, store));
+import type { CertificateRecord, Store } from "../src/store/index.js";
+import { deviceRecord, registrationRecord } from "./fixtures/store.js";
+import { DIALECTS, openDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
 
 function certificate(serial: string, deviceId: string): CertificateRecord {
   return {
@@ -26,8 +17,23 @@ function certificate(serial: string, deviceId: string): CertificateRecord {
   };
 }
 
-describe("SQLite store", () => {
-  it("creates the database file owner-only, WAL included", async () => {
+// The same suite on both databases: one Store, whichever dialect serves it.
+for (const { dialect, skip } of DIALECTS)
+  describe.skipIf(skip)(`${dialect} store`, () => storeSuite(dialect));
+
+function storeSuite(dialect: Dialect): void {
+  let database: DialectStore;
+  let store: Store;
+
+  beforeEach(async () => {
+    database = await openDialectStore(dialect);
+    store = database.store;
+  });
+
+  afterEach(() => database.close());
+
+  it.skipIf(dialect !== "sqlite")("creates the database file owner-only, WAL included", async () => {
+    const file = database.file!;
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     await store.upsertDevice(deviceRecord("d1"));
     expect(fs.statSync(`${file}-wal`).mode & 0o777).toBe(0o600);
@@ -36,8 +42,7 @@ describe("SQLite store", () => {
   it("runs migrations again without error", async () => {
     await store.migrate();
     await store.close();
-    store = await openSqliteStore(file);
-    await store.migrate();
+    store = await database.open();
     expect(await store.listDevices()).toEqual([]);
   });
 
@@ -125,7 +130,9 @@ describe("SQLite store", () => {
   });
 
   it("rejects a registration for an unknown device", async () => {
-    await expect(store.createRegistration(registrationRecord("r1", "ghost"))).rejects.toThrow(/FOREIGN KEY/);
+    await expect(store.createRegistration(registrationRecord("r1", "ghost"))).rejects.toThrow(
+      /FOREIGN KEY|foreign key/,
+    );
   });
 
   it("records an approval atomically and durably", async () => {
@@ -153,7 +160,7 @@ describe("SQLite store", () => {
     expect(result.certificate).toEqual(certificate("01", "d1"));
 
     await store.close();
-    store = await openSqliteStore(file);
+    store = await database.open();
     expect(await store.getDevice("d1")).toEqual(result.device);
     expect(await store.getRegistration("r1")).toEqual(result.registration);
     expect(await store.listCertificates("d1")).toEqual([certificate("01", "d1")]);
@@ -346,13 +353,8 @@ describe("SQLite store", () => {
     expect(await store.closeAllOpenSessions("2025-01-01T03:00:00.000Z", "gateway restarted")).toBe(2);
     expect(await store.closeAllOpenSessions("2025-01-01T04:00:00.000Z", "gateway restarted")).toBe(0);
 
-    // Sessions have no read method on Store: look at the file directly.
-    await store.close();
-    const { default: Database } = await import("better-sqlite3");
-    const raw = new Database(file, { readonly: true });
-    const rows = raw.prepare("SELECT * FROM sessions ORDER BY session_id").all();
-    raw.close();
-    store = await openSqliteStore(file);
+    // The rows as the database holds them, read past the store.
+    const rows = await database.rows("sessions", "session_id");
     expect(rows).toEqual([
       {
         session_id: "s1",
@@ -491,4 +493,4 @@ describe("SQLite store", () => {
     expect(audit).toHaveLength(1);
     expect(verifyAuditChain(audit)).toMatchObject({ ok: true, checked: 1 });
   });
-});
+}
