@@ -37,6 +37,8 @@ export class SigningKeys {
     private readonly alg: SigningAlgorithm,
     private readonly now: () => Date,
     private readonly kekSource: KeyEncryptionKeySource,
+    /** Told after a rotation is durable (the cluster's NOTIFY: the other instances re-read the ring). */
+    private readonly publish: (change: { kind: "signing_keys" }) => void = () => undefined,
   ) {}
 
   /**
@@ -81,8 +83,31 @@ export class SigningKeys {
       records.push(created.record);
       opened.set(created.record.kid, created.pem);
     }
+    await this.use(records, kek, opened);
+  }
+
+  /**
+   * Re-reads the keys another gateway instance rotated, writing nothing: no key made, sealed or
+   * deleted here (the instance that rotated does that; two instances doing it at once would make
+   * two signers). Keys past their `verifyUntil` leave the ring; without a signing key in the store
+   * (a rotation half-way) the current signer stays.
+   * @throws GatehouseError `config_invalid` when a key does not open under this instance's KEK.
+   */
+  async refresh(): Promise<void> {
+    const kek = this.kek;
+    if (!kek) throw new Error("signing keys are not loaded");
+    const nowIso = this.now().toISOString();
+    const records = (await this.store.listSigningKeys()).filter(
+      (r) => (r.verifyUntil === null || r.verifyUntil > nowIso) && isSealed(r.sealedPrivateKey),
+    );
+    if (!records.some((r) => r.verifyUntil === null)) return;
+    await this.use(records, kek, new Map());
+  }
+
+  /** Makes the newest key without `verifyUntil` the signer and every key in `records` the ring. */
+  private async use(records: SigningKeyRecord[], kek: KeyEncryptionKey, opened: Map<string, string>) {
     const signer = records.filter((r) => r.verifyUntil === null).at(-1)!;
-    this.active = {
+    const active = {
       kid: signer.kid,
       alg: signer.alg as SigningAlgorithm,
       privateKey: (await jose.importPKCS8(
@@ -90,8 +115,12 @@ export class SigningKeys {
         signer.alg,
       )) as CryptoKey,
     };
-    this.publicJwks = records.map((r) => JSON.parse(r.publicJwk) as jose.JWK);
-    this.ring.set(await Promise.all(this.publicJwks.map((jwk) => verificationKeyFromJwk(jwk))));
+    const publicJwks = records.map((r) => JSON.parse(r.publicJwk) as jose.JWK);
+    const ring = await Promise.all(publicJwks.map((jwk) => verificationKeyFromJwk(jwk)));
+    // Swapped together once everything is ready: no request sees a signer outside the ring.
+    this.active = active;
+    this.publicJwks = publicJwks;
+    this.ring.set(ring);
   }
 
   /** The KEK; a new one is made only while no key is sealed yet (a fresh or an older database). */
@@ -135,6 +164,7 @@ export class SigningKeys {
     for (const kid of previous) await this.store.setSigningKeyVerifyUntil(kid, verifyUntil);
     const created = await this.createKey();
     await this.load();
+    this.publish({ kind: "signing_keys" });
     return { kid: created.record.kid, previous, previousVerifyUntil: verifyUntil };
   }
 

@@ -30,7 +30,15 @@ export interface TokenServiceOptions {
   now: () => Date;
   /** Told of each verification's result and each API key revoked (the gateway's metrics); none by default. */
   metrics?: TokenMetrics;
+  /**
+   * Told of each API key and token family this service changed, once the change is durable (the
+   * cluster's NOTIFY: the other gateway instances re-read it); nothing by default.
+   */
+  publish?: (change: TokenChange) => void;
 }
+
+/** An API key or token family changed here, for the other gateway instances to re-read. */
+export type TokenChange = { kind: "api_key"; keyId: string } | { kind: "token_family"; familyId: string };
 
 /** What the token service reports to the gateway's metrics (GatewayMetrics satisfies it). */
 export interface TokenMetrics {
@@ -82,21 +90,45 @@ function apiKeyEnd(key: ApiKeyRecord): Date | undefined {
  */
 export class TokenService {
   private readonly verified = new Map<string, AccessTokenClaims>();
-  private readonly apiKeys = new Map<string, ApiKeyRecord>();
+  private apiKeys = new Map<string, ApiKeyRecord>();
   private readonly revokedFamilies = new Set<string>();
   private readonly metrics: TokenMetrics;
+  private readonly publish: (change: TokenChange) => void;
 
   constructor(private readonly options: TokenServiceOptions) {
     this.metrics = options.metrics ?? NO_METRICS;
+    this.publish = options.publish ?? (() => undefined);
   }
 
+  /**
+   * Reads the API keys and the revoked families (at start, and again after another instance's
+   * changes may have been missed). The key cache is swapped whole once read: requests meanwhile
+   * see the old one, never an empty one.
+   */
   async load(): Promise<void> {
-    this.apiKeys.clear();
-    for (const key of await this.options.store.listApiKeys()) this.apiKeys.set(key.keyId, key);
+    const keys = await this.options.store.listApiKeys();
+    this.apiKeys = new Map(keys.map((key) => [key.keyId, key]));
+    await this.refreshRevokedFamilies();
+  }
+
+  /**
+   * Re-reads one API key another instance changed (created, revoked, rotated); a revoked key's
+   * families were revoked with it, so those are re-read too. Cached verdicts are dropped.
+   */
+  async refreshApiKey(keyId: string): Promise<void> {
+    const key = await this.options.store.getApiKey(keyId);
+    if (key) this.apiKeys.set(key.keyId, key);
+    else this.apiKeys.delete(keyId);
+    if (key?.revokedAt) await this.refreshRevokedFamilies();
+    this.forgetVerified();
+  }
+
+  /** Re-reads the families revoked within a refresh token's life; cached verdicts are dropped. */
+  async refreshRevokedFamilies(): Promise<void> {
     const since = new Date(this.options.now().getTime() - this.options.refreshTtlMs).toISOString();
     for (const family of await this.options.store.listRevokedFamilies(since))
       this.revokedFamilies.add(family.familyId);
-    this.verified.clear();
+    this.forgetVerified();
   }
 
   /** Called after anything is revoked or rotated: cached verdicts must be made again. */
@@ -422,6 +454,7 @@ export class TokenService {
     await this.options.store.revokeTokenFamily(familyId, this.options.now().toISOString(), reason);
     this.revokedFamilies.add(familyId);
     this.forgetVerified();
+    this.publish({ kind: "token_family", familyId });
   }
 
   // API keys --------------------------------------------------------------------------------
@@ -450,6 +483,7 @@ export class TokenService {
     };
     await this.options.store.createApiKey(record);
     this.apiKeys.set(record.keyId, record);
+    this.publish({ kind: "api_key", keyId: record.keyId });
     return { record, secret };
   }
 
@@ -483,6 +517,7 @@ export class TokenService {
     for (const family of await this.options.store.listRevokedFamilies(since))
       this.revokedFamilies.add(family.familyId);
     this.forgetVerified();
+    this.publish({ kind: "api_key", keyId: key.keyId });
     return updated ?? key;
   }
 
@@ -515,6 +550,8 @@ export class TokenService {
     this.apiKeys.set(old.keyId, previous);
     this.apiKeys.set(record.keyId, record);
     this.forgetVerified();
+    this.publish({ kind: "api_key", keyId: old.keyId });
+    this.publish({ kind: "api_key", keyId: record.keyId });
     return { record, secret, previous };
   }
 }

@@ -30,20 +30,44 @@ function canonicalKeyFingerprint(device: DeviceRecord): string | undefined {
 }
 
 /**
- * The devices, in memory. Authentication reads only this; every change goes through `save`,
- * which writes the store first and then the cache, so the cache never shows what is not durable.
+ * The devices, in memory. Authentication reads only this; every change goes through `remember`
+ * or `update`, which follow the store's write (so the cache never shows what is not durable) and
+ * tell the other gateway instances (`publish`) to re-read the device. `refresh` and `load` are
+ * how this instance hears of theirs.
  */
 export class DeviceDirectory {
-  private readonly devices = new Map<string, DeviceRecord>();
+  private devices = new Map<string, DeviceRecord>();
   /** Device ids by the canonical fingerprint of their key (a key never changes under an id). */
-  private readonly idsByKey = new Map<string, Set<string>>();
+  private idsByKey = new Map<string, Set<string>>();
 
-  constructor(private readonly store: Store) {}
+  /**
+   * @param publish told of each device this instance changed, once the change is durable (the
+   *   cluster's NOTIFY to the other instances); nothing by default
+   */
+  constructor(
+    private readonly store: Store,
+    private readonly publish: (change: { kind: "device"; deviceId: string }) => void = () => undefined,
+  ) {}
 
+  /**
+   * Reads every device. The cache is swapped whole once the read is done: handshakes in the
+   * meantime (a reload after another instance's changes) see the old cache, never an empty one.
+   */
   async load(): Promise<void> {
-    this.devices.clear();
-    this.idsByKey.clear();
-    for (const device of await this.store.listDevices()) this.remember(device);
+    const devices = await this.store.listDevices();
+    this.devices = new Map();
+    this.idsByKey = new Map();
+    for (const device of devices) this.cache(device);
+  }
+
+  /**
+   * Re-reads one device that another instance changed, without telling anyone.
+   * @returns the record now cached, or undefined when the store has no such device.
+   */
+  async refresh(deviceId: string): Promise<DeviceRecord | undefined> {
+    const device = await this.store.getDevice(deviceId);
+    if (device) this.cache(device);
+    return device;
   }
 
   get(deviceId: string): DeviceRecord | undefined {
@@ -114,8 +138,13 @@ export class DeviceDirectory {
     return this.list().filter((device) => which(device) && nameKey(device.name) === key);
   }
 
-  /** Keeps the cache in step with a record the store has just written. */
+  /** Keeps the cache in step with a record the store has just written, and tells the other instances. */
   remember(device: DeviceRecord): void {
+    this.cache(device);
+    this.publish({ kind: "device", deviceId: device.deviceId });
+  }
+
+  private cache(device: DeviceRecord): void {
     if (!this.devices.has(device.deviceId)) {
       const fingerprint = canonicalKeyFingerprint(device);
       if (fingerprint) {

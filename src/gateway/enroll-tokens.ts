@@ -41,6 +41,8 @@ export class EnrollTokenService {
     private readonly now: () => Date,
     /** Counts revocations. */
     private readonly metrics: Pick<GatewayMetrics, "revoked">,
+    /** Told of each token created or revoked, once durable (the cluster's NOTIFY); nothing by default. */
+    private readonly publish: (change: { kind: "enroll_token"; tokenId: string }) => void = () => undefined,
   ) {}
 
   async create(
@@ -82,6 +84,7 @@ export class EnrollTokenService {
     if (await this.store.findEnrollTokenByHash(record.hash))
       throw new GatehouseError("invalid_request", "an enroll token with this value exists already");
     await this.store.createEnrollToken(record);
+    this.publish({ kind: "enroll_token", tokenId: record.tokenId });
     await this.audit.record({
       type: "enroll-token.create",
       outcome: "success",
@@ -120,6 +123,7 @@ export class EnrollTokenService {
     if (!record) throw new GatehouseError("not_found", `no enroll token ${tokenId}`);
     // Revoking a revoked token again changes nothing and is not counted.
     if (record.revokedAt === at) this.metrics.revoked("enroll_token");
+    this.publish({ kind: "enroll_token", tokenId });
     await this.audit.record({ type: "enroll-token.revoke", outcome: "success", actor, subject: tokenId });
     return record;
   }

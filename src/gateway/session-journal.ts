@@ -32,11 +32,14 @@ export class SessionJournal {
 
   /**
    * @param noteSeen told of each device's last seen once its batch is written (the cache follows)
+   * @param instanceId this gateway instance's id, written on each session it opens (several
+   *   instances on one database: a stale instance's sessions are closed by its id); null alone
    */
   constructor(
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly noteSeen: (deviceId: string, lastSeen: string, address: string | null) => void,
+    private readonly instanceId: string | null = null,
   ) {}
 
   /** Changes waiting for their batch. */
@@ -45,7 +48,10 @@ export class SessionJournal {
   }
 
   opened(session: SessionRecord): void {
-    this.queue.push({ kind: "open", session });
+    this.queue.push({
+      kind: "open",
+      session: this.instanceId === null ? session : { ...session, instanceId: this.instanceId },
+    });
     this.schedule();
   }
 

@@ -63,6 +63,21 @@ export interface HealthResponse {
   time: string;
   /** The CAs this gateway's certificates chain to: a client behind a TLS-terminating proxy learns it reached its gateway. */
   caFingerprints?: string[];
+  /** Several instances on one database only: the instance that answered. */
+  instanceId?: string;
+  /** Several instances on one database only: the live ones (a heartbeat within 10 s), oldest start first. */
+  instances?: HealthInstance[];
+}
+
+/** One live gateway instance, as `/health` lists it. Times are ISO-8601. */
+export interface HealthInstance {
+  instanceId: string;
+  /** HOST:PORT it listens on. */
+  listen: string;
+  /** The https URL the other instances reach it at. */
+  url: string;
+  startedAt: string;
+  heartbeatAt: string;
 }
 
 /** The device as the API and `--json` show it. */

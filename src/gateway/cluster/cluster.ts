@@ -1,0 +1,201 @@
+import type { Logger } from "pino";
+import type { InstanceRecord, Store } from "../../store/types.js";
+import { GatehouseError } from "../../protocol/errors.js";
+import {
+  CHANGE_CHANNEL,
+  ChangeFeed,
+  encodeChange,
+  type ChangeFeedHandlers,
+  type ClusterChange,
+} from "./change-feed.js";
+import { HEARTBEAT_EVERY_MS, InstanceRegistry, type InstanceIdentity } from "./instance-registry.js";
+
+export type { ClusterChange } from "./change-feed.js";
+
+/**
+ * The gateway's instances as one: which are alive, and changes told to the others. Routes and
+ * services use only this; with SQLite it is one instance alone (`soloCluster`), with PostgreSQL
+ * the instances share the database (`FleetCluster`: LISTEN/NOTIFY and a heartbeat table).
+ */
+export interface Cluster {
+  /** This instance's `cluster.instanceId`; null when solo. */
+  readonly instanceId: string | null;
+  /** True when several instances may share the store (store.dialect === "postgres"). */
+  readonly enabled: boolean;
+  /** Instances with a fresh heartbeat (this one included), oldest start first; [] when solo. */
+  liveInstances(): InstanceRecord[];
+  /**
+   * Tells the other instances, once the change is durable, so that they re-read it (NOTIFY); a
+   * no-op solo. Never throws: a lost notice is made good by the receivers' catch-up read.
+   */
+  publish(change: ClusterChange): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** One gateway alone on its SQLite file: nobody to tell, nobody else alive. */
+export function soloCluster(): Cluster {
+  return {
+    instanceId: null,
+    enabled: false,
+    liveInstances: () => [],
+    publish: () => undefined,
+    start: async () => undefined,
+    stop: async () => undefined,
+  };
+}
+
+export interface FleetClusterOptions {
+  store: Store;
+  /** The database's postgres:// URL, for the dedicated LISTEN connection. */
+  databaseUrl: string;
+  instanceId: string;
+  /**
+   * Where this instance is reached, read at `start` (after the server listens: a port 0 in `listen`
+   * is only known then).
+   */
+  address: () => Omit<InstanceIdentity, "instanceId">;
+  logger: Logger;
+  now: () => Date;
+  /** Waits between the change feed's dials (ms); tests pass one they control. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Several instances on one PostgreSQL database. `receive` names what to do with the others'
+ * changes (see cache-refresh.ts); `start` registers the instance, starts its heartbeat and
+ * LISTENs; `stop` marks it stopped so the others drop it at once.
+ */
+export class FleetCluster implements Cluster {
+  readonly enabled = true;
+  readonly instanceId: string;
+  private registry: InstanceRegistry | undefined;
+  private handlers: ChangeFeedHandlers | undefined;
+  private feed: ChangeFeed | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+
+  constructor(private readonly options: FleetClusterOptions) {
+    this.instanceId = options.instanceId;
+  }
+
+  /** What to do with the other instances' changes; set before `start`. */
+  receive(handlers: ChangeFeedHandlers): void {
+    this.handlers = handlers;
+  }
+
+  liveInstances(): InstanceRecord[] {
+    return this.registry?.live() ?? [];
+  }
+
+  /** True while the change feed's connection is listening. */
+  get listening(): boolean {
+    return this.feed?.listening ?? false;
+  }
+
+  publish(change: ClusterChange): void {
+    this.options.store
+      .notify(CHANGE_CHANNEL, encodeChange(this.instanceId, change))
+      .catch((err: unknown) =>
+        this.options.logger.warn(
+          { err: err instanceof Error ? err.message : String(err), change: change.kind },
+          "could not tell the other instances of a change; they re-read it when their feed reconnects",
+        ),
+      );
+  }
+
+  async start(): Promise<void> {
+    const handlers = this.handlers;
+    if (!handlers) throw new Error("FleetCluster.receive must be called before start");
+    const { store, logger, now } = this.options;
+    this.registry = new InstanceRegistry(
+      store,
+      { instanceId: this.instanceId, ...this.options.address() },
+      now,
+      logger,
+    );
+    await this.registry.register();
+    this.feed = new ChangeFeed({
+      url: this.options.databaseUrl,
+      applicationName: `gatehouse-changes ${this.instanceId}`,
+      logger: this.options.logger,
+      ...(this.options.sleep ? { sleep: this.options.sleep } : {}),
+      handlers: {
+        // Its own notices come back too (NOTIFY reaches every listener): they change nothing here.
+        change: (change, from) =>
+          from === this.instanceId ? Promise.resolve() : handlers.change(change, from),
+        listening: () => handlers.listening(),
+      },
+    });
+    await this.feed.start();
+    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_EVERY_MS);
+    this.heartbeat.unref();
+  }
+
+  /**
+   * One heartbeat (also run by tests with their own clock): this instance's row, the list of
+   * live instances, stale instances' sessions, and a ping of the feed's connection.
+   */
+  async beat(): Promise<void> {
+    this.beating ??= (async () => {
+      try {
+        await this.registry?.beat();
+      } catch (err) {
+        this.options.logger.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          "gateway instance heartbeat failed",
+        );
+      }
+      await this.feed?.ping();
+    })().finally(() => (this.beating = undefined));
+    return this.beating;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.beating;
+    await this.feed?.stop();
+    await this.registry
+      ?.stopped()
+      .catch((err: unknown) =>
+        this.options.logger.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          "could not mark this gateway instance stopped; the others drop it when its heartbeat is stale",
+        ),
+      );
+  }
+}
+
+/**
+ * The cluster a gateway runs with: solo for SQLite; for PostgreSQL, a FleetCluster named by
+ * `cluster.instanceId` (written by `gateway init --store` / `gateway join`).
+ * @throws GatehouseError `config_invalid` when a PostgreSQL gateway has no `cluster.instanceId`.
+ */
+export function clusterFor(options: {
+  store: Store;
+  databaseUrl: string | undefined;
+  instanceId: string | undefined;
+  address: FleetClusterOptions["address"];
+  logger: Logger;
+  now: () => Date;
+  /** How the change feed waits between dials (default: a timer); see FleetClusterOptions.sleep. */
+  sleep?: (ms: number) => Promise<void>;
+}): Cluster | FleetCluster {
+  if (options.store.dialect !== "postgres") return soloCluster();
+  if (!options.databaseUrl) throw new Error("a PostgreSQL store was opened without its URL");
+  if (!options.instanceId)
+    throw new GatehouseError(
+      "config_invalid",
+      "cluster.instanceId is not set: every gateway instance on a shared database needs its own id",
+      "Make the instance's home with `gatehouse gateway join --store REF --listen HOST:PORT` (or `gateway init --store` for the first), which writes it.",
+    );
+  return new FleetCluster({
+    store: options.store,
+    databaseUrl: options.databaseUrl,
+    instanceId: options.instanceId,
+    address: options.address,
+    logger: options.logger,
+    now: options.now,
+    ...(options.sleep ? { sleep: options.sleep } : {}),
+  });
+}

@@ -1,0 +1,113 @@
+import type { Logger } from "pino";
+import type { InstanceRecord, Store } from "../../store/types.js";
+
+/** How often a running instance writes its heartbeat (ms). */
+export const HEARTBEAT_EVERY_MS = 2000;
+/**
+ * An instance whose last heartbeat is older than this (ms) is gone: five missed beats, so a busy
+ * database or a long garbage collection does not make a live instance look dead.
+ */
+export const INSTANCE_STALE_AFTER_MS = 10_000;
+/** What a session left open by an instance that went away is recorded as (sessions.close_reason). */
+export const STALE_INSTANCE_CLOSE_REASON = "gateway instance gone";
+
+/** Where this instance is reached, as `/health` and the exec relay show it. */
+export interface InstanceIdentity {
+  instanceId: string;
+  /** https URL other instances dial (cluster.advertiseUrl, or the one made from `listen`). */
+  url: string;
+  /** HOST:PORT it listens on. */
+  listen: string;
+}
+
+/**
+ * The instances sharing the database and which of them are alive: this one's row is written at
+ * start, its heartbeat every HEARTBEAT_EVERY_MS, its stop on a clean stop. Each beat also reads
+ * every instance's row (the list `liveInstances` answers from, without a query) and closes the
+ * open session rows of instances gone stale — a killed instance cannot close its own, and `nodes
+ * list` must not show sessions no one holds. Times come from the injected clock.
+ */
+export class InstanceRegistry {
+  private instances: InstanceRecord[] = [];
+  /** Stale instances whose sessions were closed already (once per time they go stale). */
+  private readonly swept = new Set<string>();
+  private startedAt = "";
+
+  constructor(
+    private readonly store: Store,
+    private readonly self: InstanceIdentity,
+    private readonly now: () => Date,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Writes this instance's row (a restart under the same id replaces it) and reads the others. */
+  async register(): Promise<void> {
+    this.startedAt = this.now().toISOString();
+    await this.store.upsertInstance({
+      ...this.self,
+      startedAt: this.startedAt,
+      heartbeatAt: this.startedAt,
+      stoppedAt: null,
+    });
+    await this.refresh();
+  }
+
+  /** One beat: the heartbeat, a fresh list of instances, and the sweep of stale instances' sessions. */
+  async beat(): Promise<void> {
+    await this.store.heartbeatInstance(this.self.instanceId, this.now().toISOString());
+    await this.refresh();
+    await this.sweepStale();
+  }
+
+  /** Live instances (a heartbeat within INSTANCE_STALE_AFTER_MS, not stopped), oldest start first. */
+  live(): InstanceRecord[] {
+    const now = this.now().getTime();
+    return this.instances
+      .filter((instance) => isLive(instance, now))
+      .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.instanceId.localeCompare(b.instanceId));
+  }
+
+  /** A clean stop: the others see this instance gone at once instead of after the stale delay. */
+  async stopped(): Promise<void> {
+    await this.store.markInstanceStopped(this.self.instanceId, this.now().toISOString());
+  }
+
+  private async refresh(): Promise<void> {
+    const rows = await this.store.listInstances();
+    const at = this.now().toISOString();
+    // This instance is alive while it runs, whatever its row said when it was read.
+    this.instances = rows.map((row) =>
+      row.instanceId === this.self.instanceId
+        ? { ...row, ...this.self, heartbeatAt: at, stoppedAt: null }
+        : row,
+    );
+    if (!rows.some((row) => row.instanceId === this.self.instanceId))
+      this.instances.push({ ...this.self, startedAt: this.startedAt, heartbeatAt: at, stoppedAt: null });
+  }
+
+  private async sweepStale(): Promise<void> {
+    const now = this.now();
+    for (const instance of this.instances) {
+      if (isLive(instance, now.getTime())) {
+        this.swept.delete(instance.instanceId);
+        continue;
+      }
+      if (this.swept.has(instance.instanceId)) continue;
+      const closed = await this.store.closeAllOpenSessions(
+        now.toISOString(),
+        STALE_INSTANCE_CLOSE_REASON,
+        instance.instanceId,
+      );
+      this.swept.add(instance.instanceId);
+      if (closed > 0)
+        this.logger.info(
+          { instanceId: instance.instanceId, sessions: closed, heartbeatAt: instance.heartbeatAt },
+          "closed the sessions of a gateway instance that is gone",
+        );
+    }
+  }
+}
+
+function isLive(instance: InstanceRecord, nowMs: number): boolean {
+  return instance.stoppedAt === null && nowMs - Date.parse(instance.heartbeatAt) <= INSTANCE_STALE_AFTER_MS;
+}
