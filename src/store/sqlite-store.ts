@@ -147,16 +147,17 @@ async function writeSessionChanges(
       SELECT value->>'sessionId', value->>'deviceId', value->>'instanceId', value->>'address', value->>'connectedAt',
              value->>'disconnectedAt', value->>'closeCode', value->>'closeReason'
       FROM json_each(${JSON.stringify(opened)})`.execute(trx);
-  // The first end wins: a late duplicate must not rewrite when and why the session ended.
+  // The first end wins: a late duplicate must not rewrite when and why the session ended, even
+  // within one batch (SQLite takes a bare column from the row min() picks: the earliest end).
   if (closed.length)
     await sql`UPDATE sessions SET disconnected_at = c.value->>'at', close_code = c.value->>'closeCode',
              close_reason = c.value->>'closeReason'
-      FROM json_each(${JSON.stringify(closed)}) AS c
+      FROM (SELECT value, min(key) FROM json_each(${JSON.stringify(closed)}) GROUP BY value->>'sessionId') AS c
       WHERE sessions.session_id = c.value->>'sessionId' AND sessions.disconnected_at IS NULL`.execute(trx);
-  // A session without a known address does not erase the last one seen.
+  // The last sighting of a device wins; one without a known address does not erase the last one seen.
   if (seen.length)
     await sql`UPDATE devices SET last_seen = d.value->>'lastSeen',
              address = coalesce(d.value->>'address', devices.address)
-      FROM json_each(${JSON.stringify(seen)}) AS d
+      FROM (SELECT value, max(key) FROM json_each(${JSON.stringify(seen)}) GROUP BY value->>'deviceId') AS d
       WHERE devices.device_id = d.value->>'deviceId'`.execute(trx);
 }
