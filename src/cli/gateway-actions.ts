@@ -3,20 +3,27 @@
  * gateway-commands.ts).
  */
 import { addServerNames, gatewayHomeExists, type GatewayInitResult } from "../gateway/home.js";
-import { initAndStartGateway, initGatewayHomeOrNothing } from "../gateway/first-start.js";
+import { initAndStartGateway, initGatewayHomeOrNothing, makeHomeOrNothing } from "../gateway/first-start.js";
+import {
+  initClusterGatewayHome,
+  joinClusterGatewayHome,
+  type ClusterHomeOptions,
+} from "../gateway/cluster/join.js";
+import { isSecretReference } from "../config/index.js";
 import { describeGatewayHome, unreachableNamesWarning, type GatewayInfo } from "../gateway/info.js";
 import { startGateway, type RunningGateway } from "../gateway/start.js";
 import { livePid } from "../gateway/listen-address.js";
 import type { CommandContext } from "./run.js";
 import { checkListen, checkSans } from "./validate.js";
 import { chooseLogFormat, logDestination } from "./logger.js";
-import { fields, printJson, printNotice, printText } from "./output.js";
+import { UsageError, fields, printJson, printNotice, printText } from "./output.js";
 
 function printInit(result: GatewayInitResult): void {
   printNotice(
     [
       `✓ Gateway home created at ${result.home}`,
       `  gateway id:      ${result.gatewayId}`,
+      ...(result.instanceId ? [`  instance id:     ${result.instanceId}`] : []),
       `  CA fingerprint:  ${result.caFingerprint}`,
       `  listen:          ${result.listen}`,
       ``,
@@ -44,20 +51,78 @@ function infoLines(info: GatewayInfo): string {
   );
 }
 
-/** `gateway init`: creates the home (CA, server certificate, admin credential, config, database). */
+/**
+ * `gateway init`: creates the home (CA, server certificate, admin credential, config, database);
+ * with `--store`, the first instance of a gateway whose state lives in PostgreSQL.
+ */
 export async function gatewayInit(
   ctx: CommandContext,
-  options: { listen: string; name?: string; san?: string[] },
+  options: { listen: string; name?: string; san?: string[]; store?: string; keyEncryptionKey?: string },
 ): Promise<void> {
   checkListen("--listen", options.listen);
   checkSans(options.san);
-  const result = await initGatewayHomeOrNothing(ctx.home, {
-    listen: options.listen,
-    name: options.name,
-    sans: options.san,
-  });
+  if (options.keyEncryptionKey !== undefined && options.store === undefined)
+    throw new UsageError(
+      "--key-encryption-key goes with --store (a gateway alone keeps its keys in its home)",
+    );
+  const cluster =
+    options.store === undefined ? undefined : clusterOptions({ ...options, store: options.store });
+  const result = cluster
+    ? await makeHomeOrNothing(ctx.home, () =>
+        initClusterGatewayHome(ctx.home, { ...cluster, ...(options.name ? { name: options.name } : {}) }),
+      )
+    : await initGatewayHomeOrNothing(ctx.home, {
+        listen: options.listen,
+        name: options.name,
+        sans: options.san,
+      });
   if (ctx.json) printJson(result);
   else printInit(result);
+}
+
+/** `gateway join`: the home of another instance of the gateway a PostgreSQL database holds. */
+export async function gatewayJoin(
+  ctx: CommandContext,
+  options: { store: string; listen: string; keyEncryptionKey?: string; san?: string[]; admin: string },
+): Promise<void> {
+  checkListen("--listen", options.listen);
+  checkSans(options.san);
+  if (options.admin !== "new")
+    throw new UsageError(
+      `--admin ${JSON.stringify(options.admin)}: only "new" (a new admin device for this instance); to share one, copy admin/ of the first home`,
+    );
+  const cluster = clusterOptions(options);
+  const result = await makeHomeOrNothing(ctx.home, () => joinClusterGatewayHome(ctx.home, cluster));
+  if (ctx.json) printJson(result);
+  else printInit(result);
+}
+
+/** The flags `gateway init --store` and `gateway join` share, checked before anything is made. */
+function clusterOptions(options: {
+  store: string;
+  listen: string;
+  keyEncryptionKey?: string;
+  san?: string[];
+}): ClusterHomeOptions {
+  return {
+    store: checkReference("--store", options.store),
+    ...(options.keyEncryptionKey !== undefined
+      ? { keyEncryptionKey: checkReference("--key-encryption-key", options.keyEncryptionKey) }
+      : {}),
+    listen: options.listen,
+    ...(options.san ? { sans: options.san } : {}),
+  };
+}
+
+/** A flag that names a secret: a reference (env://, file://, op://, vault://) or, for --store, a URL. */
+function checkReference(flag: string, value: string): string {
+  if (isSecretReference(value)) return value;
+  if (flag === "--store" && /^postgres(ql)?:\/\//.test(value)) return value;
+  throw new UsageError(
+    flag === "--store"
+      ? `${flag} must be a postgres:// URL or a secret reference (env://NAME, file://PATH, op://…, vault://…#field)`
+      : `${flag} must be a secret reference (env://NAME, file://PATH, op://…, vault://…#field), never the key itself`,
+  );
 }
 
 /** `gateway start`: serves until SIGINT or SIGTERM; creates the home first if there is none. */

@@ -12,7 +12,28 @@ export function gatewayCommands(): Command {
     .option("--listen <host:port>", "address to listen on", "127.0.0.1:18789")
     .option("--name <name>", "a name for this gateway")
     .option("--san <names...>", "extra names or addresses for the server certificate")
+    .option(
+      "--store <ref>",
+      "keep the state in PostgreSQL for several instances: a URL or a secret reference (env://GATEHOUSE_DATABASE_URL)",
+    )
+    .option(
+      "--key-encryption-key <ref>",
+      "with --store: the secret reference of the key the CA and signing keys are sealed under (default: env://GATEHOUSE_KEY_ENCRYPTION_KEY)",
+    )
     .action(lazyAction(async () => (await import("./gateway-actions.js")).gatewayInit));
+
+  gateway
+    .command("join")
+    .description("make the home of another instance of a gateway whose state is in PostgreSQL")
+    .requiredOption("--store <ref>", "the database `gateway init --store` used: a URL or a secret reference")
+    .requiredOption("--listen <host:port>", "address this instance listens on")
+    .option(
+      "--key-encryption-key <ref>",
+      "the secret reference of the key the shared CA is sealed under (default: env://GATEHOUSE_KEY_ENCRYPTION_KEY)",
+    )
+    .option("--san <names...>", "extra names or addresses for this instance's server certificate")
+    .option("--admin <new>", "the admin credential of this home: a new admin device", "new")
+    .action(lazyAction(async () => (await import("./gateway-actions.js")).gatewayJoin));
 
   gateway
     .command("start")

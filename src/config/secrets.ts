@@ -10,6 +10,8 @@ export interface GatewaySecrets {
   hashKey?: Buffer;
   /** The key-encryption key the token signing keys are sealed under in the database, when configured. */
   keyEncryptionKey?: Buffer;
+  /** The PostgreSQL URL `store.url` names (with its password): for the store's opener only. */
+  storeUrl?: string;
 }
 
 /** The Vault a config's vault:// references are read from. */
@@ -48,6 +50,12 @@ export async function resolveGatewaySecrets(
     options,
   );
   if (kek) secrets.keyEncryptionKey = kek;
+  if (config.store.kind === "postgres") {
+    secrets.storeUrl = await resolveSecret(config.store.url, "store.url", {
+      ...options,
+      vault: vaultAccess(config),
+    });
+  }
   return secrets;
 }
 

@@ -25,6 +25,7 @@ import { sha256Fingerprint } from "../pki/fingerprint.js";
 import { TOKEN_VARIABLE } from "./legacy-scan.js";
 import type { Finding } from "./findings.js";
 import { weakCredentialReason } from "../auth/weak-credentials.js";
+import { checkGatewayStore } from "./store-checks.js";
 
 const DAY_MS = 86_400_000;
 
@@ -138,7 +139,8 @@ async function checkSecrets(
       });
     try {
       const secret = await resolveSecret(value, key, { env, vault: vaultAccess(config) });
-      const weak = weakCredentialReason(secret);
+      // A database URL is an address with a password in it, not a random key: not weighed.
+      const weak = key === "store.url" ? undefined : weakCredentialReason(secret);
       if (weak)
         findings.push({
           severity: "error",
@@ -286,6 +288,7 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
   );
   if (config) {
     findings.push(...(await checkSecrets(config, GATEWAY_SECRET_SETTINGS, file, env)));
+    findings.push(...(await checkGatewayStore(home, config, env)));
     findings.push(
       isLoopback(config.listen)
         ? { severity: "ok", check: "listen", message: `listens on loopback (${config.listen})` }

@@ -31,13 +31,19 @@ export async function initAndStartGateway(
  * issued, a full disk): the same clean-up as a first start's, so the command can be run again.
  * @throws whatever the init throws, after the clean-up.
  */
-export async function initGatewayHomeOrNothing(
-  home: string,
-  init: GatewayInitOptions,
-): Promise<GatewayInitResult> {
+export function initGatewayHomeOrNothing(home: string, init: GatewayInitOptions): Promise<GatewayInitResult> {
+  return makeHomeOrNothing(home, () => initGatewayHome(home, init));
+}
+
+/**
+ * Runs `make` (an init of any kind: `gateway init --store`, `gateway join`) and removes what it
+ * created in `home` when it fails, so the command can be run again.
+ * @throws whatever `make` throws, after the clean-up.
+ */
+export async function makeHomeOrNothing<T>(home: string, make: () => Promise<T>): Promise<T> {
   const undo = undoCreation(home);
   try {
-    return await initGatewayHome(home, init);
+    return await make();
   } catch (error) {
     undo();
     throw error;

@@ -8,7 +8,9 @@ import {
   readJsonFile,
   writeFileAtomic,
   writeJsonAtomic,
+  type GatewayConfig,
   type GatewayConfigInput,
+  type GatewaySecrets,
 } from "../config/index.js";
 import {
   base32,
@@ -26,6 +28,7 @@ import { GatehouseError } from "../protocol/errors.js";
 import { dialUrlForListen } from "../config/listen-url.js";
 import { keyEncryptionKey, type KeyEncryptionKeySource } from "../auth/key-encryption.js";
 import { openSqliteStore } from "../store/index.js";
+import type { Store } from "../store/types.js";
 
 export interface GatewayInitOptions {
   listen?: string;
@@ -37,6 +40,8 @@ export interface GatewayInitOptions {
 export interface GatewayInitResult {
   home: string;
   gatewayId: string;
+  /** This instance's `cluster.instanceId` (homes made by `gateway init --store` and `gateway join`). */
+  instanceId?: string;
   caFingerprint: string;
   listen: string;
   url: string;
@@ -141,13 +146,38 @@ export async function writeServerCertificate(
   return issued;
 }
 
-/** The admin credential: a key, a client certificate of role admin, the CA and where to reach the gateway. */
+/**
+ * The admin credential in this home's database (gatehouse.db, made here): see writeAdminCredentialTo.
+ */
 async function writeAdminCredential(
   home: string,
   ca: CertificateAuthority,
   url: string,
   gatewayId: string,
   now: Date,
+) {
+  const store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
+  try {
+    await store.migrate();
+    const identity = await writeAdminCredentialTo(store, home, ca, { url, gatewayId, now, name: "admin" });
+    chmodSync(path.join(home, GATEWAY_FILES.database), 0o600);
+    return identity;
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * The admin credential: a key, a client certificate of role admin, the CA and where to reach the
+ * gateway, in admin/ of the home; and its device, approved from birth, in `store` (this home's
+ * database, or the one several instances share).
+ * @returns the admin device's identity (its device id).
+ */
+export async function writeAdminCredentialTo(
+  store: Store,
+  home: string,
+  ca: CertificateAuthority,
+  { url, gatewayId, now, name }: { url: string; gatewayId: string; now: Date; name: string },
 ) {
   const keys = await generateKeyPair();
   const identity = identityOfSpki(await spkiOf(keys.publicKey));
@@ -168,45 +198,38 @@ async function writeAdminCredential(
     caFingerprint: ca.fingerprint,
   });
 
-  const store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
-  try {
-    await store.migrate();
-    const at = now.toISOString();
-    const certificate = {
-      serial: issued.serial,
-      deviceId: identity.deviceId,
-      fingerprint: issued.fingerprint,
-      notBefore: issued.notBefore.toISOString(),
-      notAfter: issued.notAfter.toISOString(),
-      issuedAt: at,
-      pem: issued.pem,
-    };
-    // The admin is approved from birth: it has no registration request to approve.
-    await store.upsertDevice({
-      deviceId: identity.deviceId,
-      kind: "operator",
-      name: "admin",
-      platform: null,
-      status: "approved",
-      role: "admin",
-      publicKey: Buffer.from(identity.spki).toString("base64"),
-      keyFingerprint: identity.keyFingerprint,
-      userCode: null,
-      address: null,
-      createdAt: at,
-      updatedAt: at,
-      approvedAt: at,
-      revokedAt: null,
-      statusReason: null,
-      lastSeen: null,
-      certFingerprint: issued.fingerprint,
-      certExpiresAt: certificate.notAfter,
-    });
-    await store.insertCertificate(certificate);
-  } finally {
-    await store.close();
-  }
-  chmodSync(path.join(home, GATEWAY_FILES.database), 0o600);
+  const at = now.toISOString();
+  const certificate = {
+    serial: issued.serial,
+    deviceId: identity.deviceId,
+    fingerprint: issued.fingerprint,
+    notBefore: issued.notBefore.toISOString(),
+    notAfter: issued.notAfter.toISOString(),
+    issuedAt: at,
+    pem: issued.pem,
+  };
+  // The admin is approved from birth: it has no registration request to approve.
+  await store.upsertDevice({
+    deviceId: identity.deviceId,
+    kind: "operator",
+    name,
+    platform: null,
+    status: "approved",
+    role: "admin",
+    publicKey: Buffer.from(identity.spki).toString("base64"),
+    keyFingerprint: identity.keyFingerprint,
+    userCode: null,
+    address: null,
+    createdAt: at,
+    updatedAt: at,
+    approvedAt: at,
+    revokedAt: null,
+    statusReason: null,
+    lastSeen: null,
+    certFingerprint: issued.fingerprint,
+    certExpiresAt: certificate.notAfter,
+  });
+  await store.insertCertificate(certificate);
   return identity;
 }
 
@@ -237,6 +260,26 @@ export function signingKeyKekSource(
       return secret && keyEncryptionKey(secret, describe);
     },
   };
+}
+
+/**
+ * The key-encryption key a gateway's private material is sealed under: for a postgres store only
+ * tokens.keyEncryptionKey (every instance must hold the same key, and a file of one home cannot
+ * be that), else as signingKeyKekSource says.
+ * @throws GatehouseError `config_invalid` naming the setting when a postgres store has none.
+ */
+export function gatewayKekSource(
+  home: string,
+  config: Pick<GatewayConfig, "store" | "tokens">,
+  secrets: Pick<GatewaySecrets, "keyEncryptionKey">,
+): KeyEncryptionKeySource {
+  if (config.store.kind === "postgres" && !(config.tokens.keyEncryptionKey && secrets.keyEncryptionKey))
+    throw new GatehouseError(
+      "config_invalid",
+      `${path.join(home, GATEWAY_FILES.config)}: store.kind is postgres, and tokens.keyEncryptionKey is not set: the CA and signing keys in the shared database are sealed under it`,
+      'Set tokens.keyEncryptionKey to a reference every instance can read (e.g. "env://GATEHOUSE_KEY_ENCRYPTION_KEY"), holding the key `gateway init --store` used; a new one is made with `openssl rand -hex 32`.',
+    );
+  return signingKeyKekSource(home, config.tokens.keyEncryptionKey, secrets.keyEncryptionKey);
 }
 
 /**

@@ -18,6 +18,9 @@ import {
 } from "../pki/index.js";
 import type { Store } from "../store/types.js";
 import { writeServerCertificate } from "./home.js";
+import { loadSharedCa } from "./cluster/shared-material.js";
+import type { KeyEncryptionKey } from "../auth/key-encryption.js";
+import { GatehouseError } from "../protocol/errors.js";
 
 /** Files of a CA rotation in progress, beside the active CA. */
 const PREVIOUS_CA_CERT = "pki/ca-previous.pem";
@@ -41,6 +44,13 @@ export interface TlsStateOptions {
   now: () => Date;
   serverSans: string[];
   serverTtlMs: number;
+  /**
+   * With a postgres store: the key-encryption key the shared CA key is sealed under. The CA is
+   * then read from the database (cluster/shared-material.ts), not from the home's pki/ files.
+   */
+  sharedKek?: KeyEncryptionKey;
+  /** `postgres://user@host:port/db`, for messages about the shared CA. */
+  describeStore?: string;
 }
 
 /**
@@ -70,8 +80,13 @@ export class TlsState {
   }
 
   async load(): Promise<void> {
-    this.ca = await loadCertificateAuthority(this.read(GATEWAY_FILES.caCert), this.read(GATEWAY_FILES.caKey));
-    if (existsSync(this.file(ROTATION_FILE))) {
+    const { sharedKek, store } = this.options;
+    if (store.dialect === "postgres" && !sharedKek)
+      throw new Error("a postgres store needs the key-encryption key of the shared CA");
+    this.ca = sharedKek
+      ? await loadSharedCa(store, sharedKek, this.options.describeStore ?? "")
+      : await loadCertificateAuthority(this.read(GATEWAY_FILES.caCert), this.read(GATEWAY_FILES.caKey));
+    if (!sharedKek && existsSync(this.file(ROTATION_FILE))) {
       this.rotation = JSON.parse(this.read(ROTATION_FILE)) as CaRotationState;
       this.previousCa = await loadCertificateAuthority(
         this.read(PREVIOUS_CA_CERT),
@@ -221,6 +236,13 @@ export class TlsState {
    */
   async rotateCa(overlapMs: number): Promise<CaRotationState> {
     if (this.rotation) throw new Error("a CA rotation is already in progress");
+    // The rotation's files live in one home; the instances sharing a database would not follow.
+    if (this.options.sharedKek)
+      throw new GatehouseError(
+        "invalid_request",
+        "a CA rotation is not yet supported with several instances (store.kind postgres)",
+        "Keep the CA until a later version rotates it across instances; rotate the token signing key with `gatehouse rotate signing-key`.",
+      );
     const now = this.options.now();
     const previous = this.ca;
     const next = await createCertificateAuthority({
