@@ -418,6 +418,16 @@ function storeSuite(dialect: Dialect): void {
     expect((await store.listAudit({ afterId: 2, limit: 2 })).map((e) => e.id)).toEqual([3, 4]);
     expect((await store.listAudit({ subject: "d2" })).map((e) => e.id)).toEqual([2, 4]);
     expect((await store.listAudit({ subject: "d1", afterId: 1 })).map((e) => e.id)).toEqual([3, 5]);
+    // Newest first, and the type filters: a prefix ending in "." and a type with everything under it.
+    expect((await store.listAudit({ order: "desc", beforeId: 5, limit: 2 })).map((e) => e.id)).toEqual([
+      4, 3,
+    ]);
+    expect((await store.listAudit({ type: "device." })).map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
+    expect((await store.listAudit({ type: "device" })).map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
+    expect(await store.listAudit({ type: "device.approved.x" })).toEqual([]);
+    expect((await store.listAudit({ actor: "admin", subject: "device:d2" })).map((e) => e.id)).toEqual([
+      2, 4,
+    ]);
   });
 
   it("finds the first altered, removed or reordered audit entry", async () => {

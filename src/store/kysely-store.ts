@@ -396,7 +396,7 @@ export class KyselyStore implements Store {
   }
 
   async listEnrollTokens(): Promise<EnrollTokenRecord[]> {
-    return this.db.selectFrom("enroll_tokens").selectAll().orderBy("createdAt").execute();
+    return this.db.selectFrom("enroll_tokens").selectAll().orderBy("createdAt").orderBy("tokenId").execute();
   }
 
   async findEnrollTokenByHash(hash: string): Promise<EnrollTokenRecord | undefined> {
@@ -419,6 +419,7 @@ export class KyselyStore implements Store {
       .selectAll()
       .where("deviceId", "=", deviceId)
       .orderBy("requestedAt", "desc")
+      .orderBy("execId", "desc")
       .limit(limit)
       .execute();
   }

@@ -34,7 +34,8 @@ export class KyselyTokenStore implements TokenStore {
   }
 
   async listApiKeys(): Promise<ApiKeyRecord[]> {
-    return this.db.selectFrom("api_keys").selectAll().orderBy("createdAt").execute();
+    // The id breaks ties, so both databases list keys made in one millisecond alike.
+    return this.db.selectFrom("api_keys").selectAll().orderBy("createdAt").orderBy("keyId").execute();
   }
 
   async updateApiKey(
