@@ -261,6 +261,7 @@ describe("a command relayed to the instance holding the node", () => {
     const error = await sender.send((await sender.locate("dev_x"))!, operator, body).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "node_offline", status: 409 });
     expect((error as GatehouseError).message).toContain(HOLDER);
+    expect((error as GatehouseError).message).toContain("the command was not sent");
     expect((error as GatehouseError).hint).toContain("reconnects to a live instance");
     expect(runs).toHaveLength(0);
     sender.close();

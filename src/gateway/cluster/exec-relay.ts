@@ -123,6 +123,8 @@ export class ExecRelay {
     });
     const url = new URL(RELAY_EXEC_PATH, holder.instance.url);
     const where = `instance ${holder.instance.instanceId} (${holder.instance.url})`;
+    // Whether the request reached the holder: before that, the command certainly did not run.
+    let sent = false;
     const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const outgoing = https.request(
         url,
@@ -150,13 +152,13 @@ export class ExecRelay {
         outgoing.destroy(Object.assign(new Error("no answer in time"), { code: "ETIMEDOUT" })),
       );
       outgoing.on("error", reject);
-      outgoing.end(body);
+      outgoing.end(body, () => (sent = true));
     }).catch((error: NodeJS.ErrnoException) => {
       this.options.logger.warn(
         { holder: holder.instance.instanceId, url: holder.instance.url, err: error.code ?? error.message },
         "exec relay: the instance holding the node did not answer",
       );
-      throw holderGone(request.deviceId, where, `${error.code ?? "error"}: ${error.message}`);
+      throw holderGone(request.deviceId, where, `${error.code ?? "error"}: ${error.message}`, !sent);
     });
     let parsed: unknown;
     try {
@@ -205,10 +207,12 @@ export class ExecRelay {
   }
 }
 
-function holderGone(deviceId: string, where: string, why: string): GatehouseError {
+function holderGone(deviceId: string, where: string, why: string, notSent = false): GatehouseError {
   return new GatehouseError(
     "node_offline",
-    `node ${deviceId} is connected to ${where}, which did not answer the relayed command (${why}); if it was running, its result is lost`,
+    notSent
+      ? `node ${deviceId} is connected to ${where}, which could not be reached (${why}); the command was not sent`
+      : `node ${deviceId} is connected to ${where}, which did not answer the relayed command (${why}); if it was running, its result is lost`,
     "The node reconnects to a live instance by itself within a few seconds: try again then. `gatehouse nodes list` shows which instance holds it; `gatehouse nodes history NODE` shows what ran.",
   );
 }
