@@ -157,6 +157,35 @@ describe.skipIf(!available)("a PostgreSQL database out of reach", () => {
     }
   });
 
+  it("names a database whose user may not create the tables, and what to grant", async () => {
+    const database = await createTestDatabase();
+    // Roles belong to the server: the admin connects to its default database, not the test one.
+    const admin = new pg.Client({ connectionString: process.env.GATEHOUSE_TEST_POSTGRES_URL });
+    await admin.connect();
+    const role = `gh_limited_${Math.random().toString(36).slice(2, 8)}`;
+    // Since PostgreSQL 15 only the database's owner may create tables in schema public.
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'Sup3rSecretPw'`);
+    const url = database.url.replace("postgres@", `${role}:Sup3rSecretPw@`);
+    const store = await openPostgresStore(url);
+    try {
+      const error = (await store.migrate().then(
+        () => new Error("migrated"),
+        (e: unknown) => e,
+      )) as GatehouseError;
+      expect(error).toBeInstanceOf(GatehouseError);
+      expect(error.code).toBe("unavailable");
+      expect(error.message).toContain(`postgres://${role}@127.0.0.1:`);
+      expect(error.message).toMatch(/store migration .* failed: permission denied for schema public/);
+      expect(error.hint).toMatch(/OWNER TO/);
+      expect(`${error.message} ${error.hint}`).not.toContain("Sup3rSecretPw");
+    } finally {
+      await store.close();
+      await database.drop();
+      await admin.query(`DROP ROLE ${role}`);
+      await admin.end();
+    }
+  });
+
   it("calls a URL that is not a postgres URL a config error, without echoing it", async () => {
     for (const url of ["mysql://gh:Sup3rSecretPw@db/gatehouse", "Sup3rSecretPw"]) {
       const error = await refusal(url);

@@ -50,7 +50,11 @@ export class KyselyStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    await migrateToLatest(this.db, this.dialect);
+    try {
+      await migrateToLatest(this.db, this.dialect);
+    } catch (error) {
+      throw this.hooks.migrationFailure?.(error) ?? error;
+    }
   }
 
   async close(): Promise<void> {

@@ -116,3 +116,26 @@ export function databaseUnavailable(error: unknown, where: string, password = ""
   failure.cause = error;
   return failure;
 }
+
+/**
+ * A migration the database refused (the first start creates the tables), as GatehouseError
+ * `unavailable` naming `where`, the migration and the database's reason; a database out of reach
+ * is already such an error and passes through.
+ */
+export function migrationRefused(error: unknown, where: string, password = ""): GatehouseError {
+  if (error instanceof GatehouseError) return error;
+  const cause = (error as { cause?: unknown }).cause;
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  if (isConnectionError(cause)) return databaseUnavailable(cause, where, password);
+  let reason = error instanceof Error ? error.message : String(error);
+  if (password) reason = reason.split(password).join("***");
+  const failure = new GatehouseError(
+    "unavailable",
+    `PostgreSQL at ${where}: ${reason}`,
+    code === "42501"
+      ? "The user in store.url may not create tables there: make it the database's owner (ALTER DATABASE … OWNER TO …) or grant it CREATE on schema public, then start again."
+      : "The gateway's tables could not be created or updated in that database: fix what the reason names, then start again.",
+  );
+  failure.cause = error;
+  return failure;
+}

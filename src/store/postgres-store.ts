@@ -12,6 +12,7 @@ import {
   databaseUnavailable,
   describePostgresUrl,
   isConnectionError,
+  migrationRefused,
   passwordOf,
 } from "./postgres-errors.js";
 import type { SerialisedWork, StoreDialect } from "./store-dialect.js";
@@ -76,7 +77,10 @@ export async function openPostgresStore(
     dialect: new ReachablePostgresDialect({ pool }, where, password),
     plugins: [new CamelCasePlugin()],
   });
-  return new KyselyStore(db, postgresDialect(db));
+  return new KyselyStore(db, {
+    ...postgresDialect(db),
+    migrationFailure: (error) => migrationRefused(error, where, password),
+  });
 }
 
 /**

@@ -31,6 +31,11 @@ export interface StoreDialect {
   ): Promise<void>;
   /** Store.notify: PostgreSQL NOTIFY, or nothing where no other instance listens. */
   notify(channel: string, payload: string): Promise<void>;
+  /**
+   * What a failed migration tells the user (which database, why, what to do), or undefined to
+   * leave the error as it is.
+   */
+  migrationFailure?(error: unknown): Error | undefined;
   /** Makes the bytes of deleted and overwritten rows unreadable in the database's files. */
   scrubFreedPages(): Promise<void>;
   /**
