@@ -29,6 +29,7 @@ export const RATE_WINDOW_MS = 60_000;
  */
 export class SharedRateLimiter implements AddressRateLimit {
   private prunedBefore = 0;
+  private pruning: Promise<unknown> = Promise.resolve();
 
   /**
    * @param capacity requests per key per window.
@@ -54,13 +55,18 @@ export class SharedRateLimiter implements AddressRateLimit {
     if (windowStart > this.prunedBefore) {
       this.prunedBefore = windowStart;
       // Not awaited: the count does not depend on it, and a failed prune is retried next minute.
-      this.store
+      this.pruning = this.store
         .pruneRateWindows(new Date(windowStart - RATE_WINDOW_MS).toISOString())
         .catch((err: unknown) => this.logger.warn({ err }, "could not prune old rate windows"));
     }
     const count = await this.store.countRateHit(`${this.scope}:${key}`, new Date(windowStart).toISOString());
     if (count <= this.capacity) return 0;
     return Math.max(1, Math.ceil((windowStart + RATE_WINDOW_MS - now) / 1000));
+  }
+
+  /** Resolves once the prune in flight, if any, has finished (or failed and been logged). */
+  async settled(): Promise<void> {
+    await this.pruning;
   }
 }
 
