@@ -80,6 +80,14 @@ async function resolveKeySetting(
       `${setting}: the secret${isSecretReference(reference) ? ` ${reference}` : ""} is ${value.length} characters; at least ${MIN_HASH_KEY_LENGTH} are needed`,
       "Use a random key: `openssl rand -hex 32`.",
     );
+  return keySettingBytes(value);
+}
+
+/**
+ * The bytes of a key setting's resolved text: hex when it is hex (as the home's key files are
+ * written), UTF-8 otherwise.
+ */
+export function keySettingBytes(value: string): Buffer {
   return /^([0-9a-f]{2}){32,}$/i.test(value) ? Buffer.from(value, "hex") : Buffer.from(value, "utf8");
 }
 

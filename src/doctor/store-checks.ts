@@ -1,5 +1,12 @@
 import path from "node:path";
-import { GATEWAY_FILES, resolveGatewaySecrets, type GatewayConfig } from "../config/index.js";
+import {
+  GATEWAY_FILES,
+  keySettingBytes,
+  resolveSecret,
+  vaultAccess,
+  type GatewayConfig,
+  type GatewaySecrets,
+} from "../config/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { gatewayKekSource } from "../gateway/home.js";
 import { openGatewayStore } from "../gateway/open-store.js";
@@ -32,20 +39,27 @@ export async function checkGatewayStore(
 ): Promise<Finding[]> {
   if (config.store.kind !== "postgres") return [];
   const file = path.join(home, GATEWAY_FILES.config);
-  let secrets: Awaited<ReturnType<typeof resolveGatewaySecrets>>;
-  try {
-    secrets = await resolveGatewaySecrets(config, { env });
-  } catch {
-    // The secret-reference check names the reference that does not resolve.
-    return [];
-  }
+  // A reference that does not resolve is named by the secret-reference check: the database is
+  // still checked when only the key-encryption key is missing, and the other way round.
+  const resolve = (setting: string | undefined) =>
+    setting
+      ? resolveSecret(setting, "", { env, vault: vaultAccess(config) }).catch(() => undefined)
+      : undefined;
+  const storeUrl = await resolve(config.store.url);
+  if (storeUrl === undefined) return [];
+  const kekSecret = await resolve(config.tokens.keyEncryptionKey);
+  const secrets: GatewaySecrets = {
+    storeUrl,
+    ...(kekSecret !== undefined ? { keyEncryptionKey: keySettingBytes(kekSecret) } : {}),
+  };
   const findings: Finding[] = [];
   let kek;
-  try {
-    kek = gatewayKekSource(home, config, secrets).load(false);
-  } catch (error) {
-    findings.push({ ...failed("store-key", error, ""), file });
-  }
+  if (!config.tokens.keyEncryptionKey || kekSecret !== undefined)
+    try {
+      kek = gatewayKekSource(home, config, secrets).load(false);
+    } catch (error) {
+      findings.push({ ...failed("store-key", error, ""), file });
+    }
   let store: Store | undefined;
   let describe = "store.url";
   let check = "store";

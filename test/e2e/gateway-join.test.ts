@@ -269,6 +269,40 @@ describe.skipIf(!postgresAvailable())("gateway init --store and gateway join", (
     expect(names).toEqual(["admin", `admin (${joined.instanceId})`]);
   });
 
+  it("doctor checks that the database answers, holds this gateway and opens with the key", async () => {
+    const checks = async (env: NodeJS.ProcessEnv) => {
+      const result = await runCli(["doctor", "--home", home2, "--json"], { env });
+      const { sections } = JSON.parse(result.stdout) as {
+        sections: { findings: { severity: string; check: string; message: string }[] }[];
+      };
+      return { code: result.code, findings: sections.flatMap((s) => s.findings) };
+    };
+    const healthy = await checks(first.env);
+    expect(healthy.code).toBe(0);
+    expect(healthy.findings).toContainEqual(
+      expect.objectContaining({
+        severity: "ok",
+        check: "store",
+        message: expect.stringContaining(init.gatewayId),
+      }),
+    );
+    expect(healthy.findings).toContainEqual(expect.objectContaining({ severity: "ok", check: "store-key" }));
+
+    const withoutKey = { ...first.env };
+    delete withoutKey.GATEHOUSE_KEY_ENCRYPTION_KEY;
+    const missing = await checks(withoutKey);
+    expect(missing.code).toBe(1);
+    expect(missing.findings).toContainEqual(
+      expect.objectContaining({
+        severity: "error",
+        check: "secret-reference",
+        message: expect.stringContaining("GATEHOUSE_KEY_ENCRYPTION_KEY"),
+      }),
+    );
+    // The database is still checked.
+    expect(missing.findings).toContainEqual(expect.objectContaining({ severity: "ok", check: "store" }));
+  });
+
   it("both instances serve one gateway: a key's token from one is valid on the other", async () => {
     const gateway1 = await startInstance(home1, init.url, first.env);
     const made = await runCli(
