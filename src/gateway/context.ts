@@ -18,6 +18,7 @@ import type { SigningKeys } from "../auth/signing-keys.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { DashboardSessions } from "./dashboard/sessions.js";
 import type { EventHub } from "./events.js";
+import type { Cluster } from "./cluster/cluster.js";
 import type { ExecRelay } from "./cluster/exec-relay.js";
 
 /** Everything a route needs, built once at start. */
@@ -33,6 +34,8 @@ export interface GatewayContext {
   /** Commands and node listings across instances (several gateways on one database); absent alone. */
   relay?: ExecRelay;
   enrollTokens: EnrollTokenService;
+  /** This gateway's instances as one: which are alive, changes told to the others (solo: none). */
+  cluster: Cluster;
   devices: DeviceDirectory;
   sessions: SessionRegistry;
   /** The sessions table and devices' last seen, written in batches (session-journal.ts). */

@@ -1,8 +1,6 @@
-import path from "node:path";
 import { pino, type DestinationStream, type Logger } from "pino";
 import type { FastifyInstance } from "fastify";
 import {
-  GATEWAY_FILES,
   loadGatewayConfig,
   resolveGatewaySecrets,
   shortLifetimesAllowed,
@@ -10,14 +8,14 @@ import {
   type LoadedConfig,
   type GatewayConfig,
 } from "../config/index.js";
-import { openSqliteStore } from "../store/index.js";
 import type { Store } from "../store/types.js";
 import { AuditLog } from "../audit/audit-log.js";
 import { DeviceDirectory } from "./device-directory.js";
 import { SessionRegistry } from "./sessions.js";
 import { SessionJournal } from "./session-journal.js";
 import { RegistrationService } from "./registrations.js";
-import { RateLimiter } from "./rate-limit.js";
+import { RateLimiter, SharedRateLimiter } from "./rate-limit.js";
+import { ExecRelay } from "./cluster/exec-relay.js";
 import { buildGatewayApp } from "./app.js";
 import { serverSansFor } from "./home.js";
 import { dialUrlForListen, splitListen } from "../config/listen-url.js";
@@ -33,13 +31,18 @@ import { FailureLog } from "./failures.js";
 import { GatewayMetrics } from "./metrics.js";
 import { SigningKeys } from "../auth/signing-keys.js";
 import { TokenService } from "../auth/token-service.js";
-import { loadOrCreatePepper, signingKeyKekSource } from "./home.js";
+import { gatewayKekSource, loadOrCreatePepper } from "./home.js";
+import { openGatewayStore } from "./open-store.js";
+import { describePostgresUrl } from "../store/postgres-errors.js";
+import { loadSharedHashKey } from "./cluster/shared-material.js";
 import { unreachableNamesWarning } from "./info.js";
 import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./listen-address.js";
 import { acquireGatewayLock } from "./gateway-lock.js";
 import { EventHub } from "./events.js";
 import { DashboardSessions } from "./dashboard/sessions.js";
 import { RequestsInFlight } from "./requests-in-flight.js";
+import { clusterFor, FleetCluster } from "./cluster/cluster.js";
+import { cacheRefresher } from "./cluster/cache-refresh.js";
 
 /** Connections waiting to be accepted (Node's default is 511). */
 const LISTEN_BACKLOG = 4096;
@@ -70,6 +73,12 @@ export interface StartGatewayOptions {
   now?: () => Date;
   /** Where the dashboard's built files are (default: `dist/web` beside the gateway's modules). */
   webDir?: string;
+  /**
+   * How the change feed (several instances on one database) waits before dialling the database
+   * again after its connection dropped, given the backoff in ms; tests hold it to make a window in
+   * which notifications are missed. Default: a timer.
+   */
+  reconnectWait?: (ms: number) => Promise<void>;
 }
 
 export async function startGateway(home: string, options: StartGatewayOptions = {}): Promise<RunningGateway> {
@@ -92,7 +101,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   try {
     // Secret references are resolved once, here: a failure names the reference and stops the start.
     secrets = await resolveGatewaySecrets(config);
-    store = await openSqliteStore(path.join(home, GATEWAY_FILES.database));
+    store = await openGatewayStore(home, config, secrets, logger);
   } catch (error) {
     lock.release();
     throw error;
@@ -101,15 +110,28 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
   // a taken port), so an in-process caller is not left holding the database, a timer or a socket.
   const undo: (() => unknown)[] = [() => store.close(), () => lock.release()];
   try {
+    // A postgres store without tokens.keyEncryptionKey stops here, before the migration.
+    const kekSource = gatewayKekSource(home, config, secrets);
     await store.migrate();
-    // Before anything else is written: a missing or wrong key-encryption key stops the start as is.
-    const signingKeys = new SigningKeys(
-      store.tokens,
-      config.tokens.algorithm,
+    // Several instances on one database hear of each other's changes through this (solo: no one).
+    // Where this instance is reached is known once it listens (a port 0 is chosen then).
+    const reachedAt = { url: "" };
+    const cluster = clusterFor({
+      store,
+      databaseUrl: secrets.storeUrl,
+      instanceId: config.cluster.instanceId,
+      address: () => ({ url: config.cluster.advertiseUrl ?? reachedAt.url, listen: config.listen }),
+      logger,
       now,
-      signingKeyKekSource(home, config.tokens.keyEncryptionKey, secrets.keyEncryptionKey),
-    );
+      ...(options.reconnectWait ? { sleep: options.reconnectWait } : {}),
+    });
+    const publish = cluster.publish.bind(cluster);
+    // Before anything else is written: a missing or wrong key-encryption key stops the start as is.
+    const signingKeys = new SigningKeys(store.tokens, config.tokens.algorithm, now, kekSource, publish);
     await signingKeys.load();
+    // Several instances on one database: the CA and the hash key are the database's, sealed.
+    const sharedKek = store.dialect === "postgres" ? kekSource.load(false) : undefined;
+    const describeStore = secrets.storeUrl ? describePostgresUrl(secrets.storeUrl) : undefined;
     const tls = new TlsState({
       home,
       store,
@@ -117,11 +139,19 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       now,
       serverSans: serverSansFor(config.listen, config.sans),
       serverTtlMs: config.certificates.serverTtl,
+      ...(sharedKek ? { sharedKek } : {}),
+      ...(describeStore ? { describeStore } : {}),
     });
     await tls.load();
-    await store.closeAllOpenSessions(now().toISOString(), "gateway restarted");
+    // Alone: every session a crash left open. Among several: only this instance's (the others' are
+    // theirs, or closed by a live instance once their holder's heartbeat is stale).
+    await store.closeAllOpenSessions(
+      now().toISOString(),
+      "gateway restarted",
+      cluster.instanceId ?? undefined,
+    );
 
-    const devices = new DeviceDirectory(store);
+    const devices = new DeviceDirectory(store, publish);
     await devices.load();
     const events = new EventHub();
     // One sweep and one expiry timer for every node session (no timers per session).
@@ -131,8 +161,11 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       sweepEveryMs: Math.min(config.sessions.heartbeatInterval, 5000),
       refused: (code) => metrics.refused(code),
     });
-    const sessionJournal = new SessionJournal(store, logger, (id, lastSeen, address) =>
-      devices.noteSeen(id, lastSeen, address),
+    const sessionJournal = new SessionJournal(
+      store,
+      logger,
+      (id, lastSeen, address) => devices.noteSeen(id, lastSeen, address),
+      cluster.instanceId,
     );
     const background = new BackgroundWrites();
     const audit = new AuditLog(store, logger, now, (work) => background.track(work));
@@ -143,8 +176,9 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     });
     audit.onCommitted((entries, seconds) => metrics.auditCommitted(entries, seconds));
     // A configured hash key (kept outside the home, by reference) wins over the home's key file.
-    const pepper = secrets.hashKey ?? loadOrCreatePepper(home);
-    const enrollTokens = new EnrollTokenService(store, pepper, audit, now, metrics);
+    const pepper =
+      secrets.hashKey ?? (sharedKek ? await loadSharedHashKey(store, sharedKek) : loadOrCreatePepper(home));
+    const enrollTokens = new EnrollTokenService(store, pepper, audit, now, metrics, publish);
     const tokens = new TokenService({
       store: store.tokens,
       signingKeys,
@@ -155,6 +189,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       devices: (id) => devices.get(id),
       now,
       metrics,
+      publish,
     });
     await tokens.load();
     const ctx: GatewayContext = {
@@ -171,7 +206,13 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       metrics,
       logger,
       now,
-      enrollLimiter: new RateLimiter(config.enroll.perAddressPerMinute),
+      // Several instances: an address is counted in the database, whichever instance it reaches.
+      enrollLimiter:
+        store.dialect === "postgres"
+          ? new SharedRateLimiter(store, config.enroll.perAddressPerMinute, "enroll", logger, () =>
+              now().getTime(),
+            )
+          : new RateLimiter(config.enroll.perAddressPerMinute),
       background,
       failures: new FailureLog(() => events.emit("refusals")),
       dashboard: new DashboardSessions(now),
@@ -179,6 +220,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       tokens,
       signingKeys,
       enrollTokens,
+      cluster,
       registrations: new RegistrationService({
         store,
         devices,
@@ -196,6 +238,19 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
 
     ctx.certificates = new CertificateService(ctx);
     ctx.exec = new ExecBroker(ctx);
+    if (cluster.enabled && cluster.instanceId) {
+      // Commands for nodes another instance holds are relayed there (cluster/exec-relay.ts).
+      const relay = new ExecRelay({
+        store,
+        cluster,
+        signer: () => signingKeys.signer(),
+        caPems: () => tls.trustedCas().map((ca) => ca.certPem),
+        now,
+        logger,
+      });
+      ctx.relay = relay;
+      undo.unshift(() => relay.close());
+    }
     const app = await buildGatewayApp(
       ctx,
       tls.secureContextOptions(),
@@ -230,6 +285,14 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     const address = app.server.address();
     const boundPort = typeof address === "object" && address ? address.port : port;
     const url = dialUrlForListen(`${host.includes(":") ? `[${host}]` : host}:${boundPort}`);
+    reachedAt.url = url;
+    if (cluster instanceof FleetCluster) {
+      // The instance's row, its heartbeat, and the LISTEN whose first catch-up read covers any
+      // change another instance made since this start read its caches.
+      cluster.receive(cacheRefresher({ devices, sessions, tokens, signingKeys, tls, events, logger }));
+      await cluster.start();
+      undo.unshift(() => cluster.stop());
+    }
     logger.info({ url, listen: config.listen, home }, "gateway listening");
     const unreachable = unreachableNamesWarning(config.listen, tls.serverNames());
     if (unreachable) logger.warn({ listen: config.listen, names: tls.serverNames() }, unreachable);
@@ -265,6 +328,10 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
             await app.close();
           }
           await sessionJournal.drain();
+          // Marked stopped only once its sessions' ends are written: the others close a stopped
+          // instance's sessions themselves, under another reason.
+          await cluster.stop();
+          ctx.relay?.close();
           // Pending refusal summaries are written durably before the store closes.
           await audit.close();
           await background.drain();
