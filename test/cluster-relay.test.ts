@@ -303,6 +303,59 @@ describe("where a node is, among the instances", () => {
   });
 });
 
+describe("the reads of the shared sessions table", () => {
+  function counted() {
+    let clock = NOW.getTime();
+    const reads = { count: 0 };
+    const relay = new ExecRelay({
+      store: {
+        listOpenSessions: async () => {
+          reads.count++;
+          return [...rows];
+        },
+      },
+      cluster: { instanceId: SENDER, liveInstances: () => live },
+      signer: () => signingKey,
+      caPems: () => [ca.certPem],
+      now: () => new Date(clock),
+      logger,
+    });
+    return { relay, reads, advance: (ms: number) => (clock += ms) };
+  }
+
+  it("are shared by a burst of relayed commands", async () => {
+    const { relay, reads } = counted();
+    const found = await Promise.all(Array.from({ length: 20 }, () => relay.locate("dev_x")));
+    expect(found.every((held) => held?.session.sessionId === "s_x")).toBe(true);
+    expect(reads.count).toBe(1);
+  });
+
+  it("serve for a second at most, and never hide a node that just connected", async () => {
+    const { relay, reads, advance } = counted();
+    await relay.locate("dev_x");
+    await relay.locate("dev_x");
+    expect(reads.count).toBe(1);
+    // A node that connected to the holder after the read: looked up afresh, found.
+    rows.push(sessionRow("dev_new", HOLDER, "2026-03-01T11:59:00.000Z", "s_new"));
+    expect((await relay.locate("dev_new"))?.session.sessionId).toBe("s_new");
+    expect(reads.count).toBe(2);
+    // The node moved to another instance: after a second, the old read no longer answers.
+    rows = [sessionRow("dev_x", SENDER, "2026-03-01T11:59:30.000Z", "s_x_here")];
+    advance(1001);
+    expect(await relay.locate("dev_x")).toBeUndefined();
+    expect(reads.count).toBe(3);
+    relay.close();
+  });
+
+  it("are made afresh for nodes list", async () => {
+    const { relay, reads } = counted();
+    await relay.locate("dev_x");
+    await relay.remoteSessions();
+    expect(reads.count).toBe(2);
+    relay.close();
+  });
+});
+
 describe("the relay route refuses, and runs nothing, for", () => {
   const text = JSON.stringify(body);
   it("no credential at all (a node's certificate, a dashboard cookie): 401 missing_credentials", async () => {
