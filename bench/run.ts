@@ -44,6 +44,7 @@ const BENCHMARKS: { name: string; run: (settings: BenchSettings) => Promise<Benc
   { name: "storm", run: async (settings) => (await import("./storm.js")).run(settings) },
   { name: "flood", run: async (settings) => (await import("./flood.js")).run(settings) },
   { name: "revoke", run: async (settings) => (await import("./revoke.js")).run(settings) },
+  { name: "cluster", run: async (settings) => (await import("./cluster.js")).run(settings) },
 ];
 
 /** The whole run is cut off after this, whatever hangs (the whole bench is meant to take < 10 min). */

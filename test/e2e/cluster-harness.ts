@@ -166,8 +166,11 @@ interface InitJson {
  * A private PostgreSQL, instance a (`gateway init --store env://GATEHOUSE_DATABASE_URL`), instance b
  * (`gateway join`), both started, and HAProxy in front. The key-encryption key is made here as an
  * operator would (`openssl rand -hex 32`) and reaches the instances through the environment.
+ * `configure` may change each instance's gateway.json before it starts.
  */
-export async function startCluster(): Promise<TestCluster> {
+export async function startCluster(
+  options: { configure?: (config: Record<string, Record<string, unknown>>) => void } = {},
+): Promise<TestCluster> {
   const postgres = await startPostgresServer();
   const dir = path.dirname(tempHome("cluster"));
   const env: NodeJS.ProcessEnv = {
@@ -229,6 +232,13 @@ export async function startCluster(): Promise<TestCluster> {
     };
     return self;
   };
+  if (options.configure)
+    for (const home of [homeA, homeB]) {
+      const file = path.join(home, "gateway.json");
+      const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, Record<string, unknown>>;
+      options.configure(config);
+      writeFileSync(file, JSON.stringify(config, null, 2));
+    }
   const instances: [ClusterInstance, ClusterInstance] = [
     instance("a", homeA, portA, a),
     instance("b", homeB, portB, b),
