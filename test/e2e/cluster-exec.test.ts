@@ -14,10 +14,13 @@ import {
   freePort,
   nodeRegisterArgs,
   probeHealth,
+  registeredNode,
   runCli,
   spawnCli,
+  startTestGateway,
   tempHome,
   type Running,
+  type TestGateway,
 } from "./harness.js";
 import { startAgentAllowing, stopAgent } from "./agents.js";
 import { httpsRequest } from "./lifecycle-fixtures.js";
@@ -274,4 +277,46 @@ describe.skipIf(!usable)("commands across two instances on one PostgreSQL", () =
     expect(relayed.stderr).toContain(first.instanceId);
     expect(relayed.stderr).toContain("reconnects to a live instance");
   });
+});
+
+describe("a gateway alone", () => {
+  let gateway: TestGateway | undefined;
+  let soloAgent: Running | undefined;
+  afterAll(async () => {
+    await stopAgent(soloAgent);
+    await gateway?.stop();
+    cleanupAll();
+  }, 60_000);
+
+  it("lists nodes as it always did (no instance anywhere) and has no relay route", async () => {
+    gateway = await startTestGateway();
+    const node = await registeredNode(gateway, "solo-node");
+    soloAgent = await startAgentAllowing(node.home, ["echo"]);
+    const listed = await runCli(["nodes", "list", "--home", gateway.home, "--json"]);
+    const { nodes } = JSON.parse(listed.stdout) as { nodes: Record<string, unknown>[] };
+    expect(nodes).toHaveLength(1);
+    expect(Object.keys(nodes[0]!)).toEqual([
+      "deviceId",
+      "name",
+      "platform",
+      "version",
+      "hostname",
+      "address",
+      "sessionId",
+      "connectedAt",
+      "lastHeartbeat",
+      "uptimeSeconds",
+      "online",
+    ]);
+    const table = await runCli(["nodes", "list", "--home", gateway.home]);
+    expect(table.stdout.split("\n")[0]).toMatch(
+      /^DEVICE ID\s+NAME\s+PLATFORM\s+VERSION\s+UPTIME\s+ADDRESS\s+CONNECTED\s+LAST HEARTBEAT$/,
+    );
+    const answer = await httpsRequest(`${gateway.url}/internal/v1/cluster/exec`, {
+      body: { deviceId: node.deviceId, command: "echo", args: [], timeoutMs: 1000 },
+      tls: { ca: readFileSync(path.join(gateway.home, "pki", "ca.pem"), "utf8") },
+    });
+    expect(answer.status).toBe(404);
+    expect(answer.json()).toMatchObject({ error: "not_found" });
+  }, 90_000);
 });
