@@ -220,15 +220,38 @@ describePostgres("two gateway instances on one PostgreSQL database", () => {
     expect(b.ctx.devices.get(node.deviceId)?.status).toBe("revoked");
   });
 
+  it("session rows name their instance, and a restart of one instance leaves the other's sessions open", async () => {
+    const node = await approvedNode(a, "restart-node");
+    await eventually(() => b.ctx.devices.get(node.deviceId)?.status === "approved", "b to see the approval");
+    const session = await connect(b, node);
+    const held = async () =>
+      (await a.ctx.store.listOpenSessions()).filter((row) => row.deviceId === node.deviceId);
+    await eventually(async () => (await held()).length === 1, "b's session row to be written");
+    expect((await held())[0]?.instanceId).toBe(b.ctx.cluster.instanceId);
+
+    // a stops and starts again: it closes the sessions it held, not b's.
+    const homeA = a.ctx.home;
+    await a.close();
+    a = await startGateway(homeA, { logger: silent });
+    expect((await held()).map((row) => row.instanceId)).toEqual([b.ctx.cluster.instanceId]);
+    expect(b.ctx.sessions.isOnline(node.deviceId)).toBe(true);
+    session.socket.close();
+    await session.closed;
+  });
+
   it("/health lists both live instances and names the one that answered", async () => {
-    const response = await b.app.inject({ method: "GET", url: "/health" });
-    const health = response.json<{ instanceId: string; instances: { instanceId: string; url: string }[] }>();
-    expect(health.instanceId).toBe(b.ctx.cluster.instanceId);
-    expect(health.instances.map((instance) => instance.instanceId).sort()).toEqual(
+    type Health = { instanceId: string; instances: { instanceId: string; url: string; listen: string }[] };
+    const health = async () => (await b.app.inject({ method: "GET", url: "/health" })).json<Health>();
+    expect((await health()).instanceId).toBe(b.ctx.cluster.instanceId);
+    expect((await health()).instances.map((instance) => instance.instanceId).sort()).toEqual(
       [a.ctx.cluster.instanceId, b.ctx.cluster.instanceId].sort(),
     );
-    expect(health.instances.find((instance) => instance.instanceId === a.ctx.cluster.instanceId)?.url).toBe(
-      a.url,
+    // a started again on a new port: b learns its new address at its next heartbeat (2 s).
+    await eventually(
+      async () =>
+        (await health()).instances.find((instance) => instance.instanceId === a.ctx.cluster.instanceId)
+          ?.url === a.url,
+      "b to list a's new address",
     );
   });
 });

@@ -21,7 +21,7 @@ import {
 import { decodeChange, encodeChange } from "../src/gateway/cluster/change-feed.js";
 import { initGatewayHome } from "../src/gateway/home.js";
 import { startGateway } from "../src/gateway/start.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+import { createTestDatabase, postgresAvailable, startPostgresServer } from "./fixtures/postgres.js";
 import { deviceRecord } from "./fixtures/store.js";
 
 const silent = pino({ level: "silent" });
@@ -148,6 +148,80 @@ describePostgres("gateway instances on one PostgreSQL database", () => {
     expect(first.live().map((instance) => instance.instanceId)).toEqual(["gi_aaaaaaaaaaaaaaaa"]);
   });
 });
+
+describePostgres("gateway instances when their database goes away and comes back", () => {
+  it("an instance does not take the others for dead because nobody could beat while the database was away", async () => {
+    const server = await startPostgresServer();
+    let clock = Date.parse("2026-03-01T12:00:00.000Z");
+    const now = () => new Date(clock);
+    const store = await openPostgresStore(server.url);
+    try {
+      await store.migrate();
+      const first = new InstanceRegistry(
+        store,
+        { instanceId: "gi_aaaaaaaaaaaaaaaa", url: "https://127.0.0.1:1001", listen: "127.0.0.1:1001" },
+        now,
+        silent,
+      );
+      const second = new InstanceRegistry(
+        store,
+        { instanceId: "gi_bbbbbbbbbbbbbbbb", url: "https://127.0.0.1:1002", listen: "127.0.0.1:1002" },
+        now,
+        silent,
+      );
+      await first.register();
+      await second.register();
+      await store.upsertDevice(deviceRecord("dev_b", { status: "approved" }));
+      await store.openSession({
+        sessionId: "ses_b",
+        deviceId: "dev_b",
+        instanceId: "gi_bbbbbbbbbbbbbbbb",
+        address: null,
+        connectedAt: now().toISOString(),
+        disconnectedAt: null,
+        closeCode: null,
+        closeReason: null,
+      });
+      clock += INSTANCE_STALE_AFTER_MS + 5000;
+      await second.beat();
+      await first.beat();
+      expect((await store.listOpenSessions()).map((row) => row.sessionId)).toEqual(["ses_b"]);
+
+      // Away for a minute: no heartbeat is written; this instance still counts itself.
+      await server.stop();
+      clock += 60_000;
+      await expect(first.beat()).rejects.toThrow();
+      expect(first.live().map((instance) => instance.instanceId)).toEqual(["gi_aaaaaaaaaaaaaaaa"]);
+
+      // Back: the second's last heartbeat is a minute old, but it has not had a chance to beat.
+      await server.start();
+      await eventuallyBeats(first);
+      expect((await store.listOpenSessions()).map((row) => row.sessionId)).toEqual(["ses_b"]);
+      clock += 2000;
+      await second.beat();
+      clock += INSTANCE_STALE_AFTER_MS;
+      await second.beat();
+      await first.beat();
+      expect(first.live()).toHaveLength(2);
+      expect((await store.listOpenSessions()).map((row) => row.sessionId)).toEqual(["ses_b"]);
+    } finally {
+      await store.close();
+      await server.close();
+    }
+  });
+});
+
+/** Beats until the database answers again (a pool's first connections after a restart may fail). */
+async function eventuallyBeats(registry: InstanceRegistry): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await registry.beat();
+    } catch (error) {
+      if (attempt > 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
 
 describe("a gateway alone (SQLite)", () => {
   let dir: string;

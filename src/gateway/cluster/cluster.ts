@@ -74,6 +74,7 @@ export class FleetCluster implements Cluster {
   private feed: ChangeFeed | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
+  private heartbeatFailing = false;
 
   constructor(private readonly options: FleetClusterOptions) {
     this.instanceId = options.instanceId;
@@ -140,11 +141,16 @@ export class FleetCluster implements Cluster {
     this.beating ??= (async () => {
       try {
         await this.registry?.beat();
+        if (this.heartbeatFailing) this.options.logger.info("gateway instance heartbeat written again");
+        this.heartbeatFailing = false;
       } catch (err) {
-        this.options.logger.warn(
-          { err: err instanceof Error ? err.message : String(err) },
-          "gateway instance heartbeat failed",
-        );
+        // Once per outage, not every beat: a database away for a minute is one line, not thirty.
+        if (!this.heartbeatFailing)
+          this.options.logger.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            "gateway instance heartbeat failed",
+          );
+        this.heartbeatFailing = true;
       }
       await this.feed?.ping();
     })().finally(() => (this.beating = undefined));

@@ -32,6 +32,12 @@ export class InstanceRegistry {
   /** Stale instances whose sessions were closed already (once per time they go stale). */
   private readonly swept = new Set<string>();
   private startedAt = "";
+  /**
+   * Since when (ms) this instance's beats have reached the database without a failure. Nobody's
+   * heartbeat is written while the database is away: right after it is back every other instance
+   * looks stale, and their sessions are swept only once they have had the stale delay to beat again.
+   */
+  private reachableSince = 0;
 
   constructor(
     private readonly store: Store,
@@ -49,21 +55,32 @@ export class InstanceRegistry {
       heartbeatAt: this.startedAt,
       stoppedAt: null,
     });
+    this.reachableSince = this.now().getTime();
     await this.refresh();
   }
 
   /** One beat: the heartbeat, a fresh list of instances, and the sweep of stale instances' sessions. */
   async beat(): Promise<void> {
-    await this.store.heartbeatInstance(this.self.instanceId, this.now().toISOString());
-    await this.refresh();
-    await this.sweepStale();
+    try {
+      await this.store.heartbeatInstance(this.self.instanceId, this.now().toISOString());
+      await this.refresh();
+    } catch (error) {
+      this.reachableSince = Infinity;
+      throw error;
+    }
+    const now = this.now().getTime();
+    if (this.reachableSince === Infinity) this.reachableSince = now;
+    if (now - this.reachableSince > INSTANCE_STALE_AFTER_MS) await this.sweepStale();
   }
 
-  /** Live instances (a heartbeat within INSTANCE_STALE_AFTER_MS, not stopped), oldest start first. */
+  /**
+   * Live instances (a heartbeat within INSTANCE_STALE_AFTER_MS, not stopped), oldest start first;
+   * this one always (it runs), even while the database is away and its heartbeat cannot be written.
+   */
   live(): InstanceRecord[] {
     const now = this.now().getTime();
     return this.instances
-      .filter((instance) => isLive(instance, now))
+      .filter((instance) => instance.instanceId === this.self.instanceId || isLive(instance, now))
       .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.instanceId.localeCompare(b.instanceId));
   }
 
