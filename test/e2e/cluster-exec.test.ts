@@ -178,6 +178,9 @@ describe.skipIf(!usable)("commands across two instances on one PostgreSQL", () =
     ]);
     expect(direct).toMatchObject({ code: 0, stdout: "hello fleet\n" });
     expect(relayed).toMatchObject({ code: 0, stdout: "hello fleet\n", stderr: "" });
+    // By its name too: the other instance knows the device the first one approved.
+    const byName = await cli(["nodes", "exec", "laptop", "--home", second.home, "--", "echo", "by", "name"]);
+    expect(byName).toMatchObject({ code: 0, stdout: "by name\n" });
   });
 
   it("gives a command the node refuses the same error through either instance", async () => {
@@ -215,7 +218,9 @@ describe.skipIf(!usable)("commands across two instances on one PostgreSQL", () =
     const atFirst = await waitListed(first.home, first.instanceId);
     const atSecond = await waitListed(second.home, first.instanceId);
     expect(atFirst.filter((n) => n.deviceId === deviceId)).toHaveLength(1);
-    expect(atSecond.filter((n) => n.deviceId === deviceId)).toHaveLength(1);
+    expect(atSecond.filter((n) => n.deviceId === deviceId)).toEqual([
+      expect.objectContaining({ name: "laptop", instanceId: first.instanceId }),
+    ]);
     const table = await cli(["nodes", "list", "--home", second.home]);
     expect(table.stdout.split("\n")[0]).toMatch(/LAST HEARTBEAT\s+INSTANCE$/);
     expect(table.stdout).toContain(first.instanceId);
