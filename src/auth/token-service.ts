@@ -91,6 +91,8 @@ function apiKeyEnd(key: ApiKeyRecord): Date | undefined {
 export class TokenService {
   private readonly verified = new Map<string, AccessTokenClaims>();
   private apiKeys = new Map<string, ApiKeyRecord>();
+  /** The keys cached while a `load` reads the list, one map per load in flight. */
+  private readonly keysWrittenDuringLoad = new Set<Map<string, ApiKeyRecord>>();
   private readonly revokedFamilies = new Set<string>();
   private readonly metrics: TokenMetrics;
   private readonly publish: (change: TokenChange) => void;
@@ -106,9 +108,23 @@ export class TokenService {
    * see the old one, never an empty one.
    */
   async load(): Promise<void> {
-    const keys = await this.options.store.listApiKeys();
-    this.apiKeys = new Map(keys.map((key) => [key.keyId, key]));
+    // Keys created, used or revoked here while the list is read are newer than the list.
+    const during = new Map<string, ApiKeyRecord>();
+    this.keysWrittenDuringLoad.add(during);
+    let keys: ApiKeyRecord[];
+    try {
+      keys = await this.options.store.listApiKeys();
+    } finally {
+      this.keysWrittenDuringLoad.delete(during);
+    }
+    this.apiKeys = new Map([...keys, ...during.values()].map((key) => [key.keyId, key]));
     await this.refreshRevokedFamilies();
+  }
+
+  /** Caches an API key record (every write to the key cache goes through here). */
+  private cacheKey(key: ApiKeyRecord): void {
+    this.apiKeys.set(key.keyId, key);
+    for (const during of this.keysWrittenDuringLoad) during.set(key.keyId, key);
   }
 
   /**
@@ -117,7 +133,7 @@ export class TokenService {
    */
   async refreshApiKey(keyId: string): Promise<void> {
     const key = await this.options.store.getApiKey(keyId);
-    if (key) this.apiKeys.set(key.keyId, key);
+    if (key) this.cacheKey(key);
     else this.apiKeys.delete(keyId);
     if (key?.revokedAt) await this.refreshRevokedFamilies();
     this.forgetVerified();
@@ -249,7 +265,7 @@ export class TokenService {
   private async recordKeyUse(key: ApiKeyRecord, now: Date): Promise<void> {
     const lastUsedAt = now.toISOString();
     const cached = this.apiKeys.get(key.keyId);
-    if (cached) this.apiKeys.set(key.keyId, { ...cached, lastUsedAt });
+    if (cached) this.cacheKey({ ...cached, lastUsedAt });
     await this.options.store.updateApiKey(key.keyId, { lastUsedAt });
   }
 
@@ -482,7 +498,7 @@ export class TokenService {
       lastUsedAt: null,
     };
     await this.options.store.createApiKey(record);
-    this.apiKeys.set(record.keyId, record);
+    this.cacheKey(record);
     this.publish({ kind: "api_key", keyId: record.keyId });
     return { record, secret };
   }
@@ -510,7 +526,7 @@ export class TokenService {
       this.options.now().toISOString(),
       reason,
     );
-    if (updated) this.apiKeys.set(updated.keyId, updated);
+    if (updated) this.cacheKey(updated);
     if (updated && !key.revokedAt) this.metrics.revoked("api_key");
     // Families minted with the key were revoked in the same transaction; mirror that in memory.
     const since = new Date(0).toISOString();
@@ -547,8 +563,8 @@ export class TokenService {
     const graceUntil = new Date(now.getTime() + graceMs).toISOString();
     await this.options.store.rotateApiKey(old.keyId, graceUntil, record);
     const previous = { ...old, replacedBy: record.keyId, graceUntil };
-    this.apiKeys.set(old.keyId, previous);
-    this.apiKeys.set(record.keyId, record);
+    this.cacheKey(previous);
+    this.cacheKey(record);
     this.forgetVerified();
     this.publish({ kind: "api_key", keyId: old.keyId });
     this.publish({ kind: "api_key", keyId: record.keyId });

@@ -39,6 +39,8 @@ export class DeviceDirectory {
   private devices = new Map<string, DeviceRecord>();
   /** Device ids by the canonical fingerprint of their key (a key never changes under an id). */
   private idsByKey = new Map<string, Set<string>>();
+  /** The records cached while a `load` reads the list, one map per load in flight. */
+  private readonly writtenDuringLoad = new Set<Map<string, DeviceRecord>>();
 
   /**
    * @param publish told of each device this instance changed, once the change is durable (the
@@ -54,10 +56,19 @@ export class DeviceDirectory {
    * meantime (a reload after another instance's changes) see the old cache, never an empty one.
    */
   async load(): Promise<void> {
-    const devices = await this.store.listDevices();
+    // Records cached while the list is read (a revocation here, say) are newer than the list.
+    const during = new Map<string, DeviceRecord>();
+    this.writtenDuringLoad.add(during);
+    let devices: DeviceRecord[];
+    try {
+      devices = await this.store.listDevices();
+    } finally {
+      this.writtenDuringLoad.delete(during);
+    }
     this.devices = new Map();
     this.idsByKey = new Map();
     for (const device of devices) this.cache(device);
+    for (const device of during.values()) this.cache(device);
   }
 
   /**
@@ -145,6 +156,7 @@ export class DeviceDirectory {
   }
 
   private cache(device: DeviceRecord): void {
+    for (const during of this.writtenDuringLoad) during.set(device.deviceId, device);
     if (!this.devices.has(device.deviceId)) {
       const fingerprint = canonicalKeyFingerprint(device);
       if (fingerprint) {
