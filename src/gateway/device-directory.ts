@@ -39,8 +39,8 @@ export class DeviceDirectory {
   private devices = new Map<string, DeviceRecord>();
   /** Device ids by the canonical fingerprint of their key (a key never changes under an id). */
   private idsByKey = new Map<string, Set<string>>();
-  /** The records cached while a `load` reads the list, one map per load in flight. */
-  private readonly writtenDuringLoad = new Set<Map<string, DeviceRecord>>();
+  /** The records cached while a `load` or `refresh` reads, one map per read in flight. */
+  private readonly writtenDuringRead = new Set<Map<string, DeviceRecord>>();
 
   /**
    * @param publish told of each device this instance changed, once the change is durable (the
@@ -58,12 +58,12 @@ export class DeviceDirectory {
   async load(): Promise<void> {
     // Records cached while the list is read (a revocation here, say) are newer than the list.
     const during = new Map<string, DeviceRecord>();
-    this.writtenDuringLoad.add(during);
+    this.writtenDuringRead.add(during);
     let devices: DeviceRecord[];
     try {
       devices = await this.store.listDevices();
     } finally {
-      this.writtenDuringLoad.delete(during);
+      this.writtenDuringRead.delete(during);
     }
     this.devices = new Map();
     this.idsByKey = new Map();
@@ -76,7 +76,16 @@ export class DeviceDirectory {
    * @returns the record now cached, or undefined when the store has no such device.
    */
   async refresh(deviceId: string): Promise<DeviceRecord | undefined> {
-    const device = await this.store.getDevice(deviceId);
+    const during = new Map<string, DeviceRecord>();
+    this.writtenDuringRead.add(during);
+    let device: DeviceRecord | undefined;
+    try {
+      device = await this.store.getDevice(deviceId);
+    } finally {
+      this.writtenDuringRead.delete(during);
+    }
+    // A write here during the read is newer than what was read.
+    device = during.get(deviceId) ?? device;
     if (device) this.cache(device);
     return device;
   }
@@ -156,7 +165,7 @@ export class DeviceDirectory {
   }
 
   private cache(device: DeviceRecord): void {
-    for (const during of this.writtenDuringLoad) during.set(device.deviceId, device);
+    for (const during of this.writtenDuringRead) during.set(device.deviceId, device);
     if (!this.devices.has(device.deviceId)) {
       const fingerprint = canonicalKeyFingerprint(device);
       if (fingerprint) {
