@@ -2,12 +2,14 @@
  * A whole re-read of the device cache (what an instance does after its change feed reconnects)
  * must not undo a change made here while the list was being read: a device revoked during the
  * read stays revoked in the cache, so its certificate is not accepted again until the next change.
- * The same for the API keys. A real SQLite store; only the list read is held open, to make the window.
+ * The same for the API keys and the signing keys. A real SQLite store; only the list read is held open, to make the window.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DeviceDirectory } from "../src/gateway/device-directory.js";
 import { TokenService, type TokenChange } from "../src/auth/token-service.js";
 import type { TokenStore } from "../src/store/token-types.js";
+import { SigningKeys } from "../src/auth/signing-keys.js";
+import { keyEncryptionKey } from "../src/auth/key-encryption.js";
 import type { Store } from "../src/store/types.js";
 import { closeTempStore, deviceRecord, openTempStore, type TempStore } from "./fixtures/store.js";
 
@@ -89,5 +91,32 @@ describe("a device cache re-read while devices change here", () => {
       { kind: "api_key", keyId: record.keyId },
       { kind: "api_key", keyId: record.keyId },
     ]);
+  });
+
+  it("keeps a signing key rotated here during a re-read of the keys another instance changed", async () => {
+    let hold: { reading: () => void; gate: Promise<void> } | undefined;
+    const tokens: TokenStore = Object.create(temp.store.tokens) as TokenStore;
+    tokens.listSigningKeys = async () => {
+      const keys = await temp.store.tokens.listSigningKeys();
+      const held = hold;
+      hold = undefined;
+      if (held) {
+        held.reading();
+        await held.gate;
+      }
+      return keys;
+    };
+    const kek = keyEncryptionKey(Buffer.alloc(32, 9), "test");
+    const keys = new SigningKeys(tokens, "ES256", () => new Date(), { describe: "test", load: () => kek });
+    await keys.load();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const reading = new Promise<void>((resolve) => (hold = { reading: resolve, gate }));
+    const refresh = keys.refresh();
+    await reading;
+    const rotated = await keys.rotate(60_000);
+    release();
+    await refresh;
+    expect(keys.signer().kid).toBe(rotated.kid);
   });
 });

@@ -31,6 +31,8 @@ export class SigningKeys {
   private active: ActiveSigningKey | undefined;
   private publicJwks: jose.JWK[] = [];
   private kek: KeyEncryptionKey | undefined;
+  /** Counts the keys put in use, so a re-read that a rotation here overtook is dropped. */
+  private generation = 0;
 
   constructor(
     private readonly store: TokenStore,
@@ -97,15 +99,25 @@ export class SigningKeys {
     const kek = this.kek;
     if (!kek) throw new Error("signing keys are not loaded");
     const nowIso = this.now().toISOString();
+    const generation = this.generation;
     const records = (await this.store.listSigningKeys()).filter(
       (r) => (r.verifyUntil === null || r.verifyUntil > nowIso) && isSealed(r.sealedPrivateKey),
     );
     if (!records.some((r) => r.verifyUntil === null)) return;
-    await this.use(records, kek, new Map());
+    await this.use(records, kek, new Map(), generation);
   }
 
-  /** Makes the newest key without `verifyUntil` the signer and every key in `records` the ring. */
-  private async use(records: SigningKeyRecord[], kek: KeyEncryptionKey, opened: Map<string, string>) {
+  /**
+   * Makes the newest key without `verifyUntil` the signer and every key in `records` the ring;
+   * with `readAt`, only if no other keys were put in use since that generation (a rotation here
+   * during a re-read is newer than what the re-read found).
+   */
+  private async use(
+    records: SigningKeyRecord[],
+    kek: KeyEncryptionKey,
+    opened: Map<string, string>,
+    readAt?: number,
+  ) {
     const signer = records.filter((r) => r.verifyUntil === null).at(-1)!;
     const active = {
       kid: signer.kid,
@@ -117,7 +129,9 @@ export class SigningKeys {
     };
     const publicJwks = records.map((r) => JSON.parse(r.publicJwk) as jose.JWK);
     const ring = await Promise.all(publicJwks.map((jwk) => verificationKeyFromJwk(jwk)));
+    if (readAt !== undefined && readAt !== this.generation) return;
     // Swapped together once everything is ready: no request sees a signer outside the ring.
+    this.generation++;
     this.active = active;
     this.publicJwks = publicJwks;
     this.ring.set(ring);
