@@ -356,6 +356,30 @@ describe("the reads of the shared sessions table", () => {
   });
 });
 
+describe("a relay token's id", () => {
+  it("is taken once, and forgotten only once the token has expired", () => {
+    let clock = NOW.getTime();
+    const relay = new ExecRelay({
+      store: { listOpenSessions: async () => [] },
+      cluster: { instanceId: HOLDER, liveInstances: () => [] },
+      signer: () => signingKey,
+      caPems: () => [ca.certPem],
+      now: () => new Date(clock),
+      logger,
+    });
+    const expires = clock + 30_000;
+    expect(relay.takeOnce("j1", expires)).toBe(true);
+    expect(relay.takeOnce("j2", expires + 1000)).toBe(true);
+    expect(relay.takeOnce("j1", expires)).toBe(false);
+    // Still refused within the clock leeway after its expiry, when the token itself might pass.
+    clock = expires + 59_000;
+    expect(relay.takeOnce("j1", expires)).toBe(false);
+    clock = expires + 61_000;
+    expect(relay.takeOnce("j1", expires)).toBe(true);
+    expect(relay.takeOnce("j2", expires + 1000)).toBe(false);
+  });
+});
+
 describe("the relay route refuses, and runs nothing, for", () => {
   const text = JSON.stringify(body);
   it("no credential at all (a node's certificate, a dashboard cookie): 401 missing_credentials", async () => {

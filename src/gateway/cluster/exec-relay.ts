@@ -67,7 +67,7 @@ export class ExecRelay {
   private agent: https.Agent | undefined;
   private agentCas = "";
   /** The last read of the open sessions, and when it was made (ms, the injected clock). */
-  private snapshot: { at: number; rows: SessionRecord[] } | undefined;
+  private snapshot: { at: number; byDevice: Map<string, SessionRecord[]> } | undefined;
   /** The read in flight, if any. */
   private reading: Promise<SessionRecord[]> | undefined;
   /** Relay tokens taken, by jti, until they expire (ms): each one runs one command. */
@@ -97,7 +97,7 @@ export class ExecRelay {
     if (live.size === 0) return undefined;
     const recent = this.snapshot;
     if (recent && this.options.now().getTime() - recent.at <= SESSIONS_SNAPSHOT_MS) {
-      const found = newestOf(held(recent.rows, live), deviceId);
+      const found = newestOf(held(recent.byDevice.get(deviceId) ?? [], live), deviceId);
       if (found) return found;
     }
     return newestOf(held(await this.readOpenSessions(), live), deviceId);
@@ -117,7 +117,14 @@ export class ExecRelay {
     if (this.reading) return this.reading;
     const at = this.options.now().getTime();
     const reading = this.options.store.listOpenSessions().then((rows) => {
-      this.snapshot = { at, rows };
+      // By device: a relay looks at its node's rows only, however many nodes are online.
+      const byDevice = new Map<string, SessionRecord[]>();
+      for (const row of rows) {
+        const list = byDevice.get(row.deviceId);
+        if (list) list.push(row);
+        else byDevice.set(row.deviceId, [row]);
+      }
+      this.snapshot = { at, byDevice };
       return rows;
     });
     this.reading = reading;
@@ -202,11 +209,17 @@ export class ExecRelay {
 
   /**
    * Takes a relay token's id once: false when it was taken before (a replayed request). Ids are
-   * forgotten once their token has expired (plus the clock leeway), so the map stays small.
+   * forgotten once their token has expired (plus the clock leeway; one that came in later than a
+   * younger one may be kept a little longer), so the map stays small.
    */
   takeOnce(jti: string, expiresAtMs: number): boolean {
     const now = this.options.now().getTime();
-    for (const [id, until] of this.taken) if (until < now) this.taken.delete(id);
+    // Oldest first (a Map keeps insertion order, and tokens live alike): stop at the first one
+    // still valid, so a relay costs O(1) however many tokens the last minute saw.
+    for (const [id, until] of this.taken) {
+      if (until >= now) break;
+      this.taken.delete(id);
+    }
     if (this.taken.has(jti)) return false;
     this.taken.set(jti, expiresAtMs + CLOCK_LEEWAY_SECONDS * 1000);
     return true;
