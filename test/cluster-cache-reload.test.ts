@@ -2,7 +2,8 @@
  * A whole re-read of the device cache (what an instance does after its change feed reconnects)
  * must not undo a change made here while the list was being read: a device revoked during the
  * read stays revoked in the cache, so its certificate is not accepted again until the next change.
- * The same for the API keys and the signing keys. A real SQLite store; only the list read is held open, to make the window.
+ * The same for the API keys and the signing keys. A real SQLite store; only the list read is
+ * held open, to make the window.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DeviceDirectory } from "../src/gateway/device-directory.js";
