@@ -36,10 +36,14 @@ function decoyKey(): KeyObject {
  * expiry by proof of possession of the approved key, and what a node is told about a CA rotation.
  */
 export class CertificateService {
-  /** Issued challenges are not stored; only spent ones are, until they expire. */
-  private readonly challenges = new ReissueChallenges();
-
-  constructor(private readonly ctx: GatewayContext) {}
+  /**
+   * @param challenges issued challenges are not stored; only spent ones are, until they expire
+   *   (default: this process's key and memory; several instances pass `sharedReissueChallenges`).
+   */
+  constructor(
+    private readonly ctx: GatewayContext,
+    private readonly challenges: ReissueChallenges = new ReissueChallenges(),
+  ) {}
 
   caRotationNotice(): CaRotationNotice | undefined {
     const rotation = this.ctx.tls.rotation;
@@ -97,7 +101,7 @@ export class CertificateService {
         "Sign the challenge with the key the device registered with.",
       );
     }
-    this.challenges.spend(checked, this.ctx.now().getTime());
+    await this.challenges.spend(checked, this.ctx.now().getTime());
     this.refuseUnlessApproved(device, input.deviceId);
     return this.issueFor(device!, input.csr, "cert.reissue", address);
   }

@@ -21,6 +21,7 @@ import { serverSansFor } from "./home.js";
 import { dialUrlForListen, splitListen } from "../config/listen-url.js";
 import { TlsState } from "./tls-state.js";
 import { CertificateService } from "./certificates.js";
+import { sharedReissueChallenges } from "./reissue-challenges.js";
 import { ExecBroker } from "./exec.js";
 import { EnrollTokenService } from "./enroll-tokens.js";
 import { configureCustomRoles } from "../auth/roles.js";
@@ -236,7 +237,11 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       }),
     };
 
-    ctx.certificates = new CertificateService(ctx);
+    // Several instances: a node behind a load balancer answers a challenge through any of them.
+    ctx.certificates = new CertificateService(
+      ctx,
+      cluster.enabled ? sharedReissueChallenges(store, pepper) : undefined,
+    );
     ctx.exec = new ExecBroker(ctx);
     if (cluster.enabled && cluster.instanceId) {
       // Commands for nodes another instance holds are relayed there (cluster/exec-relay.ts).

@@ -20,6 +20,8 @@ import type {
   AuditWrite,
   AuditEventRecord,
   CertificateRecord,
+  DashboardLinkRecord,
+  DashboardSessionRecord,
   DeviceRecord,
   DeviceStatus,
   EnrollTokenRecord,
@@ -387,6 +389,130 @@ export class KyselyStore implements Store {
       .where("windowStart", "<", before)
       .executeTakeFirst();
     return Number(result.numDeletedRows);
+  }
+
+  // what several instances share instead of keeping it in memory
+
+  async spendChallenge(nonce: string, expiresAt: string): Promise<boolean> {
+    // RETURNING tells whether this statement wrote the row (DO NOTHING returns none).
+    const written = await this.db
+      .insertInto("spent_challenges")
+      .values({ nonce, expiresAt })
+      .onConflict((oc) => oc.column("nonce").doNothing())
+      .returning("nonce")
+      .executeTakeFirst();
+    return written !== undefined;
+  }
+
+  async pruneSpentChallenges(before: string): Promise<number> {
+    const result = await this.db
+      .deleteFrom("spent_challenges")
+      .where("expiresAt", "<", before)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  async putDashboardLink(link: DashboardLinkRecord): Promise<void> {
+    await this.db.insertInto("dashboard_links").values(link).execute();
+  }
+
+  async getDashboardLink(linkHash: string): Promise<DashboardLinkRecord | undefined> {
+    return this.db
+      .selectFrom("dashboard_links")
+      .selectAll()
+      .where("linkHash", "=", linkHash)
+      .executeTakeFirst();
+  }
+
+  async useDashboardLink(linkHash: string, now: string): Promise<DashboardLinkRecord | undefined> {
+    return this.db
+      .updateTable("dashboard_links")
+      .set({ used: 1 })
+      .where("linkHash", "=", linkHash)
+      .where("used", "=", 0)
+      .where("expiresAt", ">", now)
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  async pruneDashboardLinks(before: string): Promise<number> {
+    const result = await this.db
+      .deleteFrom("dashboard_links")
+      .where("expiresAt", "<", before)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  async putDashboardSession(session: DashboardSessionRecord, keep: number): Promise<void> {
+    await this.db.insertInto("dashboard_sessions").values(session).execute();
+    // LIMIT before OFFSET: SQLite takes no OFFSET alone.
+    await this.db
+      .deleteFrom("dashboard_sessions")
+      .where(
+        "fingerprint",
+        "in",
+        this.db
+          .selectFrom("dashboard_sessions")
+          .select("fingerprint")
+          .orderBy("createdAt", "desc")
+          .orderBy("fingerprint")
+          .limit(1_000_000_000)
+          .offset(keep),
+      )
+      .execute();
+  }
+
+  async getDashboardSession(fingerprint: string): Promise<DashboardSessionRecord | undefined> {
+    return this.db
+      .selectFrom("dashboard_sessions")
+      .selectAll()
+      .where("fingerprint", "=", fingerprint)
+      .executeTakeFirst();
+  }
+
+  async touchDashboardSession(fingerprint: string, lastUsedAt: string): Promise<void> {
+    await this.db
+      .updateTable("dashboard_sessions")
+      .set({ lastUsedAt })
+      .where("fingerprint", "=", fingerprint)
+      .where("lastUsedAt", "<", lastUsedAt)
+      .execute();
+  }
+
+  async deleteDashboardSession(fingerprint: string): Promise<boolean> {
+    const result = await this.db
+      .deleteFrom("dashboard_sessions")
+      .where("fingerprint", "=", fingerprint)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  async deleteDashboardSessions(match: {
+    idleBefore?: string;
+    createdBefore?: string;
+    createdBy?: string;
+  }): Promise<number> {
+    const { idleBefore, createdBefore, createdBy } = match;
+    if (idleBefore === undefined && createdBefore === undefined && createdBy === undefined) return 0;
+    const result = await this.db
+      .deleteFrom("dashboard_sessions")
+      .where((eb) =>
+        eb.or([
+          ...(idleBefore === undefined ? [] : [eb("lastUsedAt", "<", idleBefore)]),
+          ...(createdBefore === undefined ? [] : [eb("createdAt", "<", createdBefore)]),
+          ...(createdBy === undefined ? [] : [eb("createdBy", "=", createdBy)]),
+        ]),
+      )
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  async countDashboardSessions(): Promise<number> {
+    const { count } = await this.db
+      .selectFrom("dashboard_sessions")
+      .select((eb) => eb.fn.countAll<number | string>().as("count"))
+      .executeTakeFirstOrThrow();
+    return Number(count);
   }
 
   async notify(channel: string, payload: string): Promise<void> {

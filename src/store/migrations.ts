@@ -10,6 +10,8 @@ import { Migrator, type Generated, type Kysely, type Migration, type MigrationPr
 import type {
   AuditEventInput,
   CertificateRecord,
+  DashboardLinkRecord,
+  DashboardSessionRecord,
   DeviceRecord,
   EnrollTokenRecord,
   ExecRecord,
@@ -45,6 +47,9 @@ export interface Database {
   gateway_instances: InstanceRecord;
   shared_material: SharedMaterialRecord;
   rate_windows: { key: string; windowStart: string; count: number };
+  spent_challenges: { nonce: string; expiresAt: string };
+  dashboard_links: DashboardLinkRecord;
+  dashboard_sessions: DashboardSessionRecord;
 }
 
 /** The database a migration runs on. */
@@ -379,6 +384,40 @@ const severalInstances: Migration = {
   },
 };
 
+const sharedEphemera: Migration = {
+  async up(db: Kysely<any>) {
+    // What one instance alone kept in memory and several must share (a browser or a node behind a
+    // load balancer reaches any of them): spent re-issue challenges, dashboard login links and
+    // dashboard sessions. Secrets only as sha256 hashes; every row has an end after which it goes.
+    await db.schema
+      .createTable("spent_challenges")
+      .addColumn("nonce", "text", (c) => c.primaryKey())
+      .addColumn("expires_at", "text", (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable("dashboard_links")
+      .addColumn("link_hash", "text", (c) => c.primaryKey())
+      .addColumn("role", "text", (c) => c.notNull())
+      .addColumn("created_by", "text", (c) => c.notNull())
+      .addColumn("expires_at", "text", (c) => c.notNull())
+      .addColumn("used", "integer", (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable("dashboard_sessions")
+      .addColumn("fingerprint", "text", (c) => c.primaryKey())
+      .addColumn("role", "text", (c) => c.notNull())
+      .addColumn("created_by", "text", (c) => c.notNull())
+      .addColumn("csrf_token", "text", (c) => c.notNull())
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("last_used_at", "text", (c) => c.notNull())
+      .execute();
+  },
+  async down(db: Kysely<any>) {
+    for (const table of ["dashboard_sessions", "dashboard_links", "spent_challenges"])
+      await db.schema.dropTable(table).execute();
+  },
+};
+
 const migrations = (dialect: MigrationDialect): Record<string, Migration> => ({
   "0001_initial": initial(dialect),
   "0002_tokens": tokens,
@@ -387,6 +426,7 @@ const migrations = (dialect: MigrationDialect): Record<string, Migration> => ({
   "0005_enroll_tokens": enrollTokens,
   "0006_sealed_signing_keys": sealedSigningKeys,
   "0007_several_instances": severalInstances,
+  "0008_shared_ephemera": sharedEphemera,
 });
 
 /**

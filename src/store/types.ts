@@ -145,6 +145,31 @@ export interface InstanceRecord {
  * key, the token hash key). `value` of a private item is sealed under the key-encryption key
  * (auth/key-encryption.ts, bound to `name`): the database never holds it in the clear.
  */
+/**
+ * A dashboard login link shared by the instances: `linkHash` is sha256 (hex) of the link's token,
+ * never the token. `used` is 1 once redeemed (kept until it would have expired, to say so).
+ */
+export interface DashboardLinkRecord {
+  linkHash: string;
+  role: string;
+  createdBy: string;
+  expiresAt: string;
+  used: number;
+}
+
+/**
+ * A dashboard cookie session shared by the instances: `fingerprint` is sha256 (hex) of the cookie
+ * value, never the value. `csrfToken` is the synchronizer token the page echoes (no credential alone).
+ */
+export interface DashboardSessionRecord {
+  fingerprint: string;
+  role: string;
+  createdBy: string;
+  csrfToken: string;
+  createdAt: string;
+  lastUsedAt: string;
+}
+
 export interface SharedMaterialRecord {
   /** e.g. `pki/ca.pem`, `pki/ca.key`, `pki/token-hmac.key` (the home file it stands for). */
   name: string;
@@ -310,6 +335,41 @@ export interface Store {
   countRateHit(key: string, windowStart: string): Promise<number>;
   /** Deletes windows that started before `before`; returns how many. */
   pruneRateWindows(before: string): Promise<number>;
+
+  // what one instance alone keeps in memory and several share (spent challenges, dashboard)
+  /**
+   * Marks a re-issue challenge's nonce (hex) spent until `expiresAt` (ISO-8601), in one statement:
+   * of two instances spending the same nonce at once exactly one gets true.
+   */
+  spendChallenge(nonce: string, expiresAt: string): Promise<boolean>;
+  /** Forgets spent challenges that expired before `before` (ISO-8601); returns how many. */
+  pruneSpentChallenges(before: string): Promise<number>;
+  putDashboardLink(link: DashboardLinkRecord): Promise<void>;
+  getDashboardLink(linkHash: string): Promise<DashboardLinkRecord | undefined>;
+  /**
+   * Marks the link used if it is unused and expires after `now` (ISO-8601), in one statement (two
+   * instances redeeming one link at once: one gets it). Returns the link when this call used it.
+   */
+  useDashboardLink(linkHash: string, now: string): Promise<DashboardLinkRecord | undefined>;
+  /** Forgets links that expired before `before` (ISO-8601); returns how many. */
+  pruneDashboardLinks(before: string): Promise<number>;
+  /** Adds a session, then forgets the oldest logins past `keep` sessions. */
+  putDashboardSession(session: DashboardSessionRecord, keep: number): Promise<void>;
+  getDashboardSession(fingerprint: string): Promise<DashboardSessionRecord | undefined>;
+  touchDashboardSession(fingerprint: string, lastUsedAt: string): Promise<void>;
+  /** Ends one session; returns whether it was there. */
+  deleteDashboardSession(fingerprint: string): Promise<boolean>;
+  /**
+   * Ends the sessions last used before `idleBefore` or made before `createdBefore`, or opened by
+   * `createdBy` (ISO-8601 times; a credential revoked); returns how many.
+   */
+  deleteDashboardSessions(match: {
+    idleBefore?: string;
+    createdBefore?: string;
+    createdBy?: string;
+  }): Promise<number>;
+  /** How many sessions are stored (live or not yet pruned). */
+  countDashboardSessions(): Promise<number>;
 
   /**
    * Tells every instance listening on the database (PostgreSQL NOTIFY on `channel`); a no-op on

@@ -1,0 +1,176 @@
+/**
+ * Two gateway instances on one real PostgreSQL database, in this process, over real TLS on
+ * loopback, as a TCP load balancer's round robin would use them: each request of one client may
+ * reach either instance. What a node or a browser notices: a re-issue challenge issued by one
+ * instance is answered through the other (and only once, whichever instance the replay reaches);
+ * a dashboard login link made on one opens a session on the other, which every instance knows and
+ * ends together; and a node connecting to one instance refreshes the node list of a dashboard
+ * watching the other.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomBytes, webcrypto } from "node:crypto";
+import https from "node:https";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pino } from "pino";
+import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
+import { startGateway, type RunningGateway } from "../src/gateway/start.js";
+import type { FleetCluster } from "../src/gateway/cluster/cluster.js";
+import { reissueProof } from "../src/gateway/certificates.js";
+import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
+import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+
+const silent = pino({ level: "silent" });
+
+/** Polls `check` until it holds; fails after `timeoutMs` (generous: the machine is shared). */
+async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json: Record<string, unknown>;
+}
+
+/** One request over real TLS to `gateway`, trusting the shared CA. */
+function request(
+  gateway: RunningGateway,
+  method: string,
+  route: string,
+  options: { body?: unknown; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  const ca = gateway.ctx.tls.trustedCas().map((c) => c.certPem);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      new URL(route, gateway.url),
+      {
+        method,
+        ca,
+        servername: "localhost",
+        headers: {
+          ...(options.body === undefined ? {} : { "content-type": "application/json" }),
+          ...options.headers,
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let json: Record<string, unknown> = {};
+          try {
+            json = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            // a page, not JSON
+          }
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, text, json });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(options.body === undefined ? undefined : JSON.stringify(options.body));
+  });
+}
+
+interface Node {
+  deviceId: string;
+  keys: CryptoKeyPair;
+  tls: { key: string; cert: string; ca: string };
+}
+
+/** A node registered and approved on `gateway` (a real CSR, a real certificate from the shared CA). */
+async function approvedNode(gateway: RunningGateway, name: string): Promise<Node> {
+  const keys = await generateKeyPair();
+  const reply = await gateway.ctx.registrations.enroll(
+    { csr: await createCsr(keys, name), name },
+    "127.0.0.1",
+  );
+  await gateway.ctx.registrations.approve(reply.userCode, "node", "admin");
+  const status = await gateway.ctx.registrations.status(reply.requestId);
+  return {
+    deviceId: reply.deviceId,
+    keys,
+    tls: { key: await exportPrivateKeyPem(keys.privateKey), cert: status.certificate!, ca: status.caBundle! },
+  };
+}
+
+/** A node's answer to a re-issue challenge, as the agent makes it. */
+async function reissueAnswer(node: Node, challenge: string) {
+  const signature = Buffer.from(
+    await webcrypto.subtle.sign(
+      { name: "ECDSA", hash: "SHA-256" },
+      node.keys.privateKey,
+      reissueProof(node.deviceId, challenge),
+    ),
+  ).toString("base64url");
+  return { deviceId: node.deviceId, challenge, signature, csr: await createCsr(node.keys, node.deviceId) };
+}
+
+const describePostgres = postgresAvailable() ? describe : describe.skip;
+
+describePostgres("two instances behind a load balancer (one PostgreSQL database)", () => {
+  let dir: string;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let a: RunningGateway;
+  let b: RunningGateway;
+  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-balanced-"));
+    database = await createTestDatabase();
+    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
+    const homeA = path.join(dir, "a");
+    const homeB = path.join(dir, "b");
+    await initClusterGatewayHome(homeA, { store: database.url, listen: "127.0.0.1:0" });
+    await joinClusterGatewayHome(homeB, { store: database.url, listen: "127.0.0.1:0" });
+    a = await startGateway(homeA, { logger: silent });
+    b = await startGateway(homeB, { logger: silent });
+    await eventually(
+      () => (a.ctx.cluster as FleetCluster).listening && (b.ctx.cluster as FleetCluster).listening,
+      "both change feeds to listen",
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await database?.drop();
+    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answers a re-issue challenge issued by one instance through the other, once on either", async () => {
+    const node = await approvedNode(a, "reissue-node");
+    await eventually(() => b.ctx.devices.get(node.deviceId)?.status === "approved", "b to see the approval");
+    const issued = await request(a, "POST", "/api/v1/certs/challenge", { body: { deviceId: node.deviceId } });
+    expect(issued.status).toBe(200);
+    const answer = await reissueAnswer(node, issued.json.challenge as string);
+
+    const reissued = await request(b, "POST", "/api/v1/certs/reissue", { body: answer });
+    expect(reissued.status, reissued.text).toBe(200);
+    expect(reissued.json.certificate).toMatch(/^-----BEGIN CERTIFICATE-----/);
+
+    // The same answer replayed, through the instance that issued it and through the one that took it.
+    for (const gateway of [a, b]) {
+      const replay = await request(gateway, "POST", "/api/v1/certs/reissue", { body: answer });
+      expect(replay.status).toBe(400);
+      expect(replay.json).toMatchObject({ error: "invalid_request" });
+      expect(replay.json.error_description).toMatch(/already been used/);
+    }
+    // A challenge altered still is not one this gateway issued, on either instance.
+    const other = await request(b, "POST", "/api/v1/certs/challenge", { body: { deviceId: node.deviceId } });
+    const forged = `${(other.json.challenge as string).slice(0, -2)}AA`;
+    const refused = await request(a, "POST", "/api/v1/certs/reissue", {
+      body: await reissueAnswer(node, forged),
+    });
+    expect(refused.json.error_description).toMatch(/not issued by this gateway/);
+  });
+});
