@@ -2,7 +2,7 @@
  * What the `devices` and `nodes` commands do, loaded only when one runs (their definitions are in
  * devices-commands.ts).
  */
-import type { DeviceView, ExecHistoryEntry, ExecResponse, NodeView } from "../protocol/messages.js";
+import type { DeviceView, ExecHistoryEntry, ExecResponse, NodeList } from "../protocol/messages.js";
 import { escapeUnsafe } from "../protocol/safe-text.js";
 import { MAX_EXEC_TIMEOUT_MS } from "../gateway/exec.js";
 import { AdminClient } from "./admin-client.js";
@@ -150,14 +150,22 @@ export async function devicesRevoke(
     );
 }
 
-/** `nodes list`: the nodes online now. */
+/**
+ * `nodes list`: the nodes online now, one per device. When the answering instance could not read
+ * the others' sessions (the shared database is away), it lists its own: `--json` passes the
+ * answer's `incomplete` on, a terminal gets a warning line on stderr; either way the exit is 0.
+ */
 export async function nodesList(ctx: CommandContext, options: GatewayOption): Promise<void> {
   const client = AdminClient.fromHome(ctx.home, options);
-  const { nodes: list } = await client.get<{ nodes: NodeView[] }>("/api/v1/nodes");
+  const { nodes: list, incomplete } = await client.get<NodeList>("/api/v1/nodes");
   // Several instances: one more column, saying which instance holds each session.
   const instances = list.some((n) => n.instanceId);
-  if (ctx.json) printJson({ nodes: list });
-  else
+  if (ctx.json) printJson({ nodes: list, ...(incomplete ? { incomplete } : {}) });
+  else {
+    if (incomplete)
+      printNotice(
+        `warning: ${incomplete.error}: ${incomplete.error_description}\n  hint: ${incomplete.hint}\n`,
+      );
     printText(
       list.length
         ? table(
@@ -186,6 +194,7 @@ export async function nodesList(ctx: CommandContext, options: GatewayOption): Pr
           )
         : "no nodes online\n",
     );
+  }
 }
 
 /**

@@ -128,6 +128,17 @@ export interface NodeView {
   instanceId?: string;
 }
 
+/**
+ * The answer of GET /api/v1/nodes: one entry per device (its newest session), oldest connection
+ * first. `incomplete`, only with several instances: the other instances' sessions could not be
+ * read (the shared database is out of reach), so `nodes` holds only the answering instance's; the
+ * value is what the error would have been (`{error, error_description, hint}`, code `unavailable`).
+ */
+export interface NodeList {
+  nodes: NodeView[];
+  incomplete?: { error: string; error_description: string; hint: string };
+}
+
 /** A CA rotation, announced to nodes: the statement and the previous CA's signature over it. */
 export const caRotationNoticeSchema = z.object({
   statement: z.object({

@@ -81,11 +81,14 @@ export class ExecRelay {
   /**
    * Open sessions held by the OTHER live instances, oldest first, read afresh (one query, shared
    * with reads in flight). Rows of instances whose heartbeat went stale are left out: a dead
-   * instance's sessions are no one's.
+   * instance's sessions are no one's. Read even when no other instance looks live: while the
+   * database is away nobody's heartbeat is read, so everyone else looks gone, and the caller must
+   * learn that the others could not be read rather than that there are none.
+   * @throws GatehouseError `unavailable` when the database cannot be read.
    */
   async remoteSessions(): Promise<RemoteSession[]> {
-    const live = this.otherLiveInstances();
-    return live.size === 0 ? [] : held(await this.readOpenSessions(), live);
+    const rows = await this.readOpenSessions();
+    return held(rows, this.otherLiveInstances());
   }
 
   /**

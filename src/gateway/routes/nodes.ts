@@ -1,8 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { parseBody } from "../parse-body.js";
-import type { ExecHistoryEntry, NodeView } from "../../protocol/messages.js";
-import type { RemoteSession } from "../cluster/exec-relay.js";
+import type { ExecHistoryEntry } from "../../protocol/messages.js";
+import { listOnlineNodes } from "../cluster/online-nodes.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, MAX_EXEC_TIMEOUT_MS } from "../exec.js";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
@@ -16,42 +16,9 @@ export const execBodyShape = {
 };
 const execBody = z.strictObject(execBodyShape);
 
-/**
- * A session another live instance holds, from the shared sessions table: what the table keeps
- * (device, address, since when, which instance). What lives only in the holder's memory (platform,
- * version, hostname, uptime, last heartbeat) is null: the holder closes a silent session itself.
- */
-function remoteNodeView(ctx: GatewayContext, { session, instance }: RemoteSession): NodeView {
-  return {
-    deviceId: session.deviceId,
-    name: ctx.devices.get(session.deviceId)?.name ?? session.deviceId,
-    platform: null,
-    version: null,
-    hostname: null,
-    address: session.address,
-    sessionId: session.sessionId,
-    connectedAt: session.connectedAt,
-    lastHeartbeat: null,
-    uptimeSeconds: null,
-    online: true,
-    instanceId: instance.instanceId,
-  };
-}
-
 export function registerNodeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  app.get("/api/v1/nodes", { onRequest: requireScopeHook(ctx, "node:status") }, async () => {
-    const now = ctx.now();
-    const nodes = ctx.sessions
-      .all()
-      .sort((a, b) => a.connectedAt.getTime() - b.connectedAt.getTime())
-      .map((session) => ctx.sessions.view(session, now));
-    if (!ctx.relay) return { nodes };
-    // Several instances: each node says which one holds it, and those of the others are listed too.
-    const here = ctx.relay.instanceId;
-    const elsewhere = (await ctx.relay.remoteSessions()).map((held) => remoteNodeView(ctx, held));
-    const all = [...nodes.map((view) => ({ ...view, instanceId: here })), ...elsewhere];
-    return { nodes: all.sort((a, b) => Date.parse(a.connectedAt) - Date.parse(b.connectedAt)) };
-  });
+  // One row per device, and with several instances those of the others (cluster/online-nodes.ts).
+  app.get("/api/v1/nodes", { onRequest: requireScopeHook(ctx, "node:status") }, () => listOnlineNodes(ctx));
 
   app.post<{ Params: { id: string } }>(
     "/api/v1/nodes/:id/exec",

@@ -1,0 +1,118 @@
+/**
+ * The one list of online nodes (src/gateway/cluster/online-nodes.ts), over a real SessionRegistry:
+ * a device is listed once, by its newest session, whether its other sessions are here (a
+ * connection that went away unseen) or on another instance (one killed a moment ago); and an
+ * instance that cannot read the shared sessions table still lists its own nodes and says so.
+ * The same with real processes, HAProxy and PostgreSQL: test/e2e/cluster-nodes-list.test.ts.
+ */
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { listOnlineNodes } from "../src/gateway/cluster/online-nodes.js";
+import type { RemoteSession } from "../src/gateway/cluster/exec-relay.js";
+import type { GatewayContext } from "../src/gateway/context.js";
+import { SessionRegistry, type LiveSession } from "../src/gateway/sessions.js";
+import { GatehouseError } from "../src/protocol/errors.js";
+
+const HERE = "gi_aaaaaaaaaaaaaaaa";
+const DEAD = "gi_bbbbbbbbbbbbbbbb";
+const OTHER = "gi_cccccccccccccccc";
+
+function session(deviceId: string, sessionId: string, connectedAt: string): LiveSession {
+  return {
+    sessionId,
+    deviceId,
+    name: deviceId,
+    address: "127.0.0.1",
+    connectedAt: new Date(connectedAt),
+    lastHeartbeat: new Date(connectedAt),
+    platform: null,
+    version: null,
+    hostname: null,
+    uptimeSeconds: null,
+    uptimeReportedAt: null,
+    socket: {},
+  } as unknown as LiveSession;
+}
+
+function remote(deviceId: string, sessionId: string, connectedAt: string, instanceId: string): RemoteSession {
+  return {
+    session: {
+      sessionId,
+      deviceId,
+      instanceId,
+      address: "127.0.0.9",
+      connectedAt,
+      disconnectedAt: null,
+      closeCode: null,
+      closeReason: null,
+    },
+    instance: {
+      instanceId,
+      url: "https://127.0.0.1:2",
+      listen: "127.0.0.1:2",
+      startedAt: connectedAt,
+      heartbeatAt: connectedAt,
+      stoppedAt: null,
+    },
+  };
+}
+
+function context(sessions: SessionRegistry, relay?: { remoteSessions(): Promise<RemoteSession[]> }) {
+  return {
+    sessions,
+    now: () => new Date("2026-01-01T01:00:00Z"),
+    logger: pino({ level: "silent" }),
+    devices: { get: () => undefined },
+    ...(relay ? { relay: { instanceId: HERE, ...relay } } : {}),
+  } as unknown as GatewayContext;
+}
+
+describe("the online nodes", () => {
+  it("alone: one row per device, its newest session, oldest connection first", async () => {
+    const sessions = new SessionRegistry();
+    sessions.add(session("dev_a", "a_left_behind", "2026-01-01T00:00:00Z"));
+    sessions.add(session("dev_b", "b_1", "2026-01-01T00:01:00Z"));
+    sessions.add(session("dev_a", "a_now", "2026-01-01T00:05:00Z"));
+    const listed = await listOnlineNodes(context(sessions));
+    expect(listed.nodes.map((n) => [n.deviceId, n.sessionId, n.instanceId])).toEqual([
+      ["dev_b", "b_1", undefined],
+      ["dev_a", "a_now", undefined],
+    ]);
+    expect(listed).not.toHaveProperty("incomplete");
+  });
+
+  it("with several instances: a device on a killed instance and here is listed once, here", async () => {
+    const sessions = new SessionRegistry();
+    sessions.add(session("dev_a", "a_here", "2026-01-01T00:30:00Z"));
+    const listed = await listOnlineNodes(
+      context(sessions, {
+        remoteSessions: async () => [
+          remote("dev_a", "a_on_dead", "2026-01-01T00:00:00Z", DEAD),
+          remote("dev_c", "c_there", "2026-01-01T00:10:00Z", OTHER),
+          remote("dev_c", "c_moved", "2026-01-01T00:20:00Z", DEAD),
+        ],
+      }),
+    );
+    expect(listed.nodes.map((n) => [n.deviceId, n.sessionId, n.instanceId])).toEqual([
+      ["dev_c", "c_moved", DEAD],
+      ["dev_a", "a_here", HERE],
+    ]);
+  });
+
+  it("with the database away: this instance's nodes, and what could not be read", async () => {
+    const sessions = new SessionRegistry();
+    sessions.add(session("dev_a", "a_here", "2026-01-01T00:30:00Z"));
+    const listed = await listOnlineNodes(
+      context(sessions, {
+        remoteSessions: () =>
+          Promise.reject(
+            new GatehouseError("unavailable", "PostgreSQL at postgres://gh@db:5432/gh: ECONNREFUSED"),
+          ),
+      }),
+    );
+    expect(listed.nodes.map((n) => [n.deviceId, n.instanceId])).toEqual([["dev_a", HERE]]);
+    expect(listed.incomplete).toMatchObject({ error: "unavailable" });
+    expect(listed.incomplete?.error_description).toContain(HERE);
+    expect(listed.incomplete?.error_description).toContain("ECONNREFUSED");
+  });
+});
