@@ -20,13 +20,33 @@ export interface KeyEncryptionKey {
   readonly id: string;
   /** Where the secret came from, as a user names it: a file path or `tokens.keyEncryptionKey (REF)`. */
   readonly source: string;
+  /**
+   * How a user gives the gateway the right key, as the end of a sentence: restore the file from
+   * the home's backup (kekFileRemedy), or make the setting's reference hold it (kekSettingRemedy).
+   */
+  readonly remedy: string;
   readonly key: Buffer;
+}
+
+/** The remedy for a key that lives in a file of the home: its backup, or the setting instead. */
+export function kekFileRemedy(file: string): string {
+  return `restore ${file} from the home's backup (a copy of the database never carries it), or set tokens.keyEncryptionKey to the reference that holds it.`;
+}
+
+/**
+ * The remedy for a key from tokens.keyEncryptionKey (`setting`: `tokens.keyEncryptionKey (REF)`):
+ * there is no file of it anywhere, so it names the setting and its reference.
+ */
+export function kekSettingRemedy(setting: string): string {
+  return `make ${setting} hold the key the database was sealed under (every instance of the gateway reads the same one), or point tokens.keyEncryptionKey at the reference that holds it.`;
 }
 
 /** Where a gateway's key-encryption key comes from: a file of the home, or a secret reference. */
 export interface KeyEncryptionKeySource {
   /** The file or the setting and reference, as a user names it in a message. */
   readonly describe: string;
+  /** How to give the gateway the key (KeyEncryptionKey.remedy); a file's (kekFileRemedy) if absent. */
+  readonly remedy?: string;
   /**
    * The key; when it does not exist yet, a new one if `create` (only while nothing is sealed under
    * any key), otherwise undefined.
@@ -36,14 +56,20 @@ export interface KeyEncryptionKeySource {
 
 /**
  * Derives the AES-256 key and its id from the secret bytes with HKDF-SHA-256 (RFC 5869), so any
- * secret of 32 bytes or more serves, and the id reveals nothing of the key.
+ * secret of 32 bytes or more serves, and the id reveals nothing of the key. `source` names where
+ * the secret came from; `remedy` how to give the right one (default: the file `source` names).
  */
-export function keyEncryptionKey(secret: Buffer, source: string): KeyEncryptionKey {
+export function keyEncryptionKey(
+  secret: Buffer,
+  source: string,
+  remedy: string = kekFileRemedy(source),
+): KeyEncryptionKey {
   const derive = (info: string, length: number) =>
     Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), info, length));
   return {
     id: `kek_${derive("gatehouse key-encryption key id v1", 6).toString("hex")}`,
     source,
+    remedy,
     key: derive("gatehouse signing-key encryption v1", 32),
   };
 }
@@ -96,7 +122,7 @@ export function openPrivateKey(kek: KeyEncryptionKey, kid: string, sealed: strin
     throw new GatehouseError(
       "config_invalid",
       `the signing key ${kid} in the database is sealed under key-encryption key ${kekId}, but ${kek.source} holds ${kek.id}`,
-      "Give the gateway the key-encryption key the database was sealed under: restore that file from the home's backup, or set tokens.keyEncryptionKey to the reference that holds it.",
+      `Give the gateway the key-encryption key the database was sealed under (${kekId}): ${kek.remedy}`,
     );
   try {
     const decipher = createDecipheriv("aes-256-gcm", kek.key, iv, { authTagLength: TAG_BYTES });

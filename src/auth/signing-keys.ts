@@ -4,6 +4,7 @@ import { KeyRing, verificationKeyFromJwk, type SigningAlgorithm } from "./jwt.js
 import { randomToken } from "./secrets.js";
 import {
   isSealed,
+  kekFileRemedy,
   openPrivateKey,
   sealPrivateKey,
   sealedUnder,
@@ -145,7 +146,7 @@ export class SigningKeys {
       throw new GatehouseError(
         "config_missing",
         `${this.kekSource.describe} is missing: the token signing keys in the database are sealed under that key-encryption key (${sealedUnderKek})`,
-        "Restore the file from the home's backup (a copy of the database never carries it), or set tokens.keyEncryptionKey to the reference that holds it.",
+        `Give the gateway that key: ${this.kekSource.remedy ?? kekFileRemedy(this.kekSource.describe)}`,
       );
     return kek;
   }

@@ -26,7 +26,7 @@ import {
 } from "../pki/index.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { dialUrlForListen } from "../config/listen-url.js";
-import { keyEncryptionKey, type KeyEncryptionKeySource } from "../auth/key-encryption.js";
+import { keyEncryptionKey, kekSettingRemedy, type KeyEncryptionKeySource } from "../auth/key-encryption.js";
 import { openSqliteStore } from "../store/index.js";
 import type { Store } from "../store/types.js";
 
@@ -250,7 +250,9 @@ export function signingKeyKekSource(
 ): KeyEncryptionKeySource {
   if (reference && configured) {
     const describe = `tokens.keyEncryptionKey (${isSecretReference(reference) ? reference : "plaintext in gateway.json"})`;
-    return { describe, load: () => keyEncryptionKey(configured, describe) };
+    // No file holds this key: a message names the setting and its reference, never a backup file.
+    const remedy = kekSettingRemedy(describe);
+    return { describe, remedy, load: () => keyEncryptionKey(configured, describe, remedy) };
   }
   const describe = path.join(home, GATEWAY_FILES.signingKeyKek);
   return {

@@ -189,7 +189,7 @@ function withKekHint(error: unknown): unknown {
 }
 
 function fixedKek(kek: KeyEncryptionKey) {
-  return { describe: kek.source, load: () => kek };
+  return { describe: kek.source, remedy: kek.remedy, load: () => kek };
 }
 
 /**
