@@ -2,10 +2,12 @@
  * `npm run bench`: runs each benchmark in turn, prints a summary table (every ratio with its goal,
  * "met" or "MISSED") and writes bench/results/latest.json (date, machine, Node and OpenSSL
  * versions, settings, every measurement and ratio with its goal, failures). Every figure is a ratio
- * against a baseline measured in the same run.
+ * against a baseline measured in the same run. A run of named benchmarks writes
+ * bench/results/NAME.json for each instead (not committed); latest.json is the whole run's.
  *
  *   npm run bench                      all benchmarks
- *   npm run bench -- token-verify      only the named ones
+ *   npm run bench -- token-verify      only the named ones (bench/results/token-verify.json)
+ *   BENCH_RESULTS_DIR=DIR              write the results there instead of bench/results
  *   BENCH_DURATION_MS=1000 BENCH_REPS=3 BENCH_WARMUP_MS=500 BENCH_RUNIN_MS=250 npm run bench
  *   BENCH_CLIENT=inline   load clients in this process instead of a forked one
  *   BENCH_PIN=1           pin this process and the load client to different CPUs (taskset)
@@ -70,6 +72,14 @@ function settingsFromEnv(): BenchSettings {
     client,
     pin: process.env.BENCH_PIN === "1" && canPin(),
   };
+}
+
+/** Where results are written: BENCH_RESULTS_DIR, or bench/results beside this file. */
+function resultsDir(): string {
+  const configured = process.env.BENCH_RESULTS_DIR;
+  return configured
+    ? path.resolve(configured)
+    : path.resolve(path.dirname(fileURLToPath(import.meta.url)), "results");
 }
 
 function formatRatio(value: number): string {
@@ -223,31 +233,42 @@ async function main(): Promise<number> {
   for (const failure of failures) console.log(`\n${failure.name} FAILED: ${failure.error.split("\n")[0]}`);
   console.log(`\ntotal ${(totalMs / 1000).toFixed(1)} s`);
 
-  const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "results");
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, "latest.json");
   // Each ratio with a goal also says whether it was met, so the file reads without run.ts.
   const written = results.map((result) => ({
     ...result,
     ratios: result.ratios.map((r) => (r.goal ? { ...r, met: goalMet(r.value, r.goal) } : r)),
   }));
-  writeFileSync(
-    file,
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        machine,
-        settings,
-        benchmarks: selected.map((b) => b.name),
-        totalMs,
-        results: written,
-        failures,
-      },
-      (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
-      2,
-    ) + "\n",
-  );
-  console.log(`results written to ${path.relative(process.cwd(), file) || file}`);
+  const header = { date: new Date().toISOString(), machine, settings };
+  // latest.json (committed) holds a whole run only: a run of named benchmarks writes NAME.json for
+  // each (not committed, see .gitignore), so trying one benchmark never replaces the whole run.
+  const files =
+    wanted.length === 0
+      ? [{ name: "latest", names: selected.map((b) => b.name), totalMs }]
+      : selected.map((b) => ({
+          name: b.name,
+          names: [b.name],
+          totalMs: results.find((r) => r.name === b.name)?.totalMs ?? totalMs,
+        }));
+  const dir = resultsDir();
+  mkdirSync(dir, { recursive: true });
+  for (const { name, names, totalMs: ms } of files) {
+    const file = path.join(dir, `${name}.json`);
+    writeFileSync(
+      file,
+      JSON.stringify(
+        {
+          ...header,
+          benchmarks: names,
+          totalMs: ms,
+          results: written.filter((result) => names.includes(result.name)),
+          failures: failures.filter((failure) => names.includes(failure.name)),
+        },
+        (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
+        2,
+      ) + "\n",
+    );
+    console.log(`results written to ${path.relative(process.cwd(), file) || file}`);
+  }
   clearTimeout(watchdog);
   return failures.length ? 1 : 0;
 }
