@@ -1,7 +1,8 @@
 /**
- * The one Store interface. The gateway talks only to this; the Kysely implementation serves it
- * over SQLite (default) and is written so that a PostgreSQL dialect can serve it unchanged later:
- * timestamps are ISO-8601 strings, booleans are integers, ids are text, no SQLite-only SQL.
+ * The one Store interface. The gateway talks only to this; one Kysely implementation
+ * (kysely-store.ts) serves it over SQLite (the default, openSqliteStore) and over PostgreSQL
+ * (several instances of one gateway, openPostgresStore), with the few dialect differences behind
+ * StoreDialect hooks: timestamps are ISO-8601 strings, booleans are integers, ids are text.
  */
 import type { ExecHistoryEntry } from "../protocol/messages.js";
 import type { TokenStore } from "./token-types.js";
