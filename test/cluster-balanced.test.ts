@@ -13,12 +13,15 @@ import https from "node:https";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import WebSocket from "ws";
 import { pino } from "pino";
 import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
 import type { FleetCluster } from "../src/gateway/cluster/cluster.js";
 import { reissueProof } from "../src/gateway/certificates.js";
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
+import { NODES_NOTICE_EVERY_MS, NodesNotice } from "../src/gateway/cluster/nodes-notice.js";
+import type { ClusterChange } from "../src/gateway/cluster/cluster.js";
 import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
 
 const silent = pino({ level: "silent" });
@@ -113,6 +116,42 @@ async function reissueAnswer(node: Node, challenge: string) {
   return { deviceId: node.deviceId, challenge, signature, csr: await createCsr(node.keys, node.deviceId) };
 }
 
+/** The cookie value a login reply sets (`gh_session=…; …`). */
+function cookieOf(reply: Reply): string {
+  const header = reply.headers["set-cookie"];
+  const first = Array.isArray(header) ? header[0] : header;
+  expect(first, `no cookie in ${reply.status} ${reply.text}`).toBeDefined();
+  return first!.split(";")[0]!;
+}
+
+/** A login link made on `maker`, by the credential `createdBy`, redeemed through `browserAt`. */
+async function login(maker: RunningGateway, browserAt: RunningGateway, createdBy: string) {
+  const link = await maker.ctx.dashboard.createLink("admin", createdBy);
+  const reply = await request(browserAt, "GET", `/dashboard/login?token=${link.token}`);
+  expect(reply.status, reply.text).toBe(303);
+  return cookieOf(reply);
+}
+
+/** A dashboard's live event stream on `gateway`: the topics it has told so far. */
+function eventStream(gateway: RunningGateway, cookie: string) {
+  const topics: string[] = [];
+  let ready!: () => void;
+  const opened = new Promise<void>((resolve) => (ready = resolve));
+  const req = https.get(
+    new URL("/api/v1/events", gateway.url),
+    { ca: gateway.ctx.tls.trustedCas().map((c) => c.certPem), servername: "localhost", headers: { cookie } },
+    (response) => {
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => {
+        if (chunk.includes("event: ready")) ready();
+        for (const match of chunk.matchAll(/"topic":"(\w+)"/g)) topics.push(match[1]!);
+      });
+    },
+  );
+  req.on("error", () => undefined);
+  return { topics, opened, close: () => req.destroy() };
+}
+
 const describePostgres = postgresAvailable() ? describe : describe.skip;
 
 describePostgres("two instances behind a load balancer (one PostgreSQL database)", () => {
@@ -172,5 +211,128 @@ describePostgres("two instances behind a load balancer (one PostgreSQL database)
       body: await reissueAnswer(node, forged),
     });
     expect(refused.json.error_description).toMatch(/not issued by this gateway/);
+  });
+
+  it("opens a dashboard session from a link made on one instance through the other, and ends it on both", async () => {
+    const admin = a.ctx.devices
+      .list()
+      .find((device) => device.kind === "operator" && device.role === "admin")!;
+    const cookie = await login(a, b, `device:${admin.deviceId}`);
+    const seen = [];
+    for (const gateway of [a, b, a]) {
+      const reply = await request(gateway, "GET", "/api/v1/dashboard/session", { headers: { cookie } });
+      expect(reply.status, reply.text).toBe(200);
+      seen.push(reply.json.subject);
+    }
+    expect(new Set(seen).size).toBe(1);
+    const { csrfToken } = (await request(b, "GET", "/api/v1/dashboard/session", { headers: { cookie } }))
+      .json;
+
+    // The link was spent through b: a second visit through a is told so.
+    const link = await a.ctx.dashboard.createLink("admin", `device:${admin.deviceId}`);
+    expect((await request(b, "GET", `/dashboard/login?token=${link.token}`)).status).toBe(303);
+    const again = await request(a, "GET", `/dashboard/login?token=${link.token}`);
+    expect(again.status).toBe(401);
+    expect(again.text).toContain("This login link was already used.");
+
+    // Logout through a ends the session through b too.
+    const out = await request(a, "POST", "/api/v1/dashboard/logout", {
+      headers: { cookie, "x-csrf-token": csrfToken as string },
+    });
+    expect(out.status, out.text).toBe(200);
+    for (const gateway of [a, b]) {
+      const ended = await request(gateway, "GET", "/api/v1/dashboard/session", { headers: { cookie } });
+      expect(ended.status).toBe(401);
+      expect(ended.json).toMatchObject({ error: "invalid_token" });
+    }
+  });
+
+  it("ends the dashboard sessions of a credential revoked through another instance, on every instance", async () => {
+    const { record } = await a.ctx.tokens.createApiKey({ name: "dash-admin", role: "admin" });
+    await eventually(
+      () => b.ctx.tokens.listApiKeys().some((key) => key.keyId === record.keyId),
+      "b to see the key",
+    );
+    const cookie = await login(a, b, `key:${record.keyId}`);
+    expect((await request(a, "GET", "/api/v1/dashboard/session", { headers: { cookie } })).status).toBe(200);
+
+    await b.ctx.tokens.revokeApiKey(record.keyId, "left the team");
+    for (const gateway of [b, a])
+      await eventually(
+        async () =>
+          (await request(gateway, "GET", "/api/v1/dashboard/session", { headers: { cookie } })).status ===
+          401,
+        "the session to end",
+      );
+  });
+
+  it("refreshes the node list of a dashboard on one instance when a node connects to the other", async () => {
+    const node = await approvedNode(a, "listed-node");
+    await eventually(() => b.ctx.devices.get(node.deviceId)?.status === "approved", "b to see the approval");
+    const admin = b.ctx.devices
+      .list()
+      .find((device) => device.kind === "operator" && device.role === "admin")!;
+    const stream = eventStream(b, await login(b, b, `device:${admin.deviceId}`));
+    try {
+      await stream.opened;
+      const socket = new WebSocket(`${a.url.replace(/^https/, "wss")}/api/v1/connect`, node.tls);
+      try {
+        await eventually(() => stream.topics.includes("nodes"), "b's dashboard to hear of the node");
+        const cookie = await login(b, b, `device:${admin.deviceId}`);
+        const nodes = await request(b, "GET", "/api/v1/nodes", { headers: { cookie } });
+        expect(JSON.stringify(nodes.json)).toContain(node.deviceId);
+      } finally {
+        socket.close();
+      }
+    } finally {
+      stream.close();
+    }
+  });
+});
+
+describe("the nodes notice to the other instances", () => {
+  /** A clock and a timer queue the test moves by hand. */
+  function manual() {
+    let at = 1_000_000;
+    const timers: { due: number; run: () => void }[] = [];
+    return {
+      now: () => at,
+      schedule: (run: () => void, delayMs: number) => {
+        const timer = { due: at + delayMs, run };
+        timers.push(timer);
+        return () => timers.splice(timers.indexOf(timer), 1);
+      },
+      advance(ms: number) {
+        at += ms;
+        for (const timer of timers.filter((t) => t.due <= at)) {
+          timers.splice(timers.indexOf(timer), 1);
+          timer.run();
+        }
+      },
+    };
+  }
+
+  it("tells the first change at once and gathers the rest of each second into one notice", () => {
+    const clock = manual();
+    const sent: ClusterChange[] = [];
+    const notice = new NodesNotice({ publish: (change) => sent.push(change) }, clock.now, clock.schedule);
+    notice.changed();
+    expect(sent).toEqual([{ kind: "nodes" }]);
+    // 2,000 sessions opened within the next second: one more notice, at its end.
+    for (let i = 0; i < 2000; i++) notice.changed();
+    clock.advance(NODES_NOTICE_EVERY_MS - 1);
+    expect(sent).toHaveLength(1);
+    clock.advance(1);
+    expect(sent).toHaveLength(2);
+    // Quiet for a while, then one change: told at once again.
+    clock.advance(5 * NODES_NOTICE_EVERY_MS);
+    notice.changed();
+    expect(sent).toHaveLength(3);
+    // A stopping instance sends what waits at once, and nothing after.
+    notice.changed();
+    notice.flush();
+    expect(sent).toHaveLength(4);
+    clock.advance(10 * NODES_NOTICE_EVERY_MS);
+    expect(sent).toHaveLength(4);
   });
 });

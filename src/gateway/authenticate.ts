@@ -49,7 +49,8 @@ export function bearerToken(request: FastifyRequest): string | undefined {
  * The one function that turns a request's credential into a principal, in this order: a bearer
  * token when one is sent; else the dashboard session cookie when one is sent (a non-safe method
  * must also carry its CSRF token, see DashboardSessions.authenticate); else the client certificate.
- * Every path reads memory only.
+ * Every path reads memory only, but a dashboard session among several instances (one read of the
+ * shared store).
  * @throws GatehouseError with the catalogue code of the refusal (`invalid_token` for an ended
  *   dashboard session, `csrf_failed`, the certificate's codes, …).
  */
@@ -57,7 +58,7 @@ export async function authenticateRequest(ctx: GatewayContext, request: FastifyR
   const token = bearerToken(request);
   if (token !== undefined) return ctx.tokens.authenticateBearer(token, peerThumbprint(request));
   if (sessionCookieValue(request) !== undefined) {
-    const session = authenticateDashboardSession(ctx, request);
+    const session = await authenticateDashboardSession(ctx, request);
     return dashboardPrincipal(session, ctx.dashboard.expiresAt(session));
   }
   return authenticateClientCertificate(socketOf(request), (id) => ctx.devices.get(id), ctx.now());
@@ -65,11 +66,15 @@ export async function authenticateRequest(ctx: GatewayContext, request: FastifyR
 
 /**
  * The dashboard session a request's cookie opens (routes that take only the cookie: the session
- * description and logout). A non-safe method must carry the session's CSRF token.
+ * description and logout). A non-safe method must carry the session's CSRF token. Known at once
+ * alone; among several instances a promise (the session is read from the shared store).
  * @throws GatehouseError `missing_credentials` without the cookie; `invalid_token` for an ended
  *   session; `csrf_failed`.
  */
-export function authenticateDashboardSession(ctx: GatewayContext, request: FastifyRequest): DashboardSession {
+export function authenticateDashboardSession(
+  ctx: GatewayContext,
+  request: FastifyRequest,
+): DashboardSession | Promise<DashboardSession> {
   const cookie = sessionCookieValue(request);
   if (cookie === undefined) {
     throw new GatehouseError(

@@ -34,12 +34,15 @@ export class SessionJournal {
    * @param noteSeen told of each device's last seen once its batch is written (the cache follows)
    * @param instanceId this gateway instance's id, written on each session it opens (several
    *   instances on one database: a stale instance's sessions are closed by its id); null alone
+   * @param written told after each batch is written (several instances: the others may re-read
+   *   the sessions table now)
    */
   constructor(
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly noteSeen: (deviceId: string, lastSeen: string, address: string | null) => void,
     private readonly instanceId: string | null = null,
+    private readonly written: () => void = () => undefined,
   ) {}
 
   /** Changes waiting for their batch. */
@@ -111,6 +114,7 @@ export class SessionJournal {
         try {
           await this.store.recordSessionChanges(changes, seen);
           for (const device of seen) this.noteSeen(device.deviceId, device.lastSeen, device.address);
+          if (changes.length > 0) this.written();
         } catch (err) {
           this.logger.error({ err, changes: changes.length }, "could not record node sessions");
         }

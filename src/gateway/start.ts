@@ -41,9 +41,11 @@ import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./
 import { acquireGatewayLock } from "./gateway-lock.js";
 import { EventHub } from "./events.js";
 import { DashboardSessions } from "./dashboard/sessions.js";
+import { SharedDashboardSessions, creatorCheck } from "./dashboard/shared-sessions.js";
 import { RequestsInFlight } from "./requests-in-flight.js";
 import { clusterFor, FleetCluster } from "./cluster/cluster.js";
 import { cacheRefresher } from "./cluster/cache-refresh.js";
+import { NodesNotice } from "./cluster/nodes-notice.js";
 
 /** Connections waiting to be accepted (Node's default is 511). */
 const LISTEN_BACKLOG = 4096;
@@ -162,11 +164,15 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       sweepEveryMs: Math.min(config.sessions.heartbeatInterval, 5000),
       refused: (code) => metrics.refused(code),
     });
+    // Several instances: the others' dashboards hear that this one's nodes changed (coalesced),
+    // once the sessions table says so.
+    const nodesNotice = cluster.enabled ? new NodesNotice(cluster, Date.now) : undefined;
     const sessionJournal = new SessionJournal(
       store,
       logger,
       (id, lastSeen, address) => devices.noteSeen(id, lastSeen, address),
       cluster.instanceId,
+      () => nodesNotice?.changed(),
     );
     const background = new BackgroundWrites();
     const audit = new AuditLog(store, logger, now, (work) => background.track(work));
@@ -216,7 +222,17 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
           : new RateLimiter(config.enroll.perAddressPerMinute),
       background,
       failures: new FailureLog(() => events.emit("refusals")),
-      dashboard: new DashboardSessions(now),
+      // Several instances: a browser behind the balancer finds its link and session on any of them.
+      dashboard: cluster.enabled
+        ? new SharedDashboardSessions(
+            store,
+            now,
+            creatorCheck(
+              (id) => devices.get(id),
+              (keyId) => !tokens.listApiKeys().some((key) => key.keyId === keyId && !key.revokedAt),
+            ),
+          )
+        : new DashboardSessions(now),
       events,
       tokens,
       signingKeys,
@@ -333,6 +349,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
             await app.close();
           }
           await sessionJournal.drain();
+          nodesNotice?.flush();
           // Marked stopped only once its sessions' ends are written: the others close a stopped
           // instance's sessions themselves, under another reason.
           await cluster.stop();

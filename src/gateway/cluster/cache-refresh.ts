@@ -53,6 +53,10 @@ export function cacheRefresher(state: CachedState): ChangeFeedHandlers {
         case "enroll_token":
           // Enroll tokens are read from the store at each use: nothing cached to refresh.
           return;
+        case "nodes":
+          // Node lists read the sessions table afresh: the dashboards watching this one refetch.
+          state.events?.emit("nodes");
+          return;
       }
     },
 
@@ -68,6 +72,8 @@ export function cacheRefresher(state: CachedState): ChangeFeedHandlers {
       await state.signingKeys.refresh();
       await state.tls.issueCrls();
       state.events?.emit("devices");
+      // Nodes may have come and gone on the others meanwhile, unheard.
+      state.events?.emit("nodes");
       state.logger.info({ sessionsClosed: closed }, "caches re-read from the shared database");
     },
   };

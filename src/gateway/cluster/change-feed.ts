@@ -22,7 +22,9 @@ export type ClusterChange =
   | { kind: "api_key"; keyId: string }
   | { kind: "token_family"; familyId: string }
   | { kind: "signing_keys" }
-  | { kind: "enroll_token"; tokenId: string };
+  | { kind: "enroll_token"; tokenId: string }
+  /** Node sessions opened or closed on the sender (coalesced, see nodes-notice.ts): lists refetch. */
+  | { kind: "nodes" };
 
 const idSchema = z.string().min(1).max(200);
 const changeSchema = z.discriminatedUnion("kind", [
@@ -31,6 +33,7 @@ const changeSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("token_family"), familyId: idSchema }),
   z.object({ kind: z.literal("signing_keys") }),
   z.object({ kind: z.literal("enroll_token"), tokenId: idSchema }),
+  z.object({ kind: z.literal("nodes") }),
 ]);
 const noticeSchema = z.object({ v: z.literal(1), from: z.string(), change: changeSchema });
 

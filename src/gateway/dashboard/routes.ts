@@ -70,7 +70,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
           "Ask for a role whose scopes your credential holds (e.g. --role viewer), or use the admin credential.",
         );
       }
-      const link = ctx.dashboard.createLink(role, principal.subject);
+      const link = await ctx.dashboard.createLink(role, principal.subject);
       await ctx.audit.record({
         type: "dashboard.link_created",
         outcome: "success",
@@ -95,7 +95,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
     const token = linkToken(request);
     let redeemed;
     try {
-      redeemed = ctx.dashboard.redeemLink(token);
+      redeemed = await ctx.dashboard.redeemLink(token);
     } catch (error) {
       if (!(error instanceof GatehouseError)) throw error;
       request.credentialTried = token
@@ -113,7 +113,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
     const { cookieValue, session } = redeemed;
     // A browser that logs in again leaves no older session of its own behind.
     const previous = sessionCookieValue(request);
-    if (previous !== undefined) ctx.dashboard.end(secretHash(previous));
+    if (previous !== undefined) await ctx.dashboard.end(secretHash(previous));
     await ctx.audit.record({
       type: "dashboard.login",
       outcome: "success",
@@ -138,7 +138,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
   const sessions = new WeakMap<FastifyRequest, DashboardSession>();
   const cookieOnly = {
     onRequest: async (request: FastifyRequest) => {
-      sessions.set(request, authenticateDashboardSession(ctx, request));
+      sessions.set(request, await authenticateDashboardSession(ctx, request));
     },
   };
 
@@ -149,7 +149,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
 
   app.post("/api/v1/dashboard/logout", cookieOnly, async (request, reply) => {
     const session = sessions.get(request)!;
-    ctx.dashboard.end(session.fingerprint);
+    await ctx.dashboard.end(session.fingerprint);
     await ctx.audit.record({
       type: "dashboard.logout",
       outcome: "success",

@@ -17,11 +17,14 @@ const MAX_UNREAD_BYTES = 64 * 1024;
 
 /**
  * Whether the credential a stream was opened with still holds: a dashboard session not ended or
- * expired, a token not expired, a device not revoked since.
+ * expired, a token not expired, a device not revoked since. Known at once but for a dashboard
+ * session among several instances, which is read from the shared store.
  */
-function stillValid(ctx: GatewayContext, principal: Principal): boolean {
-  if (principal.kind === "dashboard_session")
-    return ctx.dashboard.find(principal.credentialFingerprint) !== undefined;
+function stillValid(ctx: GatewayContext, principal: Principal): boolean | Promise<boolean> {
+  if (principal.kind === "dashboard_session") {
+    const session = ctx.dashboard.find(principal.credentialFingerprint);
+    return session instanceof Promise ? session.then((found) => found !== undefined) : session !== undefined;
+  }
   if (principal.expiresAt && principal.expiresAt <= ctx.now()) return false;
   if (principal.deviceId && ctx.devices.get(principal.deviceId)?.status !== "approved") return false;
   return true;
@@ -72,7 +75,20 @@ export function registerEventRoutes(app: FastifyInstance, ctx: GatewayContext): 
       let ended = false;
       const send = (text: string): void => {
         if (ended) return;
-        if (!stillValid(ctx, principal) || raw.writableLength > MAX_UNREAD_BYTES) {
+        const valid = stillValid(ctx, principal);
+        if (valid instanceof Promise) {
+          void valid.then(
+            (holds) => (holds ? write(text) : end()),
+            () => end(),
+          );
+          return;
+        }
+        if (valid) write(text);
+        else end();
+      };
+      const write = (text: string): void => {
+        if (ended) return;
+        if (raw.writableLength > MAX_UNREAD_BYTES) {
           end();
           return;
         }
