@@ -8,7 +8,7 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { listOnlineNodes } from "../src/gateway/cluster/online-nodes.js";
-import type { RemoteSession } from "../src/gateway/cluster/exec-relay.js";
+import { ExecRelay, type RemoteSession } from "../src/gateway/cluster/exec-relay.js";
 import type { GatewayContext } from "../src/gateway/context.js";
 import { SessionRegistry, type LiveSession } from "../src/gateway/sessions.js";
 import { GatehouseError } from "../src/protocol/errors.js";
@@ -114,5 +114,30 @@ describe("the online nodes", () => {
     expect(listed.incomplete).toMatchObject({ error: "unavailable" });
     expect(listed.incomplete?.error_description).toContain(HERE);
     expect(listed.incomplete?.error_description).toContain("ECONNREFUSED");
+  });
+
+  it("with the database away for longer than the stale delay: still says the others could not be read", async () => {
+    // Nobody's heartbeat is read while the database is away, so after 10 s every other instance
+    // looks gone: the list must not take that for "there are no others".
+    const relay = new ExecRelay({
+      store: {
+        listOpenSessions: () =>
+          Promise.reject(new GatehouseError("unavailable", "PostgreSQL at db: ECONNREFUSED")),
+      },
+      cluster: { instanceId: HERE, liveInstances: () => [] },
+      signer: () => {
+        throw new Error("nothing is relayed here");
+      },
+      caPems: () => [],
+      now: () => new Date("2026-01-01T01:00:00Z"),
+      logger: pino({ level: "silent" }),
+    });
+    const sessions = new SessionRegistry();
+    sessions.add(session("dev_a", "a_here", "2026-01-01T00:30:00Z"));
+    const ctx = { ...(context(sessions) as object), relay } as unknown as GatewayContext;
+    const listed = await listOnlineNodes(ctx);
+    expect(listed.nodes.map((n) => [n.deviceId, n.instanceId])).toEqual([["dev_a", HERE]]);
+    expect(listed.incomplete).toMatchObject({ error: "unavailable" });
+    relay.close();
   });
 });
