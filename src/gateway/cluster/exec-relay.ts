@@ -1,4 +1,5 @@
 import https from "node:https";
+import tls from "node:tls";
 import type { Logger } from "pino";
 import { GatehouseError, isErrorCode } from "../../protocol/errors.js";
 import type { ExecResponse } from "../../protocol/messages.js";
@@ -36,6 +37,14 @@ export interface RemoteSession {
   instance: InstanceRecord;
 }
 
+/** Where a relay is posted on one instance (https.request options). */
+interface RelayTarget {
+  protocol: string;
+  hostname: string;
+  port: number;
+  path: string;
+}
+
 /** The body of a relayed exec: the public exec body plus the device the sender resolved. */
 export interface RelayExecBody {
   deviceId: string;
@@ -70,6 +79,8 @@ export class ExecRelay {
   private snapshot: { at: number; byDevice: Map<string, SessionRecord[]> } | undefined;
   /** The read in flight, if any. */
   private reading: Promise<SessionRecord[]> | undefined;
+  /** Request targets by instance URL (targetOf). */
+  private readonly targets = new Map<string, RelayTarget>();
   /** Relay tokens taken, by jti, until they expire (ms): each one runs one command. */
   private readonly taken = new Map<string, number>();
 
@@ -159,14 +170,14 @@ export class ExecRelay {
       bodySha256: relayBodyHash(body),
       now: this.options.now(),
     });
-    const url = new URL(RELAY_EXEC_PATH, holder.instance.url);
+    const target = this.targetOf(holder.instance.url);
     const where = `instance ${holder.instance.instanceId} (${holder.instance.url})`;
     // Whether the request reached the holder: before that, the command certainly did not run.
     let sent = false;
     const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const outgoing = https.request(
-        url,
         {
+          ...target,
           method: "POST",
           agent: this.agentFor(),
           headers: {
@@ -228,6 +239,27 @@ export class ExecRelay {
     return true;
   }
 
+  /**
+   * Where to post for an instance's advertised URL: its host, port and the relay path, parsed once
+   * per URL (a WHATWG URL costs tens of µs per relay otherwise). A handful of instances at most.
+   */
+  private targetOf(instanceUrl: string): RelayTarget {
+    let target = this.targets.get(instanceUrl);
+    if (!target) {
+      const url = new URL(RELAY_EXEC_PATH, instanceUrl);
+      target = {
+        protocol: url.protocol,
+        // Brackets off an IPv6 literal: the request's host option takes the bare address.
+        hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+        port: url.port === "" ? 443 : Number(url.port),
+        path: url.pathname,
+      };
+      if (this.targets.size >= 64) this.targets.clear();
+      this.targets.set(instanceUrl, target);
+    }
+    return target;
+  }
+
   /** Closes the kept-alive connections to other instances (the gateway stops). */
   close(): void {
     this.agent?.destroy();
@@ -244,7 +276,14 @@ export class ExecRelay {
     const key = cas.join("\n");
     if (!this.agent || key !== this.agentCas) {
       this.agent?.destroy();
-      this.agent = new https.Agent({ keepAlive: true, ca: cas, maxSockets: 64 });
+      // The CAs as one secure context made here, not as `ca` PEMs: an agent keys its sockets by
+      // a name that spells out every `ca` PEM, rebuilt on each request, and a new connection
+      // would parse them again (FIELD-NOTES: make the secure context once).
+      this.agent = new https.Agent({
+        keepAlive: true,
+        secureContext: tls.createSecureContext({ ca: cas }),
+        maxSockets: 64,
+      });
       this.agentCas = key;
     }
     return this.agent;
