@@ -507,14 +507,6 @@ export class KyselyStore implements Store {
     return Number(result.numDeletedRows);
   }
 
-  async countDashboardSessions(): Promise<number> {
-    const { count } = await this.db
-      .selectFrom("dashboard_sessions")
-      .select((eb) => eb.fn.countAll<number | string>().as("count"))
-      .executeTakeFirstOrThrow();
-    return Number(count);
-  }
-
   async notify(channel: string, payload: string): Promise<void> {
     await this.hooks.notify(channel, payload);
   }

@@ -369,8 +369,6 @@ export interface Store {
     createdBefore?: string;
     createdBy?: string;
   }): Promise<number>;
-  /** How many sessions are stored (live or not yet pruned). */
-  countDashboardSessions(): Promise<number>;
 
   /**
    * Tells every instance listening on the database (PostgreSQL NOTIFY on `channel`); a no-op on
