@@ -7,7 +7,8 @@
  *   through instance b (POST → the node's 4403 close, via NOTIFY), against as many revoked through
  *   a itself, alternating one of each: p50 and p99 of each (the fleet client of session-fleet.ts).
  * - Exec relayed vs direct: POST exec of the built-in `status` to a real node agent held by a, sent
- *   to b (relayed to a) and to a (direct), concurrency 8, keep-alive, the admin certificate.
+ *   to b (relayed to a) and to a (direct), concurrency 8, keep-alive, the admin certificate; the
+ *   rates, the p99s and the cluster's CPU per exec (µs, all its processes) of both.
  * - Handshake rate through HAProxy vs direct: a new mTLS connection per request (GET
  *   /api/v1/auth/validate, Connection: close) to a through an HAProxy that forwards to a alone,
  *   and to a directly, concurrency 8.
@@ -37,6 +38,7 @@ import { LoadClient, loadTarget, type LoadSpec } from "./load-client.js";
 import { FleetClient, type DevicePem } from "./session-fleet.js";
 import {
   MACHINE_CPUS,
+  cpuRatio,
   figureRatio,
   log,
   machineBusyCores,
@@ -130,7 +132,10 @@ function clusterTarget(target: Target, roots: () => number[]): Target {
       // The load client's own CPU is not "other": it is the measurement.
       const other = Math.max(0, otherCores - (sample.clientCpuCores ?? 0));
       const { cpuUsPerOp: _thisProcess, ...rest } = sample;
-      return { ...rest, cpuCores: clusterCores, otherCpuCores: other };
+      // The cluster's CPU per operation (all its processes): what a relay adds shows here even
+      // when other processes squeeze the rates.
+      const cpuUsPerOp = sample.ops > 0 ? (clusterCores * sample.elapsedMs * 1000) / sample.ops : Number.NaN;
+      return { ...rest, cpuUsPerOp, cpuCores: clusterCores, otherCpuCores: other };
     },
   };
 }
@@ -443,7 +448,7 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       );
     notes.push(
       "a revocation through b is durable in PostgreSQL before b answers, then reaches a by NOTIFY; a re-reads the device and closes the session: the cross-instance figure is the same-instance one plus that hop",
-      "exec relayed: b finds the holder (the open sessions in PostgreSQL), signs a relay token and posts to a over a keep-alive HTTPS connection (a's certificate checked against the shared CA); a verifies the token, runs and audits the exec and answers; b answers the operator",
+      "exec relayed: b finds the holder (the open sessions in PostgreSQL, read at most once a second), signs a relay token (node:crypto ES256) and posts to a over a keep-alive HTTPS connection (a's certificate checked against the shared CA); a verifies the token, runs and audits the exec and answers; b answers the operator",
       "measurement cpu cores = the cluster's processes (both instances, HAProxy, PostgreSQL, the node agent); windows capped at 1 s",
     );
     const all = [crossP50, sameP50, crossP99, sameP99, relayed!, direct!, viaProxy!, directHandshake!];
@@ -482,6 +487,12 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
           op: "<=",
           value: 3,
         }),
+        cpuRatio(
+          "exec cluster CPU/op relayed÷direct",
+          "CPU of the cluster's processes per exec sent to the other instance ÷ per exec sent to the holding one (what the relay hop costs; less disturbed by other processes than the rates)",
+          direct!,
+          relayed!,
+        ),
         ratio(
           "handshake via HAProxy/direct",
           "new mTLS connections per second through HAProxy (TCP mode) ÷ straight to the instance",
