@@ -239,9 +239,19 @@ describePostgres("two gateway instances on one PostgreSQL database", () => {
     await session.closed;
   });
 
-  it("/health lists both live instances and names the one that answered", async () => {
+  it("/health lists both live instances (to a viewer) and names the one that answered", async () => {
     type Health = { instanceId: string; instances: { instanceId: string; url: string; listen: string }[] };
-    const health = async () => (await b.app.inject({ method: "GET", url: "/health" })).json<Health>();
+    // Where the instances listen is shown to a credential with node:status, not to anyone.
+    const { secret } = await b.ctx.tokens.createApiKey({ name: "health", role: "viewer" });
+    const { access_token } = await b.ctx.tokens.exchangeApiKey(secret, undefined);
+    const health = async () =>
+      (
+        await b.app.inject({
+          method: "GET",
+          url: "/health",
+          headers: { authorization: `Bearer ${access_token}` },
+        })
+      ).json<Health>();
     expect((await health()).instanceId).toBe(b.ctx.cluster.instanceId);
     expect((await health()).instances.map((instance) => instance.instanceId).sort()).toEqual(
       [a.ctx.cluster.instanceId, b.ctx.cluster.instanceId].sort(),

@@ -41,7 +41,8 @@ describe.skipIf(!canRun)("two instances behind HAProxy", () => {
 
   it("each instance's /health lists both live instances and names itself", async () => {
     for (const instance of cluster.instances) {
-      // /health is the public view: read as a node reads it, at the instance's own address.
+      // At the instance's own address, with an admin's certificate: where the instances listen is
+      // shown to a credential with node:status (anonymously only the answering instance is named).
       const body = await fetchHealth(instance.url, cluster);
       expect(body.instanceId).toBe(instance.instanceId);
       expect(body.instances.map((i) => i.instanceId).sort()).toEqual(
@@ -139,15 +140,18 @@ describe.skipIf(!canRun)("two instances behind HAProxy", () => {
   });
 });
 
-/** GET /health of one instance, trusting only the gateway's CA (admin/ca.pem of instance a). */
+/** GET /health of one instance as instance a's admin, trusting only the gateway's CA (its admin/). */
 function fetchHealth(
   url: string,
   cluster: TestCluster,
 ): Promise<{ instanceId: string; instances: { instanceId: string }[] }> {
-  const ca = readFileSync(path.join(cluster.instances[0].home, "admin", "ca.pem"), "utf8");
+  const admin = path.join(cluster.instances[0].home, "admin");
+  const [ca, key, cert] = ["ca.pem", "admin.key", "admin.pem"].map((f) =>
+    readFileSync(path.join(admin, f), "utf8"),
+  );
   return new Promise((resolve, reject) => {
     https
-      .get(`${url}/health`, { ca }, (response) => {
+      .get(`${url}/health`, { ca, key, cert }, (response) => {
         let text = "";
         response.on("data", (chunk: Buffer) => (text += chunk.toString()));
         response.on("end", () => {

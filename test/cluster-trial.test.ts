@@ -1,0 +1,112 @@
+/**
+ * What a stranger learns from two gateway instances on one PostgreSQL database, in this process,
+ * over real TLS on loopback. `/health` answers anyone (a node measures its clock skew there before
+ * it holds a certificate), so it says which instance answered and nothing of where the others
+ * listen: the live instances' addresses are shown to a credential that may see the fleet
+ * (`node:status`), never to an anonymous caller or a node.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import https from "node:https";
+import os from "node:os";
+import path from "node:path";
+import { pino } from "pino";
+import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
+import { startGateway, type RunningGateway } from "../src/gateway/start.js";
+import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
+import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+
+const silent = pino({ level: "silent" });
+
+interface Health {
+  instanceId?: string;
+  instances?: { instanceId: string; url: string; listen: string }[];
+}
+
+/** GET /health of `gateway` over real TLS, with a client certificate when `tls` gives one. */
+function health(
+  gateway: RunningGateway,
+  tls: { key?: string; cert?: string } = {},
+): Promise<{ text: string; body: Health }> {
+  const ca = readFileSync(path.join(path.dirname(gateway.loaded.file), "pki", "ca.pem"), "utf8");
+  return new Promise((resolve, reject) => {
+    https
+      .get(`${gateway.url}/health`, { ca, ...tls, agent: false }, (response) => {
+        let text = "";
+        response.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        response.on("end", () => resolve({ text, body: JSON.parse(text) as Health }));
+      })
+      .on("error", reject);
+  });
+}
+
+/** The admin credential `gateway init --store` / `join` wrote into `home` (role admin). */
+function adminTls(home: string) {
+  return {
+    key: readFileSync(path.join(home, "admin", "admin.key"), "utf8"),
+    cert: readFileSync(path.join(home, "admin", "admin.pem"), "utf8"),
+  };
+}
+
+const describePostgres = postgresAvailable() ? describe : describe.skip;
+
+describePostgres("what /health tells about the instances of one gateway", () => {
+  let dir: string;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let a: RunningGateway;
+  let b: RunningGateway;
+  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-trial-"));
+    database = await createTestDatabase();
+    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
+    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
+    await joinClusterGatewayHome(path.join(dir, "b"), { store: database.url, listen: "127.0.0.1:0" });
+    a = await startGateway(path.join(dir, "a"), { logger: silent });
+    b = await startGateway(path.join(dir, "b"), { logger: silent });
+  }, 120_000);
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await database?.drop();
+    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an anonymous caller learns which instance answered, but no instance's address", async () => {
+    const { text, body } = await health(b);
+    expect(body.instanceId).toBe(b.ctx.cluster.instanceId);
+    expect(body.instances).toBeUndefined();
+    // Neither instance's internal URL nor listen address appears anywhere in the answer.
+    for (const gateway of [a, b]) expect(text).not.toContain(new URL(gateway.url).host);
+  });
+
+  it("a node's certificate does not see the instances either (it has no node:status)", async () => {
+    const keys = await generateKeyPair();
+    const reply = await a.ctx.registrations.enroll(
+      { csr: await createCsr(keys, "trial-node"), name: "trial-node" },
+      "127.0.0.1",
+    );
+    await a.ctx.registrations.approve(reply.userCode, "node", "admin");
+    const status = await a.ctx.registrations.status(reply.requestId);
+    const node = { key: await exportPrivateKeyPem(keys.privateKey), cert: status.certificate! };
+    const { body } = await health(a, node);
+    expect(body.instanceId).toBe(a.ctx.cluster.instanceId);
+    expect(body.instances).toBeUndefined();
+  });
+
+  it("an admin's credential sees every live instance with its address", async () => {
+    const { body } = await health(b, adminTls(path.join(dir, "b")));
+    expect(body.instanceId).toBe(b.ctx.cluster.instanceId);
+    expect(body.instances?.map((instance) => [instance.instanceId, instance.url]).sort()).toEqual(
+      [
+        [a.ctx.cluster.instanceId, a.url],
+        [b.ctx.cluster.instanceId, b.url],
+      ].sort(),
+    );
+  });
+});
