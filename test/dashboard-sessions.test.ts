@@ -8,6 +8,7 @@ import {
   csrfTokenMatches,
   secretHash,
 } from "../src/gateway/dashboard/sessions.js";
+import { MemoryDashboardStorage } from "../src/gateway/dashboard/memory-storage.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 
 /** A clock that moves only when told. */
@@ -21,9 +22,9 @@ function fixedClock(start = "2026-01-01T00:00:00Z") {
   };
 }
 
-function refusal(action: () => unknown): GatehouseError {
+async function refusal(action: () => unknown): Promise<GatehouseError> {
   try {
-    action();
+    await action();
   } catch (error) {
     if (error instanceof GatehouseError) return error;
     throw error;
@@ -33,16 +34,22 @@ function refusal(action: () => unknown): GatehouseError {
 
 const GET = { method: "GET" };
 
-function loggedIn(clock = fixedClock(), role = "admin") {
-  const sessions = new DashboardSessions(clock.now);
-  const link = sessions.createLink(role, "device:admin");
-  const { cookieValue, session } = sessions.redeemLink(link.token);
-  return { clock, sessions, cookieValue, session };
+/** Sessions in memory, with the storage to count what it keeps. */
+function memorySessions(now: () => Date) {
+  const storage = new MemoryDashboardStorage();
+  return { sessions: new DashboardSessions(now, { storage }), storage };
+}
+
+async function loggedIn(clock = fixedClock(), role = "admin") {
+  const { sessions, storage } = memorySessions(clock.now);
+  const link = await sessions.createLink(role, "device:admin");
+  const { cookieValue, session } = await sessions.redeemLink(link.token);
+  return { clock, sessions, storage, cookieValue, session };
 }
 
 describe("dashboard login links", () => {
-  it("a link opens one session of its role, with a subject from the cookie's hash", () => {
-    const { session, cookieValue } = loggedIn(fixedClock(), "viewer");
+  it("a link opens one session of its role, with a subject from the cookie's hash", async () => {
+    const { session, cookieValue } = await loggedIn(fixedClock(), "viewer");
     expect(session.role).toBe("viewer");
     expect(session.scopes).toEqual(["node:status", "devices:read"]);
     expect(session.createdBy).toBe("device:admin");
@@ -51,138 +58,138 @@ describe("dashboard login links", () => {
     expect(Buffer.from(session.csrfToken, "base64url")).toHaveLength(32);
   });
 
-  it("a link is single use: the second visit is told it was already used", () => {
+  it("a link is single use: the second visit is told it was already used", async () => {
     const clock = fixedClock();
-    const sessions = new DashboardSessions(clock.now);
-    const { token } = sessions.createLink("admin", "device:admin");
-    sessions.redeemLink(token);
-    const error = refusal(() => sessions.redeemLink(token));
+    const { sessions, storage } = memorySessions(clock.now);
+    const { token } = await sessions.createLink("admin", "device:admin");
+    await sessions.redeemLink(token);
+    const error = await refusal(() => sessions.redeemLink(token));
     expect(error.code).toBe("invalid_token");
     expect(error.message).toBe("This login link was already used.");
     expect(error.hint).toBe("Run `gatehouse dashboard` again for a new link.");
-    expect(sessions.size).toBe(1);
+    expect(storage.size).toBe(1);
   });
 
-  it("a link expires after 5 minutes", () => {
+  it("a link expires after 5 minutes", async () => {
     const clock = fixedClock();
-    const sessions = new DashboardSessions(clock.now);
-    const early = sessions.createLink("admin", "device:admin");
-    const late = sessions.createLink("admin", "device:admin");
+    const { sessions } = memorySessions(clock.now);
+    const early = await sessions.createLink("admin", "device:admin");
+    const late = await sessions.createLink("admin", "device:admin");
     expect(early.expiresAt.getTime() - clock.now().getTime()).toBe(LOGIN_LINK_TTL_MS);
     clock.advance(LOGIN_LINK_TTL_MS - 1);
-    sessions.redeemLink(early.token);
+    await sessions.redeemLink(early.token);
     clock.advance(1);
-    expect(refusal(() => sessions.redeemLink(late.token)).message).toBe("This login link expired.");
+    expect((await refusal(() => sessions.redeemLink(late.token))).message).toBe("This login link expired.");
     // Another link asked for later does not make the expired one unknown.
-    sessions.createLink("admin", "device:admin");
-    expect(refusal(() => sessions.redeemLink(late.token)).message).toBe("This login link expired.");
+    await sessions.createLink("admin", "device:admin");
+    expect((await refusal(() => sessions.redeemLink(late.token))).message).toBe("This login link expired.");
   });
 
-  it("an unknown token is not known to this gateway", () => {
-    const sessions = new DashboardSessions(fixedClock().now);
+  it("an unknown token is not known to this gateway", async () => {
+    const { sessions } = memorySessions(fixedClock().now);
     for (const token of ["nope", "x".repeat(10_000)])
-      expect(refusal(() => sessions.redeemLink(token)).message).toBe(
+      expect((await refusal(() => sessions.redeemLink(token))).message).toBe(
         "This login link is not known to this gateway.",
       );
   });
 
-  it("an empty or missing token is a link with no token", () => {
-    const sessions = new DashboardSessions(fixedClock().now);
+  it("an empty or missing token is a link with no token", async () => {
+    const { sessions } = memorySessions(fixedClock().now);
     for (const token of ["", undefined])
-      expect(refusal(() => sessions.redeemLink(token)).message).toBe("This login link has no token.");
+      expect((await refusal(() => sessions.redeemLink(token))).message).toBe("This login link has no token.");
   });
 });
 
 describe("dashboard sessions", () => {
-  it("a session used within 30 minutes lives on; idle for 30 minutes it ends", () => {
-    const { clock, sessions, cookieValue } = loggedIn();
+  it("a session used within 30 minutes lives on; idle for 30 minutes it ends", async () => {
+    const { clock, sessions, storage, cookieValue } = await loggedIn();
     clock.advance(SESSION_IDLE_MS - 1);
-    expect(sessions.authenticate(cookieValue, GET).role).toBe("admin");
+    expect((await sessions.authenticate(cookieValue, GET)).role).toBe("admin");
     clock.advance(SESSION_IDLE_MS - 1);
-    const session = sessions.authenticate(cookieValue, GET);
+    const session = await sessions.authenticate(cookieValue, GET);
     expect(sessions.idleExpiresAt(session).getTime()).toBe(clock.now().getTime() + SESSION_IDLE_MS);
     clock.advance(SESSION_IDLE_MS);
-    const error = refusal(() => sessions.authenticate(cookieValue, GET));
+    const error = await refusal(() => sessions.authenticate(cookieValue, GET));
     expect(error.code).toBe("invalid_token");
     expect(error.message).toMatch(/dashboard session ended, expired/);
-    expect(sessions.size).toBe(0);
+    expect(storage.size).toBe(0);
   });
 
-  it("a session ends 12 hours after its login however often it is used", () => {
-    const { clock, sessions, cookieValue, session } = loggedIn();
+  it("a session ends 12 hours after its login however often it is used", async () => {
+    const { clock, sessions, cookieValue, session } = await loggedIn();
     expect(sessions.expiresAt(session).getTime() - clock.now().getTime()).toBe(SESSION_LIFETIME_MS);
     for (let elapsed = 0; elapsed + 20 * 60 * 1000 < SESSION_LIFETIME_MS; elapsed += 20 * 60 * 1000) {
       clock.advance(20 * 60 * 1000);
-      sessions.authenticate(cookieValue, GET);
+      await sessions.authenticate(cookieValue, GET);
     }
     // 20 minutes after its last use (not idle), exactly 12 hours after its login.
     clock.advance(20 * 60 * 1000);
-    expect(refusal(() => sessions.authenticate(cookieValue, GET)).code).toBe("invalid_token");
+    expect((await refusal(() => sessions.authenticate(cookieValue, GET))).code).toBe("invalid_token");
   });
 
-  it("the idle deadline never passes the absolute one", () => {
-    const { clock, sessions, cookieValue } = loggedIn();
+  it("the idle deadline never passes the absolute one", async () => {
+    const { clock, sessions, cookieValue } = await loggedIn();
     const step = 20 * 60 * 1000;
     for (let elapsed = step; elapsed < SESSION_LIFETIME_MS - 60_000; elapsed += step) {
       clock.advance(step);
-      sessions.authenticate(cookieValue, GET);
+      await sessions.authenticate(cookieValue, GET);
     }
     clock.advance(
       SESSION_LIFETIME_MS - 60_000 - (clock.now().getTime() - new Date("2026-01-01T00:00:00Z").getTime()),
     );
-    const session = sessions.authenticate(cookieValue, GET);
+    const session = await sessions.authenticate(cookieValue, GET);
     expect(sessions.idleExpiresAt(session)).toEqual(sessions.expiresAt(session));
     clock.advance(60_000);
-    expect(refusal(() => sessions.authenticate(cookieValue, GET)).code).toBe("invalid_token");
+    expect((await refusal(() => sessions.authenticate(cookieValue, GET))).code).toBe("invalid_token");
   });
 
-  it(`past ${MAX_SESSIONS} live sessions the oldest ends`, () => {
+  it(`past ${MAX_SESSIONS} live sessions the oldest ends`, async () => {
     const clock = fixedClock();
-    const sessions = new DashboardSessions(clock.now);
+    const { sessions, storage } = memorySessions(clock.now);
     const cookies: string[] = [];
     for (let i = 0; i <= MAX_SESSIONS; i++) {
-      const { token } = sessions.createLink("viewer", "device:admin");
-      cookies.push(sessions.redeemLink(token).cookieValue);
+      const { token } = await sessions.createLink("viewer", "device:admin");
+      cookies.push((await sessions.redeemLink(token)).cookieValue);
     }
-    expect(sessions.size).toBe(MAX_SESSIONS);
-    expect(refusal(() => sessions.authenticate(cookies[0]!, GET)).code).toBe("invalid_token");
-    expect(sessions.authenticate(cookies[1]!, GET).role).toBe("viewer");
-    expect(sessions.authenticate(cookies[MAX_SESSIONS]!, GET).role).toBe("viewer");
+    expect(storage.size).toBe(MAX_SESSIONS);
+    expect((await refusal(() => sessions.authenticate(cookies[0]!, GET))).code).toBe("invalid_token");
+    expect((await sessions.authenticate(cookies[1]!, GET)).role).toBe("viewer");
+    expect((await sessions.authenticate(cookies[MAX_SESSIONS]!, GET)).role).toBe("viewer");
   });
 
-  it("logout ends the session; its cookie opens nothing afterwards", () => {
-    const { sessions, cookieValue, session } = loggedIn();
-    expect(sessions.end(session.fingerprint)).toBe(true);
-    expect(refusal(() => sessions.authenticate(cookieValue, GET)).code).toBe("invalid_token");
-    expect(sessions.end(session.fingerprint)).toBe(false);
+  it("logout ends the session; its cookie opens nothing afterwards", async () => {
+    const { sessions, cookieValue, session } = await loggedIn();
+    expect(await sessions.end(session.fingerprint)).toBe(true);
+    expect((await refusal(() => sessions.authenticate(cookieValue, GET))).code).toBe("invalid_token");
+    expect(await sessions.end(session.fingerprint)).toBe(false);
   });
 
-  it("the session is kept by the cookie's hash, never by its value", () => {
-    const { sessions, cookieValue, session } = loggedIn();
+  it("the session is kept by the cookie's hash, never by its value", async () => {
+    const { sessions, cookieValue, session } = await loggedIn();
     expect(JSON.stringify([...Object.values(session)])).not.toContain(cookieValue);
-    expect(sessions.find(secretHash(cookieValue))).toBe(session);
-    expect(sessions.find(cookieValue)).toBeUndefined();
+    expect(await sessions.find(secretHash(cookieValue))).toEqual(session);
+    expect(await sessions.find(cookieValue)).toBeUndefined();
   });
 });
 
 describe("CSRF (synchronizer token)", () => {
-  it("a POST with the session's token passes; GET, HEAD and OPTIONS need none", () => {
-    const { sessions, cookieValue, session } = loggedIn();
-    expect(sessions.authenticate(cookieValue, { method: "POST", csrfToken: session.csrfToken })).toBe(
-      session,
-    );
+  it("a POST with the session's token passes; GET, HEAD and OPTIONS need none", async () => {
+    const { sessions, cookieValue, session } = await loggedIn();
+    expect(
+      await sessions.authenticate(cookieValue, { method: "POST", csrfToken: session.csrfToken }),
+    ).toEqual(session);
     for (const method of ["GET", "HEAD", "OPTIONS", "get"])
-      expect(sessions.authenticate(cookieValue, { method })).toBe(session);
+      expect(await sessions.authenticate(cookieValue, { method })).toEqual(session);
   });
 
-  it("a missing, wrong, shorter, longer or repeated token is refused with csrf_failed", () => {
-    const { clock, sessions, cookieValue, session } = loggedIn();
+  it("a missing, wrong, shorter, longer or repeated token is refused with csrf_failed", async () => {
+    const { clock, sessions, cookieValue, session } = await loggedIn();
     const wrong = Buffer.alloc(32, 7).toString("base64url");
     const tokens = [undefined, "", wrong, session.csrfToken.slice(1), session.csrfToken + "A"];
     for (const csrfToken of [...tokens, [session.csrfToken, session.csrfToken]]) {
       for (const method of ["POST", "DELETE", "PUT", "PATCH"]) {
         const request = csrfToken === undefined ? { method } : { method, csrfToken };
-        const error = refusal(() => sessions.authenticate(cookieValue, request));
+        const error = await refusal(() => sessions.authenticate(cookieValue, request));
         expect(error.code).toBe("csrf_failed");
         expect(error.status).toBe(403);
       }
@@ -190,12 +197,12 @@ describe("CSRF (synchronizer token)", () => {
     // A refused request does not keep the session alive.
     const before = sessions.idleExpiresAt(session).getTime();
     clock.advance(1000);
-    refusal(() => sessions.authenticate(cookieValue, { method: "POST" }));
+    await refusal(() => sessions.authenticate(cookieValue, { method: "POST" }));
     expect(sessions.idleExpiresAt(session).getTime()).toBe(before);
   });
 
-  it("csrfTokenMatches compares whole equal-length tokens only", () => {
-    const { session } = loggedIn();
+  it("csrfTokenMatches compares whole equal-length tokens only", async () => {
+    const { session } = await loggedIn();
     expect(csrfTokenMatches(session, session.csrfToken)).toBe(true);
     expect(csrfTokenMatches(session, undefined)).toBe(false);
     expect(csrfTokenMatches(session, session.csrfToken.toUpperCase())).toBe(

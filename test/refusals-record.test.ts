@@ -55,12 +55,17 @@ function refusal(fn: () => unknown): GatehouseError {
 }
 
 describe("a recorded refusal says what its reply said", () => {
-  it("a login link used twice is listed with its own description and `gatehouse dashboard`, not `gatehouse token`", () => {
+  it("a login link used twice is listed with its own description and `gatehouse dashboard`, not `gatehouse token`", async () => {
     const ctx = context();
     const sessions = new DashboardSessions(now);
-    const { token } = sessions.createLink("admin", "admin");
-    sessions.redeemLink(token);
-    const error = refusal(() => sessions.redeemLink(token));
+    const { token } = await sessions.createLink("admin", "admin");
+    await sessions.redeemLink(token);
+    const error = await sessions.redeemLink(token).then(
+      () => {
+        throw new Error("no refusal");
+      },
+      (refused: GatehouseError) => refused,
+    );
     recordRefusal(ctx, request("/dashboard/login", { credential: "login_link" }), error);
 
     const [shown] = ctx.failures.recent().map((failure) => refusalView(ctx, failure));

@@ -76,17 +76,28 @@ function describeDevice(d: DeviceView): string {
   return fields(lines) + (failures.length ? `recent failures\n${failures.join("\n")}\n` : "");
 }
 
-/** `devices list [--pending]`. */
+/**
+ * `devices list [--pending]`. Whether a device is online is said across instances; when the
+ * answering instance could not read the others' sessions, `--json` passes `incomplete` on and a
+ * terminal gets a warning line on stderr, as `nodes list` does.
+ */
 export async function devicesList(
   ctx: CommandContext,
   options: GatewayOption & { pending?: boolean },
 ): Promise<void> {
   const client = AdminClient.fromHome(ctx.home, options);
-  const { devices: list } = await client.get<{ devices: DeviceView[] }>(
-    `/api/v1/devices${options.pending ? "?status=pending" : ""}`,
-  );
-  if (ctx.json) printJson({ devices: list });
-  else printText(list.length ? deviceRows(list) : "no devices\n");
+  const { devices: list, incomplete } = await client.get<{
+    devices: DeviceView[];
+    incomplete?: NodeList["incomplete"];
+  }>(`/api/v1/devices${options.pending ? "?status=pending" : ""}`);
+  if (ctx.json) printJson({ devices: list, ...(incomplete ? { incomplete } : {}) });
+  else {
+    if (incomplete)
+      printNotice(
+        `warning: ${incomplete.error}: ${incomplete.error_description}\n  hint: ${incomplete.hint}\n`,
+      );
+    printText(list.length ? deviceRows(list) : "no devices\n");
+  }
 }
 
 /** `devices show DEVICE`. */

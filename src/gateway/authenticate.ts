@@ -50,7 +50,7 @@ export function bearerToken(request: FastifyRequest): string | undefined {
  * token when one is sent; else the dashboard session cookie when one is sent (a non-safe method
  * must also carry its CSRF token, see DashboardSessions.authenticate); else the client certificate.
  * Every path reads memory only, but a dashboard session among several instances (one read of the
- * shared store).
+ * shared store; alone the sessions are in memory too).
  * @throws GatehouseError with the catalogue code of the refusal (`invalid_token` for an ended
  *   dashboard session, `csrf_failed`, the certificate's codes, …).
  */
@@ -66,15 +66,15 @@ export async function authenticateRequest(ctx: GatewayContext, request: FastifyR
 
 /**
  * The dashboard session a request's cookie opens (routes that take only the cookie: the session
- * description and logout). A non-safe method must carry the session's CSRF token. Known at once
- * alone; among several instances a promise (the session is read from the shared store).
+ * description and logout). A non-safe method must carry the session's CSRF token. The session is
+ * read from where DashboardSessions keeps them (memory alone, the shared store among several).
  * @throws GatehouseError `missing_credentials` without the cookie; `invalid_token` for an ended
  *   session; `csrf_failed`.
  */
 export function authenticateDashboardSession(
   ctx: GatewayContext,
   request: FastifyRequest,
-): DashboardSession | Promise<DashboardSession> {
+): Promise<DashboardSession> {
   const cookie = sessionCookieValue(request);
   if (cookie === undefined) {
     throw new GatehouseError(

@@ -17,7 +17,6 @@ import type { TokenService } from "../auth/token-service.js";
 import type { SigningKeys } from "../auth/signing-keys.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { DashboardSessions } from "./dashboard/sessions.js";
-import type { SharedDashboardSessions } from "./dashboard/shared-sessions.js";
 import type { EventHub } from "./events.js";
 import type { Cluster } from "./cluster/cluster.js";
 import type { ExecRelay } from "./cluster/exec-relay.js";
@@ -49,9 +48,8 @@ export interface GatewayContext {
   tokens: TokenService;
   signingKeys: SigningKeys;
   audit: AuditLog;
-  /** The dashboard's login links and cookie sessions (in memory). */
-  /** In memory alone; in the store with several instances (a browser reaches any of them). */
-  dashboard: DashboardSessions | SharedDashboardSessions;
+  /** The dashboard's login links and cookie sessions: in memory alone, in the store with several instances. */
+  dashboard: DashboardSessions;
   /** Change notices (devices, nodes, refusals, audit) for the dashboard's live stream. */
   events: EventHub;
   /** The one metrics registry; record through its named methods. */

@@ -40,8 +40,7 @@ import { unreachableNamesWarning } from "./info.js";
 import { checkAddressFree, listenFailure, removePidFile, writePidFile } from "./listen-address.js";
 import { acquireGatewayLock } from "./gateway-lock.js";
 import { EventHub } from "./events.js";
-import { DashboardSessions } from "./dashboard/sessions.js";
-import { SharedDashboardSessions, creatorCheck } from "./dashboard/shared-sessions.js";
+import { DashboardSessions, STORE_POLICY, creatorCheck } from "./dashboard/sessions.js";
 import { RequestsInFlight } from "./requests-in-flight.js";
 import { clusterFor, FleetCluster } from "./cluster/cluster.js";
 import { cacheRefresher } from "./cluster/cache-refresh.js";
@@ -223,16 +222,14 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       background,
       failures: new FailureLog(() => events.emit("refusals")),
       // Several instances: a browser behind the balancer finds its link and session on any of them.
-      dashboard: cluster.enabled
-        ? new SharedDashboardSessions(
-            store,
-            now,
-            creatorCheck(
-              (id) => devices.get(id),
-              (keyId) => !tokens.listApiKeys().some((key) => key.keyId === keyId && !key.revokedAt),
-            ),
-          )
-        : new DashboardSessions(now),
+      // Alone or not, a session ends with the credential that asked for its link.
+      dashboard: new DashboardSessions(now, {
+        ...(cluster.enabled ? { storage: store, policy: STORE_POLICY } : {}),
+        creatorValid: creatorCheck(
+          (id) => devices.get(id),
+          (keyId) => !tokens.listApiKeys().some((key) => key.keyId === keyId && !key.revokedAt),
+        ),
+      }),
       events,
       tokens,
       signingKeys,
@@ -311,6 +308,12 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       // The instance's row, its heartbeat, and the LISTEN whose first catch-up read covers any
       // change another instance made since this start read its caches.
       cluster.receive(cacheRefresher({ devices, sessions, tokens, signingKeys, tls, events, logger }));
+      // The sessions of an instance gone stale closed here: this instance's dashboards refetch
+      // their node list, and the others' hear of it through the coalesced nodes notice.
+      cluster.onStaleSessionsClosed(() => {
+        events.emit("nodes");
+        nodesNotice?.changed();
+      });
       await cluster.start();
       undo.unshift(() => cluster.stop());
     }

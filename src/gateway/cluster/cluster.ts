@@ -75,6 +75,7 @@ export class FleetCluster implements Cluster {
   private heartbeat: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
   private heartbeatFailing = false;
+  private staleSessionsClosed: () => void = () => undefined;
 
   constructor(private readonly options: FleetClusterOptions) {
     this.instanceId = options.instanceId;
@@ -83,6 +84,15 @@ export class FleetCluster implements Cluster {
   /** What to do with the other instances' changes; set before `start`. */
   receive(handlers: ChangeFeedHandlers): void {
     this.handlers = handlers;
+  }
+
+  /**
+   * What to do when this instance closed the open sessions of an instance gone stale (a killed
+   * one cannot close its own): the node lists watching here and on the others must hear of it,
+   * since the nodes it held are no longer online. Set before `start`.
+   */
+  onStaleSessionsClosed(listener: () => void): void {
+    this.staleSessionsClosed = listener;
   }
 
   liveInstances(): InstanceRecord[] {
@@ -114,6 +124,7 @@ export class FleetCluster implements Cluster {
       { instanceId: this.instanceId, ...this.options.address() },
       now,
       logger,
+      () => this.staleSessionsClosed(),
     );
     await this.registry.register();
     this.feed = new ChangeFeed({

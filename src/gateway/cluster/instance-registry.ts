@@ -39,11 +39,16 @@ export class InstanceRegistry {
    */
   private reachableSince = 0;
 
+  /**
+   * @param sessionsClosed called after a sweep closed another instance's open sessions (with its
+   *   id and how many), so the node lists watching them are told: those nodes are no longer online.
+   */
   constructor(
     private readonly store: Store,
     private readonly self: InstanceIdentity,
     private readonly now: () => Date,
     private readonly logger: Logger,
+    private readonly sessionsClosed: (instanceId: string, closed: number) => void = () => undefined,
   ) {}
 
   /** Writes this instance's row (a restart under the same id replaces it) and reads the others. */
@@ -79,9 +84,10 @@ export class InstanceRegistry {
    */
   live(): InstanceRecord[] {
     const now = this.now().getTime();
-    return this.instances
-      .filter((instance) => instance.instanceId === this.self.instanceId || isLive(instance, now))
-      .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.instanceId.localeCompare(b.instanceId));
+    // Sorted once per heartbeat (refresh), not on every call: a relayed command asks too.
+    return this.instances.filter(
+      (instance) => instance.instanceId === this.self.instanceId || isLive(instance, now),
+    );
   }
 
   /** A clean stop: the others see this instance gone at once instead of after the stale delay. */
@@ -100,6 +106,9 @@ export class InstanceRegistry {
     );
     if (!rows.some((row) => row.instanceId === this.self.instanceId))
       this.instances.push({ ...this.self, startedAt: this.startedAt, heartbeatAt: at, stoppedAt: null });
+    this.instances.sort(
+      (a, b) => a.startedAt.localeCompare(b.startedAt) || a.instanceId.localeCompare(b.instanceId),
+    );
   }
 
   private async sweepStale(): Promise<void> {
@@ -116,11 +125,13 @@ export class InstanceRegistry {
         instance.instanceId,
       );
       this.swept.add(instance.instanceId);
-      if (closed > 0)
+      if (closed > 0) {
         this.logger.info(
           { instanceId: instance.instanceId, sessions: closed, heartbeatAt: instance.heartbeatAt },
           "closed the sessions of a gateway instance that is gone",
         );
+        this.sessionsClosed(instance.instanceId, closed);
+      }
     }
   }
 }

@@ -81,3 +81,23 @@ export async function listOnlineNodes(ctx: GatewayContext): Promise<NodeList> {
   }
   return { nodes: newestPerDevice([...here, ...elsewhere.map((held) => remoteNodeView(ctx, held))]) };
 }
+
+/** Which devices are online, as listOnlineNodes says, for the views of devices. */
+export interface OnlineDevices {
+  has(deviceId: string): boolean;
+  /** Only with several instances: the others' sessions could not be read (as in NodeList). */
+  incomplete?: NonNullable<NodeList["incomplete"]>;
+}
+
+/**
+ * Which devices are online (`devices list`, `devices show`, the dashboard's devices): a device is
+ * online when listOnlineNodes lists it, so every instance says the same of a node whichever
+ * instance holds it. Alone: this gateway's sessions, read from memory as always. Never throws for
+ * the database (see listOnlineNodes: this instance's sessions, and `incomplete`).
+ */
+export async function onlineDevices(ctx: GatewayContext): Promise<OnlineDevices> {
+  if (!ctx.relay) return { has: (deviceId) => ctx.sessions.isOnline(deviceId) };
+  const { nodes, incomplete } = await listOnlineNodes(ctx);
+  const online = new Set(nodes.map((node) => node.deviceId));
+  return { has: (deviceId) => online.has(deviceId), ...(incomplete ? { incomplete } : {}) };
+}

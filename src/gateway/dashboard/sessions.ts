@@ -1,6 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { scopesForRole, type Principal, type Scope } from "../../auth/roles.js";
 import { GatehouseError } from "../../protocol/errors.js";
+import type { DashboardSessionRecord, Store } from "../../store/types.js";
+import { MemoryDashboardStorage } from "./memory-storage.js";
 
 /** How long a login link can be redeemed, in milliseconds (5 minutes). */
 export const LOGIN_LINK_TTL_MS = 5 * 60 * 1000;
@@ -10,8 +12,7 @@ export const SESSION_IDLE_MS = 30 * 60 * 1000;
 export const SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000;
 /** Live sessions kept at most; a new login past it ends the oldest one. */
 export const MAX_SESSIONS = 200;
-/** Links kept at most; a new link past it forgets the oldest one. */
-export const MAX_LINKS = 200;
+export { MAX_LINKS } from "./memory-storage.js";
 /** A spent or expired link is remembered this long past its expiry, so a late visit hears why. */
 const LINK_MEMORY_MS = 60 * 60 * 1000;
 
@@ -28,19 +29,12 @@ export interface DashboardSession {
   fingerprint: string;
   role: string;
   scopes: readonly Scope[];
-  /** Subject of the credential that asked for the login link. */
+  /** Subject of the credential that asked for the login link (`device:<id>`, `key:<keyId>`). */
   createdBy: string;
   /** The synchronizer token (OWASP CSRF cheat sheet) every non-safe request must echo. */
   csrfToken: string;
   createdAt: Date;
   lastUsedAt: Date;
-}
-
-interface LoginLink {
-  role: string;
-  createdBy: string;
-  expiresAt: Date;
-  used: boolean;
 }
 
 /** A new login link: the token goes into `/dashboard/login?token=…`; only its hash is kept. */
@@ -56,6 +50,52 @@ export interface RedeemedLink {
   session: DashboardSession;
 }
 
+/**
+ * Where links and sessions are kept, by the sha256 of their secrets only: the store's dashboard
+ * methods (store/types.ts, shared by several instances) or MemoryDashboardStorage (a gateway
+ * alone). Keeping is all it does; every rule is DashboardSessions'.
+ */
+export type DashboardStorage = Pick<
+  Store,
+  | "putDashboardLink"
+  | "getDashboardLink"
+  | "useDashboardLink"
+  | "pruneDashboardLinks"
+  | "putDashboardSession"
+  | "getDashboardSession"
+  | "touchDashboardSession"
+  | "deleteDashboardSession"
+  | "deleteDashboardSessions"
+>;
+
+/**
+ * Whether the credential that asked for a session's login link (`device:<id>`, `key:<keyId>`)
+ * still holds; a session whose credential was revoked ends with it.
+ */
+export type CreatorCheck = (createdBy: string) => boolean;
+
+/** How a storage is used: what differs between one process's memory and a shared database. */
+export interface DashboardStoragePolicy {
+  /**
+   * Whether sessions outlive a restart of this gateway (the database's do): an unknown session is
+   * then not explained by a restart.
+   */
+  survivesRestart: boolean;
+  /** A session's last use is written at most this often, in milliseconds (0: at every use). */
+  touchEveryMs: number;
+  /** Ended sessions and old links are deleted at most this often, in milliseconds (0: every time). */
+  pruneEveryMs: number;
+}
+
+/** In memory: every use and every forgotten session costs nothing to write. */
+const MEMORY_POLICY: DashboardStoragePolicy = { survivesRestart: false, touchEveryMs: 0, pruneEveryMs: 0 };
+/** In the shared store: a minute in 30 is noise, and not worth a write per request. */
+export const STORE_POLICY: DashboardStoragePolicy = {
+  survivesRestart: true,
+  touchEveryMs: 60_000,
+  pruneEveryMs: 60_000,
+};
+
 /** 32 random bytes, base64url (RFC 4648 §5): a link token, cookie value or CSRF token. */
 function newSecret(): string {
   return randomBytes(32).toString("base64url");
@@ -67,119 +107,149 @@ export function secretHash(secret: string): string {
 }
 
 /**
- * The dashboard's login links and cookie sessions, in memory (a gateway restart ends them all).
- * Pure logic over an injected clock: the HTTP plugin sets and reads the cookie (RFC 6265), this
- * class decides what a link or cookie value is worth. Secrets are stored as sha256 hashes only, like
- * refresh tokens: a memory dump yields no usable credential.
+ * The dashboard's login links and cookie sessions: the one place their rules live (5-minute
+ * single-use links, 30-minute idle and 12-hour absolute expiry, at most MAX_SESSIONS, logout, and
+ * a session ending with the credential that asked for its link), over a storage that only keeps
+ * them — this process's memory alone, the shared store with several instances (a browser behind a
+ * load balancer reaches any of them). Pure logic over an injected clock: the HTTP plugin sets and
+ * reads the cookie (RFC 6265), this class decides what a link or cookie value is worth. Secrets
+ * are kept as sha256 hashes only, like refresh tokens: a memory or database dump yields no
+ * usable credential.
  */
 export class DashboardSessions {
-  private readonly links = new Map<string, LoginLink>();
-  /** By sha256 of the cookie value, oldest login first (Map keeps insertion order). */
-  private readonly sessions = new Map<string, DashboardSession>();
+  private readonly storage: DashboardStorage;
+  private readonly policy: DashboardStoragePolicy;
+  private readonly creatorValid: CreatorCheck;
+  private prunedAt = Number.NEGATIVE_INFINITY;
 
-  constructor(private readonly now: () => Date) {}
+  /**
+   * @param options.storage where links and sessions are kept (default: this process's memory)
+   * @param options.policy how that storage is used (default: memory's; STORE_POLICY for the store)
+   * @param options.creatorValid whether a session's creating credential still holds (default: always)
+   */
+  constructor(
+    private readonly now: () => Date,
+    options: {
+      storage?: DashboardStorage;
+      policy?: DashboardStoragePolicy;
+      creatorValid?: CreatorCheck;
+    } = {},
+  ) {
+    this.storage = options.storage ?? new MemoryDashboardStorage();
+    this.policy = options.policy ?? MEMORY_POLICY;
+    this.creatorValid = options.creatorValid ?? (() => true);
+  }
 
   /**
    * A single-use login link for a session of `role`, valid for LOGIN_LINK_TTL_MS.
    * @param createdBy subject of the credential that asked (the audit actor of the login).
+   * @throws GatehouseError `unavailable` when a shared store cannot be reached.
    */
-  createLink(role: string, createdBy: string): IssuedLink {
-    this.forgetStaleLinks();
+  async createLink(role: string, createdBy: string): Promise<IssuedLink> {
+    await this.prune();
     const token = newSecret();
     const expiresAt = new Date(this.now().getTime() + LOGIN_LINK_TTL_MS);
-    this.links.set(secretHash(token), { role, createdBy, expiresAt, used: false });
-    while (this.links.size > MAX_LINKS) this.links.delete(this.links.keys().next().value as string);
+    await this.storage.putDashboardLink({
+      linkHash: secretHash(token),
+      role,
+      createdBy,
+      expiresAt: expiresAt.toISOString(),
+      used: 0,
+    });
     return { token, role, expiresAt };
   }
 
   /**
-   * Spends a login link and opens its session (ending the oldest one past MAX_SESSIONS).
+   * Spends a login link (in one step of the storage: of two instances redeeming it at once, one
+   * opens the session) and opens its session, ending the oldest one past MAX_SESSIONS.
    * @throws GatehouseError `invalid_token` whose description says which: no token (missing or
    *   empty), already used, expired, or not known (also for a malformed token).
    */
-  redeemLink(token: string | undefined): RedeemedLink {
+  async redeemLink(token: string | undefined): Promise<RedeemedLink> {
     // A link cut short (no `token=` at all, or an empty one) is told so, not called unknown.
     if (!token) throw new GatehouseError("invalid_token", "This login link has no token.", RELOGIN_HINT);
-    const link = this.links.get(secretHash(token));
-    if (!link)
-      throw new GatehouseError(
-        "invalid_token",
-        "This login link is not known to this gateway.",
-        RELOGIN_HINT,
-      );
-    if (link.used)
-      throw new GatehouseError("invalid_token", "This login link was already used.", RELOGIN_HINT);
+    const hash = secretHash(token);
     const now = this.now();
-    if (link.expiresAt <= now)
-      throw new GatehouseError("invalid_token", "This login link expired.", RELOGIN_HINT);
     // Kept, marked used, until it would have expired: a second visit is told it was used.
-    link.used = true;
-
-    this.forgetEndedSessions();
+    const link = await this.storage.useDashboardLink(hash, now.toISOString());
+    if (!link) {
+      const known = await this.storage.getDashboardLink(hash);
+      if (!known)
+        throw new GatehouseError(
+          "invalid_token",
+          "This login link is not known to this gateway.",
+          RELOGIN_HINT,
+        );
+      if (known.used)
+        throw new GatehouseError("invalid_token", "This login link was already used.", RELOGIN_HINT);
+      throw new GatehouseError("invalid_token", "This login link expired.", RELOGIN_HINT);
+    }
+    // Ended sessions go first, so they do not count against MAX_SESSIONS.
+    await this.prune();
     const cookieValue = newSecret();
-    const fingerprint = secretHash(cookieValue);
-    const session: DashboardSession = {
-      subject: `dashboard:${fingerprint.slice(0, 12)}`,
-      fingerprint,
+    const record: DashboardSessionRecord = {
+      fingerprint: secretHash(cookieValue),
       role: link.role,
-      scopes: scopesForRole(link.role),
       createdBy: link.createdBy,
       csrfToken: newSecret(),
-      createdAt: now,
-      lastUsedAt: now,
+      createdAt: now.toISOString(),
+      lastUsedAt: now.toISOString(),
     };
-    this.sessions.set(fingerprint, session);
-    while (this.sessions.size > MAX_SESSIONS)
-      this.sessions.delete(this.sessions.keys().next().value as string);
-    return { cookieValue, session };
+    await this.storage.putDashboardSession(record, MAX_SESSIONS);
+    return { cookieValue, session: sessionOf(record) };
   }
 
   /**
-   * The live session a request's cookie value opens, its idle clock restarted. A request whose
-   * method is not safe (RFC 9110 §9.2.1: anything but GET, HEAD, OPTIONS) must carry the session's
-   * CSRF token (its `X-CSRF-Token` header) as well.
+   * The live session a request's cookie value opens, its idle clock restarted (written at most
+   * once per the policy's touchEveryMs). A request whose method is not safe (RFC 9110 §9.2.1:
+   * anything but GET, HEAD, OPTIONS) must carry the session's CSRF token (its `X-CSRF-Token`
+   * header) as well.
    * @throws GatehouseError `invalid_token` for a value that is unknown, ended (logout), idle for
-   *   SESSION_IDLE_MS or older than SESSION_LIFETIME_MS; `csrf_failed` for a missing or wrong token
-   *   (a refused request does not restart the idle clock).
+   *   SESSION_IDLE_MS, older than SESSION_LIFETIME_MS, or whose creating credential was revoked;
+   *   `csrf_failed` for a missing or wrong token (a refused request does not restart the idle clock).
    */
-  authenticate(
+  async authenticate(
     cookieValue: string,
     request: { method: string; csrfToken?: string | string[] },
-  ): DashboardSession {
-    const session = this.find(secretHash(cookieValue));
+  ): Promise<DashboardSession> {
+    const session = await this.find(secretHash(cookieValue));
     if (!session) {
       throw new GatehouseError(
         "invalid_token",
-        "The dashboard session ended, expired, or was not opened by this gateway (a restart ends every dashboard session).",
+        this.policy.survivesRestart
+          ? "The dashboard session ended, expired, or was not opened by this gateway."
+          : "The dashboard session ended, expired, or was not opened by this gateway (a restart ends every dashboard session).",
         "Run `gatehouse dashboard` for a new login link.",
       );
     }
     if (!SAFE_METHODS.has(request.method.toUpperCase()) && !csrfTokenMatches(session, request.csrfToken))
       throw new GatehouseError("csrf_failed");
-    session.lastUsedAt = this.now();
+    const now = this.now();
+    if (now.getTime() - session.lastUsedAt.getTime() >= this.policy.touchEveryMs) {
+      await this.storage.touchDashboardSession(session.fingerprint, now.toISOString());
+      session.lastUsedAt = now;
+    }
     return session;
   }
 
-  /** The live session with this fingerprint, without counting it as used (a keepalive check). */
-  find(fingerprint: string): DashboardSession | undefined {
-    const session = this.sessions.get(fingerprint);
-    if (!session) return undefined;
-    if (this.ended(session, this.now())) {
-      this.sessions.delete(fingerprint);
+  /**
+   * The live session with this fingerprint, without counting it as used (a keepalive check). One
+   * that ended (idle, too old, or its creating credential revoked) is deleted.
+   */
+  async find(fingerprint: string): Promise<DashboardSession | undefined> {
+    const record = await this.storage.getDashboardSession(fingerprint);
+    if (!record) return undefined;
+    const session = sessionOf(record);
+    if (this.idleExpiresAt(session) <= this.now() || !this.creatorValid(session.createdBy)) {
+      await this.storage.deleteDashboardSession(fingerprint);
       return undefined;
     }
     return session;
   }
 
-  /** Ends a session (logout). Returns whether it was live. */
-  end(fingerprint: string): boolean {
-    return this.find(fingerprint) !== undefined && this.sessions.delete(fingerprint);
-  }
-
-  /** Live sessions right now. */
-  get size(): number {
-    this.forgetEndedSessions();
-    return this.sessions.size;
+  /** Ends a session (logout; on every instance when the storage is shared). Returns whether it was live. */
+  async end(fingerprint: string): Promise<boolean> {
+    return (await this.find(fingerprint)) !== undefined && this.storage.deleteDashboardSession(fingerprint);
   }
 
   /** When the session ends unless used again before: last use + SESSION_IDLE_MS, capped by its lifetime. */
@@ -194,20 +264,48 @@ export class DashboardSessions {
     return new Date(session.createdAt.getTime() + SESSION_LIFETIME_MS);
   }
 
-  private ended(session: DashboardSession, now: Date): boolean {
-    return this.idleExpiresAt(session) <= now;
+  /** Deletes ended sessions and links past their memory, at most once per the policy's pruneEveryMs. */
+  private async prune(): Promise<void> {
+    const now = this.now().getTime();
+    if (now - this.prunedAt < this.policy.pruneEveryMs) return;
+    this.prunedAt = now;
+    // Idle for SESSION_IDLE_MS or older than SESSION_LIFETIME_MS: exactly the sessions that ended.
+    await this.storage.deleteDashboardSessions({
+      idleBefore: new Date(now - SESSION_IDLE_MS + 1).toISOString(),
+      createdBefore: new Date(now - SESSION_LIFETIME_MS + 1).toISOString(),
+    });
+    await this.storage.pruneDashboardLinks(new Date(now - LINK_MEMORY_MS + 1).toISOString());
   }
+}
 
-  private forgetEndedSessions(): void {
-    const now = this.now();
-    for (const [key, session] of this.sessions) if (this.ended(session, now)) this.sessions.delete(key);
-  }
+function sessionOf(record: DashboardSessionRecord): DashboardSession {
+  return {
+    subject: `dashboard:${record.fingerprint.slice(0, 12)}`,
+    fingerprint: record.fingerprint,
+    role: record.role,
+    scopes: scopesForRole(record.role),
+    createdBy: record.createdBy,
+    csrfToken: record.csrfToken,
+    createdAt: new Date(record.createdAt),
+    lastUsedAt: new Date(record.lastUsedAt),
+  };
+}
 
-  private forgetStaleLinks(): void {
-    const now = this.now();
-    for (const [key, link] of this.links)
-      if (link.expiresAt.getTime() + LINK_MEMORY_MS <= now.getTime()) this.links.delete(key);
-  }
+/**
+ * The creator check of a gateway: a device's credential holds while the device is approved, an
+ * API key's while it is not revoked; any other subject (none today) holds.
+ */
+export function creatorCheck(
+  device: (deviceId: string) => { status: string } | undefined,
+  apiKeyRevoked: (keyId: string) => boolean,
+): CreatorCheck {
+  return (createdBy) => {
+    const colon = createdBy.indexOf(":");
+    const [kind, id] = colon < 0 ? [createdBy, ""] : [createdBy.slice(0, colon), createdBy.slice(colon + 1)];
+    if (kind === "device") return device(id)?.status === "approved";
+    if (kind === "key") return !apiKeyRevoked(id);
+    return true;
+  };
 }
 
 /**

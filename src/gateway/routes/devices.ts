@@ -4,6 +4,7 @@ import { printableSchema } from "../../protocol/messages.js";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
 import { deviceView } from "../device-view.js";
+import { onlineDevices } from "../cluster/online-nodes.js";
 import { parseBody } from "../parse-body.js";
 import { GatehouseError } from "../../protocol/errors.js";
 
@@ -25,30 +26,29 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       .list()
       .filter((d) => !parsed.data || d.status === parsed.data)
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    // Online on any live instance, as `nodes list` says (cluster/online-nodes.ts).
+    const online = await onlineDevices(ctx);
     return {
-      devices: devices.map((d) =>
-        deviceView(d, ctx.sessions.isOnline(d.deviceId), ctx.failures.forDevice(d.deviceId)),
-      ),
+      devices: devices.map((d) => deviceView(d, online.has(d.deviceId), ctx.failures.forDevice(d.deviceId))),
+      ...(online.incomplete ? { incomplete: online.incomplete } : {}),
     };
   });
 
   app.get<{ Params: { id: string } }>("/api/v1/devices/:id", read, async (request) => {
     const { device } = await ctx.registrations.resolveDevice(request.params.id);
     const certificates = await ctx.store.listCertificates(device.deviceId);
+    const online = await onlineDevices(ctx);
     return {
-      device: deviceView(
-        device,
-        ctx.sessions.isOnline(device.deviceId),
-        ctx.failures.forDevice(device.deviceId),
-      ),
+      device: deviceView(device, online.has(device.deviceId), ctx.failures.forDevice(device.deviceId)),
       certificates: certificates.map(({ pem: _pem, ...rest }) => rest),
+      ...(online.incomplete ? { incomplete: online.incomplete } : {}),
     };
   });
 
   app.post<{ Params: { id: string } }>("/api/v1/devices/:id/approve", write, async (request) => {
     const { role } = parseBody(approveBody, request.body);
     const device = await ctx.registrations.approve(request.params.id, role, actor(request));
-    return { device: deviceView(device, ctx.sessions.isOnline(device.deviceId)) };
+    return { device: deviceView(device, (await onlineDevices(ctx)).has(device.deviceId)) };
   });
 
   app.post<{ Params: { id: string } }>("/api/v1/devices/:id/deny", write, async (request) => {

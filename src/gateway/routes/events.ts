@@ -17,14 +17,13 @@ const MAX_UNREAD_BYTES = 64 * 1024;
 
 /**
  * Whether the credential a stream was opened with still holds: a dashboard session not ended or
- * expired, a token not expired, a device not revoked since. Known at once but for a dashboard
- * session among several instances, which is read from the shared store.
+ * expired whose creating credential is not revoked, a token not expired, a device not revoked
+ * since. Known at once but for a dashboard session, which is read from where DashboardSessions
+ * keeps them (memory alone, the shared store among several instances).
  */
 function stillValid(ctx: GatewayContext, principal: Principal): boolean | Promise<boolean> {
-  if (principal.kind === "dashboard_session") {
-    const session = ctx.dashboard.find(principal.credentialFingerprint);
-    return session instanceof Promise ? session.then((found) => found !== undefined) : session !== undefined;
-  }
+  if (principal.kind === "dashboard_session")
+    return ctx.dashboard.find(principal.credentialFingerprint).then((found) => found !== undefined);
   if (principal.expiresAt && principal.expiresAt <= ctx.now()) return false;
   if (principal.deviceId && ctx.devices.get(principal.deviceId)?.status !== "approved") return false;
   return true;

@@ -1,0 +1,212 @@
+/**
+ * What the views say with several instances on one PostgreSQL database: a device is online on
+ * every instance while any live instance holds its session (`devices list`, `devices show`, the
+ * dashboard's devices), and when a live instance closes the sessions of an instance gone stale the
+ * dashboards are told (its own event hub, and a `nodes` notice to the others).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import WebSocket from "ws";
+import { pino } from "pino";
+import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
+import { startGateway, type RunningGateway } from "../src/gateway/start.js";
+import type { FleetCluster } from "../src/gateway/cluster/cluster.js";
+import { CHANGE_CHANNEL, decodeChange } from "../src/gateway/cluster/change-feed.js";
+import { INSTANCE_STALE_AFTER_MS } from "../src/gateway/cluster/instance-registry.js";
+import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
+import type { DeviceView } from "../src/protocol/messages.js";
+import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+
+const silent = pino({ level: "silent" });
+
+/** Polls `check` until it holds; fails after `timeoutMs` (generous: the machine is shared). */
+async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A node registered and approved on `gateway`, with what it connects with. */
+async function approvedNode(gateway: RunningGateway, name: string) {
+  const keys = await generateKeyPair();
+  const reply = await gateway.ctx.registrations.enroll(
+    { csr: await createCsr(keys, name), name },
+    "127.0.0.1",
+  );
+  await gateway.ctx.registrations.approve(reply.userCode, "node", "admin");
+  const status = await gateway.ctx.registrations.status(reply.requestId);
+  return {
+    deviceId: reply.deviceId,
+    tls: { key: await exportPrivateKeyPem(keys.privateKey), cert: status.certificate!, ca: status.caBundle! },
+  };
+}
+
+/** An admin's bearer token on `gateway` (an API key exchanged, as `gatehouse token` does). */
+async function adminBearer(gateway: RunningGateway): Promise<string> {
+  const { secret } = await gateway.ctx.tokens.createApiKey({ name: `viewer-${Date.now()}`, role: "admin" });
+  return `Bearer ${(await gateway.ctx.tokens.exchangeApiKey(secret, undefined)).access_token}`;
+}
+
+const describePostgres = postgresAvailable() ? describe : describe.skip;
+
+describePostgres("devices online across instances (one PostgreSQL database)", () => {
+  let dir: string;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let a: RunningGateway;
+  let b: RunningGateway;
+  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-views-"));
+    database = await createTestDatabase();
+    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
+    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
+    await joinClusterGatewayHome(path.join(dir, "b"), { store: database.url, listen: "127.0.0.1:0" });
+    a = await startGateway(path.join(dir, "a"), { logger: silent });
+    b = await startGateway(path.join(dir, "b"), { logger: silent });
+    await eventually(
+      () => (a.ctx.cluster as FleetCluster).listening && (b.ctx.cluster as FleetCluster).listening,
+      "both change feeds to listen",
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await database?.drop();
+    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("devices list and devices show say a node held by one instance is online on both, and offline on both once it leaves", async () => {
+    const node = await approvedNode(a, "held-by-a");
+    await eventually(() => b.ctx.devices.get(node.deviceId)?.status === "approved", "b to see the approval");
+    const bearer = { a: await adminBearer(a), b: await adminBearer(b) };
+    const views = async (gateway: RunningGateway, authorization: string) => {
+      const list = await gateway.app.inject({
+        method: "GET",
+        url: "/api/v1/devices",
+        headers: { authorization },
+      });
+      const show = await gateway.app.inject({
+        method: "GET",
+        url: `/api/v1/devices/${node.deviceId}`,
+        headers: { authorization },
+      });
+      expect(list.statusCode, list.body).toBe(200);
+      expect(show.statusCode, show.body).toBe(200);
+      const listed = list.json<{ devices: DeviceView[] }>().devices.find((d) => d.deviceId === node.deviceId);
+      return { list: listed?.online, show: show.json<{ device: DeviceView }>().device.online };
+    };
+    expect(await views(b, bearer.b)).toEqual({ list: false, show: false });
+
+    const socket = new WebSocket(`${a.url.replace(/^https/, "wss")}/api/v1/connect`, node.tls);
+    try {
+      await eventually(() => a.ctx.sessions.isOnline(node.deviceId), "the node to connect to a");
+      // Once a's session is in the shared sessions table (written in batches).
+      await eventually(
+        async () => (await b.ctx.store.listOpenSessions()).some((row) => row.deviceId === node.deviceId),
+        "a's session row",
+      );
+      expect(await views(a, bearer.a)).toEqual({ list: true, show: true });
+      expect(await views(b, bearer.b)).toEqual({ list: true, show: true });
+    } finally {
+      socket.close();
+    }
+    await eventually(
+      async () => (await b.ctx.store.listOpenSessions()).every((row) => row.deviceId !== node.deviceId),
+      "the session's end to be written",
+    );
+    expect(await views(b, bearer.b)).toEqual({ list: false, show: false });
+  });
+});
+
+describePostgres("the sessions of an instance gone stale (one PostgreSQL database)", () => {
+  let dir: string;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let gateway: RunningGateway;
+  /** How far the gateway's clock is ahead of the wall clock, in milliseconds. */
+  let ahead = 0;
+  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-stale-"));
+    database = await createTestDatabase();
+    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
+    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
+    gateway = await startGateway(path.join(dir, "a"), {
+      logger: silent,
+      now: () => new Date(Date.now() + ahead),
+    });
+    await eventually(() => (gateway.ctx.cluster as FleetCluster).listening, "the change feed to listen");
+  }, 120_000);
+
+  afterAll(async () => {
+    await gateway?.close();
+    await database?.drop();
+    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("tells this instance's dashboards and the other instances that the dead instance's nodes left", async () => {
+    const node = await approvedNode(gateway, "held-by-the-dead");
+    const dead = "gi_deaddeaddeaddead";
+    const killedAt = new Date(Date.now() - 1000).toISOString();
+    // An instance killed with kill -9 while it held the node: its row and its session stay open.
+    await gateway.ctx.store.upsertInstance({
+      instanceId: dead,
+      url: "https://127.0.0.1:9",
+      listen: "127.0.0.1:9",
+      startedAt: killedAt,
+      heartbeatAt: killedAt,
+      stoppedAt: null,
+    });
+    await gateway.ctx.store.openSession({
+      sessionId: "ses_dead",
+      deviceId: node.deviceId,
+      instanceId: dead,
+      address: "127.0.0.1",
+      connectedAt: killedAt,
+      disconnectedAt: null,
+      closeCode: null,
+      closeReason: null,
+    });
+
+    const topics: string[] = [];
+    const unsubscribe = gateway.ctx.events.subscribe((topic) => topics.push(topic));
+    // Another instance's change feed, as the dashboards there hear of it.
+    const listener = new pg.Client({ connectionString: database.url });
+    const notices: unknown[] = [];
+    await listener.connect();
+    listener.on("notification", (message) => notices.push(decodeChange(message.payload)));
+    await listener.query(`LISTEN ${CHANGE_CHANNEL}`);
+    try {
+      // Past the stale delay (this instance reachable all along): the next beat sweeps.
+      ahead = INSTANCE_STALE_AFTER_MS + 5000;
+      await (gateway.ctx.cluster as FleetCluster).beat();
+      expect((await gateway.ctx.store.listOpenSessions()).map((row) => row.sessionId)).not.toContain(
+        "ses_dead",
+      );
+      expect(topics).toContain("nodes");
+      const instanceId = (gateway.ctx.cluster as FleetCluster).instanceId;
+      await eventually(
+        () =>
+          notices.some(
+            (n) => JSON.stringify(n) === JSON.stringify({ from: instanceId, change: { kind: "nodes" } }),
+          ),
+        "a nodes notice from the sweeping instance",
+      );
+    } finally {
+      unsubscribe();
+      await listener.end();
+    }
+  });
+});
