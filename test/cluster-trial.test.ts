@@ -3,17 +3,20 @@
  * over real TLS on loopback. `/health` answers anyone (a node measures its clock skew there before
  * it holds a certificate), so it says which instance answered and nothing of where the others
  * listen: the live instances' addresses are shown to a credential that may see the fleet
- * (`node:status`), never to an anonymous caller or a node.
+ * (`node:status`), never to an anonymous caller or a node. A copy of an instance's home (a cloned
+ * machine, a home copied instead of joined) started while that instance runs is refused before it
+ * writes anything: two processes under one instance id would take each other's sessions and relays.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
+import { GatehouseError } from "../src/protocol/errors.js";
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
 import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
 
@@ -108,5 +111,79 @@ describePostgres("what /health tells about the instances of one gateway", () => 
         [b.ctx.cluster.instanceId, b.url],
       ].sort(),
     );
+  });
+});
+
+describePostgres("a copy of a running instance's home", () => {
+  let dir: string;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let a: RunningGateway;
+  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-twin-"));
+    database = await createTestDatabase();
+    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
+    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
+    a = await startGateway(path.join(dir, "a"), { logger: silent });
+  }, 120_000);
+
+  afterAll(async () => {
+    await a?.close();
+    await database?.drop();
+    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("is refused already_running, naming the instance, and takes nothing from the running one", async () => {
+    // A node connected to a: its session row is open under a's instance id.
+    const keys = await generateKeyPair();
+    const reply = await a.ctx.registrations.enroll(
+      { csr: await createCsr(keys, "held"), name: "held" },
+      "127.0.0.1",
+    );
+    await a.ctx.registrations.approve(reply.userCode, "node", "admin");
+    const status = await a.ctx.registrations.status(reply.requestId);
+    const tls = {
+      key: await exportPrivateKeyPem(keys.privateKey),
+      cert: status.certificate!,
+      ca: status.caBundle!,
+    };
+    const { default: WebSocket } = await import("ws");
+    const socket = new WebSocket(`${a.url.replace(/^https/, "wss")}/api/v1/connect`, tls);
+    await new Promise((resolve, reject) => socket.once("message", resolve).once("error", reject));
+    const openRows = async () =>
+      (await a.ctx.store.listOpenSessions()).filter((row) => row.deviceId === reply.deviceId).length;
+    // The session's row is written by the journal's next batch, not before the welcome.
+    for (let tries = 0; (await openRows()) === 0 && tries < 500; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await openRows()).toBe(1);
+
+    // The copy listens elsewhere (another machine, or another port here) under a's instance id.
+    const copy = path.join(dir, "copy");
+    cpSync(path.join(dir, "a"), copy, { recursive: true });
+    rmSync(path.join(copy, "gateway.lock"), { force: true });
+    rmSync(path.join(copy, "gateway.pid"), { force: true });
+    const file = path.join(copy, "gateway.json");
+    const config = JSON.parse(readFileSync(file, "utf8")) as { listen: string };
+    config.listen = "127.0.0.2:0";
+    writeFileSync(file, JSON.stringify(config, null, 2));
+
+    const refused = await startGateway(copy, { logger: silent }).then(
+      async (started) => {
+        await started.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(GatehouseError);
+    expect(refused).toMatchObject({ code: "already_running" });
+    expect((refused as Error).message).toContain(a.ctx.cluster.instanceId!);
+    // Nothing changed: a's row still says where a is, and the node's session row is still open.
+    const row = (await a.ctx.store.listInstances()).find((r) => r.instanceId === a.ctx.cluster.instanceId);
+    expect(row).toMatchObject({ url: a.url, listen: "127.0.0.1:0", stoppedAt: null });
+    expect(await openRows()).toBe(1);
+    socket.close();
   });
 });

@@ -43,6 +43,7 @@ import { EventHub } from "./events.js";
 import { DashboardSessions, STORE_POLICY, creatorCheck } from "./dashboard/sessions.js";
 import { RequestsInFlight } from "./requests-in-flight.js";
 import { clusterFor, FleetCluster } from "./cluster/cluster.js";
+import { refuseLiveTwin } from "./cluster/instance-registry.js";
 import { cacheRefresher } from "./cluster/cache-refresh.js";
 import { NodesNotice } from "./cluster/nodes-notice.js";
 
@@ -145,6 +146,9 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       ...(describeStore ? { describeStore } : {}),
     });
     await tls.load();
+    // A copy of a running instance's home stops here, before it closes that instance's sessions.
+    if (cluster.instanceId !== null && store.dialect === "postgres")
+      await refuseLiveTwin(store, { instanceId: cluster.instanceId, listen: config.listen }, now());
     // Alone: every session a crash left open. Among several: only this instance's (the others' are
     // theirs, or closed by a live instance once their holder's heartbeat is stale).
     await store.closeAllOpenSessions(

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { GatehouseError } from "../../protocol/errors.js";
 import type { InstanceRecord, Store } from "../../store/types.js";
 
 /** How often a running instance writes its heartbeat (ms). */
@@ -134,6 +135,31 @@ export class InstanceRegistry {
       }
     }
   }
+}
+
+/**
+ * Refuses a start under an instance id that another live process holds: a copy of a running
+ * instance's home (a cloned machine, a home copied instead of made by `gateway join`). Two processes
+ * under one id would overwrite each other's row (where relays go) and close each other's session
+ * rows. A restart of the same home after a crash finds its own row still live but with the same
+ * `listen`, and goes on; so does any start once the row is stale (INSTANCE_STALE_AFTER_MS) or
+ * stopped. Called before the start writes anything.
+ * @param self this start's instance id and `listen` setting (HOST:PORT as configured).
+ * @throws GatehouseError `already_running` naming the instance, where it listens and its last heartbeat.
+ */
+export async function refuseLiveTwin(
+  store: Pick<Store, "listInstances">,
+  self: { instanceId: string; listen: string },
+  now: Date,
+): Promise<void> {
+  const row = (await store.listInstances()).find((r) => r.instanceId === self.instanceId);
+  if (!row || row.listen === self.listen || !isLive(row, now.getTime())) return;
+  const seconds = Math.max(0, Math.round((now.getTime() - Date.parse(row.heartbeatAt)) / 1000));
+  throw new GatehouseError(
+    "already_running",
+    `gateway instance ${self.instanceId} is running at ${row.url} (listen ${row.listen}, heartbeat ${seconds}s ago): this home is a copy of its home`,
+    "Give each instance its own home with `gatehouse gateway join --store REF --listen HOST:PORT`; if that instance has just stopped, wait a few seconds until its heartbeat is stale.",
+  );
 }
 
 function isLive(instance: InstanceRecord, nowMs: number): boolean {
