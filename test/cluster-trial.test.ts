@@ -6,6 +6,8 @@
  * (`node:status`), never to an anonymous caller or a node. A copy of an instance's home (a cloned
  * machine, a home copied instead of joined) started while that instance runs is refused before it
  * writes anything: two processes under one instance id would take each other's sessions and relays.
+ * An instance bound to every address (0.0.0.0) with no `cluster.advertiseUrl` would be dialled by the
+ * others at 127.0.0.1 — their own machine: doctor says so.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
@@ -17,6 +19,7 @@ import { pino } from "pino";
 import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
 import { GatehouseError } from "../src/protocol/errors.js";
+import { checkGatewayHome } from "../src/doctor/home-checks.js";
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
 import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
 
@@ -185,5 +188,45 @@ describePostgres("a copy of a running instance's home", () => {
     expect(row).toMatchObject({ url: a.url, listen: "127.0.0.1:0", stoppedAt: null });
     expect(await openRows()).toBe(1);
     socket.close();
+  });
+});
+
+describePostgres("an instance listening on every address", () => {
+  let dir: string;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-advertise-"));
+    database = await createTestDatabase();
+    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
+    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:18789" });
+    await joinClusterGatewayHome(path.join(dir, "b"), { store: database.url, listen: "0.0.0.0:18789" });
+  }, 120_000);
+
+  afterAll(async () => {
+    await database?.drop();
+    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const advertise = async (home: string) =>
+    (await checkGatewayHome(home, new Date(), process.env)).filter((f) => f.check === "advertise-url");
+
+  it("doctor warns that the others would dial it at 127.0.0.1, and names cluster.advertiseUrl", async () => {
+    const [finding] = await advertise(path.join(dir, "b"));
+    expect(finding).toMatchObject({ severity: "warning" });
+    expect(finding?.message).toContain("https://127.0.0.1:18789");
+    expect(finding?.fix).toContain("cluster.advertiseUrl");
+  });
+
+  it("says nothing once cluster.advertiseUrl is set, nor for an instance bound to one address", async () => {
+    const file = path.join(dir, "b", "gateway.json");
+    const config = JSON.parse(readFileSync(file, "utf8")) as { cluster: Record<string, string> };
+    config.cluster.advertiseUrl = "https://10.0.0.12:18789";
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    expect(await advertise(path.join(dir, "b"))).toEqual([]);
+    expect(await advertise(path.join(dir, "a"))).toEqual([]);
   });
 });

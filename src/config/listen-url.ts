@@ -20,6 +20,22 @@ function wildcardOf(host: string): "ipv4" | "ipv6" | undefined {
 }
 
 /**
+ * Why other instances of a gateway could not relay commands to one that listens on a wildcard
+ * (`0.0.0.0:PORT`, `[::]:PORT`) without `cluster.advertiseUrl`: the URL made from `listen` is
+ * this machine's loopback, which from any other machine is that machine itself.
+ * @returns the warning (a sentence naming the URL the others would dial), or undefined when
+ *   `advertiseUrl` is set or `listen` is bound to one address.
+ */
+export function advertiseUrlWarning(listen: string, advertiseUrl: string | undefined): string | undefined {
+  if (advertiseUrl !== undefined || wildcardOf(splitListen(listen).host) === undefined) return undefined;
+  return `listens on every address (${listen}) without cluster.advertiseUrl: the other instances would relay commands to ${dialUrlForListen(listen)}, which from another machine is that machine itself`;
+}
+
+/** The fix for advertiseUrlWarning, as doctor and the start's log say it. */
+export const ADVERTISE_URL_FIX =
+  'Set cluster.advertiseUrl in gateway.json to the https URL the other instances reach this one at (e.g. "https://10.0.0.12:18789"; the server certificate must name that host: `--san`), or listen on that one address.';
+
+/**
  * The URL a client on the gateway's own machine dials to reach a gateway that listens on `listen`
  * (`HOST:PORT`, an IPv6 host in brackets as in RFC 3986 §3.2.2: `[::1]:18789`). A wildcard address
  * is not something to dial: `0.0.0.0` (and an empty host) becomes 127.0.0.1 and `[::]` (in any

@@ -19,7 +19,13 @@ import {
   type GatewayConfig,
   type NodeConfig,
 } from "../config/index.js";
-import { dialUrlForListen, splitListen, urlReachesListen } from "../config/listen-url.js";
+import {
+  ADVERTISE_URL_FIX,
+  advertiseUrlWarning,
+  dialUrlForListen,
+  splitListen,
+  urlReachesListen,
+} from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
 import { TOKEN_VARIABLE } from "./legacy-scan.js";
@@ -289,6 +295,17 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
   if (config) {
     findings.push(...(await checkSecrets(config, GATEWAY_SECRET_SETTINGS, file, env)));
     findings.push(...(await checkGatewayStore(home, config, env)));
+    const unadvertised =
+      config.store.kind === "postgres"
+        ? advertiseUrlWarning(config.listen, config.cluster.advertiseUrl)
+        : undefined;
+    if (unadvertised)
+      findings.push({
+        severity: "warning",
+        check: "advertise-url",
+        message: unadvertised,
+        fix: ADVERTISE_URL_FIX,
+      });
     findings.push(
       isLoopback(config.listen)
         ? { severity: "ok", check: "listen", message: `listens on loopback (${config.listen})` }

@@ -18,7 +18,12 @@ import { RateLimiter, SharedRateLimiter } from "./rate-limit.js";
 import { ExecRelay } from "./cluster/exec-relay.js";
 import { buildGatewayApp } from "./app.js";
 import { serverSansFor } from "./home.js";
-import { dialUrlForListen, splitListen } from "../config/listen-url.js";
+import {
+  ADVERTISE_URL_FIX,
+  advertiseUrlWarning,
+  dialUrlForListen,
+  splitListen,
+} from "../config/listen-url.js";
 import { TlsState } from "./tls-state.js";
 import { CertificateService } from "./certificates.js";
 import { sharedReissueChallenges } from "./reissue-challenges.js";
@@ -324,6 +329,8 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
     logger.info({ url, listen: config.listen, home }, "gateway listening");
     const unreachable = unreachableNamesWarning(config.listen, tls.serverNames());
     if (unreachable) logger.warn({ listen: config.listen, names: tls.serverNames() }, unreachable);
+    const unadvertised = cluster.enabled && advertiseUrlWarning(config.listen, config.cluster.advertiseUrl);
+    if (unadvertised) logger.warn({ listen: config.listen, fix: ADVERTISE_URL_FIX }, unadvertised);
     await audit.record({ type: "gateway.start", outcome: "success", details: { listen: config.listen } });
 
     let closing: Promise<void> | undefined;
