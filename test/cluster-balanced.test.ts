@@ -8,32 +8,23 @@
  * watching the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { randomBytes, webcrypto } from "node:crypto";
+import { webcrypto } from "node:crypto";
 import https from "node:https";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import WebSocket from "ws";
-import { pino } from "pino";
-import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
-import { startGateway, type RunningGateway } from "../src/gateway/start.js";
-import type { FleetCluster } from "../src/gateway/cluster/cluster.js";
+import type { RunningGateway } from "../src/gateway/start.js";
 import { reissueProof } from "../src/gateway/certificates.js";
-import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
+import { createCsr } from "../src/pki/index.js";
 import { NODES_NOTICE_EVERY_MS, NodesNotice } from "../src/gateway/cluster/nodes-notice.js";
 import type { ClusterChange } from "../src/gateway/cluster/cluster.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
-
-const silent = pino({ level: "silent" });
-
-/** Polls `check` until it holds; fails after `timeoutMs` (generous: the machine is shared). */
-async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+import { postgresAvailable } from "./fixtures/postgres.js";
+import {
+  approvedNode,
+  changeFeedsListening,
+  createTestCluster,
+  eventually,
+  type ApprovedNode as Node,
+  type TestCluster,
+} from "./fixtures/cluster.js";
 
 interface Reply {
   status: number;
@@ -80,28 +71,6 @@ function request(
     req.on("error", reject);
     req.end(options.body === undefined ? undefined : JSON.stringify(options.body));
   });
-}
-
-interface Node {
-  deviceId: string;
-  keys: CryptoKeyPair;
-  tls: { key: string; cert: string; ca: string };
-}
-
-/** A node registered and approved on `gateway` (a real CSR, a real certificate from the shared CA). */
-async function approvedNode(gateway: RunningGateway, name: string): Promise<Node> {
-  const keys = await generateKeyPair();
-  const reply = await gateway.ctx.registrations.enroll(
-    { csr: await createCsr(keys, name), name },
-    "127.0.0.1",
-  );
-  await gateway.ctx.registrations.approve(reply.userCode, "node", "admin");
-  const status = await gateway.ctx.registrations.status(reply.requestId);
-  return {
-    deviceId: reply.deviceId,
-    keys,
-    tls: { key: await exportPrivateKeyPem(keys.privateKey), cert: status.certificate!, ca: status.caBundle! },
-  };
 }
 
 /** A node's answer to a re-issue challenge, as the agent makes it. */
@@ -155,36 +124,18 @@ function eventStream(gateway: RunningGateway, cookie: string) {
 const describePostgres = postgresAvailable() ? describe : describe.skip;
 
 describePostgres("two instances behind a load balancer (one PostgreSQL database)", () => {
-  let dir: string;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let cluster: TestCluster;
   let a: RunningGateway;
   let b: RunningGateway;
-  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-balanced-"));
-    database = await createTestDatabase();
-    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
-    const homeA = path.join(dir, "a");
-    const homeB = path.join(dir, "b");
-    await initClusterGatewayHome(homeA, { store: database.url, listen: "127.0.0.1:0" });
-    await joinClusterGatewayHome(homeB, { store: database.url, listen: "127.0.0.1:0" });
-    a = await startGateway(homeA, { logger: silent });
-    b = await startGateway(homeB, { logger: silent });
-    await eventually(
-      () => (a.ctx.cluster as FleetCluster).listening && (b.ctx.cluster as FleetCluster).listening,
-      "both change feeds to listen",
-    );
+    cluster = await createTestCluster("gh-cluster-balanced-", { a: "127.0.0.1:0", b: "127.0.0.1:0" });
+    a = await cluster.start("a");
+    b = await cluster.start("b");
+    await changeFeedsListening(a, b);
   }, 120_000);
 
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await database?.drop();
-    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
-    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cluster?.close());
 
   it("answers a re-issue challenge issued by one instance through the other, once on either", async () => {
     const node = await approvedNode(a, "reissue-node");

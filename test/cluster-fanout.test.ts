@@ -6,29 +6,19 @@
  * takes effect once it reconnects (the catch-up read), not never.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import pg from "pg";
 import WebSocket from "ws";
-import { pino } from "pino";
-import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
-import { startGateway, type RunningGateway } from "../src/gateway/start.js";
+import type { RunningGateway } from "../src/gateway/start.js";
 import type { FleetCluster } from "../src/gateway/cluster/cluster.js";
-import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
-
-const silent = pino({ level: "silent" });
-
-/** Polls `check` until it holds; fails after `timeoutMs` (generous: the machine is shared). */
-async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+import { postgresAvailable } from "./fixtures/postgres.js";
+import {
+  approvedNode,
+  changeFeedsListening,
+  createTestCluster,
+  eventually,
+  type ApprovedNode as Node,
+  type TestCluster,
+} from "./fixtures/cluster.js";
 
 /** A reconnect wait the test releases: the LISTEN connection stays down until then. */
 class HeldReconnect {
@@ -45,26 +35,6 @@ class HeldReconnect {
     this.held
       ? new Promise((resolve) => this.waiting.push(resolve))
       : new Promise((resolve) => setTimeout(resolve, Math.min(ms, 200)));
-}
-
-interface Node {
-  deviceId: string;
-  tls: { key: string; cert: string; ca: string };
-}
-
-/** A node registered and approved on `gateway` (a real CSR, a real certificate from the shared CA). */
-async function approvedNode(gateway: RunningGateway, name: string): Promise<Node> {
-  const keys = await generateKeyPair();
-  const reply = await gateway.ctx.registrations.enroll(
-    { csr: await createCsr(keys, name), name },
-    "127.0.0.1",
-  );
-  await gateway.ctx.registrations.approve(reply.userCode, "node", "admin");
-  const status = await gateway.ctx.registrations.status(reply.requestId);
-  return {
-    deviceId: reply.deviceId,
-    tls: { key: await exportPrivateKeyPem(keys.privateKey), cert: status.certificate!, ca: status.caBundle! },
-  };
 }
 
 /** A node session (mTLS WebSocket) on `gateway`; resolves once welcomed, with its close to come. */
@@ -84,34 +54,21 @@ async function connect(gateway: RunningGateway, node: Node) {
 const describePostgres = postgresAvailable() ? describe : describe.skip;
 
 describePostgres("two gateway instances on one PostgreSQL database", () => {
-  let dir: string;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let cluster: TestCluster;
   let a: RunningGateway;
   let b: RunningGateway;
   const reconnect = new HeldReconnect();
-  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-fanout-"));
-    database = await createTestDatabase();
-    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
-    const homeA = path.join(dir, "a");
-    const homeB = path.join(dir, "b");
-    await initClusterGatewayHome(homeA, { store: database.url, listen: "127.0.0.1:0" });
-    await joinClusterGatewayHome(homeB, { store: database.url, listen: "127.0.0.1:0" });
-    a = await startGateway(homeA, { logger: silent });
-    b = await startGateway(homeB, { logger: silent, reconnectWait: reconnect.wait });
-    await eventually(() => (b.ctx.cluster as FleetCluster).listening, "b's change feed to listen");
+    cluster = await createTestCluster("gh-cluster-fanout-", { a: "127.0.0.1:0", b: "127.0.0.1:0" });
+    a = await cluster.start("a");
+    b = await cluster.start("b", { reconnectWait: reconnect.wait });
+    await changeFeedsListening(b);
   }, 120_000);
 
   afterAll(async () => {
     reconnect.release();
-    await a?.close();
-    await b?.close();
-    await database?.drop();
-    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
-    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
-    rmSync(dir, { recursive: true, force: true });
+    await cluster?.close();
   });
 
   it("a revocation on one instance closes the node's session on the other, 4403 device_revoked", async () => {
@@ -195,7 +152,7 @@ describePostgres("two gateway instances on one PostgreSQL database", () => {
 
     // The database drops b's LISTEN connection, and b cannot dial again yet.
     reconnect.hold();
-    const admin = new pg.Client({ connectionString: database.url });
+    const admin = new pg.Client({ connectionString: cluster.databaseUrl });
     await admin.connect();
     try {
       const { rowCount } = await admin.query(
@@ -230,9 +187,8 @@ describePostgres("two gateway instances on one PostgreSQL database", () => {
     expect((await held())[0]?.instanceId).toBe(b.ctx.cluster.instanceId);
 
     // a stops and starts again: it closes the sessions it held, not b's.
-    const homeA = a.ctx.home;
     await a.close();
-    a = await startGateway(homeA, { logger: silent });
+    a = await cluster.start("a");
     expect((await held()).map((row) => row.instanceId)).toEqual([b.ctx.cluster.instanceId]);
     expect(b.ctx.sessions.isOnline(node.deviceId)).toBe(true);
     session.socket.close();

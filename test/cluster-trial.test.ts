@@ -10,20 +10,14 @@
  * others at 127.0.0.1 — their own machine: doctor says so.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { randomBytes } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
-import os from "node:os";
 import path from "node:path";
-import { pino } from "pino";
-import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 import { checkGatewayHome } from "../src/doctor/home-checks.js";
-import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
-
-const silent = pino({ level: "silent" });
+import { postgresAvailable } from "./fixtures/postgres.js";
+import { approvedNode, createTestCluster, silent, type TestCluster } from "./fixtures/cluster.js";
 
 interface Health {
   instanceId?: string;
@@ -58,30 +52,17 @@ function adminTls(home: string) {
 const describePostgres = postgresAvailable() ? describe : describe.skip;
 
 describePostgres("what /health tells about the instances of one gateway", () => {
-  let dir: string;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let cluster: TestCluster;
   let a: RunningGateway;
   let b: RunningGateway;
-  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-trial-"));
-    database = await createTestDatabase();
-    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
-    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
-    await joinClusterGatewayHome(path.join(dir, "b"), { store: database.url, listen: "127.0.0.1:0" });
-    a = await startGateway(path.join(dir, "a"), { logger: silent });
-    b = await startGateway(path.join(dir, "b"), { logger: silent });
+    cluster = await createTestCluster("gh-cluster-trial-", { a: "127.0.0.1:0", b: "127.0.0.1:0" });
+    a = await cluster.start("a");
+    b = await cluster.start("b");
   }, 120_000);
 
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await database?.drop();
-    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
-    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cluster?.close());
 
   it("an anonymous caller learns which instance answered, but no instance's address", async () => {
     const { text, body } = await health(b);
@@ -92,21 +73,14 @@ describePostgres("what /health tells about the instances of one gateway", () => 
   });
 
   it("a node's certificate does not see the instances either (it has no node:status)", async () => {
-    const keys = await generateKeyPair();
-    const reply = await a.ctx.registrations.enroll(
-      { csr: await createCsr(keys, "trial-node"), name: "trial-node" },
-      "127.0.0.1",
-    );
-    await a.ctx.registrations.approve(reply.userCode, "node", "admin");
-    const status = await a.ctx.registrations.status(reply.requestId);
-    const node = { key: await exportPrivateKeyPem(keys.privateKey), cert: status.certificate! };
-    const { body } = await health(a, node);
+    const { tls } = await approvedNode(a, "trial-node");
+    const { body } = await health(a, { key: tls.key, cert: tls.cert });
     expect(body.instanceId).toBe(a.ctx.cluster.instanceId);
     expect(body.instances).toBeUndefined();
   });
 
   it("an admin's credential sees every live instance with its address", async () => {
-    const { body } = await health(b, adminTls(path.join(dir, "b")));
+    const { body } = await health(b, adminTls(cluster.home("b")));
     expect(body.instanceId).toBe(b.ctx.cluster.instanceId);
     expect(body.instances?.map((instance) => [instance.instanceId, instance.url]).sort()).toEqual(
       [
@@ -118,54 +92,32 @@ describePostgres("what /health tells about the instances of one gateway", () => 
 });
 
 describePostgres("a copy of a running instance's home", () => {
-  let dir: string;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let cluster: TestCluster;
   let a: RunningGateway;
-  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-twin-"));
-    database = await createTestDatabase();
-    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
-    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
-    a = await startGateway(path.join(dir, "a"), { logger: silent });
+    cluster = await createTestCluster("gh-cluster-twin-", { a: "127.0.0.1:0" });
+    a = await cluster.start("a");
   }, 120_000);
 
-  afterAll(async () => {
-    await a?.close();
-    await database?.drop();
-    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
-    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cluster?.close());
 
   it("is refused already_running, naming the instance, and takes nothing from the running one", async () => {
     // A node connected to a: its session row is open under a's instance id.
-    const keys = await generateKeyPair();
-    const reply = await a.ctx.registrations.enroll(
-      { csr: await createCsr(keys, "held"), name: "held" },
-      "127.0.0.1",
-    );
-    await a.ctx.registrations.approve(reply.userCode, "node", "admin");
-    const status = await a.ctx.registrations.status(reply.requestId);
-    const tls = {
-      key: await exportPrivateKeyPem(keys.privateKey),
-      cert: status.certificate!,
-      ca: status.caBundle!,
-    };
+    const { deviceId, tls } = await approvedNode(a, "held");
     const { default: WebSocket } = await import("ws");
     const socket = new WebSocket(`${a.url.replace(/^https/, "wss")}/api/v1/connect`, tls);
     await new Promise((resolve, reject) => socket.once("message", resolve).once("error", reject));
     const openRows = async () =>
-      (await a.ctx.store.listOpenSessions()).filter((row) => row.deviceId === reply.deviceId).length;
+      (await a.ctx.store.listOpenSessions()).filter((row) => row.deviceId === deviceId).length;
     // The session's row is written by the journal's next batch, not before the welcome.
     for (let tries = 0; (await openRows()) === 0 && tries < 500; tries++)
       await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await openRows()).toBe(1);
 
     // The copy listens elsewhere (another machine, or another port here) under a's instance id.
-    const copy = path.join(dir, "copy");
-    cpSync(path.join(dir, "a"), copy, { recursive: true });
+    const copy = cluster.home("copy");
+    cpSync(cluster.home("a"), copy, { recursive: true });
     rmSync(path.join(copy, "gateway.lock"), { force: true });
     rmSync(path.join(copy, "gateway.pid"), { force: true });
     const file = path.join(copy, "gateway.json");
@@ -192,41 +144,30 @@ describePostgres("a copy of a running instance's home", () => {
 });
 
 describePostgres("an instance listening on every address", () => {
-  let dir: string;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
+  let cluster: TestCluster;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-advertise-"));
-    database = await createTestDatabase();
-    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
-    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:18789" });
-    await joinClusterGatewayHome(path.join(dir, "b"), { store: database.url, listen: "0.0.0.0:18789" });
+    cluster = await createTestCluster("gh-cluster-advertise-", { a: "127.0.0.1:18789", b: "0.0.0.0:18789" });
   }, 120_000);
 
-  afterAll(async () => {
-    await database?.drop();
-    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
-    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cluster?.close());
 
   const advertise = async (home: string) =>
     (await checkGatewayHome(home, new Date(), process.env)).filter((f) => f.check === "advertise-url");
 
   it("doctor warns that the others would dial it at 127.0.0.1, and names cluster.advertiseUrl", async () => {
-    const [finding] = await advertise(path.join(dir, "b"));
+    const [finding] = await advertise(cluster.home("b"));
     expect(finding).toMatchObject({ severity: "warning" });
     expect(finding?.message).toContain("https://127.0.0.1:18789");
     expect(finding?.fix).toContain("cluster.advertiseUrl");
   });
 
   it("says nothing once cluster.advertiseUrl is set, nor for an instance bound to one address", async () => {
-    const file = path.join(dir, "b", "gateway.json");
+    const file = path.join(cluster.home("b"), "gateway.json");
     const config = JSON.parse(readFileSync(file, "utf8")) as { cluster: Record<string, string> };
     config.cluster.advertiseUrl = "https://10.0.0.12:18789";
     writeFileSync(file, JSON.stringify(config, null, 2));
-    expect(await advertise(path.join(dir, "b"))).toEqual([]);
-    expect(await advertise(path.join(dir, "a"))).toEqual([]);
+    expect(await advertise(cluster.home("b"))).toEqual([]);
+    expect(await advertise(cluster.home("a"))).toEqual([]);
   });
 });

@@ -5,47 +5,21 @@
  * dashboards are told (its own event hub, and a `nodes` notice to the others).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import pg from "pg";
 import WebSocket from "ws";
-import { pino } from "pino";
-import { initClusterGatewayHome, joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
-import { startGateway, type RunningGateway } from "../src/gateway/start.js";
+import type { RunningGateway } from "../src/gateway/start.js";
 import type { FleetCluster } from "../src/gateway/cluster/cluster.js";
 import { CHANGE_CHANNEL, decodeChange } from "../src/gateway/cluster/change-feed.js";
 import { INSTANCE_STALE_AFTER_MS } from "../src/gateway/cluster/instance-registry.js";
-import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.js";
 import type { DeviceView } from "../src/protocol/messages.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
-
-const silent = pino({ level: "silent" });
-
-/** Polls `check` until it holds; fails after `timeoutMs` (generous: the machine is shared). */
-async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** A node registered and approved on `gateway`, with what it connects with. */
-async function approvedNode(gateway: RunningGateway, name: string) {
-  const keys = await generateKeyPair();
-  const reply = await gateway.ctx.registrations.enroll(
-    { csr: await createCsr(keys, name), name },
-    "127.0.0.1",
-  );
-  await gateway.ctx.registrations.approve(reply.userCode, "node", "admin");
-  const status = await gateway.ctx.registrations.status(reply.requestId);
-  return {
-    deviceId: reply.deviceId,
-    tls: { key: await exportPrivateKeyPem(keys.privateKey), cert: status.certificate!, ca: status.caBundle! },
-  };
-}
+import { postgresAvailable } from "./fixtures/postgres.js";
+import {
+  approvedNode,
+  changeFeedsListening,
+  createTestCluster,
+  eventually,
+  type TestCluster,
+} from "./fixtures/cluster.js";
 
 /** An admin's bearer token on `gateway` (an API key exchanged, as `gatehouse token` does). */
 async function adminBearer(gateway: RunningGateway): Promise<string> {
@@ -56,34 +30,18 @@ async function adminBearer(gateway: RunningGateway): Promise<string> {
 const describePostgres = postgresAvailable() ? describe : describe.skip;
 
 describePostgres("devices online across instances (one PostgreSQL database)", () => {
-  let dir: string;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let cluster: TestCluster;
   let a: RunningGateway;
   let b: RunningGateway;
-  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-views-"));
-    database = await createTestDatabase();
-    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
-    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
-    await joinClusterGatewayHome(path.join(dir, "b"), { store: database.url, listen: "127.0.0.1:0" });
-    a = await startGateway(path.join(dir, "a"), { logger: silent });
-    b = await startGateway(path.join(dir, "b"), { logger: silent });
-    await eventually(
-      () => (a.ctx.cluster as FleetCluster).listening && (b.ctx.cluster as FleetCluster).listening,
-      "both change feeds to listen",
-    );
+    cluster = await createTestCluster("gh-cluster-views-", { a: "127.0.0.1:0", b: "127.0.0.1:0" });
+    a = await cluster.start("a");
+    b = await cluster.start("b");
+    await changeFeedsListening(a, b);
   }, 120_000);
 
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await database?.drop();
-    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
-    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cluster?.close());
 
   it("devices list and devices show say a node held by one instance is online on both, and offline on both once it leaves", async () => {
     const node = await approvedNode(a, "held-by-a");
@@ -129,32 +87,18 @@ describePostgres("devices online across instances (one PostgreSQL database)", ()
 });
 
 describePostgres("the sessions of an instance gone stale (one PostgreSQL database)", () => {
-  let dir: string;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let cluster: TestCluster;
   let gateway: RunningGateway;
   /** How far the gateway's clock is ahead of the wall clock, in milliseconds. */
   let ahead = 0;
-  const previousKek = process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "gh-cluster-stale-"));
-    database = await createTestDatabase();
-    process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = randomBytes(32).toString("hex");
-    await initClusterGatewayHome(path.join(dir, "a"), { store: database.url, listen: "127.0.0.1:0" });
-    gateway = await startGateway(path.join(dir, "a"), {
-      logger: silent,
-      now: () => new Date(Date.now() + ahead),
-    });
-    await eventually(() => (gateway.ctx.cluster as FleetCluster).listening, "the change feed to listen");
+    cluster = await createTestCluster("gh-cluster-stale-", { a: "127.0.0.1:0" });
+    gateway = await cluster.start("a", { now: () => new Date(Date.now() + ahead) });
+    await changeFeedsListening(gateway);
   }, 120_000);
 
-  afterAll(async () => {
-    await gateway?.close();
-    await database?.drop();
-    if (previousKek === undefined) delete process.env.GATEHOUSE_KEY_ENCRYPTION_KEY;
-    else process.env.GATEHOUSE_KEY_ENCRYPTION_KEY = previousKek;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cluster?.close());
 
   it("tells this instance's dashboards and the other instances that the dead instance's nodes left", async () => {
     const node = await approvedNode(gateway, "held-by-the-dead");
@@ -183,7 +127,7 @@ describePostgres("the sessions of an instance gone stale (one PostgreSQL databas
     const topics: string[] = [];
     const unsubscribe = gateway.ctx.events.subscribe((topic) => topics.push(topic));
     // Another instance's change feed, as the dashboards there hear of it.
-    const listener = new pg.Client({ connectionString: database.url });
+    const listener = new pg.Client({ connectionString: cluster.databaseUrl });
     const notices: unknown[] = [];
     await listener.connect();
     listener.on("notification", (message) => notices.push(decodeChange(message.payload)));
