@@ -1,9 +1,9 @@
 // What instances behind a load balancer share through the store instead of memory, on both
 // databases: spent re-issue challenges and dashboard links and sessions. Two stores on one
 // database stand for two instances; each race has exactly one winner.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { DashboardSessionRecord, Store } from "../src/store/index.js";
-import { DIALECTS, openDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
+import { DIALECTS, eachDialectStore, type Dialect } from "./fixtures/store-dialects.js";
 
 const T0 = "2026-01-01T00:00:00.000Z";
 const at = (seconds: number) => new Date(Date.parse(T0) + seconds * 1000).toISOString();
@@ -24,17 +24,12 @@ for (const { dialect, skip } of DIALECTS)
   describe.skipIf(skip)(`${dialect} store: what instances behind a balancer share`, () => suite(dialect));
 
 function suite(dialect: Dialect): void {
-  let database: DialectStore;
   let one: Store;
   let other: Store;
-
-  beforeEach(async () => {
-    database = await openDialectStore(dialect);
-    one = database.store;
-    other = await database.open();
+  eachDialectStore(dialect, async (opened) => {
+    one = opened.store;
+    other = await opened.open();
   });
-
-  afterEach(() => database.close());
 
   it("spends a challenge once, even when two instances spend it at once, until it is pruned", async () => {
     const spent = await Promise.all([

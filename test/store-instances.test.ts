@@ -1,38 +1,18 @@
 // What several gateway instances share through the store, on both databases: the instance
 // registry, the sessions each instance holds, key material, rate windows and NOTIFY.
 import pg from "pg";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { InstanceRecord, SessionRecord, Store } from "../src/store/index.js";
-import { deviceRecord } from "./fixtures/store.js";
-import { DIALECTS, openDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
+import { deviceRecord, instanceRecord, sessionRecord } from "./fixtures/store.js";
+import { DIALECTS, eachDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
 
 const T0 = "2026-01-01T00:00:00.000Z";
 
-function instance(id: string, over: Partial<InstanceRecord> = {}): InstanceRecord {
-  return {
-    instanceId: id,
-    url: `https://${id}.example:18789`,
-    listen: "127.0.0.1:18789",
-    startedAt: T0,
-    heartbeatAt: T0,
-    stoppedAt: null,
-    ...over,
-  };
-}
+const instance = (id: string, over: Partial<InstanceRecord> = {}): InstanceRecord =>
+  instanceRecord(id, { startedAt: T0, heartbeatAt: T0, ...over });
 
-function session(id: string, instanceId: string | null, over: Partial<SessionRecord> = {}): SessionRecord {
-  return {
-    sessionId: id,
-    deviceId: "d1",
-    instanceId,
-    address: "10.0.0.1",
-    connectedAt: T0,
-    disconnectedAt: null,
-    closeCode: null,
-    closeReason: null,
-    ...over,
-  };
-}
+const session = (id: string, instanceId: string | null, over: Partial<SessionRecord> = {}): SessionRecord =>
+  sessionRecord(id, "d1", { instanceId, connectedAt: T0, ...over });
 
 for (const { dialect, skip } of DIALECTS)
   describe.skipIf(skip)(`${dialect} store shared by instances`, () => instancesSuite(dialect));
@@ -40,13 +20,10 @@ for (const { dialect, skip } of DIALECTS)
 function instancesSuite(dialect: Dialect): void {
   let database: DialectStore;
   let store: Store;
-
-  beforeEach(async () => {
-    database = await openDialectStore(dialect);
-    store = database.store;
+  eachDialectStore(dialect, (opened) => {
+    database = opened;
+    store = opened.store;
   });
-
-  afterEach(() => database.close());
 
   it("says which dialect it is", () => {
     expect(store.dialect).toBe(dialect);

@@ -1,8 +1,8 @@
 // The token tables (API keys, signing keys, refresh tokens) on both databases: the same answers,
 // and a refresh token spent at most once even when two instances spend it at once.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ApiKeyRecord, RefreshTokenRecord, Store, TokenFamilyRecord } from "../src/store/index.js";
-import { DIALECTS, openDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
+import { DIALECTS, eachDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
 
 const T0 = "2026-01-01T00:00:00.000Z";
 
@@ -47,13 +47,10 @@ for (const { dialect, skip } of DIALECTS)
 function tokensSuite(dialect: Dialect): void {
   let database: DialectStore;
   let store: Store;
-
-  beforeEach(async () => {
-    database = await openDialectStore(dialect);
-    store = database.store;
+  eachDialectStore(dialect, (opened) => {
+    database = opened;
+    store = opened.store;
   });
-
-  afterEach(() => database.close());
 
   it("revokes a key with every family minted with it, and rotates one with a grace period", async () => {
     await store.tokens.createApiKey(apiKey("k1"));

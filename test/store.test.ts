@@ -1,9 +1,9 @@
 import { GENESIS_HASH, verifyAuditChain } from "../src/audit/chain.js";
 import fs from "node:fs";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { CertificateRecord, Store } from "../src/store/index.js";
-import { deviceRecord, registrationRecord } from "./fixtures/store.js";
-import { DIALECTS, openDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
+import { deviceRecord, registrationRecord, sessionRecord } from "./fixtures/store.js";
+import { DIALECTS, eachDialectStore, type Dialect, type DialectStore } from "./fixtures/store-dialects.js";
 
 function certificate(serial: string, deviceId: string): CertificateRecord {
   return {
@@ -24,13 +24,10 @@ for (const { dialect, skip } of DIALECTS)
 function storeSuite(dialect: Dialect): void {
   let database: DialectStore;
   let store: Store;
-
-  beforeEach(async () => {
-    database = await openDialectStore(dialect);
-    store = database.store;
+  eachDialectStore(dialect, (opened) => {
+    database = opened;
+    store = opened.store;
   });
-
-  afterEach(() => database.close());
 
   it.skipIf(dialect !== "sqlite")("creates the database file owner-only, WAL included", async () => {
     const file = database.file!;
@@ -335,15 +332,7 @@ function storeSuite(dialect: Dialect): void {
 
   it("opens and closes sessions", async () => {
     await store.upsertDevice(deviceRecord("d1"));
-    const session = (id: string) => ({
-      sessionId: id,
-      deviceId: "d1",
-      address: "10.0.0.1",
-      connectedAt: "2025-01-01T00:00:00.000Z",
-      disconnectedAt: null,
-      closeCode: null,
-      closeReason: null,
-    });
+    const session = (id: string) => sessionRecord(id, "d1");
     await store.openSession(session("s1"));
     await store.openSession(session("s2"));
     await store.openSession(session("s3"));
