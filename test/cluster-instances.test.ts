@@ -12,7 +12,7 @@ import path from "node:path";
 import pg from "pg";
 import { pino } from "pino";
 import { openPostgresStore } from "../src/store/index.js";
-import type { SessionRecord, Store } from "../src/store/types.js";
+import type { Store } from "../src/store/types.js";
 import {
   INSTANCE_STALE_AFTER_MS,
   InstanceRegistry,
@@ -22,7 +22,7 @@ import { decodeChange, encodeChange } from "../src/gateway/cluster/change-feed.j
 import { initGatewayHome } from "../src/gateway/home.js";
 import { startGateway } from "../src/gateway/start.js";
 import { createTestDatabase, postgresAvailable, startPostgresServer } from "./fixtures/postgres.js";
-import { deviceRecord } from "./fixtures/store.js";
+import { deviceRecord, sessionRecord } from "./fixtures/store.js";
 
 const silent = pino({ level: "silent" });
 
@@ -49,6 +49,22 @@ describe("a change notice between instances", () => {
 
 const describePostgres = postgresAvailable() ? describe : describe.skip;
 
+/** The registries of two instances, gi_aaaa… at https://127.0.0.1:1001 and gi_bbbb… at :1002. */
+function twoRegistries(store: Store, now: () => Date): [InstanceRegistry, InstanceRegistry] {
+  const registry = (letter: string, port: number) =>
+    new InstanceRegistry(
+      store,
+      {
+        instanceId: `gi_${letter.repeat(16)}`,
+        url: `https://127.0.0.1:${port}`,
+        listen: `127.0.0.1:${port}`,
+      },
+      now,
+      silent,
+    );
+  return [registry("a", 1001), registry("b", 1002)];
+}
+
 describePostgres("gateway instances on one PostgreSQL database", () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let store: Store;
@@ -66,6 +82,13 @@ describePostgres("gateway instances on one PostgreSQL database", () => {
     await database?.drop();
   });
 
+  const session = (sessionId: string, deviceId: string, instanceId: string) =>
+    sessionRecord(sessionId, deviceId, {
+      instanceId,
+      address: "127.0.0.1",
+      connectedAt: now().toISOString(),
+    });
+
   /** The session's end as the sessions table holds it. */
   async function sessionEnd(sessionId: string) {
     const client = new pg.Client({ connectionString: database.url });
@@ -81,32 +104,8 @@ describePostgres("gateway instances on one PostgreSQL database", () => {
     }
   }
 
-  function session(sessionId: string, deviceId: string, instanceId: string): SessionRecord {
-    return {
-      sessionId,
-      deviceId,
-      instanceId,
-      address: "127.0.0.1",
-      connectedAt: now().toISOString(),
-      disconnectedAt: null,
-      closeCode: null,
-      closeReason: null,
-    };
-  }
-
   it("a silent instance drops out and a live one closes its sessions; a stopped one drops out at once", async () => {
-    const first = new InstanceRegistry(
-      store,
-      { instanceId: "gi_aaaaaaaaaaaaaaaa", url: "https://127.0.0.1:1001", listen: "127.0.0.1:1001" },
-      now,
-      silent,
-    );
-    const second = new InstanceRegistry(
-      store,
-      { instanceId: "gi_bbbbbbbbbbbbbbbb", url: "https://127.0.0.1:1002", listen: "127.0.0.1:1002" },
-      now,
-      silent,
-    );
+    const [first, second] = twoRegistries(store, now);
     await first.register();
     clock += 1000;
     await second.register();
@@ -157,31 +156,17 @@ describePostgres("gateway instances when their database goes away and comes back
     const store = await openPostgresStore(server.url);
     try {
       await store.migrate();
-      const first = new InstanceRegistry(
-        store,
-        { instanceId: "gi_aaaaaaaaaaaaaaaa", url: "https://127.0.0.1:1001", listen: "127.0.0.1:1001" },
-        now,
-        silent,
-      );
-      const second = new InstanceRegistry(
-        store,
-        { instanceId: "gi_bbbbbbbbbbbbbbbb", url: "https://127.0.0.1:1002", listen: "127.0.0.1:1002" },
-        now,
-        silent,
-      );
+      const [first, second] = twoRegistries(store, now);
       await first.register();
       await second.register();
       await store.upsertDevice(deviceRecord("dev_b", { status: "approved" }));
-      await store.openSession({
-        sessionId: "ses_b",
-        deviceId: "dev_b",
-        instanceId: "gi_bbbbbbbbbbbbbbbb",
-        address: null,
-        connectedAt: now().toISOString(),
-        disconnectedAt: null,
-        closeCode: null,
-        closeReason: null,
-      });
+      await store.openSession(
+        sessionRecord("ses_b", "dev_b", {
+          instanceId: "gi_bbbbbbbbbbbbbbbb",
+          address: null,
+          connectedAt: now().toISOString(),
+        }),
+      );
       clock += INSTANCE_STALE_AFTER_MS + 5000;
       await second.beat();
       await first.beat();

@@ -12,6 +12,7 @@ import { ExecRelay, type RemoteSession } from "../src/gateway/cluster/exec-relay
 import type { GatewayContext } from "../src/gateway/context.js";
 import { SessionRegistry, type LiveSession } from "../src/gateway/sessions.js";
 import { GatehouseError } from "../src/protocol/errors.js";
+import { instanceRecord, sessionRecord } from "./fixtures/store.js";
 
 const HERE = "gi_aaaaaaaaaaaaaaaa";
 const DEAD = "gi_bbbbbbbbbbbbbbbb";
@@ -36,24 +37,13 @@ function session(deviceId: string, sessionId: string, connectedAt: string): Live
 
 function remote(deviceId: string, sessionId: string, connectedAt: string, instanceId: string): RemoteSession {
   return {
-    session: {
-      sessionId,
-      deviceId,
-      instanceId,
-      address: "127.0.0.9",
-      connectedAt,
-      disconnectedAt: null,
-      closeCode: null,
-      closeReason: null,
-    },
-    instance: {
-      instanceId,
+    session: sessionRecord(sessionId, deviceId, { instanceId, address: "127.0.0.9", connectedAt }),
+    instance: instanceRecord(instanceId, {
       url: "https://127.0.0.1:2",
       listen: "127.0.0.1:2",
       startedAt: connectedAt,
       heartbeatAt: connectedAt,
-      stoppedAt: null,
-    },
+    }),
   };
 }
 

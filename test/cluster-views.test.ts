@@ -13,6 +13,7 @@ import { CHANGE_CHANNEL, decodeChange } from "../src/gateway/cluster/change-feed
 import { INSTANCE_STALE_AFTER_MS } from "../src/gateway/cluster/instance-registry.js";
 import type { DeviceView } from "../src/protocol/messages.js";
 import { postgresAvailable } from "./fixtures/postgres.js";
+import { instanceRecord, sessionRecord } from "./fixtures/store.js";
 import {
   approvedNode,
   changeFeedsListening,
@@ -105,24 +106,21 @@ describePostgres("the sessions of an instance gone stale (one PostgreSQL databas
     const dead = "gi_deaddeaddeaddead";
     const killedAt = new Date(Date.now() - 1000).toISOString();
     // An instance killed with kill -9 while it held the node: its row and its session stay open.
-    await gateway.ctx.store.upsertInstance({
-      instanceId: dead,
-      url: "https://127.0.0.1:9",
-      listen: "127.0.0.1:9",
-      startedAt: killedAt,
-      heartbeatAt: killedAt,
-      stoppedAt: null,
-    });
-    await gateway.ctx.store.openSession({
-      sessionId: "ses_dead",
-      deviceId: node.deviceId,
-      instanceId: dead,
-      address: "127.0.0.1",
-      connectedAt: killedAt,
-      disconnectedAt: null,
-      closeCode: null,
-      closeReason: null,
-    });
+    await gateway.ctx.store.upsertInstance(
+      instanceRecord(dead, {
+        url: "https://127.0.0.1:9",
+        listen: "127.0.0.1:9",
+        startedAt: killedAt,
+        heartbeatAt: killedAt,
+      }),
+    );
+    await gateway.ctx.store.openSession(
+      sessionRecord("ses_dead", node.deviceId, {
+        instanceId: dead,
+        address: "127.0.0.1",
+        connectedAt: killedAt,
+      }),
+    );
 
     const topics: string[] = [];
     const unsubscribe = gateway.ctx.events.subscribe((topic) => topics.push(topic));
