@@ -30,7 +30,8 @@ const NOW = new Date("2026-03-01T12:00:00Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
 const SENDER = "gi_aaaaaaaaaaaaaaaa";
 const HOLDER = "gi_bbbbbbbbbbbbbbbb";
-const AUDIENCE = `gatehouse-instance:${HOLDER}`;
+const STARTED = "2026-03-01T11:00:00.000Z";
+const AUDIENCE = `gatehouse-instance:${HOLDER}@${STARTED}`;
 
 async function makeKey(kid: string, alg: SigningAlgorithm) {
   const { privateKey, publicKey } = await jose.generateKeyPair(alg === "EdDSA" ? "Ed25519" : alg, {
@@ -63,12 +64,13 @@ const mint = (signer: typeof es256 = es256) =>
   mintRelayToken({
     signer,
     from: SENDER,
-    to: HOLDER,
+    to: { instanceId: HOLDER, startedAt: STARTED },
     principal: operator,
     bodySha256: relayBodyHash(body),
     now: NOW,
   });
-const verify = (token: string) => verifyRelayToken(token, { ring, instanceId: HOLDER, now: NOW });
+const verify = (token: string) =>
+  verifyRelayToken(token, { ring, instanceId: HOLDER, startedAt: STARTED, now: NOW });
 
 /** A token with chosen header and claims, signed by jose with `key`. */
 function forge(
@@ -213,7 +215,8 @@ describe("a burst of relayed commands to one holder", () => {
     registerBodyParsers(app);
     const holderRelay = new ExecRelay({
       store: { listOpenSessions: async () => [] },
-      cluster: { instanceId: HOLDER, liveInstances: () => [] },
+      // The holder's own row: the relay tokens it takes name its run.
+      cluster: { instanceId: HOLDER, liveInstances: () => [holder] },
       signer: () => es256,
       caPems: () => [ca.certPem],
       now: () => NOW,
@@ -239,7 +242,7 @@ describe("a burst of relayed commands to one holder", () => {
       instanceId: HOLDER,
       url,
       listen: new URL(url).host,
-      startedAt: NOW.toISOString(),
+      startedAt: STARTED,
       heartbeatAt: NOW.toISOString(),
       stoppedAt: null,
     };

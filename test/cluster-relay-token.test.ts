@@ -26,6 +26,8 @@ const NOW_S = Math.floor(NOW.getTime() / 1000);
 const SENDER = "gi_aaaaaaaaaaaaaaaa";
 const HOLDER = "gi_bbbbbbbbbbbbbbbb";
 const THIRD = "gi_cccccccccccccccc";
+/** When the holder's current run started (its instances row). */
+const STARTED = "2026-03-01T11:00:00.000Z";
 const at = (seconds: number) => new Date(NOW.getTime() + seconds * 1000);
 
 async function makeKey(kid: string, alg: SigningAlgorithm = "ES256") {
@@ -52,7 +54,7 @@ const mint = (overrides: Partial<Parameters<typeof mintRelayToken>[0]> = {}) =>
   mintRelayToken({
     signer: shared,
     from: SENDER,
-    to: HOLDER,
+    to: { instanceId: HOLDER, startedAt: STARTED },
     principal: operator,
     bodySha256: relayBodyHash(body),
     now: NOW,
@@ -63,7 +65,7 @@ const mint = (overrides: Partial<Parameters<typeof mintRelayToken>[0]> = {}) =>
 function forge(claims: jose.JWTPayload, header: Partial<jose.JWTHeaderParameters> = {}, key = shared) {
   return new jose.SignJWT({
     iss: SENDER,
-    aud: `gatehouse-instance:${HOLDER}`,
+    aud: `gatehouse-instance:${HOLDER}@${STARTED}`,
     sub: operator.subject,
     iat: NOW_S,
     exp: NOW_S + 30,
@@ -79,8 +81,8 @@ function forge(claims: jose.JWTPayload, header: Partial<jose.JWTHeaderParameters
     .sign(key.privateKey);
 }
 
-const verify = (token: string, instanceId = HOLDER, now = NOW) =>
-  verifyRelayToken(token, { ring, instanceId, now });
+const verify = (token: string, instanceId = HOLDER, now = NOW, startedAt = STARTED) =>
+  verifyRelayToken(token, { ring, instanceId, startedAt, now });
 
 describe("a relay token", () => {
   it("verifies at its target and carries the operator, the sender and the body's hash", async () => {

@@ -211,7 +211,7 @@ const tokenFor = (text: string, overrides: Partial<Parameters<typeof mintRelayTo
   mintRelayToken({
     signer: signingKey,
     from: SENDER,
-    to: HOLDER,
+    to: instance(HOLDER, holderUrl),
     principal: operator,
     bodySha256: relayBodyHash(text),
     now: NOW,
@@ -405,7 +405,7 @@ describe("the relay route refuses, and runs nothing, for", () => {
   });
 
   it("a relay token for another instance: 401 wrong_audience", async () => {
-    const token = await tokenFor(text, { to: STALE });
+    const token = await tokenFor(text, { to: instance(STALE, holderUrl) });
     const answer = await post(text, { authorization: `Bearer ${token}` });
     expect(answer).toMatchObject({ status: 401, body: { error: "wrong_audience" } });
     expect(runs).toHaveLength(0);

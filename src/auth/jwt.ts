@@ -104,6 +104,8 @@ function algorithmForJwk(jwk: jose.JWK): SigningAlgorithm | undefined {
 }
 
 const invalid = (description: string) => new GatehouseError("invalid_token", description);
+/** The JOSE `typ` of an access token (RFC 9068 §2.1). */
+const ACCESS_TOKEN_TYPE = "at+jwt";
 
 /** Cheap structural checks before any parsing: size, three base64url parts. */
 function checkShape(token: string): void {
@@ -136,11 +138,36 @@ function selectKey(ring: KeyRing, header: jose.JWSHeaderParameters): Verificatio
   return entry;
 }
 
-function mapJoseError(error: unknown): GatehouseError {
+/** What a `typ` header parameter names, for the descriptions of tokens sent to the wrong place. */
+const TOKEN_TYPES: Record<string, string> = { [ACCESS_TOKEN_TYPE]: "an access token" };
+
+/**
+ * Describes a token whose `typ` header parameter (RFC 7515 §4.1.9; explicit typing, RFC 8725
+ * §3.11) is not `expected`. jose reports it as a failed claim, but `typ` is in the protected
+ * header, and what it holds says which kind of token was sent where another is due. The header is
+ * read without trust: only for the message, after the signature verified.
+ * @param noun how the description names the token ("the token", "the relay token").
+ */
+export function typHeaderMismatch(token: string | undefined, expected: string, noun: string): string {
+  let typ: unknown;
+  try {
+    typ = token === undefined ? undefined : jose.decodeProtectedHeader(token).typ;
+  } catch {
+    typ = undefined;
+  }
+  const found =
+    typeof typ === "string"
+      ? `is ${JSON.stringify(typ.slice(0, 64))}${TOKEN_TYPES[typ.toLowerCase()] ? ` (${TOKEN_TYPES[typ.toLowerCase()]})` : ""}`
+      : "is missing";
+  return `${noun}'s typ header parameter ${found}, not ${JSON.stringify(expected)}`;
+}
+
+function mapJoseError(error: unknown, token?: string): GatehouseError {
   if (error instanceof GatehouseError) return error;
   if (error instanceof jose.errors.JWTExpired)
     return new GatehouseError("token_expired", `the token expired (${error.reason})`);
   if (error instanceof jose.errors.JWTClaimValidationFailed) {
+    if (error.claim === "typ") return invalid(typHeaderMismatch(token, ACCESS_TOKEN_TYPE, "the token"));
     // A missing iss or aud is a malformed token, not one minted for another gateway.
     if ((error.claim === "aud" || error.claim === "iss") && error.reason !== "missing") {
       return new GatehouseError("wrong_audience", `the token's ${error.claim} is not this gateway`);
@@ -227,7 +254,7 @@ export async function verifyAccessToken(
       clockTolerance: options.leewaySeconds ?? CLOCK_LEEWAY_SECONDS,
       currentDate: options.now,
       requiredClaims: REQUIRED_CLAIMS,
-      typ: "at+jwt",
+      typ: ACCESS_TOKEN_TYPE,
     });
     const kid = entry.kid;
     if (
@@ -245,7 +272,7 @@ export async function verifyAccessToken(
     }
     return { claims: payload as AccessTokenClaims, kid };
   } catch (error) {
-    const mapped = mapJoseError(error);
+    const mapped = mapJoseError(error, token);
     if (mapped.code === "unknown_key")
       return Promise.reject(explainForeignToken(token, options.audience) ?? mapped);
     throw mapped;
@@ -294,7 +321,7 @@ export async function signAccessToken(input: SignAccessTokenInput): Promise<stri
   if (input.role) claims.role = input.role;
   if (input.certThumbprint) claims.cnf = { "x5t#S256": input.certThumbprint };
   return new jose.SignJWT(claims)
-    .setProtectedHeader({ alg: input.key.alg, kid: input.key.kid, typ: "at+jwt" })
+    .setProtectedHeader({ alg: input.key.alg, kid: input.key.kid, typ: ACCESS_TOKEN_TYPE })
     .setIssuer(input.issuer)
     .setAudience(input.audience)
     .setSubject(input.subject)

@@ -6,7 +6,7 @@ import type { ExecResponse } from "../../protocol/messages.js";
 import type { InstanceRecord, SessionRecord, Store } from "../../store/types.js";
 import type { SigningAlgorithm } from "../../auth/jwt.js";
 import { CLOCK_LEEWAY_SECONDS } from "../../auth/jwt.js";
-import { mintRelayToken, relayBodyHash, type RelayedPrincipal } from "./relay-token.js";
+import { mintRelayToken, relayBodyHash, type InstanceRun, type RelayedPrincipal } from "./relay-token.js";
 
 /** Where a relayed command is posted on the holding instance. */
 export const RELAY_EXEC_PATH = "/internal/v1/cluster/exec";
@@ -165,7 +165,7 @@ export class ExecRelay {
     const token = await mintRelayToken({
       signer: this.options.signer(),
       from: this.instanceId,
-      to: holder.instance.instanceId,
+      to: holder.instance,
       principal,
       bodySha256: relayBodyHash(body),
       now: this.options.now(),
@@ -222,9 +222,18 @@ export class ExecRelay {
   }
 
   /**
+   * This instance's current run (its id and `startedAt` in the instances table), which the relay
+   * tokens it takes must name; undefined until its row is written at start.
+   */
+  currentRun(): InstanceRun | undefined {
+    return this.options.cluster.liveInstances().find((instance) => instance.instanceId === this.instanceId);
+  }
+
+  /**
    * Takes a relay token's id once: false when it was taken before (a replayed request). Ids are
    * forgotten once their token has expired (plus the clock leeway; one that came in later than a
-   * younger one may be kept a little longer), so the map stays small.
+   * younger one may be kept a little longer), so the map stays small. They live in this process
+   * only: a restart forgets them, which is why a token names the run it is for (relayAudience).
    */
   takeOnce(jti: string, expiresAtMs: number): boolean {
     const now = this.options.now().getTime();

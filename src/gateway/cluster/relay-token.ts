@@ -4,6 +4,7 @@ import { GatehouseError } from "../../protocol/errors.js";
 import {
   CLOCK_LEEWAY_SECONDS,
   MAX_TOKEN_BYTES,
+  typHeaderMismatch,
   type KeyRing,
   type SigningAlgorithm,
 } from "../../auth/jwt.js";
@@ -18,8 +19,32 @@ export const RELAY_TOKEN_TYPE = "gatehouse-relay+jwt";
 export const RELAY_TOKEN_TTL_SECONDS = 30;
 /** The longest lifetime (exp − iat) a holder accepts, whatever the sender says. */
 export const MAX_RELAY_TOKEN_LIFETIME_SECONDS = 60;
-/** The audience of a relay token for one instance: only that instance takes it. */
-export const relayAudience = (instanceId: string) => `gatehouse-instance:${instanceId}`;
+/**
+ * One run of an instance: its id and when that run started (`startedAt` of its row in the
+ * instances table, ISO 8601, written anew by every start).
+ */
+export interface InstanceRun {
+  instanceId: string;
+  startedAt: string;
+}
+
+/**
+ * The audience of a relay token (RFC 7519 §4.1.3): one run of one instance,
+ * `gatehouse-instance:<instanceId>@<startedAt>`. Only that instance takes it, and only until it
+ * restarts: the ids of spent tokens are kept in its memory, so a token captured before a restart
+ * must not be taken again after it.
+ */
+export const relayAudience = (run: InstanceRun) => `gatehouse-instance:${run.instanceId}@${run.startedAt}`;
+
+/**
+ * The hint of every refusal on the relay route: it is not an operator's door, and relay tokens
+ * are made by the instances themselves, one per command. Clock-related refusals name the clocks.
+ */
+export function relayRefusalHint(code: string): string {
+  if (code === "token_expired" || code === "token_not_yet_valid")
+    return "An instance makes a relay token for each command, valid 30 s: check that the instances' clocks agree (NTP). Operators run commands with `gatehouse nodes exec` (POST /api/v1/nodes/:id/exec).";
+  return "Only another instance of this gateway relays commands here, with a relay token it makes for each command; operators run commands with `gatehouse nodes exec` (POST /api/v1/nodes/:id/exec).";
+}
 
 /** The operator a relayed command runs for, as the instance that authenticated them saw them. */
 export type RelayedPrincipal = Pick<
@@ -47,14 +72,15 @@ export function relayBodyHash(body: Buffer | string): string {
 
 /**
  * Signs a relay token (a JWT, RFC 7519) with the gateway's shared token signing key: `iss` the
- * sending instance, `aud` `gatehouse-instance:<target>`, `exp` RELAY_TOKEN_TTL_SECONDS after
+ * sending instance, `aud` the target's current run (relayAudience), `exp` RELAY_TOKEN_TTL_SECONDS after
  * `now`, the operator (`sub`, `role`, `scope`, `pkind`, `cfp`: the credential's fingerprint, never
  * the credential) and `bh`: the SHA-256 of the body it authorises.
  */
 export async function mintRelayToken(input: {
   signer: { kid: string; alg: SigningAlgorithm; privateKey: CryptoKey };
   from: string;
-  to: string;
+  /** The holder's current run, as the instances table shows it. */
+  to: InstanceRun;
   principal: RelayedPrincipal;
   bodySha256: string;
   now: Date;
@@ -80,24 +106,23 @@ export async function mintRelayToken(input: {
 const isScope = (value: string): value is Scope => (SCOPES as readonly string[]).includes(value);
 const PRINCIPAL_KINDS = new Set<string>(["certificate", "access_token", "dashboard_session"]);
 const invalid = (description: string) =>
-  new GatehouseError(
-    "invalid_token",
-    description,
-    "Only another instance of this gateway relays commands here; operators use /api/v1/nodes/:id/exec.",
-  );
+  new GatehouseError("invalid_token", description, relayRefusalHint("invalid_token"));
 
 /**
  * Verifies a relay token for instance `instanceId`: size and shape, an allow-listed algorithm
  * equal to the key's (the shared signing keys' ring: the kid must be ours), the signature, `typ`
- * RELAY_TOKEN_TYPE, `aud` `gatehouse-instance:<instanceId>`, `iss` another instance's id, times
+ * RELAY_TOKEN_TYPE (a header parameter, RFC 8725 §3.11), `aud` this run of this instance
+ * (relayAudience: a token made before the instance restarted is refused), `iss` another instance's id, times
  * with CLOCK_LEEWAY_SECONDS, a lifetime of at most MAX_RELAY_TOKEN_LIFETIME_SECONDS and claims of
  * the right types.
+ * @param options.startedAt when this run of the instance started (its instances row).
  * @throws GatehouseError `invalid_token`, `unknown_key`, `token_expired`, `wrong_audience` (a
- *   token for another instance), `token_not_yet_valid` — all 401.
+ *   token for another instance, or for an earlier run of this one), `token_not_yet_valid` — all
+ *   401, with relayRefusalHint.
  */
 export async function verifyRelayToken(
   token: string,
-  options: { ring: KeyRing; instanceId: string; now: Date },
+  options: { ring: KeyRing; instanceId: string; startedAt: string; now: Date },
 ): Promise<RelayClaims> {
   if (token.length > MAX_TOKEN_BYTES)
     throw invalid(`the relay token is larger than ${MAX_TOKEN_BYTES} bytes`);
@@ -108,14 +133,14 @@ export async function verifyRelayToken(
     const entry = options.ring.keyForToken(token);
     ({ payload } = await jose.jwtVerify(token, entry.key, {
       algorithms: [entry.alg],
-      audience: relayAudience(options.instanceId),
+      audience: relayAudience(options),
       typ: RELAY_TOKEN_TYPE,
       clockTolerance: CLOCK_LEEWAY_SECONDS,
       currentDate: options.now,
       requiredClaims: ["iss", "aud", "sub", "exp", "iat", "jti"],
     }));
   } catch (error) {
-    throw relayVerificationError(error);
+    throw relayVerificationError(error, token, options.instanceId);
   }
   const { iss, sub, jti, exp, iat, role, scope, pkind, cfp, bh } = payload;
   if (exp! - iat! > MAX_RELAY_TOKEN_LIFETIME_SECONDS)
@@ -153,13 +178,14 @@ export async function verifyRelayToken(
   };
 }
 
-function relayVerificationError(error: unknown): GatehouseError {
+function relayVerificationError(error: unknown, token: string, instanceId: string): GatehouseError {
   if (error instanceof GatehouseError) return error;
   if (error instanceof jose.errors.JWTExpired)
     return new GatehouseError("token_expired", "the relay token expired");
   if (error instanceof jose.errors.JWTClaimValidationFailed) {
+    if (error.claim === "typ") return invalid(typHeaderMismatch(token, RELAY_TOKEN_TYPE, "the relay token"));
     if (error.claim === "aud" && error.reason !== "missing")
-      return new GatehouseError("wrong_audience", "the relay token is for another instance");
+      return new GatehouseError("wrong_audience", audienceMismatch(error.payload.aud, instanceId));
     if ((error.claim === "nbf" || error.claim === "iat") && error.reason === "check_failed")
       return new GatehouseError("token_not_yet_valid", `the relay token's ${error.claim} is in the future`);
     return invalid(
@@ -169,4 +195,12 @@ function relayVerificationError(error: unknown): GatehouseError {
   if (error instanceof jose.errors.JWSSignatureVerificationFailed)
     return invalid("the relay token's signature does not verify");
   return invalid("the relay token is malformed");
+}
+
+/** Why a signed relay token's audience is not this run of this instance (the payload verified). */
+function audienceMismatch(aud: unknown, instanceId: string): string {
+  const prefix = `gatehouse-instance:${instanceId}@`;
+  if (typeof aud === "string" && aud.startsWith(prefix))
+    return `the relay token is for an earlier run of this instance (started ${aud.slice(prefix.length, prefix.length + 40)}); it has restarted since`;
+  return "the relay token is for another instance";
 }

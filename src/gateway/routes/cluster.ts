@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { GatehouseError } from "../../protocol/errors.js";
 import { requireScope, type Principal } from "../../auth/roles.js";
@@ -8,7 +8,14 @@ import type { GatewayContext } from "../context.js";
 import { bearerToken } from "../authenticate.js";
 import { parseBody } from "../parse-body.js";
 import { RELAY_EXEC_PATH } from "../cluster/exec-relay.js";
-import { relayBodyHash, verifyRelayToken, type RelayClaims } from "../cluster/relay-token.js";
+import {
+  relayBodyHash,
+  relayRefusalHint,
+  verifyRelayToken,
+  type RelayClaims,
+} from "../cluster/relay-token.js";
+// app.js imports this module too; toGatehouseError is a function declaration, bound before either runs.
+import { toGatehouseError } from "../app.js";
 import { execBodyShape } from "./nodes.js";
 
 const relayExecBody = z.strictObject({ deviceId: z.string().min(1).max(256), ...execBodyShape });
@@ -20,7 +27,8 @@ const RELAY_BODY_LIMIT = 300 * 1024;
  * The route other instances of this gateway relay commands to (only with several instances:
  * ctx.relay). It takes nothing but a relay token (cluster/relay-token.ts) for this instance, bound
  * to the exact body bytes and used once: a node's certificate, an operator's access token or API
- * key, a dashboard cookie are all refused with a 401. The command runs through this instance's
+ * key, a dashboard cookie are all refused with a 401, and every refusal carries
+ * relayRefusalHint. The command runs through this instance's
  * ExecBroker on a session held here, for the operator the token names, and is answered as
  * `POST /api/v1/nodes/:id/exec` answers.
  */
@@ -28,7 +36,21 @@ export function registerClusterRoutes(app: FastifyInstance, ctx: GatewayContext)
   const relay = ctx.relay;
   if (!relay) return;
   const verified = new WeakMap<FastifyRequest, RelayClaims>();
+  /** Requests whose relay was taken: what fails from there on is the command's answer. */
+  const running = new WeakSet<FastifyRequest>();
   void app.register(async (scope) => {
+    // Every refusal of the relay itself (credential, size, type, body) says what this route is,
+    // not the hints meant for operators' tokens or CSRs. The command's own answer (node_offline,
+    // command_not_allowed, …) is the operator's, passed back by the sender: it keeps its hint. The
+    // app's error handler then answers, counts and records it (a rethrow reaches the parent).
+    scope.setErrorHandler((error: FastifyError, request) => {
+      if (running.has(request)) throw error;
+      const refusal = toGatehouseError(error);
+      throw Object.assign(
+        new GatehouseError(refusal.code, refusal.message, relayRefusalHint(refusal.code)),
+        refusal.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: refusal.retryAfterSeconds },
+      );
+    });
     // The body's hash is checked against the token: the route needs the bytes as sent. Content-type
     // parsers are encapsulated, so this one serves this route alone.
     scope.removeContentTypeParser("application/json");
@@ -46,17 +68,25 @@ export function registerClusterRoutes(app: FastifyInstance, ctx: GatewayContext)
             throw new GatehouseError(
               "missing_credentials",
               "this route takes only a relay token from another instance of this gateway",
-              "Operators run commands with POST /api/v1/nodes/:id/exec (`gatehouse nodes exec`).",
             );
           request.credentialTried = {
             credential: "relay-token",
             fingerprint: fingerprintPrefix(tokenFingerprint(token)),
           };
+          // A token names the run of this instance it is for: one made before a restart (whose
+          // spent ids this process never saw) is refused.
+          const run = relay.currentRun();
+          if (!run)
+            throw new GatehouseError(
+              "unavailable",
+              "this instance is starting and takes relayed commands once it is registered",
+            );
           verified.set(
             request,
             await verifyRelayToken(token, {
               ring: ctx.signingKeys.ring,
-              instanceId: relay.instanceId,
+              instanceId: run.instanceId,
+              startedAt: run.startedAt,
               now: ctx.now(),
             }),
           );
@@ -81,6 +111,7 @@ export function registerClusterRoutes(app: FastifyInstance, ctx: GatewayContext)
           throw new GatehouseError("invalid_request", "a relayed command's body is not valid UTF-8 JSON");
         }
         const body = parseBody(relayExecBody, json);
+        running.add(request);
         return ctx.exec.run(principal, body.deviceId, body.command, body.args, body.timeoutMs, {
           via: claims.via,
         });
