@@ -4,39 +4,21 @@
  * instance reaches it; `kill -9` of the instance that holds it and the node comes back through
  * HAProxy to the other instance, still approved, and is served there.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
-import { cleanupAll, probeHealth, type Running } from "./harness.js";
-import { stopAgent } from "./agents.js";
+import { probeHealth } from "./harness.js";
 import { waitConnected, withState } from "./lifecycle-fixtures.js";
-import { postgresAvailable } from "../fixtures/postgres.js";
-import {
-  haproxyAvailable,
-  holderOf,
-  nodeThroughProxy,
-  nodesThrough,
-  otherThan,
-  startCluster,
-  type TestCluster,
-} from "./cluster-harness.js";
+import { holderOf, nodesThrough, otherThan, type TestCluster } from "./cluster-harness.js";
+import { clusterWithNodes, describeCluster, type ProxiedNode } from "./cluster-suite.js";
 
-const canRun = postgresAvailable() && haproxyAvailable();
-
-describe.skipIf(!canRun)("two instances behind HAProxy", () => {
+describeCluster("two instances behind HAProxy", () => {
   let cluster: TestCluster;
-  let node: { home: string; deviceId: string; agent: Running };
-
-  beforeAll(async () => {
-    cluster = await startCluster();
-    node = await nodeThroughProxy(cluster, "failover-node");
-  }, 240_000);
-
-  afterAll(async () => {
-    await stopAgent(node?.agent);
-    await cluster?.close();
-    cleanupAll();
+  let node: ProxiedNode;
+  clusterWithNodes(["failover-node"], (started, [proxied]) => {
+    cluster = started;
+    node = proxied!;
   });
 
   it("each instance's /health lists both live instances and names itself", async () => {

@@ -4,25 +4,18 @@
  * a device is listed once (its newest session), and an instance whose database is out of reach
  * still lists the nodes it holds itself and says what it could not read.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { cleanupAll, type Running } from "./harness.js";
-import { stopAgent } from "./agents.js";
 import { waitConnected } from "./lifecycle-fixtures.js";
-import { postgresAvailable } from "../fixtures/postgres.js";
 import {
-  haproxyAvailable,
   holderOf,
-  nodeThroughProxy,
   otherThan,
-  startCluster,
   type ClusterInstance,
   type ClusterNodeView,
   type TestCluster,
 } from "./cluster-harness.js";
-
-const canRun = postgresAvailable() && haproxyAvailable();
+import { clusterWithNodes, describeCluster, type ProxiedNode } from "./cluster-suite.js";
 
 interface NodeListJson {
   nodes: ClusterNodeView[];
@@ -60,20 +53,13 @@ function keepHeartbeatFresh(url: string, instanceId: string): { stop(): Promise<
   };
 }
 
-describe.skipIf(!canRun)("nodes list across instances, after one dies", () => {
+describeCluster("nodes list across instances, after one dies", () => {
   let cluster: TestCluster;
-  let node: { home: string; deviceId: string; agent: Running };
+  let node: ProxiedNode;
   let survivor: ClusterInstance;
-
-  beforeAll(async () => {
-    cluster = await startCluster();
-    node = await nodeThroughProxy(cluster, "listed-once");
-  }, 240_000);
-
-  afterAll(async () => {
-    await stopAgent(node?.agent);
-    await cluster?.close();
-    cleanupAll();
+  clusterWithNodes(["listed-once"], (started, [proxied]) => {
+    cluster = started;
+    node = proxied!;
   });
 
   it("lists a device once, on its new instance, while the killed instance still looks live", async () => {

@@ -6,44 +6,24 @@
  * that does not hold the node closes the node's session there: their change feed was cut by the
  * restart, so a missed notification must be caught up.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
-import { cleanupAll, type CliResult, type Running } from "./harness.js";
-import { stopAgent } from "./agents.js";
-import { postgresAvailable } from "../fixtures/postgres.js";
-import {
-  haproxyAvailable,
-  holderOf,
-  nodeThroughProxy,
-  otherThan,
-  startCluster,
-  type ClusterInstance,
-  type TestCluster,
-} from "./cluster-harness.js";
-
-const canRun = postgresAvailable() && haproxyAvailable();
+import type { CliResult } from "./harness.js";
+import { holderOf, otherThan, type ClusterInstance, type TestCluster } from "./cluster-harness.js";
+import { clusterWithNodes, describeCluster, type ProxiedNode } from "./cluster-suite.js";
 
 /** A stack frame as Node prints it: what a user must never see from the CLI. */
 const STACK_FRAME = /\n\s+at .+\(.+:\d+:\d+\)/;
 
-describe.skipIf(!canRun)("PostgreSQL restarts under two running instances", () => {
+describeCluster("PostgreSQL restarts under two running instances", () => {
   let cluster: TestCluster;
-  let kept: { home: string; deviceId: string; agent: Running };
-  let revoked: { home: string; deviceId: string; agent: Running };
+  let kept: ProxiedNode;
+  let revoked: ProxiedNode;
   /** The instance that holds `revoked`'s session. */
   let holder: ClusterInstance;
-
-  beforeAll(async () => {
-    cluster = await startCluster();
-    kept = await nodeThroughProxy(cluster, "pg-kept");
-    revoked = await nodeThroughProxy(cluster, "pg-revoked");
-  }, 240_000);
-
-  afterAll(async () => {
-    await stopAgent(kept?.agent);
-    await stopAgent(revoked?.agent);
-    await cluster?.close();
-    cleanupAll();
+  clusterWithNodes(["pg-kept", "pg-revoked"], (started, nodes) => {
+    cluster = started;
+    [kept, revoked] = nodes as [ProxiedNode, ProxiedNode];
   });
 
   /** Runs an admin command through `through` until it is not refused as `unavailable` (max 60 s). */

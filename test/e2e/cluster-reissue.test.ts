@@ -6,15 +6,15 @@
  * the replay reaches. A node offline past its certificate's expiry comes back through HAProxy by
  * itself, without a refused answer.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { sign } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { cleanupAll, spawnCli, type Running } from "./harness.js";
+import { spawnCli } from "./harness.js";
 import { stopAgent } from "./agents.js";
 import { httpsRequest, waitConnected } from "./lifecycle-fixtures.js";
-import { postgresAvailable } from "../fixtures/postgres.js";
-import { haproxyAvailable, nodeThroughProxy, startCluster, type TestCluster } from "./cluster-harness.js";
+import type { TestCluster } from "./cluster-harness.js";
+import { clusterWithNodes, describeCluster, type ProxiedNode } from "./cluster-suite.js";
 import { reissueProof } from "../../src/gateway/certificates.js";
 import { createCsr, importKeyPairPem, issueClientCertificate } from "../../src/pki/index.js";
 import { openPostgresStore } from "../../src/store/index.js";
@@ -22,24 +22,16 @@ import { keyEncryptionKey } from "../../src/auth/key-encryption.js";
 import { keySettingBytes } from "../../src/config/secrets.js";
 import { loadSharedCa } from "../../src/gateway/cluster/shared-material.js";
 
-const canRun = postgresAvailable() && haproxyAvailable();
 const DAY_MS = 24 * 3600_000;
 
-describe.skipIf(!canRun)("re-issue through HAProxy in front of two instances", () => {
+describeCluster("re-issue through HAProxy in front of two instances", () => {
   let cluster: TestCluster;
-  let node: { home: string; deviceId: string; agent: Running };
+  let node: ProxiedNode;
   let ca: string;
-
-  beforeAll(async () => {
-    cluster = await startCluster();
-    node = await nodeThroughProxy(cluster, "reissue-node");
+  clusterWithNodes(["reissue-node"], (started, [proxied]) => {
+    cluster = started;
+    node = proxied!;
     ca = readFileSync(path.join(node.home, "ca.pem"), "utf8");
-  }, 240_000);
-
-  afterAll(async () => {
-    await stopAgent(node?.agent);
-    await cluster?.close();
-    cleanupAll();
   });
 
   /** A POST through HAProxy on a fresh connection (round robin: the next instance each time). */

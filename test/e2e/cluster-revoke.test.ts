@@ -6,23 +6,13 @@
  * the holder never got (its LISTEN connection was cut, and it could not dial again until the
  * revocation was done) takes effect when it reconnects, by its catch-up read.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { cleanupAll, type Running } from "./harness.js";
-import { stopAgent } from "./agents.js";
+import type { Running } from "./harness.js";
 import { withMsg } from "./lifecycle-fixtures.js";
-import { postgresAvailable } from "../fixtures/postgres.js";
-import {
-  haproxyAvailable,
-  nodeThroughProxy,
-  otherThan,
-  startCluster,
-  type ClusterInstance,
-  type TestCluster,
-} from "./cluster-harness.js";
-
-const canRun = postgresAvailable() && haproxyAvailable();
+import { otherThan, type ClusterInstance, type TestCluster } from "./cluster-harness.js";
+import { clusterWithNodes, describeCluster, type ProxiedNode } from "./cluster-suite.js";
 
 /** What the holder logs when it closes sessions for a change made on another instance. */
 const CLOSED_FOR_OTHER = "device no longer approved (changed on another instance): sessions closed";
@@ -43,22 +33,13 @@ function exitWithin(agent: Running, ms: number): Promise<number | null | "still 
   return Promise.race([agent.exited, sleep(ms).then(() => "still running" as const)]);
 }
 
-describe.skipIf(!canRun)("a revocation across two instances behind HAProxy", () => {
+describeCluster("a revocation across two instances behind HAProxy", () => {
   let cluster: TestCluster;
-  let live: { home: string; deviceId: string; agent: Running };
-  let missed: { home: string; deviceId: string; agent: Running };
-
-  beforeAll(async () => {
-    cluster = await startCluster();
-    live = await nodeThroughProxy(cluster, "revoke-live");
-    missed = await nodeThroughProxy(cluster, "revoke-missed");
-  }, 240_000);
-
-  afterAll(async () => {
-    await stopAgent(live?.agent);
-    await stopAgent(missed?.agent);
-    await cluster?.close();
-    cleanupAll();
+  let live: ProxiedNode;
+  let missed: ProxiedNode;
+  clusterWithNodes(["revoke-live", "revoke-missed"], (started, nodes) => {
+    cluster = started;
+    [live, missed] = nodes as [ProxiedNode, ProxiedNode];
   });
 
   it("revoked through the other instance, the holder closes the node's session 4403 device_revoked", async () => {
