@@ -150,15 +150,42 @@ export async function devicesRevoke(
   options: GatewayOption & { reason?: string },
 ): Promise<void> {
   const client = AdminClient.fromHome(ctx.home, options);
-  const result = await client.post<{ device: DeviceView; sessionsClosed: number }>(
+  const result = await client.post<RevokeAnswer>(
     `/api/v1/devices/${encodeURIComponent(id)}/revoke`,
     options.reason ? { reason: options.reason } : {},
   );
   if (ctx.json) printJson(result);
-  else
-    printText(
-      `✓ revoked ${result.device.deviceId} (${result.device.name}); closed ${result.sessionsClosed} live session(s)\n`,
-    );
+  else printText(revokedLine(result));
+}
+
+/** What `POST /api/v1/devices/:id/revoke` answers. */
+export interface RevokeAnswer {
+  device: DeviceView;
+  /** Sessions the answering instance closed. */
+  sessionsClosed: number;
+  /**
+   * Only with several instances: the open sessions the other live instances held (they close them
+   * as they hear of the revocation); null when they could not be read.
+   */
+  sessionsOnOtherInstances?: number | null;
+}
+
+/**
+ * The line `devices revoke` prints. Alone: the sessions closed. With several instances the
+ * answering one closes only those it holds, so the line says "here" and what the others hold,
+ * which they close as they hear of it.
+ */
+export function revokedLine(result: RevokeAnswer): string {
+  const head = `✓ revoked ${result.device.deviceId} (${result.device.name}); closed ${result.sessionsClosed} live session(s)`;
+  const elsewhere = result.sessionsOnOtherInstances;
+  if (elsewhere === undefined) return `${head}\n`;
+  const others =
+    elsewhere === null
+      ? "the other instances close theirs as they hear of it (within about a second)"
+      : elsewhere === 0
+        ? "no other instance held one"
+        : `the other instances close their ${elsewhere} as they hear of it (within about a second)`;
+  return `${head} here; ${others}\n`;
 }
 
 /**

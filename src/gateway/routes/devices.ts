@@ -59,12 +59,26 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
 
   app.post<{ Params: { id: string } }>("/api/v1/devices/:id/revoke", write, async (request) => {
     const { reason } = parseBody(reasonBody, request.body);
+    // With several instances the sessions the others hold are read before the revocation: they
+    // close them as they hear of it (the change feed), often before a read made afterwards.
+    const elsewhere = ctx.relay ? await ctx.relay.remoteSessions().catch(() => null) : undefined;
     const { device, sessionsClosed } = await ctx.registrations.revoke(
       request.params.id,
       reason,
       actor(request),
       request.principal?.onBehalfOf,
     );
-    return { device: deviceView(device, false), sessionsClosed };
+    return {
+      device: deviceView(device, false),
+      sessionsClosed,
+      // Only with several instances (alone the answer is as it always was): the open sessions the
+      // other live instances held, which they close within about a second; null when unread.
+      ...(elsewhere === undefined
+        ? {}
+        : {
+            sessionsOnOtherInstances:
+              elsewhere?.filter(({ session }) => session.deviceId === device.deviceId).length ?? null,
+          }),
+    };
   });
 }
