@@ -10,7 +10,7 @@ import { GENESIS_HASH, auditEntryHash } from "../audit/chain.js";
 import { DEVICE, REGISTRATION, CERTIFICATE, SESSION, patch, row } from "./columns.js";
 import { migrateToLatest, type Database as Tables } from "./migrations.js";
 import { approveIn, countPending, latestPendingRequest, upsertDeviceIn } from "./registration-queries.js";
-import type { StoreDialect } from "./store-dialect.js";
+import { sessionBatch, type StoreDialect } from "./store-dialect.js";
 import { KyselyTokenStore } from "./token-store.js";
 import type { TokenStore } from "./token-types.js";
 import type {
@@ -282,7 +282,7 @@ export class KyselyStore implements Store {
     seen: { deviceId: string; lastSeen: string; address: string | null }[],
   ): Promise<void> {
     if (changes.length === 0 && seen.length === 0) return;
-    await this.hooks.recordSessionChanges(changes, seen);
+    await this.hooks.recordSessionChanges(sessionBatch(changes, seen));
   }
 
   async closeAllOpenSessions(at: string, reason: string, instanceId?: string): Promise<number> {

@@ -15,8 +15,8 @@ import {
   migrationRefused,
   passwordOf,
 } from "./postgres-errors.js";
-import type { SerialisedWork, StoreDialect } from "./store-dialect.js";
-import type { SessionChange, SessionRecord, Store } from "./types.js";
+import type { SerialisedWork, SessionBatch, StoreDialect } from "./store-dialect.js";
+import type { Store } from "./types.js";
 
 /** Connections the pool keeps at most, unless store.poolSize says otherwise. */
 export const DEFAULT_POOL_SIZE = 10;
@@ -94,13 +94,13 @@ export function postgresDialect(db: Kysely<Tables>): StoreDialect {
     serialise: async (trx, work) => {
       await sql`SELECT pg_advisory_xact_lock(${LOCK_CLASS}::int4, ${LOCK_OBJECT[work]}::int4)`.execute(trx);
     },
-    recordSessionChanges: (changes, seen) =>
+    recordSessionChanges: (batch) =>
       db.transaction().execute(async (trx) => {
         // Bookkeeping, not evidence (as on SQLite, which commits these batches without an fsync):
         // the commit does not wait for the WAL flush. A server crash may lose the last batch, and
         // each instance closes the sessions it left open when it starts.
         await sql`SET LOCAL synchronous_commit TO OFF`.execute(trx);
-        await writeSessionChanges(trx, changes, seen);
+        await writeSessionChanges(trx, batch);
       }),
     notify: async (channel, payload) => {
       await sql`SELECT pg_notify(${channel}, ${payload})`.execute(db);
@@ -121,15 +121,8 @@ export function postgresDialect(db: Kysely<Tables>): StoreDialect {
  */
 async function writeSessionChanges(
   trx: Transaction<Tables>,
-  changes: SessionChange[],
-  seen: { deviceId: string; lastSeen: string; address: string | null }[],
+  { opened, closed, seen }: SessionBatch,
 ): Promise<void> {
-  const opened: SessionRecord[] = [];
-  const closed: Extract<SessionChange, { kind: "close" }>[] = [];
-  for (const change of changes) {
-    if (change.kind === "open") opened.push(change.session);
-    else closed.push(change);
-  }
   if (opened.length)
     await sql`INSERT INTO sessions (session_id, device_id, instance_id, address, connected_at, disconnected_at, close_code, close_reason)
       SELECT s."sessionId", s."deviceId", s."instanceId", s.address, s."connectedAt", s."disconnectedAt",

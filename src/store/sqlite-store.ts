@@ -10,8 +10,8 @@ import { GatehouseError } from "../protocol/errors.js";
 import { KyselyStore } from "./kysely-store.js";
 import type { Database as Tables } from "./migrations.js";
 import { SqliteAuditWriter } from "./sqlite-audit-writer.js";
-import type { StoreDialect } from "./store-dialect.js";
-import type { SessionChange, SessionRecord, Store } from "./types.js";
+import type { SessionBatch, StoreDialect } from "./store-dialect.js";
+import type { Store } from "./types.js";
 
 /** Opens (creating, owner-only) a SQLite database file; call migrate() before use. */
 export async function openSqliteStore(file: string): Promise<Store> {
@@ -49,7 +49,7 @@ export function sqliteDialect(db: Kysely<Tables>, auditWriter?: SqliteAuditWrite
   return {
     name: "sqlite",
     serialise: () => Promise.resolve(),
-    recordSessionChanges: async (changes, seen) => {
+    recordSessionChanges: async (batch) => {
       // Bookkeeping, not evidence (the audit log records every session durably by itself): the
       // batch commits without an fsync on the event loop. With WAL and synchronous=NORMAL it
       // survives the process crashing; a power cut may lose the last batch, and a start closes
@@ -58,7 +58,7 @@ export function sqliteDialect(db: Kysely<Tables>, auditWriter?: SqliteAuditWrite
       await db.connection().execute(async (conn) => {
         await sql`PRAGMA synchronous = NORMAL`.execute(conn);
         try {
-          await conn.transaction().execute((trx) => writeSessionChanges(trx, changes, seen));
+          await conn.transaction().execute((trx) => writeSessionChanges(trx, batch));
         } finally {
           await sql`PRAGMA synchronous = FULL`.execute(conn);
         }
@@ -133,15 +133,8 @@ function createPrivateFile(file: string): void {
  */
 async function writeSessionChanges(
   trx: Transaction<Tables>,
-  changes: SessionChange[],
-  seen: { deviceId: string; lastSeen: string; address: string | null }[],
+  { opened, closed, seen }: SessionBatch,
 ): Promise<void> {
-  const opened: SessionRecord[] = [];
-  const closed: Extract<SessionChange, { kind: "close" }>[] = [];
-  for (const change of changes) {
-    if (change.kind === "open") opened.push(change.session);
-    else closed.push(change);
-  }
   if (opened.length)
     await sql`INSERT INTO sessions (session_id, device_id, instance_id, address, connected_at, disconnected_at, close_code, close_reason)
       SELECT value->>'sessionId', value->>'deviceId', value->>'instanceId', value->>'address', value->>'connectedAt',

@@ -5,7 +5,7 @@
  */
 import type { Transaction } from "kysely";
 import type { Database as Tables } from "./migrations.js";
-import type { AuditWrite, SessionChange } from "./types.js";
+import type { AuditWrite, SessionChange, SessionRecord } from "./types.js";
 
 /**
  * Work that must not interleave with the same work of another transaction, on any instance:
@@ -16,6 +16,28 @@ import type { AuditWrite, SessionChange } from "./types.js";
  */
 export type SerialisedWork = "audit_head" | "registrations";
 
+/**
+ * One batch of Store.recordSessionChanges, sorted once for the dialects' statements: the sessions
+ * opened, then the ends (a session may open and end in one batch; the first end of a session
+ * wins), then the devices' sightings (the last sighting of a device wins). Each keeps the batch's
+ * order.
+ */
+export interface SessionBatch {
+  opened: SessionRecord[];
+  closed: Extract<SessionChange, { kind: "close" }>[];
+  seen: { deviceId: string; lastSeen: string; address: string | null }[];
+}
+
+/** Sorts Store.recordSessionChanges' `changes` into opens and ends, in their order, beside `seen`. */
+export function sessionBatch(changes: SessionChange[], seen: SessionBatch["seen"]): SessionBatch {
+  const batch: SessionBatch = { opened: [], closed: [], seen };
+  for (const change of changes) {
+    if (change.kind === "open") batch.opened.push(change.session);
+    else batch.closed.push(change);
+  }
+  return batch;
+}
+
 export interface StoreDialect {
   readonly name: "sqlite" | "postgres";
   /**
@@ -25,10 +47,7 @@ export interface StoreDialect {
    */
   serialise(trx: Transaction<Tables>, work: SerialisedWork): Promise<void>;
   /** The body of Store.recordSessionChanges: the whole batch in one transaction, in order. */
-  recordSessionChanges(
-    changes: SessionChange[],
-    seen: { deviceId: string; lastSeen: string; address: string | null }[],
-  ): Promise<void>;
+  recordSessionChanges(batch: SessionBatch): Promise<void>;
   /** Store.notify: PostgreSQL NOTIFY, or nothing where no other instance listens. */
   notify(channel: string, payload: string): Promise<void>;
   /**
