@@ -32,6 +32,23 @@ export default tseslint.config(
     },
   },
   {
+    // The caller's address has one authority, src/gateway/caller-address.ts: behind a balancer
+    // speaking the PROXY protocol the socket's peer is the balancer, not the caller.
+    files: ["src/gateway/**/*.ts"],
+    ignores: ["src/gateway/caller-address.ts", "src/gateway/proxy-listener.ts"],
+    rules: {
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector: "MemberExpression[property.name=/^(ip|ips|remoteAddress)$/]",
+          message: "Read the caller's address with callerAddress (src/gateway/caller-address.ts).",
+        },
+        // This block replaces the rule's options for src/gateway: keep the timer check too.
+        LONG_DELAY,
+      ],
+    },
+  },
+  {
     // `gatehouse --help`, `--version` and a wrong flag load only the command definitions: these
     // files import commander and a few small modules, and a command's implementation is loaded
     // with import() when it runs (lazyAction in src/cli/run.ts). test/cli-lazy.test.ts checks it.

@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import { deviceNameSchema } from "../protocol/device-name.js";
 import { durationSchema, lifetimeSchema } from "./duration.js";
@@ -68,6 +69,31 @@ const clusterSchema = z
     advertiseUrl: z.url({ protocol: /^https$/ }).optional(),
   })
   .prefault({});
+
+/** An address or a CIDR block (`10.0.0.0/8`, `fd00::/8`), IPv4 or IPv6. */
+const addressOrCidrSchema = z.string().superRefine((value, ctx) => {
+  const [address = "", prefix, extra] = value.split("/");
+  const bits = isIPv4(address) ? 32 : isIPv6(address) ? 128 : 0;
+  const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits);
+  if (!bits || !prefixOk || extra !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(value)} is not an address or a CIDR (e.g. 10.0.0.0/8)`,
+    });
+  }
+});
+
+/**
+ * The PROXY protocol (HAProxy's `send-proxy-v2`, v1 too) on the listener: connections from the
+ * `trusted` balancers must begin with a header, whose source address then is the caller's. Empty
+ * (the default): off, every caller is the socket's peer.
+ */
+const proxyProtocolSchema = z
+  .strictObject({
+    trusted: z.array(addressOrCidrSchema).default([]),
+  })
+  .prefault({});
+
 export const NODE_SECRET_SETTINGS = ["apiKey", "vault.token"] as const;
 
 /** gateway.json. Every setting has a default but the gateway id, which `gateway init` writes. */
@@ -80,6 +106,7 @@ export const gatewayConfigSchema = z.strictObject({
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   store: storeSchema,
   cluster: clusterSchema,
+  proxyProtocol: proxyProtocolSchema,
   certificates: z
     .strictObject({
       clientTtl: lifetimeSchema.prefault("24h"),

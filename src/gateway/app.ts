@@ -12,6 +12,7 @@ import { MAX_SESSION_MESSAGE_BYTES } from "../protocol/messages.js";
 import type { GatewayContext } from "./context.js";
 import { recordRefusal } from "./refusal-record.js";
 import { installHttpEdges, onClientError } from "./http-edges.js";
+import { acceptProxyProtocol } from "./proxy-listener.js";
 import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerBodyParsers } from "./body-parsers.js";
 import { registerHealthRoutes } from "./routes/health.js";
@@ -150,6 +151,15 @@ export async function buildGatewayApp(
     ctx.metrics.tlsHandshake(socket.isSessionReused()),
   );
   app.server.on("tlsClientError", () => ctx.metrics.tlsHandshakeFailed());
+  // Behind a TCP balancer that sends the PROXY protocol: its header is read before TLS begins.
+  if (ctx.config.proxyProtocol.trusted.length > 0) {
+    acceptProxyProtocol(app.server, {
+      trusted: ctx.config.proxyProtocol.trusted,
+      headerTimeoutMs: ctx.config.tls.handshakeTimeout,
+      refused: (code) => ctx.metrics.refused(code),
+      logger: ctx.logger,
+    });
+  }
   registerDashboard(app, ctx, options.webDir === undefined ? {} : { webDir: options.webDir });
   registerHealthRoutes(app, ctx);
   registerEnrollRoutes(app, ctx);

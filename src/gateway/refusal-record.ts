@@ -2,6 +2,7 @@ import type { FastifyRequest } from "fastify";
 import type { GatehouseError } from "../protocol/errors.js";
 import { credentialSummary } from "./authenticate.js";
 import type { GatewayContext } from "./context.js";
+import { callerAddress } from "./caller-address.js";
 
 /**
  * What every refusal of a caller leaves behind, whatever renders it (the JSON error handler, the
@@ -13,11 +14,11 @@ import type { GatewayContext } from "./context.js";
 export function recordRefusal(ctx: GatewayContext, request: FastifyRequest, error: GatehouseError): void {
   const credential = credentialSummary(request);
   const route = request.routeOptions.url ?? request.url;
-  request.log.warn({ address: request.ip, route, ...credential, code: error.code }, "refused");
+  request.log.warn({ address: callerAddress(request), route, ...credential, code: error.code }, "refused");
   ctx.failures.record({
     at: ctx.now().toISOString(),
     code: error.code,
-    address: request.ip,
+    address: callerAddress(request),
     route,
     ...credential,
     description: error.message,
@@ -27,7 +28,7 @@ export function recordRefusal(ctx: GatewayContext, request: FastifyRequest, erro
     type: "auth.refused",
     outcome: "failure",
     subject: credential.deviceId ?? null,
-    address: request.ip,
+    address: callerAddress(request),
     code: error.code,
     details: { route, ...credential },
   });

@@ -45,8 +45,15 @@ export function haproxyAvailable(): boolean {
 }
 
 /**
+ * The address HAProxy's connections to the instances come from (`source` on its server lines), the
+ * one the instances trust for PROXY headers (`proxyProtocol.trusted`): a connection from anywhere
+ * else, such as the CLI or another instance dialling an instance directly, needs no header.
+ */
+export const BALANCER_SOURCE = "127.0.0.10";
+
+/**
  * The HAProxy configuration the README shows: TCP mode (TLS and the client certificate go through
- * untouched), round robin, a dead instance taken out after two failed checks 500 ms apart, and a
+ * untouched), the client's address passed on in a PROXY v2 header (`send-proxy-v2`), round robin, a dead instance taken out after two failed checks 500 ms apart, and a
  * connection that finds a dead instance sent to the other (`option redispatch`). The client and
  * server timeouts outlast a node's heartbeat pace many times over: an idle session is not cut.
  */
@@ -69,7 +76,10 @@ export function haproxyConfig(
     "  default_backend gatehouse_instances",
     "backend gatehouse_instances",
     "  balance roundrobin",
-    ...servers.map((s) => `  server ${s.name} 127.0.0.1:${s.port} check inter 500ms fall 2 rise 1`),
+    ...servers.map(
+      (s) =>
+        `  server ${s.name} 127.0.0.1:${s.port} send-proxy-v2 source ${BALANCER_SOURCE} check inter 500ms fall 2 rise 1`,
+    ),
     "",
   ].join("\n");
 }
@@ -232,13 +242,14 @@ export async function startCluster(
     };
     return self;
   };
-  if (options.configure)
-    for (const home of [homeA, homeB]) {
-      const file = path.join(home, "gateway.json");
-      const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, Record<string, unknown>>;
-      options.configure(config);
-      writeFileSync(file, JSON.stringify(config, null, 2));
-    }
+  // Both instances believe HAProxy's PROXY headers, and only HAProxy's.
+  for (const home of [homeA, homeB]) {
+    const file = path.join(home, "gateway.json");
+    const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, Record<string, unknown>>;
+    config.proxyProtocol = { trusted: [BALANCER_SOURCE] };
+    options.configure?.(config);
+    writeFileSync(file, JSON.stringify(config, null, 2));
+  }
   const instances: [ClusterInstance, ClusterInstance] = [
     instance("a", homeA, portA, a),
     instance("b", homeB, portB, b),

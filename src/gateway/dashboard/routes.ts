@@ -14,6 +14,7 @@ import { recordRefusal } from "../refusal-record.js";
 import { clearedSessionCookie, sessionCookieValue, sessionSetCookie } from "./cookie.js";
 import { loginRefusedPage } from "./login-page.js";
 import { secretHash, type DashboardSession } from "./sessions.js";
+import { callerAddress } from "../caller-address.js";
 
 const linkBody = z.strictObject({ role: z.string().min(1).max(64).default("admin") });
 
@@ -75,7 +76,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
         type: "dashboard.link_created",
         outcome: "success",
         actor: principal.subject,
-        address: request.ip,
+        address: callerAddress(request),
         details: {
           role,
           linkFingerprint: fingerprintPrefix(secretHash(link.token)),
@@ -118,7 +119,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
       type: "dashboard.login",
       outcome: "success",
       actor: session.subject,
-      address: request.ip,
+      address: callerAddress(request),
       details: {
         role: session.role,
         createdBy: session.createdBy,
@@ -154,7 +155,7 @@ export function registerDashboardSessionRoutes(app: FastifyInstance, ctx: Gatewa
       type: "dashboard.logout",
       outcome: "success",
       actor: session.subject,
-      address: request.ip,
+      address: callerAddress(request),
       details: { role: session.role, sessionFingerprint: fingerprintPrefix(session.fingerprint) },
     });
     return reply

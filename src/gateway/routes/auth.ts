@@ -10,6 +10,7 @@ import { GatehouseError } from "../../protocol/errors.js";
 import { apiKeyLabel, apiKeyPrefix } from "../../auth/api-keys.js";
 import { authenticateClientCertificate } from "../../auth/client-cert.js";
 import { tokenFingerprint } from "../../auth/token-service.js";
+import { callerAddress } from "../caller-address.js";
 
 // OAuth2 clients send extra parameters (client_id, scope, …): accept and ignore them.
 const tokenRequest = z.object({
@@ -78,7 +79,7 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: GatewayContext): v
     ctx.audit.recordInBackground({
       type: body.grant_type === "refresh_token" ? "token.refresh" : "token.issue",
       outcome: "success",
-      address: request.ip,
+      address: callerAddress(request),
       details: { ...request.credentialTried, scope: response.scope },
     });
     return response;

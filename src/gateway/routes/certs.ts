@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
@@ -6,6 +6,7 @@ import { parseBody } from "../parse-body.js";
 import { GatehouseError } from "../../protocol/errors.js";
 import { lifetimeSchemaWithin } from "../../config/duration.js";
 import { reissueLocalAdmin } from "../admin-credential.js";
+import { callerAddress } from "../caller-address.js";
 
 const renewBody = z.strictObject({ csr: z.string().min(1).max(8192) });
 const challengeBody = z.strictObject({ deviceId: z.string().max(64) });
@@ -20,12 +21,12 @@ const rotateBody = z.strictObject({ overlap: lifetimeSchemaWithin().prefault("7d
 export function registerCertificateRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const limited = {
     bodyLimit: 16 * 1024,
-    onRequest: async (request: { ip: string }) => {
-      const wait = await ctx.enrollLimiter.take(request.ip);
+    onRequest: async (request: FastifyRequest) => {
+      const wait = await ctx.enrollLimiter.take(callerAddress(request));
       if (wait > 0) {
         const error = new GatehouseError(
           "rate_limited",
-          `too many requests from ${request.ip}; retry in ${wait}s`,
+          `too many requests from ${callerAddress(request)}; retry in ${wait}s`,
         );
         error.retryAfterSeconds = wait;
         throw error;
@@ -38,7 +39,7 @@ export function registerCertificateRoutes(app: FastifyInstance, ctx: GatewayCont
     { bodyLimit: 16 * 1024, onRequest: requireScopeHook(ctx, "node:connect") },
     async (request) => {
       const { csr } = parseBody(renewBody, request.body);
-      return ctx.certificates.renew(request.principal!, csr, request.ip);
+      return ctx.certificates.renew(request.principal!, csr, callerAddress(request));
     },
   );
 
@@ -49,7 +50,7 @@ export function registerCertificateRoutes(app: FastifyInstance, ctx: GatewayCont
 
   app.post("/api/v1/certs/reissue", limited, async (request) => {
     const body = parseBody(reissueBody, request.body);
-    return ctx.certificates.reissue(body, request.ip);
+    return ctx.certificates.reissue(body, callerAddress(request));
   });
 
   app.get<{ Querystring: { format?: string } }>("/api/v1/crl", async (request, reply) => {

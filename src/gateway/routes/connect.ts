@@ -7,6 +7,7 @@ import type { GatewayContext } from "../context.js";
 import { peerThumbprint, requireScopeHook } from "../authenticate.js";
 import { runNodeSession } from "../node-session.js";
 import { GatehouseError } from "../../protocol/errors.js";
+import { callerAddress } from "../caller-address.js";
 
 /**
  * The node session. Authentication happens in `onRequest`, before the upgrade, so a refused node
@@ -43,7 +44,7 @@ export function registerConnectRoute(app: FastifyInstance, ctx: GatewayContext):
     (socket, request) => {
       const opened = {
         principal: request.principal!,
-        address: request.ip,
+        address: callerAddress(request),
         thumbprint: peerThumbprint(request),
       };
       forgetUpgrade(ctx, socket, request.raw.socket);

@@ -5,6 +5,7 @@ import type { GatewayContext } from "../context.js";
 import { parseBody } from "../parse-body.js";
 import { tokenFingerprint } from "../../auth/token-service.js";
 import { fingerprintPrefix } from "../../pki/fingerprint.js";
+import { callerAddress } from "../caller-address.js";
 
 export function registerEnrollRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.post(
@@ -12,11 +13,11 @@ export function registerEnrollRoutes(app: FastifyInstance, ctx: GatewayContext):
     {
       bodyLimit: ctx.config.enroll.maxBodyBytes,
       onRequest: async (request) => {
-        const waitSeconds = await ctx.enrollLimiter.take(request.ip);
+        const waitSeconds = await ctx.enrollLimiter.take(callerAddress(request));
         if (waitSeconds > 0) {
           const error = new GatehouseError(
             "rate_limited",
-            `too many registrations from ${request.ip}; retry in ${waitSeconds}s`,
+            `too many registrations from ${callerAddress(request)}; retry in ${waitSeconds}s`,
           );
           error.retryAfterSeconds = waitSeconds;
           throw error;
@@ -31,7 +32,7 @@ export function registerEnrollRoutes(app: FastifyInstance, ctx: GatewayContext):
           credential: "enroll-token",
           fingerprint: fingerprintPrefix(tokenFingerprint(body.enrollToken)),
         };
-      const response = await ctx.registrations.enroll(body, request.ip);
+      const response = await ctx.registrations.enroll(body, callerAddress(request));
       return reply.code(202).send(response);
     },
   );

@@ -5,6 +5,7 @@ import { requireScopeHook } from "../authenticate.js";
 import type { GatewayContext } from "../context.js";
 import type { EventTopic } from "../events.js";
 import { recordRefusal } from "../refusal-record.js";
+import { callerAddress } from "../caller-address.js";
 
 /** Open event streams at most; one more is refused with `rate_limited`. */
 export const MAX_EVENT_STREAMS = 50;
@@ -127,5 +128,5 @@ export function registerEventRoutes(app: FastifyInstance, ctx: GatewayContext): 
 }
 
 function logStream(request: FastifyRequest, msg: string): void {
-  request.log.debug({ address: request.ip, subject: request.principal?.subject }, msg);
+  request.log.debug({ address: callerAddress(request), subject: request.principal?.subject }, msg);
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { GatewayContext } from "../context.js";
 import { requireScopeHook } from "../authenticate.js";
+import { callerAddress } from "../caller-address.js";
 
 /** Whether an address is this machine's own: 127.0.0.0/8, ::1, or either written as IPv4-mapped IPv6. */
 export function isLoopbackAddress(address: string | undefined): boolean {
@@ -13,8 +14,9 @@ export function isLoopbackAddress(address: string | undefined): boolean {
 export function registerMetricsRoute(app: FastifyInstance, ctx: GatewayContext): void {
   const needsScope = requireScopeHook(ctx, "metrics:read");
   const loopbackOrScope = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    // The socket's own address: no forwarded header can make a remote caller look local.
-    if (isLoopbackAddress(request.raw.socket.remoteAddress)) return;
+    // The socket's peer, or the source a trusted balancer's PROXY header gave: no HTTP header
+    // (X-Forwarded-For) can make a remote caller look local.
+    if (isLoopbackAddress(callerAddress(request))) return;
     await needsScope(request, reply);
   };
 
