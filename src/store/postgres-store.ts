@@ -17,6 +17,7 @@ import {
 } from "./postgres-errors.js";
 import type { SerialisedWork, SessionBatch, StoreDialect } from "./store-dialect.js";
 import type { Store } from "./types.js";
+import { driverConnectionString } from "./postgres-url.js";
 
 /** Connections the pool keeps at most, unless store.poolSize says otherwise. */
 export const DEFAULT_POOL_SIZE = 10;
@@ -38,11 +39,13 @@ export interface PostgresStoreLogger {
 /**
  * Opens a pool on the PostgreSQL database at `url` and checks that one connection can be made;
  * call migrate() before use.
- * @param url postgres://USER:PASSWORD@HOST:PORT/DATABASE (query parameters as `pg` takes them).
+ * @param url postgres://USER:PASSWORD@HOST:PORT/DATABASE (query parameters as `pg` takes them;
+ *   `sslmode` as Gatehouse reads it: every mode but disable is verify-full, postgres-url.ts).
  * @param options.poolSize connections at most (default DEFAULT_POOL_SIZE).
  * @param options.logger gets the pool's background errors; messages name the database as
  *   `postgres://user@host:port/db`, never with the password.
- * @throws GatehouseError `config_invalid` when `url` is not a postgres URL; `unavailable` when no
+ * @throws GatehouseError `config_invalid` when `url` is not a postgres URL or its sslmode is no
+ *   libpq mode; `unavailable` when no
  *   connection can be made (which database, the driver's reason, a hint for the cause).
  */
 export async function openPostgresStore(
@@ -52,7 +55,7 @@ export async function openPostgresStore(
   const where = describePostgresUrl(url);
   const password = passwordOf(url);
   const pool = new pg.Pool({
-    connectionString: url,
+    connectionString: driverConnectionString(url),
     max: options.poolSize ?? DEFAULT_POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     keepAlive: true,

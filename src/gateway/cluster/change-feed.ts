@@ -1,6 +1,7 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { driverConnectionString } from "../../store/postgres-url.js";
 
 /** The PostgreSQL channel every instance of one deployment LISTENs on and NOTIFYs. */
 export const CHANGE_CHANNEL = "gatehouse_changes";
@@ -164,7 +165,7 @@ export class ChangeFeed {
   /** One dial: the LISTEN is in place and the catch-up queued when it returns a client. */
   private async connect(): Promise<pg.Client | undefined> {
     const client = new pg.Client({
-      connectionString: this.options.url,
+      connectionString: driverConnectionString(this.options.url),
       application_name: this.options.applicationName,
       connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
       query_timeout: CONNECTION_TIMEOUT_MS,
