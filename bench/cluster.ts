@@ -18,12 +18,10 @@
  * Windows are capped at 1 s (the run must stay within a minute).
  */
 import { readFileSync, readdirSync, existsSync, mkdtempSync, rmSync } from "node:fs";
-import { X509Certificate } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GATEWAY_FILES, NODE_FILES } from "../src/config/index.js";
-import { registerNode } from "../src/node/register.js";
+import { GATEWAY_FILES } from "../src/config/index.js";
 import { postgresBinDir } from "../test/fixtures/postgres.js";
 import {
   HAPROXY,
@@ -35,7 +33,7 @@ import {
 import { cleanupAll, spawnCli, type Running } from "../test/e2e/harness.js";
 import { fetchOnce } from "./gateway-fixture.js";
 import { LoadClient, loadTarget, type LoadSpec } from "./load-client.js";
-import { FleetClient, type DevicePem } from "./session-fleet.js";
+import { FleetClient, registerDevices, type AdminPem } from "./session-fleet.js";
 import {
   MACHINE_CPUS,
   cpuRatio,
@@ -142,12 +140,6 @@ function clusterTarget(target: Target, roots: () => number[]): Target {
 
 // Set-up ------------------------------------------------------------------------------------------
 
-interface AdminPem {
-  ca: string;
-  cert: string;
-  key: string;
-}
-
 function adminPem(home: string): AdminPem {
   const read = (file: string) => readFileSync(path.join(home, file), "utf8");
   return {
@@ -155,44 +147,6 @@ function adminPem(home: string): AdminPem {
     cert: read(GATEWAY_FILES.adminCert),
     key: read(GATEWAY_FILES.adminKey),
   };
-}
-
-/** `count` devices registered at `url` with one enroll token (approved at once), 8 at a time. */
-async function registerDevices(
-  url: string,
-  admin: AdminPem,
-  count: number,
-  dir: string,
-): Promise<DevicePem[]> {
-  const created = await fetchOnce(`${url}/api/v1/enroll-tokens`, {
-    ...admin,
-    method: "POST",
-    body: { name: "bench", uses: count, expires: "1h" },
-  });
-  const token = (JSON.parse(created.body) as { token?: string }).token;
-  if (!token) throw new Error(`could not create an enroll token: ${created.status} ${created.body}`);
-  const caFingerprint = `sha256:${new X509Certificate(admin.ca).fingerprint256.replaceAll(":", "").toLowerCase()}`;
-  const devices: DevicePem[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      const home = path.join(dir, `node-${i}`);
-      const registered = await registerNode(home, {
-        gatewayUrl: url,
-        caFingerprint,
-        name: `bench-cluster-${i}`,
-        enrollToken: token,
-      });
-      devices[i] = {
-        deviceId: registered.deviceId,
-        key: readFileSync(path.join(home, NODE_FILES.deviceKey), "utf8"),
-        cert: readFileSync(path.join(home, NODE_FILES.deviceCert), "utf8"),
-      };
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(8, count) }, worker));
-  return devices;
 }
 
 /** The PostgreSQL server's postmaster pid (first line of postmaster.pid in its data directory). */
@@ -218,7 +172,7 @@ async function revocations(
   notes: string[],
 ): Promise<{ cross: number[]; same: number[]; otherCores: number; clusterCores: number }> {
   const [a, b] = cluster.instances;
-  const devices = await registerDevices(a.url, admin, REVOCATIONS * 2, dir);
+  const devices = await registerDevices(a.url, admin, REVOCATIONS * 2, dir, "bench-cluster-");
   const fleet = await FleetClient.start(devices.length);
   try {
     await fleet.configure(`wss://127.0.0.1:${a.port}/api/v1/connect`, admin.ca, devices);
@@ -261,7 +215,7 @@ async function startNodeAtA(
   dir: string,
 ): Promise<{ deviceId: string; agent: Running }> {
   const a = cluster.instances[0];
-  const [device] = await registerDevices(a.url, admin, 1, path.join(dir, "exec-node"));
+  const [device] = await registerDevices(a.url, admin, 1, path.join(dir, "exec-node"), "bench-cluster-");
   const home = path.join(dir, "exec-node", "node-0");
   const agent = spawnCli(["node", "start", "--home", home], cluster.env);
   const deadline = now() + 30_000;
@@ -448,7 +402,7 @@ export async function run(settings: BenchSettings): Promise<BenchResult> {
       );
     notes.push(
       "a revocation through b is durable in PostgreSQL before b answers, then reaches a by NOTIFY; a re-reads the device and closes the session: the cross-instance figure is the same-instance one plus that hop",
-      "exec relayed: b finds the holder (the open sessions in PostgreSQL, read at most once a second), signs a relay token (node:crypto ES256) and posts to a over a keep-alive HTTPS connection (a's certificate checked against the shared CA); a verifies the token, runs and audits the exec and answers; b answers the operator",
+      "exec relayed: b finds the holder (the open sessions in PostgreSQL, read at most once a second), signs a relay token (ES256, with jose) and posts to a over a keep-alive HTTPS connection (a's certificate checked against the shared CA); a verifies the token, runs and audits the exec and answers; b answers the operator",
       "measurement cpu cores = the cluster's processes (both instances, HAProxy, PostgreSQL, the node agent); windows capped at 1 s",
     );
     const all = [crossP50, sameP50, crossP99, sameP99, relayed!, direct!, viaProxy!, directHandshake!];

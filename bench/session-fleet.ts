@@ -201,6 +201,56 @@ export interface DevicePem {
   cert: string;
 }
 
+/** An admin's credential at a gateway (PEM): the CA to trust, its certificate and its key. */
+export interface AdminPem {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/**
+ * `count` devices registered at `url` (https://HOST:PORT) with one enroll token the admin makes
+ * (so approved at once), 8 at a time: device i lives in `dir`/node-i and is named `prefix`i. Throws
+ * when the token cannot be made or a registration fails.
+ */
+export async function registerDevices(
+  url: string,
+  admin: AdminPem,
+  count: number,
+  dir: string,
+  prefix: string,
+): Promise<DevicePem[]> {
+  const created = await fetchOnce(`${url}/api/v1/enroll-tokens`, {
+    ...admin,
+    method: "POST",
+    body: { name: "bench", uses: count, expires: "1h" },
+  });
+  const token = (JSON.parse(created.body) as { token?: string }).token;
+  if (!token) throw new Error(`could not create an enroll token: ${created.status} ${created.body}`);
+  const caFingerprint = `sha256:${new X509Certificate(admin.ca).fingerprint256.replaceAll(":", "").toLowerCase()}`;
+  const devices: DevicePem[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const home = path.join(dir, `node-${i}`);
+      const registered = await registerNode(home, {
+        gatewayUrl: url,
+        caFingerprint,
+        name: `${prefix}${i}`,
+        enrollToken: token,
+      });
+      devices[i] = {
+        deviceId: registered.deviceId,
+        key: readFileSync(path.join(home, NODE_FILES.deviceKey), "utf8"),
+        cert: readFileSync(path.join(home, NODE_FILES.deviceCert), "utf8"),
+      };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(8, count) }, worker));
+  return devices;
+}
+
 export interface FleetHome {
   dir: string;
   home: string;
@@ -255,35 +305,10 @@ export async function prepareFleetHome(devices: number): Promise<FleetHome> {
     };
     const gateway = await startServer("gateway", fleet, 100);
     try {
-      const created = await fetchOnce(`https://127.0.0.1:${port}/api/v1/enroll-tokens`, {
-        ca: fleet.pem.ca,
-        cert: fleet.pem.adminCert,
-        key: fleet.pem.adminKey,
-        method: "POST",
-        body: { name: "bench", uses: devices, expires: "1h" },
-      });
-      const token = (JSON.parse(created.body) as { token?: string }).token;
-      if (!token) throw new Error(`could not create an enroll token: ${created.status} ${created.body}`);
-      const caFingerprint = `sha256:${new X509Certificate(fleet.pem.ca).fingerprint256.replaceAll(":", "").toLowerCase()}`;
-      let next = 0;
-      const worker = async () => {
-        while (next < devices) {
-          const i = next++;
-          const nodeHome = path.join(dir, `node-${i}`);
-          const registered = await registerNode(nodeHome, {
-            gatewayUrl: `https://127.0.0.1:${port}`,
-            caFingerprint,
-            name: `bench-${i}`,
-            enrollToken: token,
-          });
-          fleet.devices[i] = {
-            deviceId: registered.deviceId,
-            key: readFileSync(path.join(nodeHome, NODE_FILES.deviceKey), "utf8"),
-            cert: readFileSync(path.join(nodeHome, NODE_FILES.deviceCert), "utf8"),
-          };
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(8, devices) }, worker));
+      const admin = { ca: fleet.pem.ca, cert: fleet.pem.adminCert, key: fleet.pem.adminKey };
+      fleet.devices.push(
+        ...(await registerDevices(`https://127.0.0.1:${port}`, admin, devices, dir, "bench-")),
+      );
     } finally {
       await gateway.stop();
     }
