@@ -27,6 +27,7 @@ import {
   urlReachesListen,
 } from "../config/listen-url.js";
 import { GatehouseError } from "../protocol/errors.js";
+import { checkProxyProtocol } from "./proxy-protocol-check.js";
 import { sha256Fingerprint } from "../pki/fingerprint.js";
 import { TOKEN_VARIABLE } from "./legacy-scan.js";
 import type { Finding } from "./findings.js";
@@ -306,6 +307,8 @@ export async function checkGatewayHome(home: string, now: Date, env: NodeJS.Proc
         message: unadvertised,
         fix: ADVERTISE_URL_FIX,
       });
+    const proxyProtocol = checkProxyProtocol(config);
+    if (proxyProtocol) findings.push(proxyProtocol);
     findings.push(
       isLoopback(config.listen)
         ? { severity: "ok", check: "listen", message: `listens on loopback (${config.listen})` }
