@@ -12,15 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { WebSocketServer, type WebSocket } from "ws";
-import {
-  createCertificateAuthority,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  identityOfSpki,
-  issueClientCertificate,
-  issueServerCertificate,
-  spkiOf,
-} from "../src/pki/index.js";
+import { fakeGatewayTls } from "./fixtures/fake-gateway.js";
 import { loadNodeConfig, NODE_FILES, nodeConfigSchema, writeJsonAtomic } from "../src/config/index.js";
 import { explainConfig } from "../src/config/explain.js";
 import { NODE_SECRET_SETTINGS } from "../src/config/schema.js";
@@ -123,36 +115,11 @@ describe("the agent with several gateway URLs", () => {
   let agent: NodeAgent | undefined;
 
   beforeAll(async () => {
-    const now = new Date();
-    const ca = await createCertificateAuthority({ commonName: "Test gateway CA", now, validityDays: 2 });
-    const serverKeys = await generateKeyPair();
-    const serverCert = await issueServerCertificate(ca, {
-      publicKey: serverKeys.publicKey,
-      sans: [],
-      now,
-      ttlMs: 86_400_000,
-    });
-    const nodeKeys = await generateKeyPair();
-    deviceId = identityOfSpki(await spkiOf(nodeKeys.publicKey)).deviceId;
-    const clientCert = await issueClientCertificate(ca, {
-      publicKey: nodeKeys.publicKey,
-      deviceId,
-      now,
-      ttlMs: 86_400_000,
-    });
-    credentials = {
-      caPem: ca.certPem,
-      keyPem: await exportPrivateKeyPem(nodeKeys.privateKey),
-      certPem: clientCert.pem,
-    };
-    fingerprint = ca.fingerprint;
-    server = https.createServer({
-      key: await exportPrivateKeyPem(serverKeys.privateKey),
-      cert: serverCert.pem.trimEnd() + "\n" + ca.certPem,
-      ca: [ca.certPem],
-      requestCert: true,
-      rejectUnauthorized: false,
-    });
+    const tls = await fakeGatewayTls("Test gateway CA");
+    deviceId = tls.deviceId;
+    credentials = { caPem: tls.caPem, keyPem: tls.keyPem, certPem: tls.certPem };
+    fingerprint = tls.caFingerprint;
+    server = https.createServer(tls.serverOptions);
     wss = new WebSocketServer({ server, path: "/api/v1/connect" });
     wss.on("connection", (socket) => {
       sockets.push(socket);

@@ -17,15 +17,7 @@ import { pino } from "pino";
 import WebSocket, { WebSocketServer } from "ws";
 import { junkString, junkValue, longString, pem } from "./arbitraries.js";
 import { runs } from "./harness.js";
-import {
-  createCertificateAuthority,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  identityOfSpki,
-  issueClientCertificate,
-  issueServerCertificate,
-  spkiOf,
-} from "../../src/pki/index.js";
+import { fakeGatewayTls } from "../fixtures/fake-gateway.js";
 import { loadNodeConfig, NODE_FILES, writeJsonAtomic } from "../../src/config/index.js";
 import { NodeAgent } from "../../src/node/agent.js";
 import { isErrorCode } from "../../src/protocol/errors.js";
@@ -79,31 +71,9 @@ function filesDigest(): string {
 }
 
 beforeAll(async () => {
-  const now = new Date();
-  const ca = await createCertificateAuthority({ commonName: "Fake gateway CA", now, validityDays: 2 });
-  const serverKeys = await generateKeyPair();
-  const serverCert = await issueServerCertificate(ca, {
-    publicKey: serverKeys.publicKey,
-    sans: [],
-    now,
-    ttlMs: 86_400_000,
-  });
-  const nodeKeys = await generateKeyPair();
-  deviceId = identityOfSpki(await spkiOf(nodeKeys.publicKey)).deviceId;
-  const clientCert = await issueClientCertificate(ca, {
-    publicKey: nodeKeys.publicKey,
-    deviceId,
-    now,
-    ttlMs: 86_400_000,
-  });
-
-  server = https.createServer({
-    key: await exportPrivateKeyPem(serverKeys.privateKey),
-    cert: serverCert.pem.trimEnd() + "\n" + ca.certPem,
-    ca: [ca.certPem],
-    requestCert: true,
-    rejectUnauthorized: false,
-  });
+  const tls = await fakeGatewayTls("Fake gateway CA");
+  deviceId = tls.deviceId;
+  server = https.createServer(tls.serverOptions);
   wss = new WebSocketServer({ server, path: "/api/v1/connect", maxPayload: 1024 * 1024 });
   armNextConnection();
   wss.on("connection", (socket) => {
@@ -133,21 +103,20 @@ beforeAll(async () => {
   home = mkdtempSync(path.join(os.tmpdir(), "gh-hostile-node-"));
   writeJsonAtomic(path.join(home, NODE_FILES.config), {
     gatewayUrl: `https://127.0.0.1:${port}`,
-    caFingerprint: ca.fingerprint,
+    caFingerprint: tls.caFingerprint,
     deviceId,
     logLevel: "silent",
     exec: { allow: [] },
     reconnect: { initialDelay: "20ms", maxDelay: "200ms" },
   });
-  const keyPem = await exportPrivateKeyPem(nodeKeys.privateKey);
-  writeFileSync(path.join(home, NODE_FILES.caCert), ca.certPem);
-  writeFileSync(path.join(home, NODE_FILES.deviceCert), clientCert.pem);
-  writeFileSync(path.join(home, NODE_FILES.deviceKey), keyPem, { mode: 0o600 });
+  writeFileSync(path.join(home, NODE_FILES.caCert), tls.caPem);
+  writeFileSync(path.join(home, NODE_FILES.deviceCert), tls.certPem);
+  writeFileSync(path.join(home, NODE_FILES.deviceKey), tls.keyPem, { mode: 0o600 });
   const { config } = loadNodeConfig(home);
   agent = new NodeAgent(
     home,
     config,
-    { caPem: ca.certPem, keyPem, certPem: clientCert.pem },
+    { caPem: tls.caPem, keyPem: tls.keyPem, certPem: tls.certPem },
     pino({ level: "silent" }),
   );
   const first = nextConnection.promise;
