@@ -113,6 +113,8 @@ describe("the online nodes", () => {
       store: {
         listOpenSessions: () =>
           Promise.reject(new GatehouseError("unavailable", "PostgreSQL at db: ECONNREFUSED")),
+        listInstances: () =>
+          Promise.reject(new GatehouseError("unavailable", "PostgreSQL at db: ECONNREFUSED")),
       },
       cluster: { instanceId: HERE, liveInstances: () => [] },
       signer: () => {

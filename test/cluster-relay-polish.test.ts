@@ -105,7 +105,7 @@ async function startHolder(
   const captured: string[] = [];
   let url = "";
   const relay = new ExecRelay({
-    store: { listOpenSessions: async () => [] },
+    store: { listOpenSessions: async () => [], listInstances: async () => [record(HOLDER, url, startedAt)] },
     cluster: { instanceId: HOLDER, liveInstances: () => [record(HOLDER, url, startedAt)] },
     signer: () => signingKey,
     caPems: () => [ca.certPem],
@@ -389,7 +389,7 @@ describe("a relay token captured before the holder restarted", () => {
   it("is refused by the holder's next run, within the token's life, and runs nothing there", async () => {
     const first = await startHolder(FIRST_RUN);
     const sender = new ExecRelay({
-      store: { listOpenSessions: async () => [] },
+      store: { listOpenSessions: async () => [], listInstances: async () => [first.instance] },
       cluster: {
         instanceId: SENDER,
         liveInstances: () => [record(SENDER, "https://127.0.0.1:1", FIRST_RUN), first.instance],
@@ -432,6 +432,39 @@ describe("a relay token captured before the holder restarted", () => {
       expect((await post(second.url, text, { authorization: `Bearer ${fresh}` })).status).toBe(200);
       expect(second.runs).toEqual(["dev_x"]);
     } finally {
+      await second.close();
+    }
+  });
+
+  it("a command relayed before this instance read the holder's new run is sent again for it, and runs once", async () => {
+    const first = await startHolder(FIRST_RUN);
+    const firstRun = first.instance;
+    await first.close();
+    const second = await startHolder(SECOND_RUN, Number(first.port));
+    // The heartbeat's list still has the first run; the instances table already has the second.
+    const sender = new ExecRelay({
+      store: { listOpenSessions: async () => [], listInstances: async () => [second.instance] },
+      cluster: { instanceId: SENDER, liveInstances: () => [firstRun] },
+      signer: () => signingKey,
+      caPems: () => [ca.certPem],
+      now,
+      logger,
+    });
+    const session: SessionRecord = {
+      sessionId: "s_x2",
+      deviceId: "dev_x",
+      instanceId: HOLDER,
+      address: "127.0.0.9",
+      connectedAt: NOW.toISOString(),
+      disconnectedAt: null,
+      closeCode: null,
+      closeReason: null,
+    };
+    try {
+      await expect(sender.send({ session, instance: firstRun }, operator, body)).resolves.toEqual(answer);
+      expect(second.runs).toEqual(["dev_x"]);
+    } finally {
+      sender.close();
       await second.close();
     }
   });

@@ -214,7 +214,7 @@ describe("a burst of relayed commands to one holder", () => {
     });
     registerBodyParsers(app);
     const holderRelay = new ExecRelay({
-      store: { listOpenSessions: async () => [] },
+      store: { listOpenSessions: async () => [], listInstances: async () => [holder] },
       // The holder's own row: the relay tokens it takes name its run.
       cluster: { instanceId: HOLDER, liveInstances: () => [holder] },
       signer: () => es256,
@@ -247,7 +247,7 @@ describe("a burst of relayed commands to one holder", () => {
       stoppedAt: null,
     };
     sender = new ExecRelay({
-      store: { listOpenSessions: async () => [] },
+      store: { listOpenSessions: async () => [], listInstances: async () => [holder] },
       cluster: { instanceId: SENDER, liveInstances: () => [holder] },
       signer: () => es256,
       caPems: () => [ca.certPem],

@@ -108,7 +108,7 @@ let holderUrl = "";
 let rows: SessionRecord[] = [];
 let live: InstanceRecord[] = [];
 const holderRelay = new ExecRelay({
-  store: { listOpenSessions: async () => rows },
+  store: { listOpenSessions: async () => rows, listInstances: async () => live },
   cluster: { instanceId: HOLDER, liveInstances: () => live },
   signer: () => signingKey,
   caPems: () => [ca.certPem],
@@ -119,7 +119,7 @@ const holderRelay = new ExecRelay({
 function senderRelay(cas = [ca.certPem]): ExecRelay {
   const cluster: RelayCluster = { instanceId: SENDER, liveInstances: () => live };
   return new ExecRelay({
-    store: { listOpenSessions: async () => rows },
+    store: { listOpenSessions: async () => rows, listInstances: async () => live },
     cluster,
     signer: () => signingKey,
     caPems: () => cas,
@@ -313,6 +313,7 @@ describe("the reads of the shared sessions table", () => {
           reads.count++;
           return [...rows];
         },
+        listInstances: async () => live,
       },
       cluster: { instanceId: SENDER, liveInstances: () => live },
       signer: () => signingKey,
@@ -360,7 +361,7 @@ describe("a relay token's id", () => {
   it("is taken once, and forgotten only once the token has expired", () => {
     let clock = NOW.getTime();
     const relay = new ExecRelay({
-      store: { listOpenSessions: async () => [] },
+      store: { listOpenSessions: async () => [], listInstances: async () => [] },
       cluster: { instanceId: HOLDER, liveInstances: () => [] },
       signer: () => signingKey,
       caPems: () => [ca.certPem],

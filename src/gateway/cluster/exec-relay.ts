@@ -54,7 +54,8 @@ export interface RelayExecBody {
 }
 
 export interface ExecRelayOptions {
-  store: Pick<Store, "listOpenSessions">;
+  /** listInstances: a holder's current run, when it refused a token for its previous one. */
+  store: Pick<Store, "listOpenSessions" | "listInstances">;
   cluster: RelayCluster;
   /** The shared token signing key in use (SigningKeys.signer). */
   signer: () => { kid: string; alg: SigningAlgorithm; privateKey: CryptoKey };
@@ -157,6 +158,27 @@ export class ExecRelay {
    *   then lost); any catalogue error the holder answers with.
    */
   async send(
+    holder: RemoteSession,
+    principal: RelayedPrincipal,
+    request: RelayExecBody,
+  ): Promise<ExecResponse> {
+    try {
+      return await this.sendTo(holder, principal, request);
+    } catch (error) {
+      // This instance learns of the others' restarts with its heartbeat's read of the instances
+      // table (every 2 s): a holder that restarted since refuses a token for its previous run, before
+      // anything runs. Once, with its run as the table says now.
+      if (!(error instanceof GatehouseError) || error.code !== "wrong_audience") throw error;
+      const now = await this.options.store.listInstances().then(
+        (rows) => rows.find((row) => row.instanceId === holder.instance.instanceId),
+        () => undefined,
+      );
+      if (!now || now.stoppedAt !== null || now.startedAt === holder.instance.startedAt) throw error;
+      return this.sendTo({ ...holder, instance: now }, principal, request);
+    }
+  }
+
+  private async sendTo(
     holder: RemoteSession,
     principal: RelayedPrincipal,
     request: RelayExecBody,
