@@ -12,9 +12,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SigningKeys } from "../src/auth/signing-keys.js";
 import { gatewayConfigSchema } from "../src/config/index.js";
 import { gatewayKekSource } from "../src/gateway/home.js";
-import { GatehouseError } from "../src/protocol/errors.js";
 import { openPostgresStore, openSqliteStore, type Store } from "../src/store/index.js";
 import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+import { refusal } from "./fixtures/refusal.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -69,15 +69,6 @@ async function loadSigningKeys(
   });
   const source = gatewayKekSource(home, config, { keyEncryptionKey: settings.key });
   await new SigningKeys(store.tokens, "ES256", () => NOW, source).load();
-}
-
-async function refusal(promise: Promise<unknown>): Promise<GatehouseError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(GatehouseError);
-  return error as GatehouseError;
 }
 
 const STORES = [

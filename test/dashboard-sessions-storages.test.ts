@@ -20,8 +20,8 @@ import {
 import { MemoryDashboardStorage } from "../src/gateway/dashboard/memory-storage.js";
 import { openPostgresStore, openSqliteStore } from "../src/store/index.js";
 import type { Store } from "../src/store/types.js";
-import { GatehouseError } from "../src/protocol/errors.js";
 import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+import { refusal } from "./fixtures/refusal.js";
 
 interface Kept {
   storage: DashboardStorage;
@@ -66,16 +66,6 @@ if (postgresAvailable())
       };
     },
   ]);
-
-async function refusal(action: () => Promise<unknown>): Promise<GatehouseError> {
-  try {
-    await action();
-  } catch (error) {
-    if (error instanceof GatehouseError) return error;
-    throw error;
-  }
-  throw new Error("expected a refusal");
-}
 
 const GET = { method: "GET" };
 

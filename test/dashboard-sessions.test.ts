@@ -9,7 +9,7 @@ import {
   secretHash,
 } from "../src/gateway/dashboard/sessions.js";
 import { MemoryDashboardStorage } from "../src/gateway/dashboard/memory-storage.js";
-import { GatehouseError } from "../src/protocol/errors.js";
+import { refusal } from "./fixtures/refusal.js";
 
 /** A clock that moves only when told. */
 function fixedClock(start = "2026-01-01T00:00:00Z") {
@@ -20,16 +20,6 @@ function fixedClock(start = "2026-01-01T00:00:00Z") {
       at += ms;
     },
   };
-}
-
-async function refusal(action: () => unknown): Promise<GatehouseError> {
-  try {
-    await action();
-  } catch (error) {
-    if (error instanceof GatehouseError) return error;
-    throw error;
-  }
-  throw new Error("expected a refusal");
 }
 
 const GET = { method: "GET" };

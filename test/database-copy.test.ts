@@ -22,7 +22,7 @@ import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { initGatewayHome } from "../src/gateway/home.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
-import { GatehouseError } from "../src/protocol/errors.js";
+import { refusal } from "./fixtures/refusal.js";
 
 const dirs: string[] = [];
 const running: RunningGateway[] = [];
@@ -162,15 +162,6 @@ async function importableKeys(file: string): Promise<string[]> {
     }
   }
   return importable;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<GatehouseError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(GatehouseError);
-  return error as GatehouseError;
 }
 
 describe("a copy of gatehouse.db alone", () => {

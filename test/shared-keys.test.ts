@@ -26,6 +26,7 @@ import { issueServerCertificate, generateKeyPair } from "../src/pki/index.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 import { openPostgresStore, openSqliteStore, type Store } from "../src/store/index.js";
 import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+import { refusal } from "./fixtures/refusal.js";
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterAll(async () => {
@@ -57,16 +58,6 @@ const DIALECTS: { dialect: "sqlite" | "postgres"; open: () => Promise<Store> }[]
     },
   },
 ];
-
-async function refusal(work: Promise<unknown> | (() => unknown)): Promise<GatehouseError> {
-  try {
-    await (typeof work === "function" ? work() : work);
-  } catch (error) {
-    expect(error).toBeInstanceOf(GatehouseError);
-    return error as GatehouseError;
-  }
-  throw new Error("expected a refusal");
-}
 
 /** Every shared_material row, as text: what a refusal must leave as it was. */
 async function sharedRows(store: Store): Promise<string> {

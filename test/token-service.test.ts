@@ -15,6 +15,7 @@ import { hashSecret } from "../src/auth/secrets.js";
 import { scopesForRole, type Principal } from "../src/auth/roles.js";
 import { openSqliteStore, type Store } from "../src/store/index.js";
 import { GatehouseError, type ErrorCode } from "../src/protocol/errors.js";
+import { refusal } from "./fixtures/refusal.js";
 
 const START = new Date("2026-05-01T10:00:00Z");
 const HOUR = 3_600_000;
@@ -82,15 +83,6 @@ function row(refreshToken: string): {
   } finally {
     db.close();
   }
-}
-
-async function refusal(work: Promise<unknown>): Promise<GatehouseError> {
-  const error = await work.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(GatehouseError);
-  return error as GatehouseError;
 }
 
 async function expectRefused(work: Promise<unknown>, code: ErrorCode): Promise<GatehouseError> {
