@@ -12,8 +12,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SigningKeys } from "../src/auth/signing-keys.js";
 import { gatewayConfigSchema } from "../src/config/index.js";
 import { gatewayKekSource } from "../src/gateway/home.js";
-import { openPostgresStore, openSqliteStore, type Store } from "../src/store/index.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+import type { Store } from "../src/store/index.js";
+import { postgresAvailable } from "./fixtures/postgres.js";
+import { openDialectStore, type Dialect } from "./fixtures/store-dialects.js";
 import { refusal } from "./fixtures/refusal.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
@@ -35,20 +36,11 @@ function homeDir(): string {
   return home;
 }
 
-async function postgresStore(): Promise<Store> {
-  const database = await createTestDatabase();
-  cleanups.push(() => database.drop());
-  const store = await openPostgresStore(database.url);
-  cleanups.push(() => store.close());
-  await store.migrate();
-  return store;
-}
-
-async function sqliteStore(): Promise<Store> {
-  const store = await openSqliteStore(path.join(tempDir(), "gatehouse.db"));
-  cleanups.push(() => store.close());
-  await store.migrate();
-  return store;
+/** A migrated, empty store of `dialect`, closed and removed after the tests. */
+async function freshStore(dialect: Dialect): Promise<Store> {
+  const opened = await openDialectStore(dialect);
+  cleanups.push(() => opened.close());
+  return opened.store;
 }
 
 /** The signing keys of `store` loaded as a gateway with this config and key would load them. */
@@ -72,8 +64,8 @@ async function loadSigningKeys(
 }
 
 const STORES = [
-  { kind: "postgres" as const, open: postgresStore, skip: !postgresAvailable() },
-  { kind: "sqlite" as const, open: sqliteStore, skip: false },
+  { kind: "postgres" as const, open: () => freshStore("postgres"), skip: !postgresAvailable() },
+  { kind: "sqlite" as const, open: () => freshStore("sqlite"), skip: false },
 ];
 
 describe.each(STORES)("signing keys sealed under another key ($kind store)", ({ kind, open, skip }) => {
@@ -101,7 +93,7 @@ describe.each(STORES)("signing keys sealed under another key ($kind store)", ({ 
 
 describe("signing keys sealed under the home's key file, on a gateway alone", () => {
   it("name that file and its backup as the remedy", async () => {
-    const store = await sqliteStore();
+    const store = await freshStore("sqlite");
     const home = homeDir();
     await loadSigningKeys(store, home, { kind: "sqlite" });
     rmSync(path.join(home, "pki", "signing-keys.kek"));
@@ -111,7 +103,7 @@ describe("signing keys sealed under the home's key file, on a gateway alone", ()
     expect(missing.hint).toContain("from the home's backup");
 
     const other = homeDir();
-    await loadSigningKeys(await sqliteStore(), other, { kind: "sqlite" });
+    await loadSigningKeys(await freshStore("sqlite"), other, { kind: "sqlite" });
     const refused = await refusal(loadSigningKeys(store, other, { kind: "sqlite" }));
     expect(refused.code).toBe("config_invalid");
     expect(refused.hint).toContain(path.join(other, "pki", "signing-keys.kek"));

@@ -6,8 +6,6 @@
  * server (test/fixtures/postgres.ts).
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { keyEncryptionKey } from "../src/auth/key-encryption.js";
@@ -24,8 +22,9 @@ import { gatewayKekSource } from "../src/gateway/home.js";
 import { openGatewayStore } from "../src/gateway/open-store.js";
 import { issueServerCertificate, generateKeyPair } from "../src/pki/index.js";
 import { GatehouseError } from "../src/protocol/errors.js";
-import { openPostgresStore, openSqliteStore, type Store } from "../src/store/index.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+import type { Store } from "../src/store/index.js";
+import { postgresAvailable } from "./fixtures/postgres.js";
+import { openDialectStore } from "./fixtures/store-dialects.js";
 import { refusal } from "./fixtures/refusal.js";
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -33,31 +32,15 @@ afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A migrated, empty store of each kind. */
-const DIALECTS: { dialect: "sqlite" | "postgres"; open: () => Promise<Store> }[] = [
-  {
-    dialect: "sqlite",
-    open: async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), "gh-shared-keys-"));
-      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-      const store = await openSqliteStore(path.join(dir, "gatehouse.db"));
-      cleanups.push(() => store.close());
-      await store.migrate();
-      return store;
-    },
+/** A migrated, empty store of each kind, closed and removed after the tests. */
+const DIALECTS = (["sqlite", "postgres"] as const).map((dialect) => ({
+  dialect,
+  open: async (): Promise<Store> => {
+    const opened = await openDialectStore(dialect);
+    cleanups.push(() => opened.close());
+    return opened.store;
   },
-  {
-    dialect: "postgres",
-    open: async () => {
-      const database = await createTestDatabase();
-      cleanups.push(() => database.drop());
-      const store = await openPostgresStore(database.url);
-      cleanups.push(() => store.close());
-      await store.migrate();
-      return store;
-    },
-  },
-];
+}));
 
 /** Every shared_material row, as text: what a refusal must leave as it was. */
 async function sharedRows(store: Store): Promise<string> {
