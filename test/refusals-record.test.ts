@@ -34,7 +34,8 @@ function context(): GatewayContext & { failures: FailureLog } {
 /** A request as the refusal recorder reads it (the credential already named, as routes that read their own do). */
 function request(route: string, credentialTried: FastifyRequest["credentialTried"]): FastifyRequest {
   return {
-    ip: "192.0.2.7",
+    // The caller's address is read from the socket (src/gateway/caller-address.ts).
+    raw: { socket: { remoteAddress: "192.0.2.7" } },
     url: route,
     routeOptions: { url: route },
     headers: {},
