@@ -58,6 +58,10 @@ async function cliJson<T>(args: string[]): Promise<T> {
   return JSON.parse(result.stdout) as T;
 }
 
+/** `nodes exec` of `command` on the node, sent to `through` (its home's admin credential). */
+const execThrough = (through: Instance, ...command: string[]) =>
+  cli(["nodes", "exec", deviceId, "--home", through.home, "--", ...command]);
+
 /** Small limits, so that crossing them across the two instances takes a few requests. */
 function configure(home: string): void {
   const file = path.join(home, "gateway.json");
@@ -154,28 +158,8 @@ describe.skipIf(!usable)("commands across two instances on one PostgreSQL", () =
   }, 60_000);
 
   it("runs a command through the other instance with the same output and exit code as directly", async () => {
-    const direct = await cli([
-      "nodes",
-      "exec",
-      deviceId,
-      "--home",
-      first.home,
-      "--",
-      "echo",
-      "hello",
-      "fleet",
-    ]);
-    const relayed = await cli([
-      "nodes",
-      "exec",
-      deviceId,
-      "--home",
-      second.home,
-      "--",
-      "echo",
-      "hello",
-      "fleet",
-    ]);
+    const direct = await execThrough(first, "echo", "hello", "fleet");
+    const relayed = await execThrough(second, "echo", "hello", "fleet");
     expect(direct).toMatchObject({ code: 0, stdout: "hello fleet\n" });
     expect(relayed).toMatchObject({ code: 0, stdout: "hello fleet\n", stderr: "" });
     // By its name too: the other instance knows the device the first one approved.
@@ -184,25 +168,15 @@ describe.skipIf(!usable)("commands across two instances on one PostgreSQL", () =
   });
 
   it("gives a command the node refuses the same error through either instance", async () => {
-    const direct = await cli(["nodes", "exec", deviceId, "--home", first.home, "--", "rm", "-rf", "/tmp/x"]);
-    const relayed = await cli([
-      "nodes",
-      "exec",
-      deviceId,
-      "--home",
-      second.home,
-      "--",
-      "rm",
-      "-rf",
-      "/tmp/x",
-    ]);
+    const direct = await execThrough(first, "rm", "-rf", "/tmp/x");
+    const relayed = await execThrough(second, "rm", "-rf", "/tmp/x");
     expect(relayed.code).toBe(125);
     expect(relayed.stderr).toContain("command_not_allowed");
     expect(relayed.stderr).toBe(direct.stderr);
   });
 
   it("audits a relayed command once, for the operator, naming the instance it came through", async () => {
-    await cli(["nodes", "exec", deviceId, "--home", second.home, "--", "uname"]);
+    await execThrough(second, "uname");
     const { entries } = await cliJson<{
       entries: { type: string; actor: string; details: { via?: string; command?: string } }[];
     }>(["audit", "tail", "--home", first.home, "-n", "50"]);
@@ -275,7 +249,7 @@ describe.skipIf(!usable)("commands across two instances on one PostgreSQL", () =
   it("answers node_offline, naming the holder, once the instance holding the node is killed", async () => {
     first.process.child.kill("SIGKILL");
     await first.process.exited;
-    const relayed = await cli(["nodes", "exec", deviceId, "--home", second.home, "--", "echo", "hi"]);
+    const relayed = await execThrough(second, "echo", "hi");
     expect(relayed.code).toBe(125);
     expect(relayed.stderr).toMatch(/node_offline/);
     // Until its heartbeat goes stale the dead instance is still where the node was: named, with what to do.

@@ -93,6 +93,11 @@ interface InitJson {
   registerCommand: string;
 }
 
+/** `gateway join` making `home` from the store in GATEHOUSE_DATABASE_URL, listening on `listen`. */
+function joinArgs(home: string, listen: string): string[] {
+  return ["gateway", "join", "--home", home, "--store", "env://GATEHOUSE_DATABASE_URL", "--listen", listen];
+}
+
 async function initJson(args: string[], env: NodeJS.ProcessEnv): Promise<InitJson> {
   const result = await runCli([...args, "--json"], { env });
   expect(result.code, result.stdout + result.stderr).toBe(0);
@@ -236,19 +241,7 @@ describe.skipIf(!postgresAvailable())("gateway init --store and gateway join", (
 
   it("join makes another instance of the same gateway: same id and CA, its own instance id, server certificate and admin", async () => {
     const port2 = await freePort();
-    joined = await initJson(
-      [
-        "gateway",
-        "join",
-        "--home",
-        home2,
-        "--store",
-        "env://GATEHOUSE_DATABASE_URL",
-        "--listen",
-        `127.0.0.1:${port2}`,
-      ],
-      first.env,
-    );
+    joined = await initJson(joinArgs(home2, `127.0.0.1:${port2}`), first.env);
     expect(Object.keys(joined).sort()).toEqual(Object.keys(init).sort());
     expect(joined.gatewayId).toBe(init.gatewayId);
     expect(joined.caFingerprint).toBe(init.caFingerprint);
@@ -349,19 +342,7 @@ describe.skipIf(!postgresAvailable())("gateway init --store and gateway join", (
     const before = await storedState(first.url);
     const home = tempHome("wrong-kek");
     const env = { ...first.env, GATEHOUSE_KEY_ENCRYPTION_KEY: randomBytes(32).toString("hex") };
-    const result = await runCli(
-      [
-        "gateway",
-        "join",
-        "--home",
-        home,
-        "--store",
-        "env://GATEHOUSE_DATABASE_URL",
-        "--listen",
-        "127.0.0.1:18790",
-      ],
-      { env },
-    );
+    const result = await runCli(joinArgs(home, "127.0.0.1:18790"), { env });
     expectNamedRefusal(result, "config_invalid");
     expect(result.stderr).toContain("tokens.keyEncryptionKey (env://GATEHOUSE_KEY_ENCRYPTION_KEY)");
     expect(result.stderr).toMatch(/kek_[0-9a-f]{12}/);
@@ -393,19 +374,7 @@ describe.skipIf(!postgresAvailable())("refusals before any state exists", () => 
   it("join on a database without a gateway: not_found, run gateway init --store first", async () => {
     const { url, env } = await cluster();
     const home = tempHome("join-empty");
-    const result = await runCli(
-      [
-        "gateway",
-        "join",
-        "--home",
-        home,
-        "--store",
-        "env://GATEHOUSE_DATABASE_URL",
-        "--listen",
-        "127.0.0.1:18790",
-      ],
-      { env },
-    );
+    const result = await runCli(joinArgs(home, "127.0.0.1:18790"), { env });
     expectNamedRefusal(result, "not_found");
     expect(result.stderr).toContain("gateway init --store");
     expect(existsSync(home)).toBe(false);
