@@ -4,9 +4,6 @@
  * links, expiries, cap, logout and creator revocation on each, and only hashes kept.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import {
   DashboardSessions,
   LOGIN_LINK_TTL_MS,
@@ -18,9 +15,8 @@ import {
   type DashboardStorage,
 } from "../src/gateway/dashboard/sessions.js";
 import { MemoryDashboardStorage } from "../src/gateway/dashboard/memory-storage.js";
-import { openPostgresStore, openSqliteStore } from "../src/store/index.js";
-import type { Store } from "../src/store/types.js";
-import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
+import { postgresAvailable } from "./fixtures/postgres.js";
+import { openDialectStore, type Dialect } from "./fixtures/store-dialects.js";
 import { refusal } from "./fixtures/refusal.js";
 
 interface Kept {
@@ -30,42 +26,17 @@ interface Kept {
   close(): Promise<void>;
 }
 
+/** A store of `dialect` as the storage: a fresh database, closed and removed afterwards. */
+const storeStorage = (dialect: Dialect) => async (): Promise<Kept> => {
+  const opened = await openDialectStore(dialect);
+  return { storage: opened.store, shared: true, close: () => opened.close() };
+};
+
 const storages: [string, () => Promise<Kept>][] = [
   ["memory", async () => ({ storage: new MemoryDashboardStorage(), shared: false, close: async () => {} })],
-  [
-    "a SQLite store",
-    async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), "gh-dash-storage-"));
-      const store = await openSqliteStore(path.join(dir, "gatehouse.db"));
-      await store.migrate();
-      return {
-        storage: store,
-        shared: true,
-        close: async () => {
-          await store.close();
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  ],
+  ["a SQLite store", storeStorage("sqlite")],
 ];
-if (postgresAvailable())
-  storages.push([
-    "a PostgreSQL store",
-    async () => {
-      const database = await createTestDatabase();
-      const store: Store = await openPostgresStore(database.url);
-      await store.migrate();
-      return {
-        storage: store,
-        shared: true,
-        close: async () => {
-          await store.close();
-          await database.drop();
-        },
-      };
-    },
-  ]);
+if (postgresAvailable()) storages.push(["a PostgreSQL store", storeStorage("postgres")]);
 
 const GET = { method: "GET" };
 
