@@ -10,30 +10,17 @@ import { describe, expect, it } from "vitest";
 import { listOnlineNodes } from "../src/gateway/cluster/online-nodes.js";
 import { ExecRelay, type RemoteSession } from "../src/gateway/cluster/exec-relay.js";
 import type { GatewayContext } from "../src/gateway/context.js";
-import { SessionRegistry, type LiveSession } from "../src/gateway/sessions.js";
+import { SessionRegistry } from "../src/gateway/sessions.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 import { instanceRecord, sessionRecord } from "./fixtures/store.js";
+import { liveSession } from "./fixtures/live-session.js";
 
 const HERE = "gi_aaaaaaaaaaaaaaaa";
 const DEAD = "gi_bbbbbbbbbbbbbbbb";
 const OTHER = "gi_cccccccccccccccc";
 
-function session(deviceId: string, sessionId: string, connectedAt: string): LiveSession {
-  return {
-    sessionId,
-    deviceId,
-    name: deviceId,
-    address: "127.0.0.1",
-    connectedAt: new Date(connectedAt),
-    lastHeartbeat: new Date(connectedAt),
-    platform: null,
-    version: null,
-    hostname: null,
-    uptimeSeconds: null,
-    uptimeReportedAt: null,
-    socket: {},
-  } as unknown as LiveSession;
-}
+const session = (deviceId: string, sessionId: string, connectedAt: string) =>
+  liveSession(deviceId, sessionId, connectedAt);
 
 function remote(deviceId: string, sessionId: string, connectedAt: string, instanceId: string): RemoteSession {
   return {

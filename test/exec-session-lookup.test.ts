@@ -7,30 +7,19 @@ import type { GatewayContext } from "../src/gateway/context.js";
 import type { ExecRequest } from "../src/protocol/messages.js";
 import type { Principal } from "../src/auth/roles.js";
 import type { Store } from "../src/store/types.js";
+import { liveSession } from "./fixtures/live-session.js";
 
 /** A session whose socket records the commands sent to it (and never answers them). */
 function session(deviceId: string, sessionId: string, connectedAt: string, sent: string[]): LiveSession {
-  return {
-    sessionId,
-    deviceId,
-    name: deviceId,
-    address: null,
-    connectedAt: new Date(connectedAt),
-    lastHeartbeat: new Date(connectedAt),
-    platform: null,
-    version: null,
-    hostname: null,
-    uptimeSeconds: null,
-    uptimeReportedAt: null,
-    socket: {
-      OPEN: 1,
-      readyState: 1,
-      send: (data: string, callback?: (error?: Error) => void) => {
-        sent.push(`${sessionId}:${(JSON.parse(data) as ExecRequest).command}`);
-        callback?.();
-      },
+  const socket = {
+    OPEN: 1,
+    readyState: 1,
+    send: (data: string, callback?: (error?: Error) => void) => {
+      sent.push(`${sessionId}:${(JSON.parse(data) as ExecRequest).command}`);
+      callback?.();
     },
-  } as unknown as LiveSession;
+  };
+  return liveSession(deviceId, sessionId, connectedAt, socket, { address: null });
 }
 
 describe("the session an exec goes to", () => {
