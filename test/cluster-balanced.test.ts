@@ -8,11 +8,9 @@
  * watching the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { webcrypto } from "node:crypto";
 import https from "node:https";
 import WebSocket from "ws";
 import type { RunningGateway } from "../src/gateway/start.js";
-import { reissueProof } from "../src/gateway/certificates.js";
 import { createCsr } from "../src/pki/index.js";
 import { NODES_NOTICE_EVERY_MS, NodesNotice } from "../src/gateway/cluster/nodes-notice.js";
 import type { ClusterChange } from "../src/gateway/cluster/cluster.js";
@@ -25,6 +23,7 @@ import {
   type ApprovedNode as Node,
   type TestCluster,
 } from "./fixtures/cluster.js";
+import { signReissueProof } from "./fixtures/reissue.js";
 
 interface Reply {
   status: number;
@@ -75,13 +74,7 @@ function request(
 
 /** A node's answer to a re-issue challenge, as the agent makes it. */
 async function reissueAnswer(node: Node, challenge: string) {
-  const signature = Buffer.from(
-    await webcrypto.subtle.sign(
-      { name: "ECDSA", hash: "SHA-256" },
-      node.keys.privateKey,
-      reissueProof(node.deviceId, challenge),
-    ),
-  ).toString("base64url");
+  const signature = await signReissueProof(node.keys.privateKey, node.deviceId, challenge);
   return { deviceId: node.deviceId, challenge, signature, csr: await createCsr(node.keys, node.deviceId) };
 }
 

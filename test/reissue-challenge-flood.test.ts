@@ -3,12 +3,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
-import { webcrypto } from "node:crypto";
 import { pino } from "pino";
 import { GATEWAY_FILES } from "../src/config/index.js";
 import { initGatewayHome } from "../src/gateway/home.js";
 import { startGateway, type RunningGateway } from "../src/gateway/start.js";
-import { reissueProof } from "../src/gateway/certificates.js";
+import { signReissueProof } from "./fixtures/reissue.js";
 import { ReissueChallenges } from "../src/gateway/reissue-challenges.js";
 import { createCsr, generateKeyPair, verifyCsr } from "../src/pki/index.js";
 
@@ -73,13 +72,7 @@ async function challengeFor(deviceId: string): Promise<string> {
 
 /** Answers `challenge` as `device`, signed with `signer`'s key, for `device`'s id. */
 async function answer(device: Device, challenge: string, signer: Device = device): Promise<Reply> {
-  const signature = Buffer.from(
-    await webcrypto.subtle.sign(
-      { name: "ECDSA", hash: "SHA-256" },
-      signer.keys.privateKey,
-      reissueProof(device.deviceId, challenge),
-    ),
-  ).toString("base64url");
+  const signature = await signReissueProof(signer.keys.privateKey, device.deviceId, challenge);
   return post("reissue", {
     deviceId: device.deviceId,
     challenge,

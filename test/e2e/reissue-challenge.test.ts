@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { createCsr, generateKeyPair, verifyCsr } from "../../src/pki/index.js";
-import { reissueProof } from "../../src/gateway/certificates.js";
+import { signReissueProof } from "../fixtures/reissue.js";
 import { cleanupAll, runJson, startTestGateway, type TestGateway } from "./harness.js";
 import { httpsRequest, type RawResponse } from "./lifecycle-fixtures.js";
 
@@ -48,13 +47,7 @@ async function signedReissue(device: Device, signer: CryptoKeyPair = device.keys
   const { challenge } = (await post("challenge", { deviceId: device.deviceId })).json<{
     challenge: string;
   }>();
-  const signature = Buffer.from(
-    await webcrypto.subtle.sign(
-      { name: "ECDSA", hash: "SHA-256" },
-      signer.privateKey,
-      reissueProof(device.deviceId, challenge),
-    ),
-  ).toString("base64url");
+  const signature = await signReissueProof(signer.privateKey, device.deviceId, challenge);
   return post("reissue", {
     deviceId: device.deviceId,
     challenge,
