@@ -7,26 +7,21 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import https from "node:https";
-import fastify, { type FastifyError } from "fastify";
-import * as jose from "jose";
 import { pino } from "pino";
-import { createCertificateAuthority, issueServerCertificate } from "../src/pki/authority.js";
-import { generateKeyPair, exportPrivateKeyPem } from "../src/pki/keys.js";
-import { KeyRing, signAccessToken, verificationKeyFromJwk, verifyAccessToken } from "../src/auth/jwt.js";
+import { signAccessToken, verifyAccessToken } from "../src/auth/jwt.js";
 import { ExecRelay, RELAY_EXEC_PATH } from "../src/gateway/cluster/exec-relay.js";
-import {
-  mintRelayToken,
-  relayBodyHash,
-  relayRefusalHint,
-  type RelayedPrincipal,
-} from "../src/gateway/cluster/relay-token.js";
-import { registerClusterRoutes } from "../src/gateway/routes/cluster.js";
-import { registerBodyParsers } from "../src/gateway/body-parsers.js";
-import { toGatehouseError } from "../src/gateway/app.js";
+import { mintRelayToken, relayBodyHash, relayRefusalHint } from "../src/gateway/cluster/relay-token.js";
 import { ERROR_CATALOGUE, GatehouseError } from "../src/protocol/errors.js";
 import type { GatewayContext } from "../src/gateway/context.js";
 import type { ExecResponse } from "../src/protocol/messages.js";
 import type { InstanceRecord, SessionRecord } from "../src/store/types.js";
+import {
+  RELAY_OPERATOR,
+  relayHolderTls,
+  relaySigningKey,
+  ringOf,
+  startRelayHolder,
+} from "./fixtures/relay.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
 const now = () => NOW;
@@ -36,13 +31,7 @@ const HOLDER = "gi_bbbbbbbbbbbbbbbb";
 const FIRST_RUN = "2026-03-01T11:59:50.000Z";
 const SECOND_RUN = "2026-03-01T11:59:58.000Z";
 
-const operator: RelayedPrincipal = {
-  kind: "access_token",
-  subject: "key:k_ops",
-  role: "operator",
-  scopes: ["node:status", "devices:read", "node:execute", "audit:read"],
-  credentialFingerprint: "sha256:0123456789ab",
-};
+const operator = RELAY_OPERATOR;
 const answer: ExecResponse = {
   execId: "exe_1",
   deviceId: "dev_x",
@@ -59,28 +48,11 @@ const answer: ExecResponse = {
 const body = { deviceId: "dev_x", command: "uptime", args: [], timeoutMs: 5000 };
 const text = JSON.stringify(body);
 
-const signingKey = await (async () => {
-  const { privateKey, publicKey } = await jose.generateKeyPair("ES256", { extractable: true });
-  return { kid: "sk_shared", alg: "ES256" as const, privateKey, publicKey };
-})();
-const ring = new KeyRing();
-ring.set([
-  await verificationKeyFromJwk({ ...(await jose.exportJWK(signingKey.publicKey)), kid: signingKey.kid }),
-]);
+const signingKey = await relaySigningKey("sk_shared");
+const ring = await ringOf(signingKey);
 // Certificates are judged by TLS against the machine's clock; tokens by the injected one.
-const ca = await createCertificateAuthority({
-  commonName: "relay test CA",
-  now: new Date(),
-  validityDays: 1,
-});
-const serverKeys = await generateKeyPair();
-const serverCert = await issueServerCertificate(ca, {
-  publicKey: serverKeys.publicKey,
-  sans: ["127.0.0.1"],
-  now: new Date(),
-  ttlMs: 86_400_000,
-});
-const serverKeyPem = await exportPrivateKeyPem(serverKeys.privateKey);
+const holderTls = await relayHolderTls("relay test CA");
+const ca = holderTls.ca;
 
 const record = (instanceId: string, url: string, startedAt: string): InstanceRecord => ({
   instanceId,
@@ -112,18 +84,6 @@ async function startHolder(
     now,
     logger,
   });
-  const app = fastify({
-    https: { key: serverKeyPem, cert: serverCert.pem, requestCert: true, rejectUnauthorized: false },
-  });
-  // As the gateway's app answers errors (app.ts).
-  app.setErrorHandler((error: FastifyError, _request, reply) => {
-    const gatehouseError = toGatehouseError(error);
-    return reply.code(gatehouseError.status).send(gatehouseError.toBody());
-  });
-  app.addHook("onRequest", async (request) => {
-    if (request.headers.authorization) captured.push(request.headers.authorization);
-  });
-  registerBodyParsers(app);
   const ctx = {
     relay,
     signingKeys: { ring },
@@ -135,10 +95,15 @@ async function startHolder(
       },
     },
   } as unknown as GatewayContext;
-  registerClusterRoutes(app, ctx);
-  await app.listen({ host: "127.0.0.1", port });
-  const address = app.server.address();
-  url = `https://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  const started = await startRelayHolder(holderTls, ctx, {
+    port,
+    prepare: (app) =>
+      app.addHook("onRequest", async (request) => {
+        if (request.headers.authorization) captured.push(request.headers.authorization);
+      }),
+  });
+  const app = started.app;
+  url = started.url;
   return {
     url,
     port: new URL(url).port,

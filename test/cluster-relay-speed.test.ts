@@ -5,12 +5,9 @@
  * command. Clocks are fixed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import type { FastifyInstance } from "fastify";
 import * as jose from "jose";
 import { pino } from "pino";
-import { createCertificateAuthority, issueServerCertificate } from "../src/pki/authority.js";
-import { generateKeyPair, exportPrivateKeyPem } from "../src/pki/keys.js";
-import { KeyRing, verificationKeyFromJwk, type SigningAlgorithm } from "../src/auth/jwt.js";
 import { ExecRelay } from "../src/gateway/cluster/exec-relay.js";
 import {
   mintRelayToken,
@@ -19,12 +16,10 @@ import {
   RELAY_TOKEN_TYPE,
   type RelayedPrincipal,
 } from "../src/gateway/cluster/relay-token.js";
-import { registerClusterRoutes } from "../src/gateway/routes/cluster.js";
-import { registerBodyParsers } from "../src/gateway/body-parsers.js";
-import { toGatehouseError } from "../src/gateway/app.js";
 import type { GatewayContext } from "../src/gateway/context.js";
 import type { ExecResponse } from "../src/protocol/messages.js";
 import type { InstanceRecord } from "../src/store/types.js";
+import { relayHolderTls, relaySigningKey, ringOf, startRelayHolder } from "./fixtures/relay.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
@@ -33,24 +28,12 @@ const HOLDER = "gi_bbbbbbbbbbbbbbbb";
 const STARTED = "2026-03-01T11:00:00.000Z";
 const AUDIENCE = `gatehouse-instance:${HOLDER}@${STARTED}`;
 
-async function makeKey(kid: string, alg: SigningAlgorithm) {
-  const { privateKey, publicKey } = await jose.generateKeyPair(alg === "EdDSA" ? "Ed25519" : alg, {
-    extractable: true,
-  });
-  return { kid, alg, privateKey, publicKey };
-}
+const makeKey = relaySigningKey;
 const es256 = await makeKey("sk_es", "ES256");
 const ed25519 = await makeKey("sk_ed", "EdDSA");
 /** Another key that claims the shared key's kid: its signatures must not verify. */
 const impostor = await makeKey("sk_es", "ES256");
-const ring = new KeyRing();
-ring.set(
-  await Promise.all(
-    [es256, ed25519].map(async (k) =>
-      verificationKeyFromJwk({ ...(await jose.exportJWK(k.publicKey)), kid: k.kid }),
-    ),
-  ),
-);
+const ring = await ringOf(es256, ed25519);
 
 const operator: RelayedPrincipal = {
   kind: "certificate",
@@ -192,27 +175,8 @@ describe("a burst of relayed commands to one holder", () => {
   let sender: ExecRelay;
 
   beforeAll(async () => {
-    const ca = await createCertificateAuthority({ commonName: "speed CA", now: new Date(), validityDays: 1 });
-    const keys = await generateKeyPair();
-    const server = await issueServerCertificate(ca, {
-      publicKey: keys.publicKey,
-      sans: ["127.0.0.1"],
-      now: new Date(),
-      ttlMs: 86_400_000,
-    });
-    app = fastify({
-      https: {
-        key: await exportPrivateKeyPem(keys.privateKey),
-        cert: server.pem,
-        requestCert: true,
-        rejectUnauthorized: false,
-      },
-    });
-    app.setErrorHandler((error: FastifyError, _request, reply) => {
-      const gatehouseError = toGatehouseError(error);
-      return reply.code(gatehouseError.status).send(gatehouseError.toBody());
-    });
-    registerBodyParsers(app);
+    const tls = await relayHolderTls("speed CA");
+    const ca = tls.ca;
     const holderRelay = new ExecRelay({
       store: { listOpenSessions: async () => [], listInstances: async () => [holder] },
       // The holder's own row: the relay tokens it takes name its run.
@@ -233,11 +197,11 @@ describe("a burst of relayed commands to one holder", () => {
         },
       },
     } as unknown as GatewayContext;
-    registerClusterRoutes(app, ctx);
-    app.server.on("secureConnection", () => connections++);
-    await app.listen({ host: "127.0.0.1", port: 0 });
-    const address = app.server.address();
-    const url = `https://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+    const started = await startRelayHolder(tls, ctx, {
+      prepare: (holderApp) => holderApp.server.on("secureConnection", () => connections++),
+    });
+    app = started.app;
+    const url = started.url;
     holder = {
       instanceId: HOLDER,
       url,

@@ -6,20 +6,14 @@
  */
 import { describe, expect, it } from "vitest";
 import * as jose from "jose";
-import {
-  KeyRing,
-  signAccessToken,
-  verificationKeyFromJwk,
-  verifyAccessToken,
-  type SigningAlgorithm,
-} from "../src/auth/jwt.js";
+import { signAccessToken, verifyAccessToken } from "../src/auth/jwt.js";
 import {
   mintRelayToken,
   relayBodyHash,
   verifyRelayToken,
   RELAY_TOKEN_TYPE,
-  type RelayedPrincipal,
 } from "../src/gateway/cluster/relay-token.js";
+import { RELAY_OPERATOR, relaySigningKey, ringOf } from "./fixtures/relay.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
@@ -30,24 +24,12 @@ const THIRD = "gi_cccccccccccccccc";
 const STARTED = "2026-03-01T11:00:00.000Z";
 const at = (seconds: number) => new Date(NOW.getTime() + seconds * 1000);
 
-async function makeKey(kid: string, alg: SigningAlgorithm = "ES256") {
-  const { privateKey, publicKey } = await jose.generateKeyPair(alg === "EdDSA" ? "Ed25519" : alg, {
-    extractable: true,
-  });
-  return { kid, alg, privateKey, publicKey };
-}
+const makeKey = relaySigningKey;
 const shared = await makeKey("sk_shared");
 const foreign = await makeKey("sk_foreign");
-const ring = new KeyRing();
-ring.set([await verificationKeyFromJwk({ ...(await jose.exportJWK(shared.publicKey)), kid: shared.kid })]);
+const ring = await ringOf(shared);
 
-const operator: RelayedPrincipal = {
-  kind: "access_token",
-  subject: "key:k_ops",
-  role: "operator",
-  scopes: ["node:status", "devices:read", "node:execute", "audit:read"],
-  credentialFingerprint: "sha256:0123456789ab",
-};
+const operator = RELAY_OPERATOR;
 const body = JSON.stringify({ deviceId: "dev_x", command: "uptime", args: [], timeoutMs: 1000 });
 
 const mint = (overrides: Partial<Parameters<typeof mintRelayToken>[0]> = {}) =>

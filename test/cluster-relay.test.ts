@@ -8,17 +8,12 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import https from "node:https";
-import fastify, { type FastifyError, type FastifyInstance } from "fastify";
-import * as jose from "jose";
+import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
-import { createCertificateAuthority, issueServerCertificate } from "../src/pki/authority.js";
-import { generateKeyPair, exportPrivateKeyPem } from "../src/pki/keys.js";
-import { KeyRing, signAccessToken, verificationKeyFromJwk } from "../src/auth/jwt.js";
+import { createCertificateAuthority } from "../src/pki/authority.js";
+import { signAccessToken } from "../src/auth/jwt.js";
 import { ExecRelay, RELAY_EXEC_PATH, type RelayCluster } from "../src/gateway/cluster/exec-relay.js";
 import { mintRelayToken, relayBodyHash, type RelayedPrincipal } from "../src/gateway/cluster/relay-token.js";
-import { registerClusterRoutes } from "../src/gateway/routes/cluster.js";
-import { registerBodyParsers } from "../src/gateway/body-parsers.js";
-import { toGatehouseError } from "../src/gateway/app.js";
 import { GatehouseError } from "../src/protocol/errors.js";
 import { ExecBroker } from "../src/gateway/exec.js";
 import { SessionRegistry } from "../src/gateway/sessions.js";
@@ -26,6 +21,13 @@ import type { GatewayContext } from "../src/gateway/context.js";
 import type { Principal } from "../src/auth/roles.js";
 import type { ExecResponse } from "../src/protocol/messages.js";
 import type { InstanceRecord, SessionRecord } from "../src/store/types.js";
+import {
+  RELAY_OPERATOR,
+  relayHolderTls,
+  relaySigningKey,
+  ringOf,
+  startRelayHolder,
+} from "./fixtures/relay.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
 const now = () => NOW;
@@ -34,13 +36,7 @@ const SENDER = "gi_aaaaaaaaaaaaaaaa";
 const HOLDER = "gi_bbbbbbbbbbbbbbbb";
 const STALE = "gi_cccccccccccccccc";
 
-const operator: RelayedPrincipal = {
-  kind: "access_token",
-  subject: "key:k_ops",
-  role: "operator",
-  scopes: ["node:status", "devices:read", "node:execute", "audit:read"],
-  credentialFingerprint: "sha256:0123456789ab",
-};
+const operator = RELAY_OPERATOR;
 const answer: ExecResponse = {
   execId: "exe_1",
   deviceId: "dev_x",
@@ -79,20 +75,11 @@ const sessionRow = (
   closeReason: null,
 });
 
-const signingKey = await (async () => {
-  const { privateKey, publicKey } = await jose.generateKeyPair("ES256", { extractable: true });
-  return { kid: "sk_shared", alg: "ES256" as const, privateKey, publicKey };
-})();
-const ring = new KeyRing();
-ring.set([
-  await verificationKeyFromJwk({ ...(await jose.exportJWK(signingKey.publicKey)), kid: signingKey.kid }),
-]);
+const signingKey = await relaySigningKey("sk_shared");
+const ring = await ringOf(signingKey);
 // Certificates are judged by TLS against the machine's clock; tokens by the injected one.
-const ca = await createCertificateAuthority({
-  commonName: "relay test CA",
-  now: new Date(),
-  validityDays: 1,
-});
+const holderTls = await relayHolderTls("relay test CA");
+const ca = holderTls.ca;
 const otherCa = await createCertificateAuthority({
   commonName: "another gateway",
   now: new Date(),
@@ -129,27 +116,6 @@ function senderRelay(cas = [ca.certPem]): ExecRelay {
 }
 
 beforeAll(async () => {
-  const serverKeys = await generateKeyPair();
-  const server = await issueServerCertificate(ca, {
-    publicKey: serverKeys.publicKey,
-    sans: ["127.0.0.1"],
-    now: new Date(),
-    ttlMs: 86_400_000,
-  });
-  app = fastify({
-    https: {
-      key: await exportPrivateKeyPem(serverKeys.privateKey),
-      cert: server.pem,
-      requestCert: true,
-      rejectUnauthorized: false,
-    },
-  });
-  // As the gateway's app answers errors (app.ts).
-  app.setErrorHandler((error: FastifyError, _request, reply) => {
-    const gatehouseError = toGatehouseError(error);
-    return reply.code(gatehouseError.status).send(gatehouseError.toBody());
-  });
-  registerBodyParsers(app);
   const ctx = {
     relay: holderRelay,
     signingKeys: { ring },
@@ -168,10 +134,7 @@ beforeAll(async () => {
       },
     },
   } as unknown as GatewayContext;
-  registerClusterRoutes(app, ctx);
-  await app.listen({ host: "127.0.0.1", port: 0 });
-  const address = app.server.address();
-  holderUrl = `https://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  ({ app, url: holderUrl } = await startRelayHolder(holderTls, ctx));
 });
 
 afterAll(async () => {
