@@ -14,8 +14,9 @@ import { mintRelayToken, relayBodyHash, relayRefusalHint } from "../src/gateway/
 import { ERROR_CATALOGUE, GatehouseError } from "../src/protocol/errors.js";
 import type { GatewayContext } from "../src/gateway/context.js";
 import type { ExecResponse } from "../src/protocol/messages.js";
-import type { InstanceRecord, SessionRecord } from "../src/store/types.js";
 import {
+  heldSession,
+  instanceAt,
   RELAY_OPERATOR,
   relayHolderTls,
   relaySigningKey,
@@ -54,14 +55,8 @@ const ring = await ringOf(signingKey);
 const holderTls = await relayHolderTls("relay test CA");
 const ca = holderTls.ca;
 
-const record = (instanceId: string, url: string, startedAt: string): InstanceRecord => ({
-  instanceId,
-  url,
-  listen: new URL(url).host,
-  startedAt,
-  heartbeatAt: NOW.toISOString(),
-  stoppedAt: null,
-});
+const record = (instanceId: string, url: string, startedAt: string) =>
+  instanceAt(instanceId, url, startedAt, NOW.toISOString());
 
 /**
  * One run of the holding instance: its own relay (spent token ids in its memory) and routes,
@@ -364,16 +359,7 @@ describe("a relay token captured before the holder restarted", () => {
       now,
       logger,
     });
-    const session: SessionRecord = {
-      sessionId: "s_x",
-      deviceId: "dev_x",
-      instanceId: HOLDER,
-      address: "127.0.0.9",
-      connectedAt: NOW.toISOString(),
-      disconnectedAt: null,
-      closeCode: null,
-      closeReason: null,
-    };
+    const session = heldSession("s_x", "dev_x", HOLDER, NOW.toISOString());
     // The sender relays one command to the first run: it runs, and its token is seen on the wire.
     await expect(sender.send({ session, instance: first.instance }, operator, body)).resolves.toEqual(answer);
     sender.close();
@@ -415,16 +401,7 @@ describe("a relay token captured before the holder restarted", () => {
       now,
       logger,
     });
-    const session: SessionRecord = {
-      sessionId: "s_x2",
-      deviceId: "dev_x",
-      instanceId: HOLDER,
-      address: "127.0.0.9",
-      connectedAt: NOW.toISOString(),
-      disconnectedAt: null,
-      closeCode: null,
-      closeReason: null,
-    };
+    const session = heldSession("s_x2", "dev_x", HOLDER, NOW.toISOString());
     try {
       await expect(sender.send({ session, instance: firstRun }, operator, body)).resolves.toEqual(answer);
       expect(second.runs).toEqual(["dev_x"]);

@@ -19,7 +19,14 @@ import {
 import type { GatewayContext } from "../src/gateway/context.js";
 import type { ExecResponse } from "../src/protocol/messages.js";
 import type { InstanceRecord } from "../src/store/types.js";
-import { relayHolderTls, relaySigningKey, ringOf, startRelayHolder } from "./fixtures/relay.js";
+import {
+  heldSession,
+  instanceAt,
+  relayHolderTls,
+  relaySigningKey,
+  ringOf,
+  startRelayHolder,
+} from "./fixtures/relay.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
@@ -202,14 +209,7 @@ describe("a burst of relayed commands to one holder", () => {
     });
     app = started.app;
     const url = started.url;
-    holder = {
-      instanceId: HOLDER,
-      url,
-      listen: new URL(url).host,
-      startedAt: STARTED,
-      heartbeatAt: NOW.toISOString(),
-      stoppedAt: null,
-    };
+    holder = instanceAt(HOLDER, url, STARTED, NOW.toISOString());
     sender = new ExecRelay({
       store: { listOpenSessions: async () => [], listInstances: async () => [holder] },
       cluster: { instanceId: SENDER, liveInstances: () => [holder] },
@@ -226,16 +226,7 @@ describe("a burst of relayed commands to one holder", () => {
   });
 
   it("reuses the sender's TLS connections: one handshake per connection, not per command", async () => {
-    const session = {
-      sessionId: "s_x",
-      deviceId: "dev_x",
-      instanceId: HOLDER,
-      address: "127.0.0.9",
-      connectedAt: NOW.toISOString(),
-      disconnectedAt: null,
-      closeCode: null,
-      closeReason: null,
-    };
+    const session = heldSession("s_x", "dev_x", HOLDER, NOW.toISOString());
     const request = { deviceId: "dev_x", command: "status", args: [], timeoutMs: 5000 };
     for (let i = 0; i < 20; i++)
       expect(await sender.send({ session, instance: holder }, operator, request)).toEqual(answer);

@@ -22,6 +22,8 @@ import type { Principal } from "../src/auth/roles.js";
 import type { ExecResponse } from "../src/protocol/messages.js";
 import type { InstanceRecord, SessionRecord } from "../src/store/types.js";
 import {
+  heldSession,
+  instanceAt,
   RELAY_OPERATOR,
   relayHolderTls,
   relaySigningKey,
@@ -51,29 +53,9 @@ const answer: ExecResponse = {
   truncated: false,
 };
 
-const instance = (instanceId: string, url: string): InstanceRecord => ({
-  instanceId,
-  url,
-  listen: new URL(url).host,
-  startedAt: NOW.toISOString(),
-  heartbeatAt: NOW.toISOString(),
-  stoppedAt: null,
-});
-const sessionRow = (
-  deviceId: string,
-  instanceId: string,
-  connectedAt: string,
-  sessionId: string,
-): SessionRecord => ({
-  sessionId,
-  deviceId,
-  instanceId,
-  address: "127.0.0.9",
-  connectedAt,
-  disconnectedAt: null,
-  closeCode: null,
-  closeReason: null,
-});
+const instance = (instanceId: string, url: string) => instanceAt(instanceId, url, NOW.toISOString());
+const sessionRow = (deviceId: string, instanceId: string, connectedAt: string, sessionId: string) =>
+  heldSession(sessionId, deviceId, instanceId, connectedAt);
 
 const signingKey = await relaySigningKey("sk_shared");
 const ring = await ringOf(signingKey);
