@@ -6,25 +6,17 @@
  * address, not HAProxy's. A connection from HAProxy's address without a header is closed, and a
  * header from anyone else is not believed.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import path from "node:path";
-import { cleanupAll, probeHealth, type Running } from "./harness.js";
-import { stopAgent } from "./agents.js";
-import { postgresAvailable } from "../fixtures/postgres.js";
-import {
-  BALANCER_SOURCE,
-  haproxyAvailable,
-  nodeThroughProxy,
-  startCluster,
-  type TestCluster,
-} from "./cluster-harness.js";
+import { probeHealth } from "./harness.js";
+import { BALANCER_SOURCE, type TestCluster } from "./cluster-harness.js";
+import { clusterWithNodes, describeCluster, type ProxiedNode } from "./cluster-suite.js";
 
-const canRun = postgresAvailable() && haproxyAvailable();
 /** This machine's non-loopback address (eth0), to call from an address that does not look local. */
 const OUTSIDE = Object.values(networkInterfaces())
   .flat()
@@ -36,26 +28,23 @@ interface Answer {
   body: string;
 }
 
-describe.skipIf(!canRun)("the caller's address through HAProxy (PROXY protocol)", () => {
+describeCluster("the caller's address through HAProxy (PROXY protocol)", () => {
   let cluster: TestCluster;
   let ca: string;
-  let node: { home: string; deviceId: string; agent: Running };
-
-  beforeAll(async () => {
-    cluster = await startCluster({
+  let node: ProxiedNode;
+  clusterWithNodes(
+    ["pp-node"],
+    (started, [proxied]) => {
+      cluster = started;
+      node = proxied!;
+      ca = readFileSync(path.join(cluster.instances[0].home, "pki", "ca.pem"), "utf8");
+    },
+    {
       configure: (config) => {
         config.enroll = { ...config.enroll, perAddressPerMinute: PER_ADDRESS };
       },
-    });
-    ca = readFileSync(path.join(cluster.instances[0].home, "pki", "ca.pem"), "utf8");
-    node = await nodeThroughProxy(cluster, "pp-node");
-  }, 240_000);
-
-  afterAll(async () => {
-    await stopAgent(node?.agent);
-    await cluster?.close();
-    cleanupAll();
-  });
+    },
+  );
 
   /** A request through HAProxy from the local address `from`, on a fresh connection. */
   function through(from: string, method: string, route: string, body?: unknown): Promise<Answer> {

@@ -17,7 +17,7 @@ export type ProxiedNode = Awaited<ReturnType<typeof nodeThroughProxy>>;
 export const describeCluster = describe.skipIf(!(postgresAvailable() && haproxyAvailable()));
 
 /**
- * Before the enclosing block's first test: a cluster behind HAProxy (startCluster) and, in order,
+ * Before the enclosing block's first test: a cluster behind HAProxy (startCluster with `options`) and, in order,
  * one node through it per name in `nodes` (nodeThroughProxy), handed to `ready`. After its last
  * test: every node's agent stopped (the one it has then: a test may start it again), the cluster
  * closed and the temp homes removed. Four minutes to start: several processes on a shared machine.
@@ -25,11 +25,12 @@ export const describeCluster = describe.skipIf(!(postgresAvailable() && haproxyA
 export function clusterWithNodes(
   nodes: string[],
   ready: (cluster: TestCluster, nodes: ProxiedNode[]) => void,
+  options: Parameters<typeof startCluster>[0] = {},
 ): void {
   let cluster: TestCluster | undefined;
   const started: ProxiedNode[] = [];
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await startCluster(options);
     for (const name of nodes) started.push(await nodeThroughProxy(cluster, name));
     ready(cluster, started);
   }, 240_000);
