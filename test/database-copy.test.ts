@@ -252,7 +252,8 @@ describe("a database from before the signing keys were sealed", () => {
     // Nor had it the later migrations' tables (several instances on one database).
     db.exec(`DROP TABLE gateway_instances; DROP TABLE shared_material; DROP TABLE rate_windows;
       DROP INDEX sessions_instance_open_idx; ALTER TABLE sessions DROP COLUMN instance_id;
-      DELETE FROM kysely_migration WHERE name = '0007_several_instances';`);
+      DROP TABLE spent_challenges; DROP TABLE dashboard_links; DROP TABLE dashboard_sessions;
+      DELETE FROM kysely_migration WHERE name IN ('0007_several_instances', '0008_shared_ephemera');`);
     const retired = await jose.generateKeyPair("ES256", { extractable: true });
     const retiredPem = await jose.exportPKCS8(retired.privateKey);
     const insert = db.prepare(
