@@ -14,8 +14,7 @@ import {
   verifyRelayToken,
   type RelayClaims,
 } from "../cluster/relay-token.js";
-// app.js imports this module too; toGatehouseError is a function declaration, bound before either runs.
-import { toGatehouseError } from "../app.js";
+import { toGatehouseError } from "../framework-errors.js";
 import { execBodyShape } from "./nodes.js";
 
 const relayExecBody = z.strictObject({ deviceId: z.string().min(1).max(256), ...execBodyShape });
