@@ -503,6 +503,11 @@ export class TokenService {
     return { record, secret };
   }
 
+  /** The cached API key with this id (`key_…`), or undefined: one lookup, no copy or sort. */
+  apiKey(keyId: string): ApiKeyRecord | undefined {
+    return this.apiKeys.get(keyId);
+  }
+
   listApiKeys(): ApiKeyRecord[] {
     return [...this.apiKeys.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }

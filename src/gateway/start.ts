@@ -48,6 +48,7 @@ import { EventHub } from "./events.js";
 import { DashboardSessions, STORE_POLICY, creatorCheck } from "./dashboard/sessions.js";
 import { RequestsInFlight } from "./requests-in-flight.js";
 import { clusterFor, FleetCluster } from "./cluster/cluster.js";
+import type { FeedTimer } from "./cluster/change-feed.js";
 import { refuseLiveTwin } from "./cluster/instance-registry.js";
 import { cacheRefresher } from "./cluster/cache-refresh.js";
 import { NodesNotice } from "./cluster/nodes-notice.js";
@@ -87,6 +88,11 @@ export interface StartGatewayOptions {
    * which notifications are missed. Default: a timer.
    */
   reconnectWait?: (ms: number) => Promise<void>;
+  /**
+   * Schedules the change feed's periodic re-read of the shared database (every RECONCILE_EVERY_MS)
+   * and its retries after a failure; tests fire it themselves. Default: a timer.
+   */
+  rereadTimer?: FeedTimer;
 }
 
 export async function startGateway(home: string, options: StartGatewayOptions = {}): Promise<RunningGateway> {
@@ -132,6 +138,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
       logger,
       now,
       ...(options.reconnectWait ? { sleep: options.reconnectWait } : {}),
+      ...(options.rereadTimer ? { rereadTimer: options.rereadTimer } : {}),
     });
     const publish = cluster.publish.bind(cluster);
     // Before anything else is written: a missing or wrong key-encryption key stops the start as is.
@@ -236,7 +243,7 @@ export async function startGateway(home: string, options: StartGatewayOptions = 
         ...(cluster.enabled ? { storage: store, policy: STORE_POLICY } : {}),
         creatorValid: creatorCheck(
           (id) => devices.get(id),
-          (keyId) => !tokens.listApiKeys().some((key) => key.keyId === keyId && !key.revokedAt),
+          (keyId) => tokens.apiKey(keyId),
         ),
       }),
       events,
