@@ -285,12 +285,19 @@ export class KyselyStore implements Store {
     await this.hooks.recordSessionChanges(sessionBatch(changes, seen));
   }
 
-  async closeAllOpenSessions(at: string, reason: string, instanceId?: string): Promise<number> {
+  async closeAllOpenSessions(
+    at: string,
+    reason: string,
+    instanceId?: string,
+    connectedBefore?: string,
+  ): Promise<number> {
     let query = this.db
       .updateTable("sessions")
       .set({ disconnectedAt: at, closeReason: reason })
       .where("disconnectedAt", "is", null);
     if (instanceId !== undefined) query = query.where("instanceId", "=", instanceId);
+    // Times are all toISOString's fixed format, so the text comparison is the time order.
+    if (connectedBefore !== undefined) query = query.where("connectedAt", "<=", connectedBefore);
     const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows);
   }

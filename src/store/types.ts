@@ -290,9 +290,17 @@ export interface Store {
   ): Promise<void>;
   /**
    * Sessions left open by a crash are closed at start: every open session, or with `instanceId`
-   * only those that instance held (several instances share the table). Returns how many.
+   * only those that instance held (several instances share the table). With `connectedBefore` (an
+   * ISO 8601 time) only sessions that connected at or before it: a sweep of an instance gone stale
+   * leaves the sessions it opened after its last heartbeat (a restart under the same id). Returns
+   * how many.
    */
-  closeAllOpenSessions(at: string, reason: string, instanceId?: string): Promise<number>;
+  closeAllOpenSessions(
+    at: string,
+    reason: string,
+    instanceId?: string,
+    connectedBefore?: string,
+  ): Promise<number>;
   /** Sessions not ended yet (disconnectedAt null), oldest first, with the instance holding each. */
   listOpenSessions(): Promise<SessionRecord[]>;
   /**

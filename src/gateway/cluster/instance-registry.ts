@@ -120,10 +120,13 @@ export class InstanceRegistry {
         continue;
       }
       if (this.swept.has(instance.instanceId)) continue;
+      // Only what it opened up to its last heartbeat as read here: if it restarted under the same id
+      // since that read, the sessions of its new run (connected later) are its own and stay open.
       const closed = await this.store.closeAllOpenSessions(
         now.toISOString(),
         STALE_INSTANCE_CLOSE_REASON,
         instance.instanceId,
+        instance.heartbeatAt,
       );
       this.swept.add(instance.instanceId);
       if (closed > 0) {
