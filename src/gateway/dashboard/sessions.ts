@@ -70,9 +70,11 @@ export type DashboardStorage = Pick<
 
 /**
  * Whether the credential that asked for a session's login link (`device:<id>`, `key:<keyId>`)
- * still holds; a session whose credential was revoked ends with it.
+ * still holds: true, or false once revoked (the session ends with it), or "unknown" when this
+ * instance has not read the credential yet (made on another instance a moment ago): the request is
+ * refused but the session, shared by every instance, is left as it is.
  */
-export type CreatorCheck = (createdBy: string) => boolean;
+export type CreatorCheck = (createdBy: string) => boolean | "unknown";
 
 /** How a storage is used: what differs between one process's memory and a shared database. */
 export interface DashboardStoragePolicy {
@@ -234,13 +236,16 @@ export class DashboardSessions {
 
   /**
    * The live session with this fingerprint, without counting it as used (a keepalive check). One
-   * that ended (idle, too old, or its creating credential revoked) is deleted.
+   * that ended (idle, too old, or its creating credential revoked) is deleted; one whose creator
+   * this instance does not know yet is not answered, and not deleted (a refusal changes nothing).
    */
   async find(fingerprint: string): Promise<DashboardSession | undefined> {
     const record = await this.storage.getDashboardSession(fingerprint);
     if (!record) return undefined;
     const session = sessionOf(record);
-    if (this.idleExpiresAt(session) <= this.now() || !this.creatorValid(session.createdBy)) {
+    const creator = this.creatorValid(session.createdBy);
+    if (creator === "unknown") return undefined;
+    if (this.idleExpiresAt(session) <= this.now() || !creator) {
       await this.storage.deleteDashboardSession(fingerprint);
       return undefined;
     }
@@ -293,17 +298,27 @@ function sessionOf(record: DashboardSessionRecord): DashboardSession {
 
 /**
  * The creator check of a gateway: a device's credential holds while the device is approved, an
- * API key's while it is not revoked; any other subject (none today) holds.
+ * API key's while it is not revoked; a device or key this instance has not cached is "unknown"
+ * (never taken for revoked: only a credential known revoked ends a shared session); any other
+ * subject (none today) holds.
+ * @param device the cached device of an id, undefined when not cached
+ * @param apiKey the cached API key of an id (its `revokedAt` set once revoked), undefined when not cached
  */
 export function creatorCheck(
   device: (deviceId: string) => { status: string } | undefined,
-  apiKeyRevoked: (keyId: string) => boolean,
+  apiKey: (keyId: string) => { revokedAt?: string | null } | undefined,
 ): CreatorCheck {
   return (createdBy) => {
     const colon = createdBy.indexOf(":");
     const [kind, id] = colon < 0 ? [createdBy, ""] : [createdBy.slice(0, colon), createdBy.slice(colon + 1)];
-    if (kind === "device") return device(id)?.status === "approved";
-    if (kind === "key") return !apiKeyRevoked(id);
+    if (kind === "device") {
+      const record = device(id);
+      return record ? record.status === "approved" : "unknown";
+    }
+    if (kind === "key") {
+      const key = apiKey(id);
+      return key ? !key.revokedAt : "unknown";
+    }
     return true;
   };
 }
