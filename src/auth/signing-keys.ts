@@ -1,3 +1,4 @@
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import * as jose from "jose";
 import type { TokenStore, SigningKeyRecord } from "../store/token-types.js";
 import { KeyRing, verificationKeyFromJwk, type SigningAlgorithm } from "./jwt.js";
@@ -61,9 +62,11 @@ export class SigningKeys {
         .map((r) => [r.kid, openPrivateKey(kek, r.kid, r.sealedPrivateKey)]),
     );
     const plaintext = records.filter((r) => !isSealed(r.sealedPrivateKey));
-    // What is neither sealed nor a PEM was edited by hand: refused by name, never sealed.
+    // What is neither sealed nor a PEM was edited by hand: refused by name, never sealed. A PEM
+    // beside sealed keys was too (a database from before sealing holds none sealed): sealing it
+    // would make a key written by anyone who can write the database a signer.
     for (const r of plaintext)
-      if (!r.sealedPrivateKey.startsWith("-----BEGIN PRIVATE KEY-----"))
+      if (opened.size > 0 || !r.sealedPrivateKey.startsWith("-----BEGIN PRIVATE KEY-----"))
         openPrivateKey(kek, r.kid, r.sealedPrivateKey);
     if (plaintext.length > 0) {
       await this.store.sealSigningKeys(
@@ -93,8 +96,10 @@ export class SigningKeys {
    * Re-reads the keys another gateway instance rotated, writing nothing: no key made, sealed or
    * deleted here (the instance that rotated does that; two instances doing it at once would make
    * two signers). Keys past their `verifyUntil` leave the ring; without a signing key in the store
-   * (a rotation half-way) the current signer stays.
-   * @throws GatehouseError `config_invalid` when a key does not open under this instance's KEK.
+   * (a rotation half-way) the current signer stays. Every key is opened, as at `load`: a row
+   * that does not open, or whose public key is not its private key's, leaves the ring as it was.
+   * @throws GatehouseError `config_invalid` when a key does not open under this instance's KEK or
+   *   its `publicJwk` does not match it.
    */
   async refresh(): Promise<void> {
     const kek = this.kek;
@@ -111,7 +116,10 @@ export class SigningKeys {
   /**
    * Makes the newest key without `verifyUntil` the signer and every key in `records` the ring;
    * with `readAt`, only if no other keys were put in use since that generation (a rotation here
-   * during a re-read is newer than what the re-read found).
+   * during a re-read is newer than what the re-read found). Each key of the ring is derived from
+   * its opened private key, never taken from the row's `publicJwk` alone: whoever can write the
+   * database but lacks the KEK cannot add a key that verifies.
+   * @throws GatehouseError `config_invalid` when a key does not open or its `publicJwk` is not its.
    */
   private async use(
     records: SigningKeyRecord[],
@@ -119,16 +127,16 @@ export class SigningKeys {
     opened: Map<string, string>,
     readAt?: number,
   ) {
+    const pems = new Map(
+      records.map((r) => [r.kid, opened.get(r.kid) ?? openPrivateKey(kek, r.kid, r.sealedPrivateKey)]),
+    );
     const signer = records.filter((r) => r.verifyUntil === null).at(-1)!;
     const active = {
       kid: signer.kid,
       alg: signer.alg as SigningAlgorithm,
-      privateKey: (await jose.importPKCS8(
-        opened.get(signer.kid) ?? openPrivateKey(kek, signer.kid, signer.sealedPrivateKey),
-        signer.alg,
-      )) as CryptoKey,
+      privateKey: (await jose.importPKCS8(pems.get(signer.kid)!, signer.alg)) as CryptoKey,
     };
-    const publicJwks = records.map((r) => JSON.parse(r.publicJwk) as jose.JWK);
+    const publicJwks = records.map((r) => publicJwkOf(r, pems.get(r.kid)!));
     const ring = await Promise.all(publicJwks.map((jwk) => verificationKeyFromJwk(jwk)));
     if (readAt !== undefined && readAt !== this.generation) return;
     // Swapped together once everything is ready: no request sees a signer outside the ring.
@@ -190,5 +198,41 @@ export class SigningKeys {
 
   jwks(): { keys: jose.JWK[] } {
     return { keys: this.publicJwks };
+  }
+}
+
+/** The key parts of a public JWK (RFC 7517/7518/8037): what identifies the key, nothing else. */
+const KEY_MEMBERS = ["kty", "crv", "x", "y"] as const;
+
+/**
+ * The public JWK of a signing key (RFC 7517), derived from its opened PKCS#8 private key `pem`,
+ * with the row's kid and alg and `use: "sig"`.
+ * @throws GatehouseError `config_invalid` when the row's `publicJwk` names another key, kid or
+ *   alg than the private key sealed in that row (the table was written without the KEK).
+ */
+function publicJwkOf(record: SigningKeyRecord, pem: string): jose.JWK {
+  const derived = createPublicKey(createPrivateKey(pem)).export({ format: "jwk" }) as jose.JWK;
+  const jwk: jose.JWK = { ...derived, kid: record.kid, alg: record.alg, use: "sig" };
+  const stored = parseJwk(record.publicJwk);
+  const matches =
+    stored !== undefined &&
+    stored.kid === record.kid &&
+    (stored.alg === undefined || stored.alg === record.alg) &&
+    KEY_MEMBERS.every((member) => stored[member] === jwk[member]);
+  if (!matches)
+    throw new GatehouseError(
+      "config_invalid",
+      `the signing key ${record.kid} in the database has a public key that is not its sealed private key's: the signing_keys table was written without the key-encryption key, and that key is not trusted`,
+      "Restore the database from a backup, or remove that row and rotate the signing key (`gatehouse rotate signing-key`).",
+    );
+  return jwk;
+}
+
+function parseJwk(text: string): jose.JWK | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === "object" && value !== null ? (value as jose.JWK) : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -85,12 +85,16 @@ export class TlsState {
       throw new Error("a postgres store needs the key-encryption key of the shared CA");
     this.ca = sharedKek
       ? await loadSharedCa(store, sharedKek, this.options.describeStore ?? "")
-      : await loadCertificateAuthority(this.read(GATEWAY_FILES.caCert), this.read(GATEWAY_FILES.caKey));
+      : await loadCertificateAuthority(this.read(GATEWAY_FILES.caCert), this.read(GATEWAY_FILES.caKey), {
+          cert: this.file(GATEWAY_FILES.caCert),
+          key: this.file(GATEWAY_FILES.caKey),
+        });
     if (!sharedKek && existsSync(this.file(ROTATION_FILE))) {
       this.rotation = JSON.parse(this.read(ROTATION_FILE)) as CaRotationState;
       this.previousCa = await loadCertificateAuthority(
         this.read(PREVIOUS_CA_CERT),
         this.read(PREVIOUS_CA_KEY),
+        { cert: this.file(PREVIOUS_CA_CERT), key: this.file(PREVIOUS_CA_KEY) },
       );
     }
     this.serverKey = this.read(GATEWAY_FILES.serverKey);

@@ -1,5 +1,7 @@
+import { createPublicKey } from "node:crypto";
 import { x509 } from "./x509.js";
-import { SIGNING_ALGORITHM, generateKeyPair, importKeyPairPem, exportPrivateKeyPem } from "./keys.js";
+import { GatehouseError } from "../protocol/errors.js";
+import { SIGNING_ALGORITHM, generateKeyPair, importKeyPairPem, exportPrivateKeyPem, spkiOf } from "./keys.js";
 import { randomSerialNumber } from "./serial.js";
 import { sha256Fingerprint } from "./fingerprint.js";
 import { encodePem } from "./pem.js";
@@ -64,12 +66,32 @@ export async function createCertificateAuthority(options: {
   };
 }
 
+/**
+ * A CA from its certificate (PEM) and its PKCS#8 private key (PEM). `names` say where each came
+ * from (a file path, a database row), for the message.
+ * @throws GatehouseError `config_invalid` when the certificate's public key is not the key's
+ *   (RFC 5280 §4.1.2.7): a certificate swapped beside the key would make the gateway trust client
+ *   certificates another CA issued.
+ */
 export async function loadCertificateAuthority(
   certPem: string,
   keyPem: string,
+  names: { cert: string; key: string } = { cert: "the CA certificate", key: "the CA key" },
 ): Promise<CertificateAuthority> {
   const cert = new x509.X509Certificate(certPem);
   const keys = await importKeyPairPem(keyPem);
+  const certKey = createPublicKey({ key: Buffer.from(cert.publicKey.rawData), format: "der", type: "spki" });
+  const ownKey = createPublicKey({
+    key: Buffer.from(await spkiOf(keys.publicKey)),
+    format: "der",
+    type: "spki",
+  });
+  if (!certKey.equals(ownKey))
+    throw new GatehouseError(
+      "config_invalid",
+      `${names.cert} does not belong to ${names.key}: the certificate's public key is another key's (certificate ${sha256Fingerprint(cert.rawData).slice(0, 23)}), so it is not trusted as this gateway's CA`,
+      `Put back the CA certificate that was issued with ${names.key} (from a backup); it was replaced.`,
+    );
   return {
     cert,
     certPem: encodePem(cert.rawData, "CERTIFICATE"),

@@ -122,7 +122,8 @@ export async function readSharedGateway(store: Store): Promise<SharedGateway | u
 /**
  * The shared CA, its key opened with `kek`.
  * @throws GatehouseError `not_found` when the database holds no CA (run `gateway init --store`);
- *   `config_invalid` when the key was sealed under another key-encryption key or was altered.
+ *   `config_invalid` when the key was sealed under another key-encryption key or was altered, or
+ *   the certificate is not the key's (swapped by someone who can write the database).
  */
 export async function loadSharedCa(
   store: Store,
@@ -139,7 +140,11 @@ export async function loadSharedCa(
       `the database ${describeStore} holds no gateway CA`,
       "Run `gatehouse gateway init --store REF` once for the first instance, then `gateway join` for the others.",
     );
-  return loadCertificateAuthority(cert.value, openShared(kek, key.name, key.value));
+  // The certificate is public, so stored unsealed: it is trusted only as the sealed key's.
+  return loadCertificateAuthority(cert.value, openShared(kek, key.name, key.value), {
+    cert: `the shared_material row ${SHARED_MATERIAL.caCert} in ${describeStore}`,
+    key: `the sealed CA key (${SHARED_MATERIAL.caKey})`,
+  });
 }
 
 /**
