@@ -12,6 +12,28 @@ const RETRY_INITIAL_MS = 100;
 const RETRY_MAX_MS = 2000;
 /** A dial or a ping that takes longer than this (ms) counts as a lost connection. */
 const CONNECTION_TIMEOUT_MS = 5000;
+/**
+ * How often an instance re-reads everything it caches even though it heard of no change (ms): a
+ * notice lost after its sender's commit (a NOTIFY that failed) or a re-read that failed is made
+ * good within this period, whatever the LISTEN connection did.
+ */
+export const RECONCILE_EVERY_MS = 15_000;
+/** First wait before re-reading after a failed catch-up or change handler (ms); doubles up to RECONCILE_EVERY_MS. */
+const REREAD_RETRY_INITIAL_MS = 500;
+
+/**
+ * Runs `run` once after `ms` milliseconds; returns what cancels it. The feed's reconciliation and
+ * retries use it, so tests fire them without waiting.
+ */
+export type FeedTimer = (run: () => void, ms: number) => () => void;
+
+/** The default FeedTimer: an unref'd setTimeout (it never keeps the process up). */
+const realTimer: FeedTimer = (run, ms) => {
+  // eslint-disable-next-line no-restricted-syntax -- at most RECONCILE_EVERY_MS (15 s)
+  const timer = setTimeout(run, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+};
 
 /**
  * Something another instance made durable and this one may hold in a cache. Only ids travel: the
@@ -76,12 +98,17 @@ export interface ChangeFeedOptions {
   logger: Logger;
   /** Waits before a new dial (ms); tests pass one they release themselves. */
   sleep?: (ms: number) => Promise<void>;
+  /** Schedules the periodic re-read and its retries (default: a timer); tests fire it themselves. */
+  timer?: FeedTimer;
 }
 
 /**
  * PostgreSQL LISTEN on one dedicated connection (a pooled one cannot hold a LISTEN), kept alive:
  * a connection that errors, ends or does not answer a ping is dropped and dialled again with a
  * capped exponential backoff, and every (re)connect is followed by the owner's catch-up read.
+ * The catch-up also runs every RECONCILE_EVERY_MS, and soon again (backoff) after a catch-up or a
+ * change handler failed: a notice lost for good (its NOTIFY failed) or a re-read that hit a dead
+ * pooled connection is made good within the period, not at the next reconnect.
  * Notifications and catch-ups are handled one at a time, in the order they came.
  */
 export class ChangeFeed {
@@ -92,6 +119,11 @@ export class ChangeFeed {
   private work: Promise<void> = Promise.resolve();
   private wake: (() => void) | undefined;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly timer: FeedTimer;
+  /** Cancels the scheduled re-read, and whether it is a retry after a failure (sooner) or the period. */
+  private reread: { cancel: () => void; retry: boolean } | undefined;
+  /** Failed handlers or catch-ups since the last catch-up that worked (the retry's backoff). */
+  private failures = 0;
 
   constructor(private readonly options: ChangeFeedOptions) {
     this.sleep =
@@ -102,6 +134,7 @@ export class ChangeFeed {
           const timer = setTimeout(resolve, Math.min(ms, RETRY_MAX_MS));
           timer.unref();
         }));
+    this.timer = options.timer ?? realTimer;
   }
 
   /** True while the connection is up and listening. */
@@ -114,6 +147,7 @@ export class ChangeFeed {
     let first!: () => void;
     const attempted = new Promise<void>((resolve) => (first = resolve));
     this.running = this.run(first);
+    this.scheduleReread(RECONCILE_EVERY_MS, false);
     return attempted;
   }
 
@@ -134,6 +168,8 @@ export class ChangeFeed {
   /** Stops listening and closes the connection; the handler queue finishes what it started. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.reread?.cancel();
+    this.reread = undefined;
     this.wake?.();
     const client = this.client;
     this.client = undefined;
@@ -183,7 +219,7 @@ export class ChangeFeed {
         this.options.logger.warn({ channel: CHANGE_CHANNEL }, "change notice not understood; ignored");
         return;
       }
-      this.enqueue(() => this.options.handlers.change(notice.change, notice.from));
+      this.enqueue(() => this.options.handlers.change(notice.change, notice.from), false);
     });
     try {
       await client.connect();
@@ -198,7 +234,7 @@ export class ChangeFeed {
       return undefined;
     }
     this.client = client;
-    this.enqueue(() => this.options.handlers.listening());
+    this.enqueue(() => this.options.handlers.listening(), true);
     return client;
   }
 
@@ -213,12 +249,46 @@ export class ChangeFeed {
     client.end().catch(() => undefined);
   }
 
-  private enqueue(step: () => Promise<void>): void {
-    this.work = this.work
-      .then(step)
-      .catch((err: unknown) =>
-        this.options.logger.error({ err }, "could not apply a change from another instance"),
-      );
+  /** Queues a handler; `catchUp` when it is the whole re-read (which restarts the period). */
+  private enqueue(step: () => Promise<void>, catchUp: boolean): void {
+    this.work = this.work.then(step).then(
+      () => {
+        if (!catchUp) return;
+        if (this.failures > 0) this.options.logger.info("caches re-read again after a failure");
+        this.failures = 0;
+        this.scheduleReread(RECONCILE_EVERY_MS, false);
+      },
+      (err: unknown) => {
+        // Once per streak, not every retry: a database away for a minute is one line.
+        if (this.failures === 0)
+          this.options.logger.error(
+            { err: reasonOf(err) },
+            catchUp
+              ? "could not re-read the shared database; trying again soon"
+              : "could not apply a change from another instance; re-reading everything soon",
+          );
+        this.failures++;
+        // A retry already due stays (a stream of failing notices must not keep pushing it back).
+        if (this.reread?.retry) return;
+        const backoff = REREAD_RETRY_INITIAL_MS * 2 ** Math.min(this.failures - 1, 10);
+        this.scheduleReread(Math.min(RECONCILE_EVERY_MS, backoff), true);
+      },
+    );
+  }
+
+  /** Replaces the scheduled re-read with one in `ms`; nothing once stopped. */
+  private scheduleReread(ms: number, retry: boolean): void {
+    this.reread?.cancel();
+    this.reread = undefined;
+    if (this.stopped) return;
+    const reread = {
+      retry,
+      cancel: this.timer(() => {
+        if (this.reread === reread) this.reread = undefined;
+        if (!this.stopped) this.enqueue(() => this.options.handlers.listening(), true);
+      }, ms),
+    };
+    this.reread = reread;
   }
 }
 

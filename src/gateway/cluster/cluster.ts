@@ -7,6 +7,7 @@ import {
   encodeChange,
   type ChangeFeedHandlers,
   type ClusterChange,
+  type FeedTimer,
 } from "./change-feed.js";
 import { HEARTBEAT_EVERY_MS, InstanceRegistry, type InstanceIdentity } from "./instance-registry.js";
 
@@ -26,7 +27,8 @@ export interface Cluster {
   liveInstances(): InstanceRecord[];
   /**
    * Tells the other instances, once the change is durable, so that they re-read it (NOTIFY); a
-   * no-op solo. Never throws: a lost notice is made good by the receivers' catch-up read.
+   * no-op solo. Never throws: a lost notice is made good by the receivers' catch-up read, which
+   * each runs every RECONCILE_EVERY_MS (change-feed.ts) whatever it heard.
    */
   publish(change: ClusterChange): void;
   start(): Promise<void>;
@@ -59,6 +61,8 @@ export interface FleetClusterOptions {
   now: () => Date;
   /** Waits between the change feed's dials (ms); tests pass one they control. */
   sleep?: (ms: number) => Promise<void>;
+  /** Schedules the change feed's periodic re-read and its retries; tests pass one they fire. */
+  rereadTimer?: FeedTimer;
 }
 
 /**
@@ -110,7 +114,7 @@ export class FleetCluster implements Cluster {
       .catch((err: unknown) =>
         this.options.logger.warn(
           { err: err instanceof Error ? err.message : String(err), change: change.kind },
-          "could not tell the other instances of a change; they re-read it when their feed reconnects",
+          "could not tell the other instances of a change; they re-read it at their next periodic catch-up",
         ),
       );
   }
@@ -132,6 +136,7 @@ export class FleetCluster implements Cluster {
       applicationName: `gatehouse-changes ${this.instanceId}`,
       logger: this.options.logger,
       ...(this.options.sleep ? { sleep: this.options.sleep } : {}),
+      ...(this.options.rereadTimer ? { timer: this.options.rereadTimer } : {}),
       handlers: {
         // Its own notices come back too (NOTIFY reaches every listener): they change nothing here.
         change: (change, from) =>
@@ -197,6 +202,8 @@ export function clusterFor(options: {
   now: () => Date;
   /** How the change feed waits between dials (default: a timer); see FleetClusterOptions.sleep. */
   sleep?: (ms: number) => Promise<void>;
+  /** Schedules the change feed's periodic re-read (default: a timer); see FleetClusterOptions. */
+  rereadTimer?: FeedTimer;
 }): Cluster | FleetCluster {
   if (options.store.dialect !== "postgres") return soloCluster();
   if (!options.databaseUrl) throw new Error("a PostgreSQL store was opened without its URL");
@@ -214,5 +221,6 @@ export function clusterFor(options: {
     logger: options.logger,
     now: options.now,
     ...(options.sleep ? { sleep: options.sleep } : {}),
+    ...(options.rereadTimer ? { rereadTimer: options.rereadTimer } : {}),
   });
 }

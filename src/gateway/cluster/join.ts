@@ -22,6 +22,7 @@ import { base32, type CertificateAuthority } from "../../pki/index.js";
 import { GatehouseError } from "../../protocol/errors.js";
 import { SigningKeys } from "../../auth/signing-keys.js";
 import type { Store } from "../../store/types.js";
+import { CHANGE_CHANNEL, encodeChange } from "./change-feed.js";
 import {
   gatewayHomeExists,
   gatewayKekSource,
@@ -108,12 +109,25 @@ export async function joinClusterGatewayHome(
       );
     const ca = await loadSharedCa(store, kek, describeStore);
     const joined = { ...config, gatewayId: shared.gatewayId, name: options.name ?? shared.name };
-    return writeInstanceHome(home, store, ca, joined, {
+    const made = await writeInstanceHome(home, store, ca, joined, {
       gatewayId: shared.gatewayId,
       name: joined.name,
       now,
       adminName: `admin (${config.cluster.instanceId})`,
     });
+    // The running instances cache the devices they accept: told of the new admin, they re-read it
+    // and accept its certificate at once. A notice lost here is made good by their periodic
+    // catch-up (RECONCILE_EVERY_MS), so it does not fail a home that is made.
+    await store
+      .notify(
+        CHANGE_CHANNEL,
+        encodeChange(config.cluster.instanceId ?? "gateway join", {
+          kind: "device",
+          deviceId: made.adminDeviceId,
+        }),
+      )
+      .catch(() => undefined);
+    return made;
   });
 }
 
