@@ -45,6 +45,9 @@ export function passwordOf(url: string): string {
   }
 }
 
+/** pg's message when a query's answer did not come within query_timeout. */
+const QUERY_TIMEOUT_MESSAGE = /^Query read timeout/;
+
 /** Node socket errors and PostgreSQL SQLSTATEs that mean the server is out of reach or refused us. */
 const CONNECTION_CODES = new Set([
   "ECONNREFUSED",
@@ -66,10 +69,17 @@ const CONNECTION_CODES = new Set([
 /** pg's errors without a code that still mean the connection is gone. */
 const CONNECTION_MESSAGES = [
   /^Connection terminated/,
+  QUERY_TIMEOUT_MESSAGE,
   /timeout exceeded when trying to connect/,
   /^Client has encountered a connection error/,
   /^Client was closed/,
 ];
+
+/** Whether `error` is pg's query_timeout: the query got no answer in time (see postgres-store.ts). */
+export function isQueryTimeout(error: unknown): boolean {
+  const { message } = (error ?? {}) as { message?: unknown };
+  return error instanceof Error && typeof message === "string" && QUERY_TIMEOUT_MESSAGE.test(message);
+}
 
 /** Whether `error` means the database cannot be reached (a retry later may work), not a refused query. */
 export function isConnectionError(error: unknown): boolean {
@@ -106,6 +116,8 @@ function hintFor(code: string | undefined, where: string): string {
 export function databaseUnavailable(error: unknown, where: string, password = ""): GatehouseError {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   let reason = typeof message === "string" && message ? message : String(error);
+  if (isQueryTimeout(error))
+    reason = `no answer to a query in time (${reason}): is the database host reachable?`;
   if (password) reason = reason.split(password).join("***");
   const codeText = typeof code === "string" ? code : undefined;
   const failure = new GatehouseError(

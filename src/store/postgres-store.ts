@@ -4,7 +4,14 @@
  * KyselyStore's, the same as on SQLite.
  */
 import { CamelCasePlugin, Kysely, PostgresDialect, PostgresDriver, sql } from "kysely";
-import type { DatabaseConnection, Driver, PostgresDialectConfig, Transaction } from "kysely";
+import type {
+  DatabaseConnection,
+  Driver,
+  PostgresDialectConfig,
+  PostgresPool,
+  PostgresPoolClient,
+  Transaction,
+} from "kysely";
 import pg from "pg";
 import { KyselyStore } from "./kysely-store.js";
 import type { Database as Tables } from "./migrations.js";
@@ -12,6 +19,7 @@ import {
   databaseUnavailable,
   describePostgresUrl,
   isConnectionError,
+  isQueryTimeout,
   migrationRefused,
   passwordOf,
 } from "./postgres-errors.js";
@@ -23,6 +31,14 @@ import { driverConnectionString } from "./postgres-url.js";
 export const DEFAULT_POOL_SIZE = 10;
 /** How long a new connection may take before the database counts as unreachable (pg waits forever). */
 const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * How long a query may wait for its answer (ms) before it fails `unavailable`: a database host
+ * gone without a reset (a black hole) would otherwise hold a request, the heartbeat and a stop
+ * until the kernel gives up on the connection (~15 min). Longer than any query Gatehouse makes.
+ */
+export const QUERY_TIMEOUT_MS = 10_000;
+/** Idle time (ms) before TCP keepalive probes a pooled connection (pg's default is the kernel's 2 h). */
+export const KEEPALIVE_DELAY_MS = 10_000;
 
 /**
  * Advisory lock keys (the two-int form: a class for Gatehouse, one object per kind of work), held
@@ -42,6 +58,9 @@ export interface PostgresStoreLogger {
  * @param url postgres://USER:PASSWORD@HOST:PORT/DATABASE (query parameters as `pg` takes them;
  *   `sslmode` as Gatehouse reads it: every mode but disable is verify-full, postgres-url.ts).
  * @param options.poolSize connections at most (default DEFAULT_POOL_SIZE).
+ * @param options.queryTimeoutMs how long a query waits for its answer (ms, default
+ *   QUERY_TIMEOUT_MS); then it fails GatehouseError `unavailable` naming the database, and its
+ *   connection is closed instead of going back to the pool.
  * @param options.logger gets the pool's background errors; messages name the database as
  *   `postgres://user@host:port/db`, never with the password.
  * @throws GatehouseError `config_invalid` when `url` is not a postgres URL or its sslmode is no
@@ -50,7 +69,7 @@ export interface PostgresStoreLogger {
  */
 export async function openPostgresStore(
   url: string,
-  options: { poolSize?: number; logger?: PostgresStoreLogger } = {},
+  options: { poolSize?: number; logger?: PostgresStoreLogger; queryTimeoutMs?: number } = {},
 ): Promise<Store> {
   const where = describePostgresUrl(url);
   const password = passwordOf(url);
@@ -58,7 +77,9 @@ export async function openPostgresStore(
     connectionString: driverConnectionString(url),
     max: options.poolSize ?? DEFAULT_POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    query_timeout: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
     keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     application_name: "gatehouse",
   });
   // Without a listener, an idle connection that the server cuts (a restart) is an uncaught
@@ -77,7 +98,7 @@ export async function openPostgresStore(
     throw databaseUnavailable(error, where, password);
   }
   const db = new Kysely<Tables>({
-    dialect: new ReachablePostgresDialect({ pool }, where, password),
+    dialect: new ReachablePostgresDialect({ pool: discardingUnanswered(pool) }, where, password),
     plugins: [new CamelCasePlugin()],
   });
   return new KyselyStore(db, {
@@ -154,6 +175,40 @@ async function writeSessionChanges(
             ORDER BY e.value->>'deviceId', e.n DESC) AS d
       WHERE devices.device_id = d.device_id`.execute(trx);
   }
+}
+
+/**
+ * `pool` as Kysely takes it, except that a client whose query went unanswered (pg's query_timeout)
+ * is closed on release instead of going back to the pool: pg leaves that query in front of the
+ * client's next ones, and the server may still hold its transaction (and an advisory lock).
+ */
+function discardingUnanswered(pool: pg.Pool): PostgresPool {
+  const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  return {
+    connect: async () => {
+      const client = await pool.connect();
+      let wrapper = wrappers.get(client);
+      if (!wrapper) {
+        let unanswered: Error | undefined;
+        const query = (...args: unknown[]): unknown => {
+          const result = (client.query as (...a: unknown[]) => unknown)(...args);
+          // A cursor (Kysely's streaming) is returned as is; a promise is watched for the timeout.
+          if (!(result instanceof Promise)) return result;
+          return result.catch((error: unknown) => {
+            if (isQueryTimeout(error)) unanswered = error as Error;
+            throw error;
+          });
+        };
+        wrapper = {
+          query: query as PostgresPoolClient["query"],
+          release: (destroy) => client.release(unanswered ?? destroy),
+        };
+        wrappers.set(client, wrapper);
+      }
+      return wrapper;
+    },
+    end: () => pool.end(),
+  };
 }
 
 /**
