@@ -5,44 +5,13 @@
  * The database is the tests' real server, reached through a TCP relay that can start swallowing
  * every byte in both directions.
  */
-import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { openPostgresStore } from "../src/store/index.js";
 import type { Store } from "../src/store/types.js";
 import { createTestDatabase, postgresAvailable } from "./fixtures/postgres.js";
 import { refusal } from "./fixtures/refusal.js";
+import { startBlackHoleRelay, type BlackHoleRelay } from "./fixtures/black-hole-relay.js";
 import { instanceRecord } from "./fixtures/store.js";
-
-/** A loopback TCP relay to `port` that forwards bytes until `swallow()`, then drops them silently. */
-async function blackHoleRelay(port: number): Promise<{
-  port: number;
-  swallow(swallowing: boolean): void;
-  close(): Promise<void>;
-}> {
-  let swallowing = false;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    const upstream = net.connect(port, "127.0.0.1");
-    for (const s of [socket, upstream]) {
-      sockets.add(s);
-      s.on("error", () => undefined);
-      s.on("close", () => sockets.delete(s));
-    }
-    socket.on("data", (bytes) => void (swallowing || upstream.write(bytes)));
-    upstream.on("data", (bytes) => void (swallowing || socket.write(bytes)));
-    socket.on("end", () => upstream.end());
-    upstream.on("end", () => socket.end());
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    swallow: (on) => (swallowing = on),
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 describe.skipIf(!postgresAvailable())("a PostgreSQL database that stops answering", () => {
   const cleanups: (() => Promise<void>)[] = [];
@@ -52,13 +21,13 @@ describe.skipIf(!postgresAvailable())("a PostgreSQL database that stops answerin
 
   async function storeThroughRelay(): Promise<{
     store: Store;
-    relay: Awaited<ReturnType<typeof blackHoleRelay>>;
+    relay: BlackHoleRelay;
     where: string;
   }> {
     const database = await createTestDatabase();
     cleanups.push(() => database.drop());
     const direct = new URL(database.url);
-    const relay = await blackHoleRelay(Number(direct.port));
+    const relay = await startBlackHoleRelay(Number(direct.port));
     cleanups.push(() => relay.close());
     const viaRelay = new URL(database.url);
     viaRelay.port = String(relay.port);

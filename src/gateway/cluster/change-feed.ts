@@ -2,6 +2,7 @@ import pg from "pg";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { driverConnectionString } from "../../store/postgres-url.js";
+import { KEEPALIVE_DELAY_MS } from "../../store/postgres-store.js";
 
 /** The PostgreSQL channel every instance of one deployment LISTENs on and NOTIFYs. */
 export const CHANGE_CHANNEL = "gatehouse_changes";
@@ -206,6 +207,7 @@ export class ChangeFeed {
       connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
       query_timeout: CONNECTION_TIMEOUT_MS,
       keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     });
     // Without a listener an 'error' event would throw out of the process.
     client.on("error", (err) => this.drop(client, err));
@@ -245,7 +247,8 @@ export class ChangeFeed {
       { err: reasonOf(err), channel: CHANGE_CHANNEL },
       "change feed connection failed",
     );
-    // 'end' follows, and the loop dials again.
+    // 'end' follows (pg destroys the socket of a client whose query is unanswered), and the loop
+    // dials again.
     client.end().catch(() => undefined);
   }
 

@@ -78,6 +78,7 @@ export class FleetCluster implements Cluster {
   private feed: ChangeFeed | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
+  private pinging: Promise<void> | undefined;
   private heartbeatFailing = false;
   private staleSessionsClosed: () => void = () => undefined;
 
@@ -154,6 +155,9 @@ export class FleetCluster implements Cluster {
    * live instances, stale instances' sessions, and a ping of the feed's connection.
    */
   async beat(): Promise<void> {
+    // The ping runs beside the heartbeat, not after it: a heartbeat held up by a database that
+    // stopped answering must not delay noticing that the listening connection is gone too.
+    this.pinging ??= (this.feed?.ping() ?? Promise.resolve()).finally(() => (this.pinging = undefined));
     this.beating ??= (async () => {
       try {
         await this.registry?.beat();
@@ -168,15 +172,20 @@ export class FleetCluster implements Cluster {
           );
         this.heartbeatFailing = true;
       }
-      await this.feed?.ping();
     })().finally(() => (this.beating = undefined));
-    return this.beating;
+    await Promise.all([this.beating, this.pinging]);
   }
 
+  /**
+   * Stops the heartbeat and the feed and marks this instance stopped. Bounded: a beat or the feed's
+   * close still in flight is waited for at most STOP_WAIT_MS each (a database that stopped
+   * answering holds them until their query timeouts, a beat making several queries), and the
+   * final mark is one query, bounded by the store's query timeout.
+   */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
-    await this.beating;
-    await this.feed?.stop();
+    await settledWithin(Promise.all([this.beating, this.pinging]));
+    await settledWithin(this.feed?.stop());
     await this.registry
       ?.stopped()
       .catch((err: unknown) =>
@@ -187,6 +196,22 @@ export class FleetCluster implements Cluster {
       );
   }
 }
+
+/** How long (ms) a stop waits for a heartbeat or the feed's close in flight before going on. */
+export const STOP_WAIT_MS = 3000;
+
+/** Resolves when `work` settles (either way) or after STOP_WAIT_MS, whichever is first. */
+async function settledWithin(work: Promise<unknown> | undefined): Promise<void> {
+  if (!work) return;
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, STOP_WAIT_MS);
+  });
+  await Promise.race([work.then(noop, noop), elapsed]);
+  clearTimeout(timer);
+}
+
+function noop(): void {}
 
 /**
  * The cluster a gateway runs with: solo for SQLite; for PostgreSQL, a FleetCluster named by
