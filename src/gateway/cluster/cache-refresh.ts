@@ -27,7 +27,8 @@ const DEVICE_NOT_APPROVED_CLOSE = 4403;
  * change (never trust more than its id) and bring every cache up to date; a device no longer
  * approved loses its sessions here (4403 `device_revoked`, as a local revoke does) and the CRL is
  * re-issued, so its certificate fails every later handshake on this instance too. After a
- * reconnect of the change feed, `listening` re-reads everything, for changes it did not hear of.
+ * reconnect of the change feed, and every RECONCILE_EVERY_MS, `listening` re-reads everything,
+ * for changes it did not hear of.
  */
 export function cacheRefresher(state: CachedState): ChangeFeedHandlers {
   return {
@@ -74,7 +75,11 @@ export function cacheRefresher(state: CachedState): ChangeFeedHandlers {
       state.events?.emit("devices");
       // Nodes may have come and gone on the others meanwhile, unheard.
       state.events?.emit("nodes");
-      state.logger.info({ sessionsClosed: closed }, "caches re-read from the shared database");
+      // Every RECONCILE_EVERY_MS too: a line at info only when the re-read changed something live.
+      state.logger[closed > 0 ? "info" : "debug"](
+        { sessionsClosed: closed },
+        "caches re-read from the shared database",
+      );
     },
   };
 }
