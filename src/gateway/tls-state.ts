@@ -67,6 +67,8 @@ export class TlsState {
   private serverCert = "";
   private crls: string[] = [];
   private crlIssuedAt = 0;
+  /** The serials the CRLs in use list, comma-joined (issueCrlsIfChanged compares with it). */
+  private crlSerials: string | undefined;
   private server: TlsServer | undefined;
 
   constructor(private readonly options: TlsStateOptions) {}
@@ -162,10 +164,30 @@ export class TlsState {
   /** Re-issues every trusted CA's CRL from the store and swaps them into the live context. */
   async issueCrls(): Promise<void> {
     const now = this.options.now();
-    const revoked = (await this.options.store.listRevokedCertificates(now.toISOString())).map((r) => ({
+    await this.issueCrlsFor(now, await this.revokedAt(now));
+  }
+
+  /**
+   * Re-issues the CRLs only when the revoked certificates differ from those in the CRLs in use
+   * (the periodic re-read of several instances: a new TLS context every 15 s for nothing would
+   * cost a signature per CA and the server's context each time).
+   */
+  async issueCrlsIfChanged(): Promise<void> {
+    const now = this.options.now();
+    const revoked = await this.revokedAt(now);
+    if (revoked.map((r) => r.serial).join(",") === this.crlSerials) return;
+    await this.issueCrlsFor(now, revoked);
+  }
+
+  private async revokedAt(now: Date): Promise<{ serial: string; revokedAt: Date }[]> {
+    return (await this.options.store.listRevokedCertificates(now.toISOString())).map((r) => ({
       serial: r.serial,
       revokedAt: new Date(r.revokedAt),
     }));
+  }
+
+  private async issueCrlsFor(now: Date, revoked: { serial: string; revokedAt: Date }[]): Promise<void> {
+    this.crlSerials = revoked.map((r) => r.serial).join(",");
     const crls = await Promise.all(
       this.trustedCas().map((ca) => issueCrl(ca, { now, validityMs: CRL_VALIDITY_MS, revoked })),
     );

@@ -62,17 +62,33 @@ export function cacheRefresher(state: CachedState): ChangeFeedHandlers {
     },
 
     async listening(): Promise<void> {
-      await state.devices.load();
-      const closed = closeUnapproved(
-        state,
-        [...new Set([...state.sessions.each()].map((session) => session.deviceId))]
-          .map((id) => state.devices.get(id))
-          .filter((device): device is DeviceRecord => device !== undefined),
-      );
-      await state.tokens.load();
-      await state.signingKeys.refresh();
-      await state.tls.issueCrls();
-      state.events?.emit("devices");
+      // Each step on its own: a signing-key row refused (signing-keys.ts) must not hold back the
+      // CRL or the sessions of a revoked device. The first failure is thrown after all have run,
+      // so the feed tries the whole re-read again soon.
+      let failure: unknown;
+      const step = async (work: () => Promise<unknown>) => {
+        try {
+          await work();
+        } catch (error) {
+          failure ??= error;
+        }
+      };
+      const devicesBefore = deviceStates(state.devices.list());
+      let closed = 0;
+      await step(async () => {
+        await state.devices.load();
+        closed = closeUnapproved(
+          state,
+          [...new Set([...state.sessions.each()].map((session) => session.deviceId))]
+            .map((id) => state.devices.get(id))
+            .filter((device): device is DeviceRecord => device !== undefined),
+        );
+      });
+      await step(() => state.tokens.load());
+      await step(() => state.signingKeys.refresh());
+      await step(() => state.tls.issueCrlsIfChanged());
+      // Dashboards refetch only when a device changed, not at every periodic re-read.
+      if (deviceStates(state.devices.list()) !== devicesBefore) state.events?.emit("devices");
       // Nodes may have come and gone on the others meanwhile, unheard.
       state.events?.emit("nodes");
       // Every RECONCILE_EVERY_MS too: a line at info only when the re-read changed something live.
@@ -80,8 +96,17 @@ export function cacheRefresher(state: CachedState): ChangeFeedHandlers {
         { sessionsClosed: closed },
         "caches re-read from the shared database",
       );
+      if (failure !== undefined) throw failure;
     },
   };
+}
+
+/** What a dashboard shows of the devices, as one string to compare before and after a re-read. */
+function deviceStates(devices: DeviceRecord[]): string {
+  return devices
+    .map((d) => `${d.deviceId}:${d.status}:${d.updatedAt}:${d.role}:${d.name}`)
+    .sort()
+    .join("\n");
 }
 
 /** Closes this instance's sessions of every device in `devices` that is not approved; returns how many. */
