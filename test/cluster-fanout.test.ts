@@ -13,10 +13,10 @@ import type { FleetCluster } from "../src/gateway/cluster/cluster.js";
 import { postgresAvailable } from "./fixtures/postgres.js";
 import {
   approvedNode,
+  connectNode as connect,
   changeFeedsListening,
   createTestCluster,
   eventually,
-  type ApprovedNode as Node,
   type TestCluster,
 } from "./fixtures/cluster.js";
 
@@ -35,20 +35,6 @@ class HeldReconnect {
     this.held
       ? new Promise((resolve) => this.waiting.push(resolve))
       : new Promise((resolve) => setTimeout(resolve, Math.min(ms, 200)));
-}
-
-/** A node session (mTLS WebSocket) on `gateway`; resolves once welcomed, with its close to come. */
-async function connect(gateway: RunningGateway, node: Node) {
-  const socket = new WebSocket(`${gateway.url.replace(/^https/, "wss")}/api/v1/connect`, node.tls);
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    socket.once("close", (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
-  await new Promise<void>((resolve, reject) => {
-    socket.once("message", () => resolve());
-    socket.once("error", reject);
-  });
-  await eventually(() => gateway.ctx.sessions.isOnline(node.deviceId), "the session to be registered");
-  return { socket, closed };
 }
 
 const describePostgres = postgresAvailable() ? describe : describe.skip;

@@ -10,7 +10,6 @@ import { readFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import WebSocket from "ws";
 import type { RunningGateway } from "../src/gateway/start.js";
 import { RECONCILE_EVERY_MS, type FeedTimer } from "../src/gateway/cluster/change-feed.js";
 import { joinClusterGatewayHome } from "../src/gateway/cluster/join.js";
@@ -18,10 +17,10 @@ import { GATEWAY_FILES } from "../src/config/index.js";
 import { postgresAvailable } from "./fixtures/postgres.js";
 import {
   approvedNode,
+  connectNode as connect,
   changeFeedsListening,
   createTestCluster,
   eventually,
-  type ApprovedNode as Node,
   type TestCluster,
 } from "./fixtures/cluster.js";
 
@@ -41,20 +40,6 @@ class ManualTimer {
   fireAll(): void {
     for (const entry of this.pending.splice(0)) entry.run();
   }
-}
-
-/** A node session (mTLS WebSocket) on `gateway`; resolves once welcomed, with its close to come. */
-async function connect(gateway: RunningGateway, node: Node) {
-  const socket = new WebSocket(`${gateway.url.replace(/^https/, "wss")}/api/v1/connect`, node.tls);
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    socket.once("close", (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
-  await new Promise<void>((resolve, reject) => {
-    socket.once("message", () => resolve());
-    socket.once("error", reject);
-  });
-  await eventually(() => gateway.ctx.sessions.isOnline(node.deviceId), "the session to be registered");
-  return { socket, closed };
 }
 
 const describePostgres = postgresAvailable() ? describe : describe.skip;
