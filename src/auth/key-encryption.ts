@@ -74,6 +74,23 @@ export function keyEncryptionKey(
   };
 }
 
+/** The PEM label of a PKCS#8 private key (RFC 7468 §10): what databases before 0006 held. */
+const PKCS8_PEM_LABEL = "PRIVATE KEY";
+
+/** Whether a stored value is an unsealed PKCS#8 PEM, as a database from before sealing holds. */
+export function isPlaintextPkcs8(value: string): boolean {
+  return value.startsWith(`-----BEGIN ${PKCS8_PEM_LABEL}-----`);
+}
+
+/** A stored value that is neither sealed nor left from before sealing: edited by hand. */
+export function notSealed(kid: string): GatehouseError {
+  return new GatehouseError(
+    "config_invalid",
+    `the signing key ${kid} in the database is not a sealed key`,
+    "The signing_keys table was edited by hand: restore the database from a backup.",
+  );
+}
+
 /** Whether a stored value is sealed (rather than the plaintext PEM that databases before 0006 held). */
 export function isSealed(value: string): boolean {
   return value.startsWith(`${VERSION}.`);
@@ -113,11 +130,7 @@ export function openPrivateKey(kek: KeyEncryptionKey, kid: string, sealed: strin
   const ciphertext = Buffer.from(ciphertextText, "base64url");
   const tag = Buffer.from(tagText, "base64url");
   if (parts.length !== 5 || version !== VERSION || iv.length !== IV_BYTES || tag.length !== TAG_BYTES)
-    throw new GatehouseError(
-      "config_invalid",
-      `the signing key ${kid} in the database is not a sealed key`,
-      "The signing_keys table was edited by hand: restore the database from a backup.",
-    );
+    throw notSealed(kid);
   if (kekId !== kek.id)
     throw new GatehouseError(
       "config_invalid",

@@ -4,8 +4,10 @@ import type { TokenStore, SigningKeyRecord } from "../store/token-types.js";
 import { KeyRing, verificationKeyFromJwk, type SigningAlgorithm } from "./jwt.js";
 import { randomToken } from "./secrets.js";
 import {
+  isPlaintextPkcs8,
   isSealed,
   kekFileRemedy,
+  notSealed,
   openPrivateKey,
   sealPrivateKey,
   sealedUnder,
@@ -66,8 +68,7 @@ export class SigningKeys {
     // beside sealed keys was too (a database from before sealing holds none sealed): sealing it
     // would make a key written by anyone who can write the database a signer.
     for (const r of plaintext)
-      if (opened.size > 0 || !r.sealedPrivateKey.startsWith("-----BEGIN PRIVATE KEY-----"))
-        openPrivateKey(kek, r.kid, r.sealedPrivateKey);
+      if (opened.size > 0 || !isPlaintextPkcs8(r.sealedPrivateKey)) throw notSealed(r.kid);
     if (plaintext.length > 0) {
       await this.store.sealSigningKeys(
         plaintext.map((r) => ({
