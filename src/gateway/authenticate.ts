@@ -49,8 +49,8 @@ export function bearerToken(request: FastifyRequest): string | undefined {
  * The one function that turns a request's credential into a principal, in this order: a bearer
  * token when one is sent; else the dashboard session cookie when one is sent (a non-safe method
  * must also carry its CSRF token, see DashboardSessions.authenticate); else the client certificate.
- * Every path reads memory only, but a dashboard session among several instances (one read of the
- * shared store; alone the sessions are in memory too).
+ * Every path reads memory only, except a dashboard session among several instances (one read of
+ * the shared store; alone the sessions are in memory too).
  * @throws GatehouseError with the catalogue code of the refusal (`invalid_token` for an ended
  *   dashboard session, `csrf_failed`, the certificate's codes, …).
  */
